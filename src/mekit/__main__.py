@@ -1,0 +1,3 @@
+from mekit.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,178 @@
+"""CASME II: raw (`subNN/EPxx_yy/imgN.jpg`) and official cropped (`Cropped/subNN/.../reg_imgN.jpg`)
+layouts, read through the coding sheet (xlsx or the older xls).
+
+The sheet's columns are Subject, Filename, (blank), OnsetFrame, ApexFrame, OffsetFrame, (blank),
+Action Units, Estimated Emotion. A few apex cells hold '/': the clip's midpoint is used and the
+sample says so (`apex_source="midpoint"`). Our synthetic corpus is written in this same layout.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from mekit.data.schema import LoadResult, Sample, Skipped
+from mekit.errors import MekitError
+
+log = logging.getLogger(__name__)
+
+FPS = 200.0
+COLUMNS = {
+    "subject": "Subject",
+    "filename": "Filename",
+    "onsetframe": "OnsetFrame",
+    "apexframe": "ApexFrame",
+    "offsetframe": "OffsetFrame",
+    "actionunits": "Action Units",
+    "estimatedemotion": "Estimated Emotion",
+}
+_FRAME = re.compile(r"^(?:reg_)?img(\d+)\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE)
+
+
+def find_sheet(root: Path) -> Path:
+    """The coding sheet inside `root` (or its parent): a .xlsx/.xls whose name has 'coding'."""
+    for folder in (root, root.parent):
+        hits = sorted(
+            p
+            for p in folder.glob("*.xls*")
+            if "coding" in p.name.lower() and not p.name.startswith("~$")
+        )
+        if hits:
+            return hits[0]
+    raise MekitError(
+        f"no coding sheet (*coding*.xlsx or .xls) found in {root} or its parent; "
+        "pass the sheet explicitly (--sheet PATH; CASME II ships CASME2-coding-20140508.xlsx)"
+    )
+
+
+def frames_dir(root: Path) -> Path:
+    """The folder that holds `subNN/` clip folders: `root` itself or `root/Cropped`."""
+    for candidate in (root, root / "Cropped", root / "CASME2_RAW_selected", root / "CASME2_RAW"):
+        if candidate.is_dir() and any(candidate.glob("sub*")):
+            return candidate
+    raise MekitError(
+        f"no subject folders (sub01, sub02, ...) found in {root} or {root / 'Cropped'}; "
+        "point --corpus at the folder that holds them"
+    )
+
+
+def read_sheet(sheet: Path) -> pd.DataFrame:
+    """The coding sheet with canonical column names (see COLUMNS); cells kept as text."""
+    try:
+        df = pd.read_excel(sheet, dtype=str)
+    except FileNotFoundError:
+        raise MekitError(f"coding sheet {sheet} not found; check --sheet") from None
+    except Exception as e:  # xlrd/openpyxl raise many kinds for corrupt or wrong files
+        raise MekitError(f"cannot read coding sheet {sheet}: {e}") from None
+    renamed = {c: COLUMNS[_norm(c)] for c in df.columns if _norm(c) in COLUMNS}
+    missing = sorted(set(COLUMNS.values()) - set(renamed.values()))
+    if missing:
+        raise MekitError(
+            f"coding sheet {sheet} lacks column(s) {', '.join(missing)}; "
+            f"found {', '.join(map(str, df.columns))}"
+        )
+    return df.rename(columns=renamed)[list(COLUMNS.values())].dropna(how="all")
+
+
+def load_casme2(
+    root: Path | str,
+    sheet: Path | str | None = None,
+    dataset: str = "casme2",
+    fps: float = FPS,
+) -> LoadResult:
+    """Samples of a CASME II-layout corpus; unusable rows are returned in `skipped` with why."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MekitError(f"corpus folder {root} does not exist; check --corpus")
+    sheet_path = Path(sheet) if sheet is not None else find_sheet(root)
+    table = read_sheet(sheet_path)
+    base = frames_dir(root)
+    samples: list[Sample] = []
+    skipped: list[Skipped] = []
+    for row in table.itertuples(index=False):
+        record = dict(zip(table.columns, row, strict=True))
+        try:
+            samples.append(_sample(record, base, dataset, fps))
+        except _RowError as e:
+            skipped.append(Skipped(e.sample_id, e.reason))
+    for s in skipped:
+        log.warning("skipping %s: %s", s.id, s.reason)
+    log.info("%s: %d samples from %s (%d skipped)", dataset, len(samples), base, len(skipped))
+    return LoadResult(tuple(samples), tuple(skipped))
+
+
+class _RowError(Exception):
+    def __init__(self, sample_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.sample_id, self.reason = sample_id, reason
+
+
+def _sample(record: dict[str, str], base: Path, dataset: str, fps: float) -> Sample:
+    subject = _subject(record["Subject"])
+    clip = str(record["Filename"]).strip()
+    sample_id = f"{dataset}/{subject}/{clip}"
+    onset = _frame_number(record["OnsetFrame"], "OnsetFrame", sample_id)
+    offset = _frame_number(record["OffsetFrame"], "OffsetFrame", sample_id)
+    apex_cell = str(record["ApexFrame"]).strip()
+    if apex_cell in ("/", "", "nan", "-"):
+        apex, apex_source = (onset + offset) // 2, "midpoint"
+    else:
+        apex, apex_source = _frame_number(apex_cell, "ApexFrame", sample_id), "annotated"
+    if offset < onset:
+        raise _RowError(sample_id, f"OffsetFrame {offset} is before OnsetFrame {onset}")
+    if not onset <= apex <= offset:
+        raise _RowError(
+            sample_id,
+            f"ApexFrame {apex} is outside OnsetFrame..OffsetFrame {onset}..{offset}; "
+            "fix the sheet or give a corrected apex",
+        )
+    folder = base / subject / clip
+    if not folder.is_dir():
+        raise _RowError(sample_id, f"clip folder {folder} is missing")
+    numbered = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _FRAME.match(p.name)))
+    if not numbered:
+        raise _RowError(sample_id, f"no imgN.jpg frames in {folder}")
+    numbers = tuple(n for n, _ in numbered)
+    for needed, what in ((onset, "onset"), (apex, "apex"), (offset, "offset")):
+        if needed not in numbers:
+            raise _RowError(
+                sample_id,
+                f"{what} frame {needed} not in {folder} (frames {numbers[0]}..{numbers[-1]})",
+            )
+    return Sample(
+        id=sample_id,
+        dataset=dataset,
+        subject=subject,
+        clip=clip,
+        onset=onset,
+        apex=apex,
+        offset=offset,
+        emotion=str(record["Estimated Emotion"]).strip().lower(),
+        aus=str(record["Action Units"]).strip(),
+        fps=fps,
+        frames=tuple(p for _, p in numbered),
+        frame_numbers=numbers,
+        apex_source=apex_source,
+    )
+
+
+def _subject(cell: str) -> str:
+    text = str(cell).strip().lower().removeprefix("sub")
+    try:
+        return f"sub{int(float(text)):02d}"
+    except ValueError:
+        return f"sub{text}"
+
+
+def _frame_number(cell: str, column: str, sample_id: str) -> int:
+    try:
+        return int(float(str(cell).strip()))
+    except ValueError:
+        raise _RowError(sample_id, f"{column} '{cell}' is not a frame number") from None
+
+
+def _norm(name: object) -> str:
+    return re.sub(r"[^a-z]", "", str(name).lower())
