@@ -1,0 +1,38 @@
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from mekit.data.labels import load_scheme
+from mekit.data.schema import Sample
+from mekit.errors import MekitError
+
+BASE = Sample("x/s/c", "casme2", "sub01", "c", 1, 2, 3, "disgust", "4", 200.0, (Path("a"),), (1,))
+
+
+def test_megc2019_maps_casme2_and_samm():
+    scheme = load_scheme("megc2019")
+    assert scheme.labels == ("negative", "positive", "surprise")
+    assert scheme.label_of(BASE) == "negative"
+    assert scheme.label_of(replace(BASE, emotion="Happiness")) == "positive"
+    assert scheme.label_of(replace(BASE, emotion="others")) is None
+    assert scheme.label_of(replace(BASE, emotion="contempt")) is None  # not a CASME II emotion
+    assert scheme.label_of(replace(BASE, dataset="samm", emotion="contempt")) == "negative"
+
+
+def test_raw_and_user_csv(tmp_path):
+    assert load_scheme("raw", ("b", "a")).labels == ("a", "b")
+    assert load_scheme("raw").label_of(BASE) == "disgust"
+    path = tmp_path / "mine.csv"
+    path.write_text("# two classes\ndataset,emotion,label\n*,disgust,bad\n*,happiness,good\n")
+    scheme = load_scheme(str(path))
+    assert scheme.labels == ("bad", "good") and scheme.label_of(BASE) == "bad"
+
+
+def test_unknown_scheme_names_the_options(tmp_path):
+    with pytest.raises(MekitError, match="megc2019"):
+        load_scheme("nope")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(MekitError, match="dataset,emotion,label"):
+        load_scheme(str(bad))
