@@ -1,0 +1,168 @@
+"""Model registry: a name -> (builder, input spec) table, timm-style.
+
+Each registered model carries a `ModelSpec` that the data pipeline reads (input kind, channels,
+size, frames), so the preprocessing a model needs travels with the model.
+
+    @register_model(ModelSpec(name="ststnet", input_kind="flow", channels=3, size=28, ...))
+    def ststnet(num_classes: int, **kw) -> nn.Module: ...
+
+    model = create_model("ststnet", num_classes=3)
+    model.spec.size  # 28
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from mekit.errors import MekitError
+
+log = logging.getLogger(__name__)
+
+InputKind = Literal["flow", "apex", "flow_sequence", "frames"]
+INPUT_KINDS: tuple[str, ...] = ("flow", "apex", "flow_sequence", "frames")
+# Kinds whose input has a time axis: (B, C, T, H, W); the others are (B, C, H, W).
+TEMPORAL_KINDS: tuple[str, ...] = ("flow_sequence", "frames")
+# Kinds whose channel 0 is the horizontal flow component u (negated by a horizontal flip).
+FLOW_KINDS: tuple[str, ...] = ("flow", "flow_sequence")
+
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model expects as input.
+
+    `input_kind`:
+      - "flow": one flow image per sample, (B, C, H, W); channel 0 is u (horizontal flow, px).
+      - "apex": one (grey or RGB) face image per sample, (B, C, H, W).
+      - "flow_sequence": flow images over time, (B, C, T, H, W) with T = `frames`.
+      - "frames": raw face frames over time, (B, C, T, H, W) with T = `frames`.
+    `size` is the square side H = W in pixels. `channel_names` name the C channels in order.
+    """
+
+    name: str
+    input_kind: InputKind
+    channels: int
+    size: int
+    frames: int | None = None
+    channel_names: tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.input_kind not in INPUT_KINDS:
+            raise ValueError(f"{self.name}: input_kind must be one of {INPUT_KINDS}")
+        if self.channel_names and len(self.channel_names) != self.channels:
+            raise ValueError(
+                f"{self.name}: {len(self.channel_names)} channel names for {self.channels} channels"
+            )
+        temporal = self.input_kind in TEMPORAL_KINDS
+        if temporal and (self.frames is None or self.frames < 1):
+            raise ValueError(f"{self.name}: input_kind {self.input_kind!r} needs frames >= 1")
+        if not temporal and self.frames is not None:
+            raise ValueError(f"{self.name}: input_kind {self.input_kind!r} takes frames=None")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample: (C, H, W), or (C, T, H, W) for temporal kinds."""
+        if self.input_kind in TEMPORAL_KINDS:
+            assert self.frames is not None
+            return (self.channels, self.frames, self.size, self.size)
+        return (self.channels, self.size, self.size)
+
+    @property
+    def is_flow(self) -> bool:
+        """True where channel 0 is horizontal flow u (a horizontal flip must negate it)."""
+        return self.input_kind in FLOW_KINDS
+
+
+_REGISTRY: dict[str, tuple[ModelSpec, Builder]] = {}
+
+
+def register_model(spec: ModelSpec) -> Callable[[Builder], Builder]:
+    """Decorator registering `fn(num_classes, **kw) -> nn.Module` under `spec.name`."""
+
+    def decorate(fn: Builder) -> Builder:
+        if spec.name in _REGISTRY:
+            raise ValueError(f"model {spec.name!r} is registered twice")
+        _REGISTRY[spec.name] = (spec, fn)
+        return fn
+
+    return decorate
+
+
+def _known() -> str:
+    return ", ".join(sorted(_REGISTRY)) or "(none)"
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The input spec of model `name`; `MekitError` listing the known names if unknown."""
+    try:
+        return _REGISTRY[name][0]
+    except KeyError:
+        raise MekitError(f"unknown model {name!r}; known models: {_known()}") from None
+
+
+def list_models() -> list[ModelSpec]:
+    """Specs of all registered models, sorted by name."""
+    return [_REGISTRY[n][0] for n in sorted(_REGISTRY)]
+
+
+class InputCheck:
+    """Forward pre-hook raising `MekitError` when an input does not match the model's spec.
+
+    A class rather than a closure so that models stay picklable (process pools, deepcopy).
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+
+    def __call__(self, module: nn.Module, args: tuple[object, ...]) -> None:
+        x = args[0] if args else None
+        if not isinstance(x, torch.Tensor):
+            return
+        want = self.spec.input_shape
+        if x.dim() != len(want) + 1 or tuple(x.shape[1:]) != want:
+            raise MekitError(
+                f"model {self.spec.name!r} takes input (B, {', '.join(map(str, want))}) "
+                f"[{self.spec.input_kind}], got {tuple(x.shape)}; preprocess to "
+                f"{self.spec.channels} channels at {self.spec.size}x{self.spec.size} px"
+            )
+
+
+def create_model(name: str, num_classes: int, **kwargs: object) -> nn.Module:
+    """Build registered model `name` with `num_classes` outputs.
+
+    The module gets attribute `.spec` (its `ModelSpec`) and checks every input against it:
+    a wrong shape raises `MekitError` before the first layer runs. Output: (B, num_classes)
+    logits.
+    """
+    if name not in _REGISTRY:
+        raise MekitError(f"unknown model {name!r}; known models: {_known()}")
+    if num_classes < 2:
+        raise MekitError(f"num_classes must be at least 2, got {num_classes}")
+    spec, builder = _REGISTRY[name]
+    try:
+        inspect.signature(builder).bind(num_classes, **kwargs)
+    except TypeError:
+        options = [p for p in inspect.signature(builder).parameters if p != "num_classes"]
+        raise MekitError(
+            f"model {name!r} does not take options {sorted(kwargs)}; "
+            f"it takes: {', '.join(options) or '(none)'}"
+        ) from None
+    model = builder(num_classes, **kwargs)
+    model.spec = spec
+    model.register_forward_pre_hook(InputCheck(spec))
+    log.debug("created %s (%d classes, %d parameters)", name, num_classes, count_params(model))
+    return model
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,154 @@
+"""Tests every registered model gets for free, plus the registry's own behaviour."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from mekit.errors import MekitError
+from mekit.models import ModelSpec, create_model, get_spec, list_models, register_model, registry
+
+SPECS = list_models()
+NAMES = [s.name for s in SPECS]
+NUM_CLASSES = 3
+
+
+def _batch(spec: ModelSpec, b: int = 4, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, *spec.input_shape, generator=g)
+
+
+def test_registry_is_not_empty_and_has_ststnet():
+    assert "ststnet" in NAMES
+    assert NAMES == sorted(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_spec_is_consistent(name):
+    spec = get_spec(name)
+    assert spec.name == name
+    assert spec.size > 0 and spec.channels > 0
+    assert not spec.channel_names or len(spec.channel_names) == spec.channels
+    assert create_model(name, NUM_CLASSES).spec is spec
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_shape(name):
+    torch.manual_seed(0)
+    model = create_model(name, NUM_CLASSES)
+    for mode in (model.train, model.eval):
+        mode()
+        out = model(_batch(model.spec, b=5))
+        assert out.shape == (5, NUM_CLASSES)
+        assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_backward_gives_finite_grads_on_all_params(name):
+    torch.manual_seed(0)
+    model = create_model(name, NUM_CLASSES)
+    loss = nn.functional.cross_entropy(model(_batch(model.spec)), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+    assert any(p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wrong_input_shape_raises_mekit_error(name):
+    model = create_model(name, NUM_CLASSES)
+    shape = list(model.spec.input_shape)
+    wrong_channels = [shape[0] + 1, *shape[1:]]
+    wrong_size = [*shape[:-2], shape[-2] + 4, shape[-1] + 4]
+    for bad in (wrong_channels, wrong_size, shape[1:]):
+        with pytest.raises(MekitError, match=name):
+            model(torch.zeros(2, *bad))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_adam_steps_reduce_loss_on_tiny_batch(name):
+    torch.manual_seed(0)
+    model = create_model(name, NUM_CLASSES)
+    x, y = _batch(model.spec, b=6, seed=1), torch.tensor([0, 1, 2, 0, 1, 2])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def eval_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            return float(nn.functional.cross_entropy(model(x), y))
+
+    before = eval_loss()
+    for _ in range(40):
+        model.train()
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    assert eval_loss() < 0.7 * before
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_pickles_for_process_pools(name):
+    torch.manual_seed(0)
+    model = create_model(name, NUM_CLASSES).eval()
+    clone = pickle.loads(pickle.dumps(model))
+    x = _batch(model.spec)
+    assert torch.equal(model(x), clone(x))
+    with pytest.raises(MekitError):  # the input check survives pickling
+        clone(torch.zeros(1, 1, 5, 5))
+
+
+def test_unknown_model_lists_known_names():
+    with pytest.raises(MekitError, match="ststnet"):
+        create_model("no-such-net", 3)
+    with pytest.raises(MekitError, match="known models"):
+        get_spec("no-such-net")
+
+
+def test_unknown_option_and_bad_num_classes_raise():
+    with pytest.raises(MekitError, match="dropout"):
+        create_model("ststnet", 3, no_such_option=1)
+    with pytest.raises(MekitError, match="num_classes"):
+        create_model("ststnet", 1)
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+
+def test_temporal_model_input_check(scratch_registry):
+    spec = ModelSpec(name="tiny3d", input_kind="flow_sequence", channels=2, size=8, frames=4)
+
+    @register_model(spec)
+    def tiny3d(num_classes: int) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(2 * 4 * 8 * 8, num_classes))
+
+    model = create_model("tiny3d", 2)
+    assert spec.input_shape == (2, 4, 8, 8) and spec.is_flow
+    assert model(torch.zeros(3, 2, 4, 8, 8)).shape == (3, 2)
+    with pytest.raises(MekitError, match=r"\(B, 2, 4, 8, 8\)"):
+        model(torch.zeros(3, 2, 5, 8, 8))
+    assert "tiny3d" in [s.name for s in list_models()]
+
+
+def test_duplicate_registration_raises(scratch_registry):
+    with pytest.raises(ValueError, match="twice"):
+        register_model(get_spec("ststnet"))(lambda num_classes: nn.Identity())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"input_kind": "video"},
+        {"input_kind": "frames"},  # temporal kind without frames
+        {"input_kind": "apex", "frames": 8},  # frames on a single-image kind
+        {"input_kind": "flow", "channel_names": ("u", "v")},  # 2 names for 3 channels
+    ],
+)
+def test_invalid_spec_raises(kwargs):
+    with pytest.raises(ValueError):
+        ModelSpec(**{"name": "x", "channels": 3, "size": 28, **kwargs})
