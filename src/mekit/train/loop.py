@@ -1,0 +1,241 @@
+"""Train one model on one training set: `fit`, and score samples: `predict_proba`.
+
+Deterministic: the same `TrainConfig.seed` gives identical weights and history. The seed fixes
+the initial weights and dropout (torch's global RNG, forked so the caller's RNG state is left
+untouched) and the batch order and flips (a private `torch.Generator`); the thread count is
+fixed because a different count may change float summation order.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from mekit.errors import MekitError
+from mekit.models import create_model
+from mekit.train.augment import random_hflip
+from mekit.train.losses import balanced_class_weights, make_loss
+
+log = logging.getLogger(__name__)
+
+Selection = Literal["fixed", "val-split", "test-oracle"]
+SELECTIONS: tuple[str, ...] = ("fixed", "val-split", "test-oracle")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train one model (one LOSO fold).
+
+    Defaults are chosen to converge on a small corpus in seconds on a CPU: Adam at lr 1e-3 for
+    200 epochs. (The STSTNet paper used lr 5e-5 for 800 epochs; set `lr=5e-5, epochs=800` to
+    follow it.)
+
+    selection:
+      - "fixed": train all `epochs`, keep the last weights. Never looks at held-out data.
+      - "val-split": early stopping on validation subjects drawn from the training subjects
+        only (`val_fraction` of them); stops after `patience` epochs without a lower
+        validation loss and restores the best-validation-loss weights.
+      - "test-oracle": keep, per fold, the epoch with the best accuracy on the TEST subject.
+        This is the protocol of several published codes, offered only to reproduce their
+        figures; it is not a valid estimate and reports flag it.
+    augment_flip: mirror each training sample left-right with probability 0.5 (for flow
+      input the u channel, index 0, is negated too).
+    """
+
+    epochs: int = 200
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: Literal["ce", "focal"] = "ce"
+    focal_gamma: float = 2.0
+    class_weights: Literal["none", "balanced"] = "none"
+    selection: Selection = "fixed"
+    val_fraction: float = 0.15
+    patience: int = 30
+    augment_flip: bool = True
+    seed: int = 0
+    num_threads: int = 1
+
+    def __post_init__(self) -> None:
+        choices = {
+            "loss": ("ce", "focal"),
+            "class_weights": ("none", "balanced"),
+            "selection": SELECTIONS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise MekitError(
+                    f"train.{name} = {getattr(self, name)!r} is not one of {', '.join(allowed)}"
+                )
+        for name in ("epochs", "batch_size", "patience", "num_threads"):
+            if getattr(self, name) < 1:
+                raise MekitError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise MekitError(f"train.lr must be positive, got {self.lr}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise MekitError(f"train.val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A trained model (in eval mode) and its per-epoch history.
+
+    history[i] = {"epoch": i + 1, "train_loss": ...} plus "val_loss" and "val_acc" when a
+    validation set was given. `stopped_epoch` is the last epoch trained; `best_epoch` the
+    epoch whose weights the model holds.
+    """
+
+    model: nn.Module
+    history: list[dict[str, float]]
+    stopped_epoch: int
+    best_epoch: int
+
+
+def _check_xy(x: np.ndarray, y: np.ndarray, num_classes: int, what: str) -> None:
+    if x.ndim < 2 or x.shape[0] != y.shape[0]:
+        raise MekitError(f"{what}: {x.shape[0] if x.ndim else 0} inputs but {len(y)} labels")
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise MekitError(f"{what}: labels must be class indices 0..{num_classes - 1}")
+
+
+def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    chunks = list(torch.split(order, batch_size))
+    # A batch of one sample breaks BatchNorm statistics; fold it into the previous batch.
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        chunks[-2:] = [torch.cat(chunks[-2:])]
+    return chunks
+
+
+def _train_epoch(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    generator: torch.Generator,
+    is_flow: bool,
+) -> float:
+    """One pass over (x, y) in shuffled mini-batches; returns the mean training loss."""
+    model.train()
+    total = 0.0
+    for idx in _batches(torch.randperm(len(y), generator=generator), config.batch_size):
+        xb = x[idx]
+        if config.augment_flip:
+            xb = random_hflip(xb, is_flow, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss = criterion(model(xb), y[idx])
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(idx)
+    return total / len(y)
+
+
+@torch.no_grad()
+def _evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module
+) -> tuple[float, float]:
+    model.eval()
+    logits = torch.cat([model(chunk) for chunk in torch.split(x, 256)])
+    return float(criterion(logits, y)), float((logits.argmax(1) == y).float().mean())
+
+
+def fit(
+    model_name: str,
+    num_classes: int,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    config: TrainConfig,
+    X_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """Train registered model `model_name` on X_train (N, *spec.input_shape) float32 and
+    y_train (N,) class indices 0..num_classes-1.
+
+    With selection "val-split" or "test-oracle", (X_val, y_val) is required: the validation
+    subjects' samples or, for the oracle, the test subject's. With "fixed" a given validation
+    set is only monitored (val_loss, val_acc in the history). Validation loss uses the
+    training criterion (including class weights).
+    """
+    x = torch.from_numpy(np.ascontiguousarray(X_train, dtype=np.float32))
+    y_np = np.asarray(y_train, dtype=np.int64)
+    _check_xy(x.numpy(), y_np, num_classes, "training set")
+    if len(y_np) == 0:
+        raise MekitError("training set is empty")
+    has_val = X_val is not None and y_val is not None
+    if config.selection != "fixed" and not has_val:
+        raise MekitError(f"selection {config.selection!r} needs X_val and y_val")
+    if has_val:
+        xv = torch.from_numpy(np.ascontiguousarray(X_val, dtype=np.float32))
+        yv_np = np.asarray(y_val, dtype=np.int64)
+        _check_xy(xv.numpy(), yv_np, num_classes, "validation set")
+        if len(yv_np) == 0:
+            raise MekitError("validation set is empty")
+        yv = torch.from_numpy(yv_np)
+    y = torch.from_numpy(y_np)
+
+    weights = (
+        balanced_class_weights(y_np, num_classes) if config.class_weights == "balanced" else None
+    )
+    criterion = make_loss(config.loss, config.focal_gamma, weights)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.num_threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            generator = torch.Generator().manual_seed(config.seed)
+            model = create_model(model_name, num_classes, **dict(model_kwargs or {}))
+            is_flow = model.spec.is_flow
+            optimizer = torch.optim.Adam(
+                model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            )
+            history: list[dict[str, float]] = []
+            best_epoch, best_score, best_state = config.epochs, -float("inf"), None
+            for epoch in range(1, config.epochs + 1):
+                train_loss = _train_epoch(
+                    model, x, y, criterion, optimizer, config, generator, is_flow
+                )
+                record: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
+                if has_val:
+                    record["val_loss"], record["val_acc"] = _evaluate(model, xv, yv, criterion)
+                history.append(record)
+
+                if config.selection == "fixed":
+                    continue
+                score = (
+                    -record["val_loss"] if config.selection == "val-split" else record["val_acc"]
+                )
+                if score > best_score:
+                    best_epoch, best_score = epoch, score
+                    best_state = copy.deepcopy(model.state_dict())
+                elif config.selection == "val-split" and epoch - best_epoch >= config.patience:
+                    log.debug("early stop at epoch %d (best %d)", epoch, best_epoch)
+                    break
+            if best_state is not None:
+                model.load_state_dict(best_state)
+    finally:
+        torch.set_num_threads(threads)
+    model.eval()
+    return FitResult(
+        model=model, history=history, stopped_epoch=len(history), best_epoch=best_epoch
+    )
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (N, K) float32 for inputs X (N, *model.spec.input_shape)."""
+    model.eval()
+    x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    if len(x) == 0:
+        raise MekitError("no samples to predict")
+    probs = [torch.softmax(model(chunk), dim=1) for chunk in torch.split(x, batch_size)]
+    return torch.cat(probs).numpy()
