@@ -106,7 +106,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         shape = f"{spec.channels}x{spec.size}x{spec.size}"
         if spec.frames:
             shape = f"{spec.frames}x" + shape
-        print(f"{spec.name:<28}{spec.input:<16}{shape:<16}{n:>10,}")
+        print(f"{spec.name:<28}{spec.input_kind:<16}{shape:<16}{n:>10,}")
     return 0
 
 

@@ -1,0 +1,53 @@
+import json
+
+import pandas as pd
+import pytest
+
+from mekit import __version__
+from mekit.cli.main import main
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and __version__ in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("demo", "synth", "train", "models"):
+        assert command in out
+
+
+def test_user_errors_exit_2_without_traceback(tmp_path, capsys):
+    assert main(["train", "--corpus", str(tmp_path / "missing"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "mekit: error:" in err and "does not exist" in err and "Traceback" not in err
+    assert main(["train", "--corpus", str(tmp_path), "--set", "train.epoch=3"]) == 2
+    assert "unknown setting 'train.epoch'" in capsys.readouterr().err
+
+
+def test_models_lists_ststnet(capsys):
+    assert main(["models"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("ststnet"))
+    assert "3x28x28" in line
+
+
+@pytest.mark.slow
+def test_synth_then_train_writes_every_report_file(tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    args = ["--subjects", "3", "--clips-per-subject", "3", "--no-long-videos", "--quiet"]
+    assert main(["synth", str(corpus), *args]) == 0
+    run = tmp_path / "run"
+    code = main(["train", "--corpus", str(corpus), "--dataset", "synthetic", "--out", str(run),
+                 "--set", "train.epochs=3", "--workers", "1", "--no-cache", "--quiet"])
+    assert code == 0
+    for name in ("summary.md", "metrics.json", "predictions.csv", "confusion.png",
+                 "learning_curves.png", "config.json", "skipped.csv"):
+        assert (run / name).is_file(), name
+    preds = pd.read_csv(run / "predictions.csv")
+    assert len(preds) == 9 and preds["id"].str.startswith("synthetic/sub").all()
+    assert set(preds["subject"]) == {"sub01", "sub02", "sub03"}
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["epochs"] == 3 and config["protocol"] == "loso"
+    out = capsys.readouterr().out
+    assert "UF1" in out and "summary.md" in out
