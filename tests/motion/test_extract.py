@@ -1,0 +1,71 @@
+"""Faces + flow on a real (synthetic) corpus: motion lands where the AUs act; bad frames are
+skipped with their reason while the rest goes on; a rerun comes from the cache."""
+
+import cv2
+import numpy as np
+import pytest
+
+from mekit.data.casme2 import load_casme2
+from mekit.faces import FaceConfig, FaceLandmarker, align_frames
+from mekit.faces.landmarks import EYES, MOUTH
+from mekit.motion import FlowConfig
+from mekit.motion.extract import extract_onset_apex, sample_features
+from mekit.synth import SynthConfig, generate_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "corpus"
+    config = SynthConfig(
+        subjects=2,
+        clips_per_subject=2,
+        nuisances=False,
+        long_videos=False,
+        emotions=("happiness", "surprise"),
+        amplitude_px=(2.0, 2.5),
+    )
+    generate_corpus(out, config, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("emotion", ["happiness", "surprise"])
+def test_aligned_flow_peaks_where_the_au_acts(corpus, emotion):
+    landmarker = FaceLandmarker()
+    samples = [s for s in load_casme2(corpus, dataset="synthetic").samples if s.emotion == emotion]
+    assert len(samples) == 2
+    for sample in samples:
+        features = sample_features(sample, FaceConfig(), FlowConfig(size=128), landmarker)
+        assert features.shape == (3, 128, 128)
+        magnitude = np.hypot(features[0], features[1])
+        assert 1.0 < magnitude.max() < 4.0  # px on the 128 px face: amplitude 2-2.5 px
+        rows = _aligned_landmark_rows(sample, landmarker)
+        eye_row, mouth_top = int(rows[list(EYES)].mean()), int(rows[list(MOUTH)].min())
+        total = magnitude.sum()
+        above_eyes = magnitude[:eye_row].sum() / total  # share of the motion
+        around_mouth = magnitude[mouth_top - 20 :].sum() / total
+        if emotion == "surprise":  # AU1+2 raise the brows (AU25, when drawn, parts the lips)
+            assert above_eyes > 0.3
+        else:  # AU6+12: cheeks and lip corners, below the eyes
+            assert above_eyes < 0.2 and around_mouth > 0.4
+
+
+def _aligned_landmark_rows(sample, landmarker):
+    frame = cv2.imread(str(sample.frame_path(sample.onset)))
+    return align_frames([frame], landmarker, FaceConfig()).landmarks[:, 1]
+
+
+def test_bad_frames_are_skipped_and_the_rest_resumes_from_cache(corpus, tmp_path):
+    samples = load_casme2(corpus, dataset="synthetic").samples
+    broken, faceless = samples[0], samples[1]
+    broken.frame_path(broken.onset).write_bytes(b"not a jpeg")
+    cv2.imwrite(str(faceless.frame_path(faceless.onset)), np.full((192, 192, 3), 128, np.uint8))
+    cache = tmp_path / "cache"
+    first = extract_onset_apex(samples, cache_dir=cache, workers=1, progress=False)
+    assert first.ids == tuple(s.id for s in samples[2:])
+    assert first.features.shape == (2, 3, 28, 28) and first.cache_hits == 0
+    reasons = {s.id: s.reason for s in first.skipped}
+    assert "cannot read image" in reasons[broken.id] and str(broken.onset) in reasons[broken.id]
+    assert "no face found" in reasons[faceless.id]
+    again = extract_onset_apex(samples, cache_dir=cache, workers=2, progress=False)
+    assert again.cache_hits == 2
+    assert np.array_equal(again.features, first.features)
