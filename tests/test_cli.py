@@ -38,11 +38,33 @@ def test_synth_then_train_writes_every_report_file(tmp_path, capsys):
     args = ["--subjects", "3", "--clips-per-subject", "3", "--no-long-videos", "--quiet"]
     assert main(["synth", str(corpus), *args]) == 0
     run = tmp_path / "run"
-    code = main(["train", "--corpus", str(corpus), "--dataset", "synthetic", "--out", str(run),
-                 "--set", "train.epochs=3", "--workers", "1", "--no-cache", "--quiet"])
+    code = main(
+        [
+            "train",
+            "--corpus",
+            str(corpus),
+            "--dataset",
+            "synthetic",
+            "--out",
+            str(run),
+            "--set",
+            "train.epochs=3",
+            "--workers",
+            "1",
+            "--no-cache",
+            "--quiet",
+        ]
+    )
     assert code == 0
-    for name in ("summary.md", "metrics.json", "predictions.csv", "confusion.png",
-                 "learning_curves.png", "config.json", "skipped.csv"):
+    for name in (
+        "summary.md",
+        "metrics.json",
+        "predictions.csv",
+        "confusion.png",
+        "learning_curves.png",
+        "config.json",
+        "skipped.csv",
+    ):
         assert (run / name).is_file(), name
     preds = pd.read_csv(run / "predictions.csv")
     assert len(preds) == 9 and preds["id"].str.startswith("synthetic/sub").all()

@@ -25,9 +25,7 @@ def from_mapping(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in fields:
-            raise MekitError(
-                f"unknown setting '{where}{key}'; valid: {', '.join(sorted(fields))}"
-            )
+            raise MekitError(f"unknown setting '{where}{key}'; valid: {', '.join(sorted(fields))}")
         kwargs[key] = _coerce(hints[key], value, f"{where}{key}")
     return cls(**kwargs)
 
@@ -68,7 +66,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`["train.epochs=50", "flow.method=farneback"]` -> nested dict (values parsed as TOML)."""
+    """`["train.epochs=50", "features.method=farneback"]` -> nested dict (values parsed as TOML)."""
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
