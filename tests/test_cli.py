@@ -73,3 +73,32 @@ def test_synth_then_train_writes_every_report_file(tmp_path, capsys):
     assert config["train"]["epochs"] == 3 and config["protocol"] == "loso"
     out = capsys.readouterr().out
     assert "UF1" in out and "summary.md" in out
+
+
+@pytest.mark.slow
+def test_prepare_twice_second_run_all_from_cache(tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    args = ["--subjects", "2", "--clips-per-subject", "2", "--no-long-videos", "--quiet"]
+    assert main(["synth", str(corpus), *args]) == 0
+    prepare = [
+        "prepare",
+        "--corpus",
+        str(corpus),
+        "--features",
+        "onset_apex,lbptop",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--workers",
+        "1",
+        "--quiet",
+        "--set",
+        "features.method=farneback",
+    ]
+    assert main(prepare) == 0
+    capsys.readouterr()
+    assert main(prepare) == 0
+    rows = {ln.split()[0]: ln.split() for ln in capsys.readouterr().out.splitlines()}
+    assert rows["onset_apex"][1:5] == ["3x28x28", "4", "4", "0"]  # shape, done, cached, failed
+    assert rows["lbptop"][2:5] == ["4", "4", "0"]
+    assert main(["prepare", "--corpus", str(corpus), "--features", "hog"]) == 2
+    assert "choose from onset_apex" in capsys.readouterr().err

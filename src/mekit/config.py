@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import tomllib
 import types
 import typing
@@ -33,6 +34,12 @@ def from_mapping(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
         return from_mapping(hint, value, where + ".")  # type: ignore[arg-type]
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            choices = ", ".join(str(m.value) for m in hint)
+            raise MekitError(f"setting '{where}' is {value!r}; choose from {choices}") from None
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return value
@@ -54,6 +61,8 @@ def to_dict(config: Any) -> dict[str, Any]:
     """A JSON/TOML-ready dict of a (nested) dataclass config."""
 
     def plain(v: Any) -> Any:
+        if isinstance(v, enum.Enum):
+            return v.value
         if isinstance(v, Path):
             return str(v)
         if isinstance(v, tuple | list):

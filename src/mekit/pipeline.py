@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ from mekit.data.labels import load_scheme
 from mekit.data.schema import Skipped
 from mekit.errors import MekitError
 from mekit.faces import FaceConfig
-from mekit.motion import FlowConfig
-from mekit.motion.extract import extract_onset_apex
+from mekit.motion import FeatureConfig, FeatureKind
+from mekit.motion.extract import extract_features
 from mekit.synth import SynthConfig, generate_corpus
 from mekit.train import TrainConfig, run_loso, write_report
 from mekit.train.metrics import ClassificationMetrics, classification_metrics
@@ -37,7 +38,7 @@ class ExperimentConfig:
     model: str = "ststnet"
     workers: int = 2  # processes for faces/flow and for LOSO folds
     face: FaceConfig = FaceConfig()
-    flow: FlowConfig = FlowConfig()
+    features: FeatureConfig = FeatureConfig()
     train: TrainConfig = TrainConfig()
 
     @classmethod
@@ -79,8 +80,8 @@ def run_experiment(
     timings["load_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    features = extract_onset_apex(
-        labelled, config.face, config.flow, cache_dir, config.workers, progress
+    features = extract_features(
+        labelled, config.features, config.face, cache_dir, config.workers, progress
     )
     timings["features_s"] = time.perf_counter() - t0
     skipped.extend(features.skipped)
@@ -136,6 +137,50 @@ def run_experiment(
         skipped=tuple(skipped),
         timings=timings,
     )
+
+
+@dataclass(frozen=True)
+class PrepareOutcome:
+    kind: str
+    shape: tuple[int, ...]  # per sample
+    done: int
+    from_cache: int
+    skipped: tuple[Skipped, ...]
+    seconds: float
+
+
+def prepare_corpus(
+    corpus: Path,
+    kinds: Sequence[FeatureKind],
+    config: ExperimentConfig = ExperimentConfig(),
+    sheet: Path | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> tuple[int, list[PrepareOutcome]]:
+    """Compute (or find in the cache) each feature kind for every sample of a corpus."""
+    loaded = load_casme2(corpus, sheet, dataset=config.dataset)
+    outcomes = []
+    for kind in kinds:
+        t0 = time.perf_counter()
+        features = extract_features(
+            loaded.samples,
+            replace(config.features, kind=FeatureKind(kind)),
+            config.face,
+            cache_dir,
+            config.workers,
+            progress,
+        )
+        outcomes.append(
+            PrepareOutcome(
+                kind=str(kind),
+                shape=tuple(features.features.shape[1:]),
+                done=len(features.ids),
+                from_cache=features.cache_hits,
+                skipped=loaded.skipped + features.skipped,
+                seconds=time.perf_counter() - t0,
+            )
+        )
+    return len(loaded.samples), outcomes
 
 
 def run_demo(

@@ -60,22 +60,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mekit.config import load_toml, merge, parse_overrides
-    from mekit.pipeline import ExperimentConfig, run_experiment
+    from mekit.pipeline import run_experiment
 
-    values = load_toml(Path(args.config)) if args.config else {}
-    cli = {
-        k: v
-        for k, v in {
-            "dataset": args.dataset,
-            "labels": args.labels,
-            "model": args.model,
-            "workers": args.workers,
-        }.items()
-        if v is not None
-    }
-    values = merge(merge(values, cli), parse_overrides(args.set or []))
-    config = ExperimentConfig.from_dict(values)
+    config = _experiment_config(args)
     out = (
         Path(args.out)
         if args.out
@@ -87,10 +74,57 @@ def cmd_train(args: argparse.Namespace) -> int:
         out,
         config,
         sheet=Path(args.sheet) if args.sheet else None,
-        cache_dir=None if args.no_cache else Path(args.cache or _default_cache()),
+        cache_dir=_cache(args),
         progress=not args.quiet,
     )
     _print_outcome(outcome, time.perf_counter() - t0)
+    return 0
+
+
+def _experiment_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from mekit.config import load_toml, merge, parse_overrides
+    from mekit.pipeline import ExperimentConfig
+
+    values = load_toml(Path(args.config)) if args.config else {}
+    given = {k: getattr(args, k, None) for k in ("dataset", "labels", "model", "workers")}
+    values = merge(values, {k: v for k, v in given.items() if v is not None})
+    return ExperimentConfig.from_dict(merge(values, parse_overrides(args.set or [])))
+
+
+def _cache(args: argparse.Namespace) -> Path | None:
+    return None if args.no_cache else Path(args.cache or _default_cache())
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from mekit.motion import FeatureKind
+    from mekit.pipeline import prepare_corpus
+
+    try:
+        kinds = [FeatureKind(k.strip()) for k in args.features.split(",")]
+    except ValueError:
+        raise MekitError(
+            f"--features '{args.features}': choose from {', '.join(k.value for k in FeatureKind)}"
+        ) from None
+    config = _experiment_config(args)
+    n, outcomes = prepare_corpus(
+        Path(args.corpus),
+        kinds,
+        config,
+        sheet=Path(args.sheet) if args.sheet else None,
+        cache_dir=_cache(args),
+        progress=not args.quiet,
+    )
+    print(f"{n} samples in {args.corpus}")
+    print(f"{'feature':<12}{'shape':<18}{'done':>6}{'cached':>8}{'failed':>8}{'seconds':>9}")
+    for o in outcomes:
+        shape = "x".join(map(str, o.shape))
+        print(
+            f"{o.kind:<12}{shape:<18}{o.done:>6}{o.from_cache:>8}{len(o.skipped):>8}"
+            f"{o.seconds:>9.1f}"
+        )
+    failed = {s.id: s.reason for o in outcomes for s in o.skipped}
+    for sample_id, reason in failed.items():
+        print(f"  skipped {sample_id}: {reason}")
     return 0
 
 
@@ -123,6 +157,25 @@ def _print_outcome(outcome, seconds: float) -> None:  # type: ignore[no-untyped-
     print(f"report: {outcome.run_dir / 'summary.md'} (predictions, metrics, confusion matrix)")
 
 
+def _corpus_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", required=True, help="folder holding subNN/ (or Cropped/subNN/)")
+    p.add_argument("--sheet", help="coding sheet (default: *coding*.xlsx in the corpus folder)")
+    p.add_argument("--dataset", help="dataset name used in sample ids (default casme2)")
+    p.add_argument("--workers", type=int, help="processes (default 2)")
+    p.add_argument("--config", help="TOML file: top-level keys and [face] [features] [train]")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set train.epochs=100 --set features.method=farneback",
+    )
+    p.add_argument(
+        "--cache", help="feature cache folder (default ~/.cache/mekit/features or $MEKIT_CACHE)"
+    )
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mekit", description="Facial micro-expression analysis: synthesise, train, evaluate."
@@ -151,27 +204,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="LOSO train/evaluate a model on a CASME II-layout corpus")
-    p.add_argument("--corpus", required=True, help="folder holding subNN/ (or Cropped/subNN/)")
-    p.add_argument("--sheet", help="coding sheet (default: *coding*.xlsx in the corpus folder)")
-    p.add_argument("--dataset", help="dataset name used in sample ids (default casme2)")
+    _corpus_options(p)
     p.add_argument("--labels", help="label scheme: megc2019, casme2_5class, raw or a CSV path")
     p.add_argument("--model", help="model name (see `mekit models`; default ststnet)")
     p.add_argument("--protocol", choices=["loso"], default="loso")
-    p.add_argument("--workers", type=int)
-    p.add_argument("--config", help="TOML file with [face], [flow], [train] sections")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set train.epochs=100 --set flow.method=farneback",
-    )
     p.add_argument("--out", help="run folder (default runs/MODEL-DATE)")
-    p.add_argument(
-        "--cache", help="feature cache folder (default ~/.cache/mekit/features or $MEKIT_CACHE)"
-    )
-    p.add_argument("--no-cache", action="store_true")
-    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "prepare", help="compute faces + features for a whole corpus into the cache (resumable)"
+    )
+    _corpus_options(p)
+    p.add_argument(
+        "--features",
+        default="onset_apex",
+        help="comma-separated kinds: onset_apex, keyframes, flow_clip, lbptop",
+    )
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("models", help="list the models with their input and parameter count")
     p.set_defaults(func=cmd_models)

@@ -1,7 +1,8 @@
-"""Onset -> apex features for a whole corpus: faces + flow per sample, in a process pool, cached.
+"""Features for a whole corpus: faces + features per sample, in a process pool, cached.
 
 A sample that fails (unreadable frame, no face) is reported with its reason and the others go
-on. Every finished sample is in the cache at once, so an interrupted run loses nothing.
+on. Every finished sample is in the cache at once, so an interrupted run loses nothing and a
+rerun recomputes nothing already done.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mekit.data.schema import Sample, Skipped
 from mekit.errors import SampleError
 from mekit.faces import FaceConfig, FaceLandmarker, align_frames
 from mekit.motion.cache import FeatureCache, file_digest
-from mekit.motion.features import FEATURE_VERSION, FlowConfig, onset_apex_features
+from mekit.motion.features import FEATURE_VERSION, FeatureConfig, compute_features, frames_needed
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class FeatureSet:
     """Features of the samples that worked, by id; `skipped` says why the others did not."""
 
     ids: tuple[str, ...]
-    features: np.ndarray  # (N, 3, S, S) float32, row i belongs to ids[i]
+    features: np.ndarray  # (N, ...) float32, row i belongs to ids[i]
     skipped: tuple[Skipped, ...]
     cache_hits: int
 
@@ -43,39 +44,43 @@ def read_frame(path: Path, sample_id: str) -> np.ndarray:
     return image
 
 
-def feature_key(sample: Sample, face: FaceConfig, flow: FlowConfig) -> str:
+def _numbers(sample: Sample, config: FeatureConfig) -> tuple[int, ...]:
+    return frames_needed(sample.onset, sample.apex, sample.offset, config)
+
+
+def feature_key(sample: Sample, face: FaceConfig, config: FeatureConfig) -> str:
+    """Cache key: the bytes of every frame used, and every setting that shapes the result."""
     return FeatureCache.key(
         {
-            "kind": "onset_apex",
             "version": FEATURE_VERSION,
-            "onset": file_digest(sample.frame_path(sample.onset)),
-            "apex": file_digest(sample.frame_path(sample.apex)),
+            "frames": [file_digest(sample.frame_path(n)) for n in _numbers(sample, config)],
+            "fps": sample.fps,
             "face": asdict(face),
-            "flow": asdict(flow),
+            "features": asdict(config),
         }
     )
 
 
 def sample_features(
-    sample: Sample, face: FaceConfig, flow: FlowConfig, landmarker: FaceLandmarker
+    sample: Sample, face: FaceConfig, config: FeatureConfig, landmarker: FaceLandmarker
 ) -> np.ndarray:
-    """(3, S, S) features of one sample; raises SampleError with the reason on failure."""
-    onset_path = sample.frame_path(sample.onset)
-    frames = [
-        read_frame(onset_path, sample.id),
-        read_frame(sample.frame_path(sample.apex), sample.id),
-    ]
-    clip = align_frames(frames, landmarker, face)
+    """Features of one sample; raises SampleError with the reason on failure."""
+    numbers = _numbers(sample, config)
+    paths = [sample.frame_path(n) for n in numbers]
+    clip = align_frames([read_frame(p, sample.id) for p in paths], landmarker, face)
     if clip is None:
         raise SampleError(
             sample.id,
-            f"no face found in onset frame {onset_path}; the face should be frontal and at "
+            f"no face found in onset frame {paths[0]}; the face should be frontal and at "
             "least ~80 px wide",
         )
-    return onset_apex_features(clip.frames[0], clip.frames[1], clip.landmarks, flow)
+    frames = np.stack(clip.frames)
+    return compute_features(
+        frames, numbers, sample.onset, sample.apex, sample.fps, clip.landmarks, config
+    )
 
 
-_worker: dict[str, object] = {}
+_worker: dict[str, FaceLandmarker] = {}
 
 
 def _init_worker(upsample: int) -> None:
@@ -83,14 +88,13 @@ def _init_worker(upsample: int) -> None:
     _worker["landmarker"] = FaceLandmarker(upsample)
 
 
-def _job(sample: Sample, face: FaceConfig, flow: FlowConfig, cache_root: str | None):
-    landmarker = _worker["landmarker"]
+def _job(sample: Sample, face: FaceConfig, config: FeatureConfig, cache_root: str | None):
     try:
-        key = feature_key(sample, face, flow)
+        key = feature_key(sample, face, config)
         cache = FeatureCache(cache_root) if cache_root else None
         if cache is not None and (hit := cache.load(key)) is not None:
             return sample.id, hit, None, True
-        array = sample_features(sample, face, flow, landmarker)  # type: ignore[arg-type]
+        array = sample_features(sample, face, config, _worker["landmarker"])
         if cache is not None:
             cache.save(key, array)
         return sample.id, array, None, False
@@ -100,10 +104,10 @@ def _job(sample: Sample, face: FaceConfig, flow: FlowConfig, cache_root: str | N
         return sample.id, None, str(e), False
 
 
-def extract_onset_apex(
+def extract_features(
     samples: Sequence[Sample],
+    config: FeatureConfig = FeatureConfig(),
     face: FaceConfig = FaceConfig(),
-    flow: FlowConfig = FlowConfig(),
     cache_dir: Path | None = None,
     workers: int | None = None,
     progress: bool = True,
@@ -112,18 +116,18 @@ def extract_onset_apex(
     workers = workers or min(len(samples), os.cpu_count() or 1) or 1
     cache_root = str(cache_dir) if cache_dir is not None else None
     results: dict[str, tuple[np.ndarray | None, str | None, bool]] = {}
-    bar = tqdm(total=len(samples), desc="faces + flow", unit="clip", disable=not progress)
+    bar = tqdm(total=len(samples), desc=f"faces + {config.kind}", unit="clip", disable=not progress)
     if workers <= 1:
         _init_worker(face.upsample)
         for s in samples:
-            sid, arr, err, hit = _job(s, face, flow, cache_root)
+            sid, arr, err, hit = _job(s, face, config, cache_root)
             results[sid] = (arr, err, hit)
             bar.update()
     else:
         with ProcessPoolExecutor(
             workers, initializer=_init_worker, initargs=(face.upsample,)
         ) as pool:
-            futures = [pool.submit(_job, s, face, flow, cache_root) for s in samples]
+            futures = [pool.submit(_job, s, face, config, cache_root) for s in samples]
             for future in futures:
                 sid, arr, err, hit = future.result()
                 results[sid] = (arr, err, hit)
@@ -139,6 +143,5 @@ def extract_onset_apex(
         ids.append(s.id)
         arrays.append(arr)
         hits += hit
-    size = flow.size
-    stacked = np.stack(arrays) if arrays else np.zeros((0, 3, size, size), np.float32)
+    stacked = np.stack(arrays) if arrays else np.zeros((0,), np.float32)
     return FeatureSet(tuple(ids), stacked, tuple(skipped), hits)

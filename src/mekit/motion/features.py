@@ -1,57 +1,180 @@
-"""Onset -> apex flow features: (u, v, strain) on the aligned face, resized for the model.
+"""Features on aligned faces, by kind, for every family of models in the literature.
 
-This is the input of STSTNet-style models: a (3, S, S) float32 array, channels (u, v, strain),
-u and v in pixels of the aligned face (config `faces.size`, 128 px by default) and head motion
-removed by subtracting the nose bridge's mean flow.
+| kind         | output                        | frames used                     | method of      |
+|--------------|-------------------------------|---------------------------------|----------------|
+| `onset_apex` | (3, S, S) u, v, strain        | onset, apex                     | STSTNet, OffApex|
+| `keyframes`  | (N-1, 3, S, S) u, v, strain   | N keyframes onset..apex (N=11)  | ME-ResNet      |
+| `flow_clip`  | (L-1, 3, S, S) dx, dy, mag    | onset..offset, trimmed/padded L | CNN-LSTM       |
+| `lbptop`     | (D,) histograms               | onset..offset (TIM optional)    | LBP-TOP + SVM  |
+
+u, v are in pixels of the aligned face (`FaceConfig.size`, 128 px by default), rigid head motion
+removed by subtracting the nose bridge's mean flow; the eyes can be masked (blinks). `keyframes`
+applies ME-ResNet's spatio-temporal continuity filter (threshold U = a * p) inside the face.
+Eulerian magnification and temporal interpolation are optional steps before the features.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import cv2
 import numpy as np
 
-from mekit.faces.landmarks import NOSE_BRIDGE
-from mekit.motion.flow import FlowMethod, compute_flow, optical_strain, subtract_region_motion
+from mekit.faces.landmarks import EYES, JAW, NOSE_BRIDGE
+from mekit.motion.continuity import improved_farneback
+from mekit.motion.flow import (
+    FlowMethod,
+    compute_flow,
+    mask_region,
+    optical_strain,
+    subtract_region_motion,
+)
+from mekit.motion.keyframes import (
+    dx_dy_magnitude,
+    flow_sequence,
+    keyframe_numbers,
+    normalise_length,
+    temporal_interpolate,
+)
+from mekit.motion.lbptop import lbp_top
+from mekit.motion.magnify import eulerian_magnify
 
-# Bump when anything changes what onset_apex_features returns: the cache key includes it.
-FEATURE_VERSION = 1
+# Bump when anything changes what these functions return: cache keys include it.
+FEATURE_VERSION = 2
+
+
+class FeatureKind(StrEnum):
+    ONSET_APEX = "onset_apex"
+    KEYFRAMES = "keyframes"
+    FLOW_CLIP = "flow_clip"
+    LBPTOP = "lbptop"
 
 
 @dataclass(frozen=True)
-class FlowConfig:
+class FeatureConfig:
+    kind: FeatureKind = FeatureKind.ONSET_APEX
     method: FlowMethod = FlowMethod.TVL1
     size: int = 28  # output side, px (STSTNet's 28x28)
     head_motion: bool = True  # subtract the nose bridge's mean flow
     nose_halfwidth: float = 0.06  # nose box half width, fraction of the aligned face side
+    mask_eyes: bool = False  # zero the flow on the eyes (blinks)
+    eye_margin: float = 0.04  # eye box margin, fraction of the aligned face side
+    keyframes: int = 11  # N for `keyframes`
+    continuity_scale: float = 0.8  # a in U = a * p; 0 turns ME-ResNet's filter off
+    clip_length: int = 20  # L for `flow_clip`
+    interpolate: int = 0  # TIM to this many frames before `lbptop` (0 = keep all)
+    magnify_alpha: float = 0.0  # Eulerian magnification factor before flow (0 = off)
+    magnify_band_hz: tuple[float, float] = (1.0, 10.0)
+    lbp_radius: tuple[int, int, int] = (1, 1, 1)  # x, y, t
+    lbp_neighbours: int = 8
+    lbp_grid: tuple[int, int, int] = (5, 5, 1)  # rows, cols, time blocks
 
 
-def nose_mask(landmarks: np.ndarray, shape: tuple[int, int], halfwidth: float) -> np.ndarray:
-    """Bool (H, W) box around the nose bridge landmarks 27-30."""
+def frames_needed(onset: int, apex: int, offset: int, config: FeatureConfig) -> tuple[int, ...]:
+    """Frame numbers a feature kind reads, in time order."""
+    kind = FeatureKind(config.kind)
+    if kind in (FeatureKind.FLOW_CLIP, FeatureKind.LBPTOP):
+        return tuple(range(onset, offset + 1))
+    if config.magnify_alpha > 0:
+        return tuple(range(onset, apex + 1))
+    if kind is FeatureKind.KEYFRAMES:
+        return tuple(sorted(set(keyframe_numbers(onset, apex, config.keyframes))))
+    return (onset, apex)
+
+
+def _box(landmarks: np.ndarray, idx, shape: tuple[int, int], pad: float) -> np.ndarray:
     h, w = shape
-    pts = landmarks[list(NOSE_BRIDGE)]
-    pad = halfwidth * w
-    x0, y0 = np.floor(pts.min(axis=0) - pad).astype(int)
-    x1, y1 = np.ceil(pts.max(axis=0) + pad).astype(int)
+    pts = landmarks[list(idx)]
+    x0, y0 = np.floor(pts.min(axis=0) - pad * w).astype(int)
+    x1, y1 = np.ceil(pts.max(axis=0) + pad * w).astype(int)
     mask = np.zeros(shape, dtype=bool)
     mask[max(y0, 0) : min(y1, h), max(x0, 0) : min(x1, w)] = True
     return mask
 
 
+def nose_mask(landmarks: np.ndarray, shape: tuple[int, int], halfwidth: float) -> np.ndarray:
+    """Bool (H, W) box around the nose bridge landmarks 27-30."""
+    return _box(landmarks, NOSE_BRIDGE, shape, halfwidth)
+
+
+def eye_mask(landmarks: np.ndarray, shape: tuple[int, int], margin: float) -> np.ndarray:
+    """Bool (H, W): boxes around each eye's landmarks 36-41 and 42-47."""
+    return _box(landmarks, EYES[:6], shape, margin) | _box(landmarks, EYES[6:], shape, margin)
+
+
+def face_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bool (H, W): the hull of the jaw line and brows."""
+    hull = cv2.convexHull(landmarks[list(JAW) + list(range(17, 27))].astype(np.int32))
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillConvexPoly(mask, hull, 1)
+    return mask.astype(bool)
+
+
+def _clean(flow: np.ndarray, landmarks: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    shape = flow.shape[1:]
+    if config.head_motion:
+        flow = subtract_region_motion(flow, nose_mask(landmarks, shape, config.nose_halfwidth))
+    if config.mask_eyes:
+        flow = mask_region(flow, eye_mask(landmarks, shape, config.eye_margin))
+    return flow
+
+
+def _resize(stack: np.ndarray, size: int) -> np.ndarray:
+    """(..., C, H, W) -> (..., C, size, size) by area averaging."""
+    if stack.shape[-1] == size:
+        return stack.astype(np.float32)
+    flat = stack.reshape(-1, *stack.shape[-2:])
+    out = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in flat])
+    return out.reshape(*stack.shape[:-2], size, size).astype(np.float32)
+
+
 def onset_apex_features(
-    onset: np.ndarray, apex: np.ndarray, landmarks: np.ndarray, config: FlowConfig
+    onset: np.ndarray, apex: np.ndarray, landmarks: np.ndarray, config: FeatureConfig
 ) -> np.ndarray:
     """(3, S, S) float32 (u, v, strain) from aligned grey onset/apex frames and their landmarks."""
-    flow = compute_flow(onset, apex, config.method)
-    if config.head_motion:
-        flow = subtract_region_motion(
-            flow, nose_mask(landmarks, onset.shape, config.nose_halfwidth)
-        )
-    strain = optical_strain(flow)
-    stack = np.concatenate([flow, strain[None]], axis=0)
-    if config.size != onset.shape[0]:
-        stack = np.stack(
-            [cv2.resize(c, (config.size, config.size), interpolation=cv2.INTER_AREA) for c in stack]
-        )
-    return stack.astype(np.float32)
+    flow = _clean(compute_flow(onset, apex, config.method), landmarks, config)
+    return _resize(np.concatenate([flow, optical_strain(flow)[None]], axis=0), config.size)
+
+
+def compute_features(
+    frames: np.ndarray,
+    numbers: tuple[int, ...],
+    onset: int,
+    apex: int,
+    fps: float,
+    landmarks: np.ndarray,
+    config: FeatureConfig,
+) -> np.ndarray:
+    """Features of one clip from its aligned grey frames (T, H, W) uint8 numbered `numbers`."""
+    if config.magnify_alpha > 0:
+        low, high = config.magnify_band_hz
+        magnified = eulerian_magnify(frames, fps, low, high, alpha=config.magnify_alpha)
+        frames = np.clip(np.rint(magnified), 0, 255).astype(np.uint8)
+    at = {n: i for i, n in enumerate(numbers)}
+    kind = FeatureKind(config.kind)
+    if kind is FeatureKind.ONSET_APEX:
+        return onset_apex_features(frames[at[onset]], frames[at[apex]], landmarks, config)
+    if kind is FeatureKind.KEYFRAMES:
+        keys = frames[[at[n] for n in keyframe_numbers(onset, apex, config.keyframes)]]
+        if config.continuity_scale > 0:
+            roi = face_mask(landmarks, keys.shape[1:])
+            flows = improved_farneback(keys, config.continuity_scale, roi, method=config.method)
+        else:
+            flows = flow_sequence(keys, method=config.method)
+        cleaned = [_clean(f, landmarks, config) for f in flows]
+        stack = np.stack([np.concatenate([f, optical_strain(f)[None]]) for f in cleaned])
+        return _resize(stack, config.size)
+    if kind is FeatureKind.FLOW_CLIP:
+        clip = normalise_length(frames, config.clip_length)
+        flows = np.stack([_clean(f, landmarks, config) for f in flow_sequence(clip, config.method)])
+        return _resize(dx_dy_magnitude(flows), config.size)
+    volume = frames
+    if config.interpolate:
+        volume = np.clip(np.rint(temporal_interpolate(frames, config.interpolate)), 0, 255)
+    return lbp_top(
+        volume.astype(np.uint8),
+        radius=config.lbp_radius,
+        neighbours=config.lbp_neighbours,
+        grid=config.lbp_grid,
+    )

@@ -55,7 +55,20 @@ def optical_strain(flow: np.ndarray) -> np.ndarray:
 
 
 def magnitude(flow: np.ndarray) -> np.ndarray:
+    """Flow magnitude (H, W), px."""
     return np.hypot(flow[0], flow[1]).astype(np.float32)
+
+
+def orientation(flow: np.ndarray) -> np.ndarray:
+    """Flow direction (H, W) in radians, in (-pi, pi]; 0 = rightwards, pi/2 = downwards."""
+    return np.arctan2(flow[1], flow[0]).astype(np.float32)
+
+
+def mask_region(flow: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Zero the flow inside `mask` (H, W bool), e.g. the eyes, whose blinks dwarf AU motion."""
+    out = flow.copy()
+    out[:, mask] = 0.0
+    return out
 
 
 def subtract_region_motion(flow: np.ndarray, mask: np.ndarray) -> np.ndarray:
