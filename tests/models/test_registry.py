@@ -128,7 +128,7 @@ def test_temporal_model_input_check(scratch_registry):
         return nn.Sequential(nn.Flatten(), nn.Linear(2 * 4 * 8 * 8, num_classes))
 
     model = create_model("tiny3d", 2)
-    assert spec.input_shape == (2, 4, 8, 8) and spec.is_flow
+    assert spec.input_shape == (2, 4, 8, 8) and spec.u_channel == 0
     assert model(torch.zeros(3, 2, 4, 8, 8)).shape == (3, 2)
     with pytest.raises(MekitError, match=r"\(B, 2, 4, 8, 8\)"):
         model(torch.zeros(3, 2, 5, 8, 8))
@@ -152,3 +152,24 @@ def test_duplicate_registration_raises(scratch_registry):
 def test_invalid_spec_raises(kwargs):
     with pytest.raises(ValueError):
         ModelSpec(**{"name": "x", "channels": 3, "size": 28, **kwargs})
+
+
+def test_u_channel_found_by_name_for_fusion_inputs():
+    fused = ModelSpec(
+        name="f",
+        input_kind="apex_flow",
+        channels=4,
+        size=8,
+        channel_names=("apex", "u", "v", "strain"),
+    )
+    seq = ModelSpec(
+        name="s",
+        input_kind="apex_flow_sequence",
+        channels=4,
+        size=8,
+        frames=3,
+        channel_names=("apex", "dx", "dy", "magnitude"),
+    )
+    apex = ModelSpec(name="a", input_kind="apex", channels=1, size=8)
+    assert (fused.u_channel, seq.u_channel, apex.u_channel) == (1, 1, None)
+    assert seq.input_shape == (4, 3, 8, 8)

@@ -14,7 +14,7 @@ def _ramp() -> torch.Tensor:
 
 
 def test_flow_flip_mirrors_and_negates_u_only():
-    out = hflip(_ramp(), is_flow=True)
+    out = hflip(_ramp(), u_channel=0)
     assert (out[0, 0, :, -1] == -2.0).all() and (out[0, 0, :, :-1] == 0).all()
     assert (out[0, 1, :, -1] == 1.0).all()
     assert (out[0, 2, :, -1] == 0.5).all()
@@ -22,9 +22,9 @@ def test_flow_flip_mirrors_and_negates_u_only():
 
 def test_image_flip_only_mirrors_and_flips_are_involutions():
     x = _ramp()
-    assert (hflip(x, is_flow=False)[0, 0, :, -1] == 2.0).all()
-    for is_flow in (True, False):
-        assert torch.equal(hflip(hflip(x, is_flow), is_flow), x)
+    assert (hflip(x, u_channel=None)[0, 0, :, -1] == 2.0).all()
+    for u in (0, 1, None):
+        assert torch.equal(hflip(hflip(x, u), u), x)
     seq = torch.randn(2, 2, 3, 4, 4)  # (B, C, T, H, W)
     assert torch.equal(hflip(seq, True)[:, 0], -torch.flip(seq[:, 0], dims=(-1,)))
 

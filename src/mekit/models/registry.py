@@ -25,12 +25,19 @@ from mekit.errors import MekitError
 
 log = logging.getLogger(__name__)
 
-InputKind = Literal["flow", "apex", "flow_sequence", "frames"]
-INPUT_KINDS: tuple[str, ...] = ("flow", "apex", "flow_sequence", "frames")
+InputKind = Literal["flow", "apex", "apex_flow", "flow_sequence", "frames", "apex_flow_sequence"]
+INPUT_KINDS: tuple[str, ...] = (
+    "flow",
+    "apex",
+    "apex_flow",
+    "flow_sequence",
+    "frames",
+    "apex_flow_sequence",
+)
 # Kinds whose input has a time axis: (B, C, T, H, W); the others are (B, C, H, W).
-TEMPORAL_KINDS: tuple[str, ...] = ("flow_sequence", "frames")
-# Kinds whose channel 0 is the horizontal flow component u (negated by a horizontal flip).
-FLOW_KINDS: tuple[str, ...] = ("flow", "flow_sequence")
+TEMPORAL_KINDS: tuple[str, ...] = ("flow_sequence", "frames", "apex_flow_sequence")
+# Names a horizontal flow channel may have (negated by a horizontal flip).
+U_NAMES: tuple[str, ...] = ("u", "dx")
 
 Builder = Callable[..., nn.Module]
 
@@ -42,8 +49,12 @@ class ModelSpec:
     `input_kind`:
       - "flow": one flow image per sample, (B, C, H, W); channel 0 is u (horizontal flow, px).
       - "apex": one (grey or RGB) face image per sample, (B, C, H, W).
+      - "apex_flow": apex appearance and onset->apex flow stacked, (B, C, H, W), channels
+        e.g. ("apex", "u", "v", "strain"), the image scaled to [0, 1].
       - "flow_sequence": flow images over time, (B, C, T, H, W) with T = `frames`.
       - "frames": raw face frames over time, (B, C, T, H, W) with T = `frames`.
+      - "apex_flow_sequence": the apex image (repeated over T) stacked with the flows of
+        neighbouring frames, (B, C, T, H, W), channels e.g. ("apex", "dx", "dy", "magnitude").
     `size` is the square side H = W in pixels. `channel_names` name the C channels in order.
     """
 
@@ -77,9 +88,18 @@ class ModelSpec:
         return (self.channels, self.size, self.size)
 
     @property
-    def is_flow(self) -> bool:
-        """True where channel 0 is horizontal flow u (a horizontal flip must negate it)."""
-        return self.input_kind in FLOW_KINDS
+    def u_channel(self) -> int | None:
+        """Index of the horizontal flow channel (a horizontal flip must negate it), or None.
+
+        Found by name ("u" or "dx") in `channel_names`; unnamed "flow" and "flow_sequence"
+        inputs have u first.
+        """
+        for i, name in enumerate(self.channel_names):
+            if name in U_NAMES:
+                return i
+        if not self.channel_names and self.input_kind in ("flow", "flow_sequence"):
+            return 0
+        return None
 
 
 _REGISTRY: dict[str, tuple[ModelSpec, Builder]] = {}

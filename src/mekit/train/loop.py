@@ -121,7 +121,7 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     config: TrainConfig,
     generator: torch.Generator,
-    is_flow: bool,
+    u_channel: int | None,
 ) -> float:
     """One pass over (x, y) in shuffled mini-batches; returns the mean training loss."""
     model.train()
@@ -129,7 +129,7 @@ def _train_epoch(
     for idx in _batches(torch.randperm(len(y), generator=generator), config.batch_size):
         xb = x[idx]
         if config.augment_flip:
-            xb = random_hflip(xb, is_flow, generator)
+            xb = random_hflip(xb, u_channel, generator)
         optimizer.zero_grad(set_to_none=True)
         loss = criterion(model(xb), y[idx])
         loss.backward()
@@ -194,7 +194,7 @@ def fit(
             torch.manual_seed(config.seed)
             generator = torch.Generator().manual_seed(config.seed)
             model = create_model(model_name, num_classes, **dict(model_kwargs or {}))
-            is_flow = model.spec.is_flow
+            u_channel = model.spec.u_channel
             optimizer = torch.optim.Adam(
                 model.parameters(), lr=config.lr, weight_decay=config.weight_decay
             )
@@ -202,7 +202,7 @@ def fit(
             best_epoch, best_score, best_state = config.epochs, -float("inf"), None
             for epoch in range(1, config.epochs + 1):
                 train_loss = _train_epoch(
-                    model, x, y, criterion, optimizer, config, generator, is_flow
+                    model, x, y, criterion, optimizer, config, generator, u_channel
                 )
                 record: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
                 if has_val:
