@@ -102,3 +102,32 @@ def test_prepare_twice_second_run_all_from_cache(tmp_path, capsys):
     assert rows["lbptop"][2:5] == ["4", "4", "0"]
     assert main(["prepare", "--corpus", str(corpus), "--features", "hog"]) == 2
     assert "choose from onset_apex" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_lbptop_svm_baseline(tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    args = ["--subjects", "3", "--clips-per-subject", "4", "--no-long-videos", "--quiet"]
+    assert main(["synth", str(corpus), *args]) == 0
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--corpus",
+                str(corpus),
+                "--model",
+                "lbptop_svm",
+                "--out",
+                str(run),
+                "--workers",
+                "1",
+                "--no-cache",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "lbptop_svm" and config["features"]["kind"] == "lbptop"
+    assert len(pd.read_csv(run / "predictions.csv")) == 12

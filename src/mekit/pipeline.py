@@ -22,10 +22,13 @@ from mekit.data.labels import load_scheme
 from mekit.data.schema import Skipped
 from mekit.errors import MekitError
 from mekit.faces import FaceConfig
+from mekit.models import get_spec
 from mekit.motion import FeatureConfig, FeatureKind
 from mekit.motion.extract import extract_features
 from mekit.synth import SynthConfig, generate_corpus
 from mekit.train import TrainConfig, run_loso, write_report
+from mekit.train.classical import CLASSICAL_MODELS, run_loso_classical
+from mekit.train.inputs import feature_config_for, to_model_layout
 from mekit.train.metrics import ClassificationMetrics, classification_metrics
 
 log = logging.getLogger(__name__)
@@ -35,10 +38,10 @@ log = logging.getLogger(__name__)
 class ExperimentConfig:
     dataset: str = "casme2"
     labels: str = "megc2019"  # built-in scheme name or a CSV path (dataset,emotion,label)
-    model: str = "ststnet"
+    model: str = "ststnet"  # a registered network (`mekit models`) or "lbptop_svm"
     workers: int = 2  # processes for faces/flow and for LOSO folds
     face: FaceConfig = FaceConfig()
-    features: FeatureConfig = FeatureConfig()
+    features: FeatureConfig = FeatureConfig()  # kind, size and frames come from the model
     train: TrainConfig = TrainConfig()
 
     @classmethod
@@ -79,9 +82,16 @@ def run_experiment(
         label_of[s.id] = label
     timings["load_s"] = time.perf_counter() - t0
 
+    classical = config.model in CLASSICAL_MODELS
+    spec = None if classical else get_spec(config.model)
+    feature_config = (
+        replace(config.features, kind=FeatureKind.LBPTOP)
+        if classical
+        else feature_config_for(spec, config.features)  # type: ignore[arg-type]
+    )
     t0 = time.perf_counter()
     features = extract_features(
-        labelled, config.features, config.face, cache_dir, config.workers, progress
+        labelled, feature_config, config.face, cache_dir, config.workers, progress
     )
     timings["features_s"] = time.perf_counter() - t0
     skipped.extend(features.skipped)
@@ -99,17 +109,23 @@ def run_experiment(
     y = np.array([labels.index(label_of[i]) for i in ids])
 
     t0 = time.perf_counter()
-    result = run_loso(
-        features.features,
-        y,
-        subjects,
-        ids,
-        labels,
-        config.model,
-        config.train,
-        workers=config.workers,
-        progress=progress,
-    )
+    if spec is None:
+        result = run_loso_classical(
+            features.features, y, subjects, ids, labels, config.train, progress=progress
+        )
+    else:
+        X = to_model_layout(features.features, spec, feature_config.kind)
+        result = run_loso(
+            X,
+            y,
+            subjects,
+            ids,
+            labels,
+            config.model,
+            config.train,
+            workers=config.workers,
+            progress=progress,
+        )
     timings["loso_s"] = time.perf_counter() - t0
 
     resolved = {
@@ -118,6 +134,7 @@ def run_experiment(
         "sheet": str(sheet) if sheet else None,
         "protocol": "loso",
         **to_dict(config),
+        "features": to_dict(feature_config),  # as the model's input spec resolved them
     }
     paths = write_report(
         out,

@@ -81,8 +81,21 @@ def test_bad_frames_are_skipped_and_the_rest_resumes_from_cache(corpus, tmp_path
         (FeatureConfig(kind="flow_clip", method="farneback", size=32), (19, 3, 32, 32)),
         (FeatureConfig(kind="lbptop", interpolate=10), (5 * 5 * 1 * 3 * 59,)),
         (FeatureConfig(method="dis", mask_eyes=True, magnify_alpha=4.0), (3, 28, 28)),
+        (FeatureConfig(kind="apex", size=64), (1, 64, 64)),
+        (FeatureConfig(kind="apex_flow", method="dis", size=32), (4, 32, 32)),
+        (FeatureConfig(kind="frames", keyframes=16, size=32), (16, 1, 32, 32)),
+        (FeatureConfig(kind="apex_flow_clip", method="dis", keyframes=9), (8, 4, 28, 28)),
     ],
-    ids=["keyframes", "flow_clip", "lbptop", "magnified"],
+    ids=[
+        "keyframes",
+        "flow_clip",
+        "lbptop",
+        "magnified",
+        "apex",
+        "apex_flow",
+        "frames",
+        "apex_flow_clip",
+    ],
 )
 def test_every_feature_kind_has_its_documented_shape(corpus, config, shape, tmp_path):
     samples = load_casme2(corpus, dataset="synthetic").samples[:2]

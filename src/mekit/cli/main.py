@@ -129,18 +129,16 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    import torch
+    from mekit.models import count_params, create_model, list_models
+    from mekit.train.inputs import feature_kind_for
 
-    from mekit.models import create_model, list_models
-
-    print(f"{'name':<28}{'input':<16}{'shape':<16}{'params':>10}")
+    print(f"{'name':<28}{'input':<20}{'shape (C,[T,]H,W)':<20}{'features':<16}{'params':>10}")
     for spec in list_models():
-        model = create_model(spec.name, num_classes=3)
-        n = sum(p.numel() for p in model.parameters() if isinstance(p, torch.nn.Parameter))
-        shape = f"{spec.channels}x{spec.size}x{spec.size}"
-        if spec.frames:
-            shape = f"{spec.frames}x" + shape
-        print(f"{spec.name:<28}{spec.input_kind:<16}{shape:<16}{n:>10,}")
+        n = count_params(create_model(spec.name, num_classes=3))
+        shape = "x".join(map(str, spec.input_shape))
+        kind = feature_kind_for(spec).value
+        print(f"{spec.name:<28}{spec.input_kind:<20}{shape:<20}{kind:<16}{n:>10,}")
+    print(f"{'lbptop_svm':<28}{'lbptop':<20}{'5x5x1 blocks':<20}{'lbptop':<16}{'(svm)':>10}")
     return 0
 
 

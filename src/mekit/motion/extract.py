@@ -76,7 +76,14 @@ def sample_features(
         )
     frames = np.stack(clip.frames)
     return compute_features(
-        frames, numbers, sample.onset, sample.apex, sample.fps, clip.landmarks, config
+        frames,
+        numbers,
+        sample.onset,
+        sample.apex,
+        sample.offset,
+        sample.fps,
+        clip.landmarks,
+        config,
     )
 
 

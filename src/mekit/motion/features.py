@@ -6,6 +6,10 @@
 | `keyframes`  | (N-1, 3, S, S) u, v, strain   | N keyframes onset..apex (N=11)  | ME-ResNet      |
 | `flow_clip`  | (L-1, 3, S, S) dx, dy, mag    | onset..offset, trimmed/padded L | CNN-LSTM       |
 | `lbptop`     | (D,) histograms               | onset..offset (TIM optional)    | LBP-TOP + SVM  |
+| `apex`       | (1, S, S) grey in [0, 1]      | apex                            | apex CNNs      |
+| `apex_flow`  | (4, S, S) apex, u, v, strain  | onset, apex                     | two-stream     |
+| `frames`     | (T, 1, S, S) grey in [0, 1]   | T frames onset..offset          | keyframe GRU   |
+| `apex_flow_clip` | (T-1, 4, S, S) apex, dx, dy, mag | T frames around the apex | apex+LSTM    |
 
 u, v are in pixels of the aligned face (`FaceConfig.size`, 128 px by default), rigid head motion
 removed by subtracting the nose bridge's mean flow; the eyes can be masked (blinks). `keyframes`
@@ -49,6 +53,22 @@ class FeatureKind(StrEnum):
     KEYFRAMES = "keyframes"
     FLOW_CLIP = "flow_clip"
     LBPTOP = "lbptop"
+    APEX = "apex"
+    APEX_FLOW = "apex_flow"
+    FRAMES = "frames"
+    APEX_FLOW_CLIP = "apex_flow_clip"
+
+
+CHANNELS: dict[FeatureKind, tuple[str, ...]] = {
+    FeatureKind.ONSET_APEX: ("u", "v", "strain"),
+    FeatureKind.KEYFRAMES: ("u", "v", "strain"),
+    FeatureKind.FLOW_CLIP: ("dx", "dy", "magnitude"),
+    FeatureKind.LBPTOP: (),
+    FeatureKind.APEX: ("apex",),
+    FeatureKind.APEX_FLOW: ("apex", "u", "v", "strain"),
+    FeatureKind.FRAMES: ("frame",),
+    FeatureKind.APEX_FLOW_CLIP: ("apex", "dx", "dy", "magnitude"),
+}
 
 
 @dataclass(frozen=True)
@@ -60,7 +80,7 @@ class FeatureConfig:
     nose_halfwidth: float = 0.06  # nose box half width, fraction of the aligned face side
     mask_eyes: bool = False  # zero the flow on the eyes (blinks)
     eye_margin: float = 0.04  # eye box margin, fraction of the aligned face side
-    keyframes: int = 11  # N for `keyframes`
+    keyframes: int = 11  # frames read: N keyframes (N-1 flows), T `frames`, T `apex_flow_clip`
     continuity_scale: float = 0.8  # a in U = a * p; 0 turns ME-ResNet's filter off
     clip_length: int = 20  # L for `flow_clip`
     interpolate: int = 0  # TIM to this many frames before `lbptop` (0 = keep all)
@@ -72,15 +92,28 @@ class FeatureConfig:
 
 
 def frames_needed(onset: int, apex: int, offset: int, config: FeatureConfig) -> tuple[int, ...]:
-    """Frame numbers a feature kind reads, in time order."""
+    """Frame numbers a feature kind reads, in time order (consecutive where magnified)."""
     kind = FeatureKind(config.kind)
-    if kind in (FeatureKind.FLOW_CLIP, FeatureKind.LBPTOP):
+    magnify = config.magnify_alpha > 0
+    if kind in (FeatureKind.FLOW_CLIP, FeatureKind.LBPTOP) or (
+        magnify and kind is FeatureKind.FRAMES
+    ):
         return tuple(range(onset, offset + 1))
-    if config.magnify_alpha > 0:
+    if kind is FeatureKind.APEX_FLOW_CLIP:
+        return tuple(sorted({onset, *apex_window(onset, apex, offset, config.keyframes)}))
+    if magnify:
         return tuple(range(onset, apex + 1))
+    if kind is FeatureKind.FRAMES:
+        return tuple(sorted(set(keyframe_numbers(onset, offset, config.keyframes))))
     if kind is FeatureKind.KEYFRAMES:
         return tuple(sorted(set(keyframe_numbers(onset, apex, config.keyframes))))
-    return (onset, apex)
+    return (onset, apex)  # the apex kinds read the onset too: the face is found there
+
+
+def apex_window(onset: int, apex: int, offset: int, n: int) -> tuple[int, ...]:
+    """Up to `n` consecutive frame numbers centred on the apex, kept inside onset..offset."""
+    start = max(onset, min(apex - n // 2, offset - n + 1))
+    return tuple(range(start, min(start + n, offset + 1)))
 
 
 def _box(landmarks: np.ndarray, idx, shape: tuple[int, int], pad: float) -> np.ndarray:
@@ -142,11 +175,13 @@ def compute_features(
     numbers: tuple[int, ...],
     onset: int,
     apex: int,
+    offset: int,
     fps: float,
     landmarks: np.ndarray,
     config: FeatureConfig,
 ) -> np.ndarray:
-    """Features of one clip from its aligned grey frames (T, H, W) uint8 numbered `numbers`."""
+    """Features of one clip from its aligned grey frames (T, H, W) uint8 numbered `numbers`
+    (as `frames_needed` lists them)."""
     if config.magnify_alpha > 0:
         low, high = config.magnify_band_hz
         magnified = eulerian_magnify(frames, fps, low, high, alpha=config.magnify_alpha)
@@ -155,6 +190,24 @@ def compute_features(
     kind = FeatureKind(config.kind)
     if kind is FeatureKind.ONSET_APEX:
         return onset_apex_features(frames[at[onset]], frames[at[apex]], landmarks, config)
+    if kind is FeatureKind.APEX:
+        return _resize(frames[at[apex]][None] / np.float32(255), config.size)
+    if kind is FeatureKind.APEX_FLOW:
+        apex_image = _resize(frames[at[apex]][None] / np.float32(255), config.size)
+        flow = onset_apex_features(frames[at[onset]], frames[at[apex]], landmarks, config)
+        return np.concatenate([apex_image, flow])
+    if kind is FeatureKind.FRAMES:
+        picked = frames[[at[n] for n in keyframe_numbers(onset, offset, config.keyframes)]]
+        return _resize(picked[:, None] / np.float32(255), config.size)
+    if kind is FeatureKind.APEX_FLOW_CLIP:
+        span = apex_window(onset, apex, offset, config.keyframes)
+        window = normalise_length(frames[[at[n] for n in span]], config.keyframes)
+        flows = np.stack(
+            [_clean(f, landmarks, config) for f in flow_sequence(window, config.method)]
+        )
+        motion = _resize(dx_dy_magnitude(flows), config.size)
+        apex_image = _resize(frames[at[apex]][None] / np.float32(255), config.size)
+        return np.concatenate([np.repeat(apex_image[None], len(motion), axis=0), motion], axis=1)
     if kind is FeatureKind.KEYFRAMES:
         keys = frames[[at[n] for n in keyframe_numbers(onset, apex, config.keyframes)]]
         if config.continuity_scale > 0:
