@@ -4,20 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mekit.data.casme2 import load_casme2
+from mekit.data.casme2 import SHEET_HEADER, load_casme2
 from mekit.errors import MekitError
 
-HEADER = [
-    "Subject",
-    "Filename",
-    None,
-    "OnsetFrame",
-    "ApexFrame",
-    "OffsetFrame",
-    None,
-    "Action Units",
-    "Estimated Emotion",
-]
+HEADER = list(SHEET_HEADER)
 
 
 def write_corpus(

@@ -20,6 +20,18 @@ from mekit.errors import MekitError
 log = logging.getLogger(__name__)
 
 FPS = 200.0
+# The official sheet's header row, blank cells included (as written by our synthetic corpus).
+SHEET_HEADER: tuple[str | None, ...] = (
+    "Subject",
+    "Filename",
+    None,
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    None,
+    "Action Units",
+    "Estimated Emotion",
+)
 COLUMNS = {
     "subject": "Subject",
     "filename": "Filename",

@@ -15,17 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-SHEET_HEADER: tuple[str | None, ...] = (
-    "Subject",
-    "Filename",
-    None,
-    "OnsetFrame",
-    "ApexFrame",
-    "OffsetFrame",
-    None,
-    "Action Units",
-    "Estimated Emotion",
-)
+from mekit.data.casme2 import SHEET_HEADER
+
 _FIXED_TIME = "2000-01-01T00:00:00Z"
 
 
