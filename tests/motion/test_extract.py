@@ -78,6 +78,10 @@ def test_bad_frames_are_skipped_and_the_rest_resumes_from_cache(corpus, tmp_path
     "config,shape",
     [
         (FeatureConfig(kind="keyframes", method="farneback"), (10, 3, 28, 28)),
+        (
+            FeatureConfig(kind="keyframes", keyframe_step=3, keyframes=5, method="dis"),
+            (4, 3, 28, 28),
+        ),
         (FeatureConfig(kind="flow_clip", method="farneback", size=32), (19, 3, 32, 32)),
         (FeatureConfig(kind="lbptop", interpolate=10), (5 * 5 * 1 * 3 * 59,)),
         (FeatureConfig(method="dis", mask_eyes=True, magnify_alpha=4.0), (3, 28, 28)),
@@ -88,6 +92,7 @@ def test_bad_frames_are_skipped_and_the_rest_resumes_from_cache(corpus, tmp_path
     ],
     ids=[
         "keyframes",
+        "every_3rd",
         "flow_clip",
         "lbptop",
         "magnified",

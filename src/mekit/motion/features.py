@@ -36,6 +36,7 @@ from mekit.motion.flow import (
 )
 from mekit.motion.keyframes import (
     dx_dy_magnitude,
+    every_kth,
     flow_sequence,
     keyframe_numbers,
     normalise_length,
@@ -81,6 +82,7 @@ class FeatureConfig:
     mask_eyes: bool = False  # zero the flow on the eyes (blinks)
     eye_margin: float = 0.04  # eye box margin, fraction of the aligned face side
     keyframes: int = 11  # frames read: N keyframes (N-1 flows), T `frames`, T `apex_flow_clip`
+    keyframe_step: int = 0  # > 0: every k-th frame onset..apex (trimmed/padded to N) instead
     continuity_scale: float = 0.8  # a in U = a * p; 0 turns ME-ResNet's filter off
     clip_length: int = 20  # L for `flow_clip`
     interpolate: int = 0  # TIM to this many frames before `lbptop` (0 = keep all)
@@ -106,8 +108,14 @@ def frames_needed(onset: int, apex: int, offset: int, config: FeatureConfig) -> 
     if kind is FeatureKind.FRAMES:
         return tuple(sorted(set(keyframe_numbers(onset, offset, config.keyframes))))
     if kind is FeatureKind.KEYFRAMES:
-        return tuple(sorted(set(keyframe_numbers(onset, apex, config.keyframes))))
+        return _keyframe_span(onset, apex, config)
     return (onset, apex)  # the apex kinds read the onset too: the face is found there
+
+
+def _keyframe_span(onset: int, apex: int, config: FeatureConfig) -> tuple[int, ...]:
+    if config.keyframe_step > 0:
+        return every_kth(onset, apex, config.keyframe_step)
+    return tuple(sorted(set(keyframe_numbers(onset, apex, config.keyframes))))
 
 
 def apex_window(onset: int, apex: int, offset: int, n: int) -> tuple[int, ...]:
@@ -209,7 +217,11 @@ def compute_features(
         apex_image = _resize(frames[at[apex]][None] / np.float32(255), config.size)
         return np.concatenate([np.repeat(apex_image[None], len(motion), axis=0), motion], axis=1)
     if kind is FeatureKind.KEYFRAMES:
-        keys = frames[[at[n] for n in keyframe_numbers(onset, apex, config.keyframes)]]
+        if config.keyframe_step > 0:
+            span = every_kth(onset, apex, config.keyframe_step)
+            keys = normalise_length(frames[[at[n] for n in span]], config.keyframes)
+        else:
+            keys = frames[[at[n] for n in keyframe_numbers(onset, apex, config.keyframes)]]
         if config.continuity_scale > 0:
             roi = face_mask(landmarks, keys.shape[1:])
             flows = improved_farneback(keys, config.continuity_scale, roi, method=config.method)
