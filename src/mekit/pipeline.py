@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,7 @@ from mekit.synth import SynthConfig, generate_corpus
 from mekit.train import TrainConfig, run_loso, write_report
 from mekit.train.classical import CLASSICAL_MODELS, run_loso_classical
 from mekit.train.inputs import feature_config_for, to_model_layout
-from mekit.train.metrics import ClassificationMetrics, classification_metrics
+from mekit.train.metrics import ClassificationMetrics
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,11 @@ def run_experiment(
 ) -> RunOutcome:
     """LOSO on a CASME II-layout corpus; writes a full report to `out` and returns its metrics."""
     timings: dict[str, float] = {}
+    spec = None if config.model in CLASSICAL_MODELS else get_spec(config.model)
+    if spec is None:
+        feature_config = replace(config.features, kind=FeatureKind.LBPTOP)
+    else:
+        feature_config = feature_config_for(spec, config.features)
     t0 = time.perf_counter()
     loaded = load_casme2(corpus, sheet, dataset=config.dataset)
     scheme = load_scheme(config.labels, raw_labels=tuple({s.emotion for s in loaded.samples}))
@@ -82,13 +88,6 @@ def run_experiment(
         label_of[s.id] = label
     timings["load_s"] = time.perf_counter() - t0
 
-    classical = config.model in CLASSICAL_MODELS
-    spec = None if classical else get_spec(config.model)
-    feature_config = (
-        replace(config.features, kind=FeatureKind.LBPTOP)
-        if classical
-        else feature_config_for(spec, config.features)  # type: ignore[arg-type]
-    )
     t0 = time.perf_counter()
     features = extract_features(
         labelled, feature_config, config.face, cache_dir, config.workers, progress
@@ -146,10 +145,9 @@ def run_experiment(
         extra={"timings": timings, "feature_cache_hits": features.cache_hits},
     )
     log.info("report written to %s", paths)
-    preds = result.predictions
     return RunOutcome(
         run_dir=out,
-        metrics=classification_metrics(list(preds["true"]), list(preds["pred"]), labels),
+        metrics=result.metrics(),
         n_samples=len(ids),
         skipped=tuple(skipped),
         timings=timings,
@@ -218,7 +216,12 @@ def run_demo(
     if not _same_corpus(corpus, synth):
         if corpus.exists():
             raise MekitError(f"{corpus} holds a different corpus; delete it or pick another --out")
-        generate_corpus(corpus, synth, progress=progress)
+        # written aside and renamed when complete, so an interrupted run leaves no half corpus
+        partial = out / "corpus.partial"
+        if partial.exists():
+            shutil.rmtree(partial)
+        generate_corpus(partial, synth, progress=progress)
+        partial.rename(corpus)
     synth_s = time.perf_counter() - t0
     config = ExperimentConfig(dataset="synthetic", labels="megc2019", workers=workers)
     outcome = run_experiment(

@@ -50,7 +50,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
         fps=args.fps,
         long_videos=not args.no_long_videos,
     )
-    summary = generate_corpus(Path(args.out), config, progress=not args.quiet)
+    summary = generate_corpus(
+        Path(args.out), config, progress=not args.quiet, overwrite=args.overwrite
+    )
     print(
         f"wrote {summary.n_clips} clips ({summary.n_frames} frames) and "
         f"{len(summary.long_videos)} long videos to {summary.out} in {summary.seconds:.1f} s\n"
@@ -198,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, default=200.0)
     p.add_argument("--no-long-videos", action="store_true", help="skip the spotting videos")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace OUT if it holds a synthetic corpus"
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
 
