@@ -22,7 +22,7 @@ def spec(kind, channels, names, size=32, frames=None):
         (spec("apex_flow", 4, ("apex", "u", "v", "strain")), FeatureKind.APEX_FLOW, None),
         (spec("flow_sequence", 3, ("u", "v", "strain"), frames=10), FeatureKind.KEYFRAMES, 11),
         (spec("flow_sequence", 3, ("dx", "dy", "magnitude"), frames=19), FeatureKind.FLOW_CLIP, 20),
-        (spec("frames", 1, ("frame",), frames=16), FeatureKind.FRAMES, 16),
+        (spec("frames", 1, ("grey",), frames=16), FeatureKind.FRAMES, 16),
         (
             spec("apex_flow_sequence", 4, ("apex", "dx", "dy", "magnitude"), frames=8),
             FeatureKind.APEX_FLOW_CLIP,

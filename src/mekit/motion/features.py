@@ -67,7 +67,7 @@ CHANNELS: dict[FeatureKind, tuple[str, ...]] = {
     FeatureKind.LBPTOP: (),
     FeatureKind.APEX: ("apex",),
     FeatureKind.APEX_FLOW: ("apex", "u", "v", "strain"),
-    FeatureKind.FRAMES: ("frame",),
+    FeatureKind.FRAMES: ("grey",),
     FeatureKind.APEX_FLOW_CLIP: ("apex", "dx", "dy", "magnitude"),
 }
 
