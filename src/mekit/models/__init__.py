@@ -4,7 +4,17 @@ Every model carries a `ModelSpec` (`model.spec`, `get_spec(name)`) stating the i
 expects, which the data pipeline reads. Importing this package registers all models.
 """
 
-from mekit.models import ststnet as _ststnet  # noqa: F401  (registers the model)
+# importing each family registers its models
+from mekit.models import apex_neighbour as _apex_neighbour  # noqa: F401
+from mekit.models import cnn_lstm as _cnn_lstm  # noqa: F401
+from mekit.models import dtscnn as _dtscnn  # noqa: F401
+from mekit.models import keyframe_gru as _keyframe_gru  # noqa: F401
+from mekit.models import me_resnet as _me_resnet  # noqa: F401
+from mekit.models import mobilevitv3 as _mobilevitv3  # noqa: F401
+from mekit.models import off_apexnet as _off_apexnet  # noqa: F401
+from mekit.models import resnet_attention as _resnet_attention  # noqa: F401
+from mekit.models import ststnet as _ststnet  # noqa: F401
+from mekit.models.explain import grad_cam
 from mekit.models.registry import (
     ModelSpec,
     count_params,
@@ -16,6 +26,7 @@ from mekit.models.registry import (
 
 __all__ = [
     "ModelSpec",
+    "grad_cam",
     "count_params",
     "create_model",
     "get_spec",

@@ -1,0 +1,165 @@
+"""Keyframe mining + GRU, end-to-end from raw frames (METHODS.md, seed 001 (e)).
+
+Input: (B, 1, 16, 64, 64) aligned grey face frames in [0, 1]; no optical flow.
+
+1. Per-frame CNN: four 3x3 conv / ReLU / 2x2 max-pool / per-channel GroupNorm stages
+   (64 -> 4 px), flattened into a linear layer: one feature vector per frame. The frames are
+   folded into the batch as (B*T, C, H, W), batch-major. GroupNorm rather than BatchNorm: the
+   B*T frames of a batch come from a few near-identical clips, so batch statistics would make
+   a clip's output depend on its batch-mates and differ between training and evaluation.
+2. Local self-attention: single-head scaled dot-product attention in which frame t attends only
+   to frames t-w..t+w, added back residually and layer-normalised.
+3. Global comparison: each frame's attended feature minus the clip mean, scored by a small MLP:
+   one informativeness score per frame (a frame that moves away from the clip's average face
+   carries the expression).
+4. Sparse selection: the n top-scoring frames, kept in temporal order. The hard top-n choice
+   has no gradient, so the selected features are multiplied by sigmoid(score): the scorer
+   learns through the frames it picks.
+5. A GRU over the n selected frames; its last hidden state goes to the classifier.
+
+After each forward, `selected_indices_` (B, n) and `frame_scores_` (B, T) hold the choice that
+was made (detached), for explanations.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mekit.errors import MekitError
+from mekit.models.registry import ModelSpec, register_model
+
+ENCODER_WIDTHS: tuple[int, ...] = (16, 32, 64, 64)
+
+
+def frame_encoder(
+    in_channels: int, widths: tuple[int, ...], feature_dim: int, size: int
+) -> nn.Sequential:
+    """(N, in_channels, size, size) -> (N, feature_dim).
+
+    Per width: 3x3 conv, ReLU, 2x2 max-pool, per-channel GroupNorm; then the final map is
+    flattened (aligned faces: where a feature fires says which face region moved) into a linear
+    layer with ReLU.
+    """
+    layers: list[nn.Module] = []
+    for cin, cout in zip((in_channels, *widths[:-1]), widths, strict=True):
+        layers += [
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.ReLU(inplace=False),
+            nn.MaxPool2d(2),
+            nn.GroupNorm(cout, cout),
+        ]
+    side = size // 2 ** len(widths)
+    if side < 1:
+        raise MekitError(
+            f"{len(widths)} pooling stages need frames of at least {2 ** len(widths)} px"
+        )
+    layers += [
+        nn.Flatten(),
+        nn.Linear(widths[-1] * side * side, feature_dim),
+        nn.ReLU(inplace=False),
+    ]
+    return nn.Sequential(*layers)
+
+
+class LocalSelfAttention(nn.Module):
+    """(B, T, D) -> (B, T, D): each frame attends to the frames within +-`window` of it."""
+
+    def __init__(self, dim: int, window: int) -> None:
+        super().__init__()
+        self.window = window
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t, d = x.shape[1], x.shape[2]
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        logits = q @ k.transpose(1, 2) / d**0.5  # (B, T, T)
+        steps = torch.arange(t, device=x.device)
+        outside = (steps[:, None] - steps[None, :]).abs() > self.window
+        attention = logits.masked_fill(outside, float("-inf")).softmax(dim=-1)
+        return self.norm(x + self.out(attention @ v))
+
+
+class KeyframeGRU(nn.Module):
+    """(B, C, T, H, W) raw frames -> (B, num_classes) logits via n selected keyframes."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 1,
+        size: int = 64,
+        num_selected: int = 6,
+        window: int = 2,
+        encoder_widths: tuple[int, ...] = ENCODER_WIDTHS,
+        feature_dim: int = 64,
+        gru_hidden: int = 64,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        if num_selected < 1:
+            raise MekitError(f"num_selected must be at least 1, got {num_selected}")
+        if window < 0:
+            raise MekitError(f"window must be >= 0 frames, got {window}")
+        self.num_selected = num_selected
+        self.encoder = frame_encoder(in_channels, tuple(encoder_widths), feature_dim, size)
+        self.attention = LocalSelfAttention(feature_dim, window)
+        self.scorer = nn.Sequential(
+            nn.Linear(feature_dim, feature_dim // 2), nn.Tanh(), nn.Linear(feature_dim // 2, 1)
+        )
+        self.gru = nn.GRU(feature_dim, gru_hidden, batch_first=True)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(gru_hidden, num_classes))
+        self.selected_indices_: torch.Tensor | None = None
+        self.frame_scores_: torch.Tensor | None = None
+
+    def frame_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) -> locally attended per-frame features (B, T, feature_dim)."""
+        b, c, t, h, w = x.shape
+        encoded = self.encoder(x.transpose(1, 2).reshape(b * t, c, h, w)).reshape(b, t, -1)
+        return self.attention(encoded)
+
+    def score(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> informativeness (B, T): the MLP on each frame minus the clip mean."""
+        return self.scorer(features - features.mean(dim=1, keepdim=True)).squeeze(-1)
+
+    def select(
+        self, features: torch.Tensor, scores: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-n frames in temporal order: (indices (B, n), features * sigmoid(score) (B, n, D))."""
+        if self.num_selected > scores.shape[1]:
+            raise MekitError(
+                f"cannot select {self.num_selected} keyframes from {scores.shape[1]} frames; "
+                "lower num_selected"
+            )
+        indices = scores.topk(self.num_selected, dim=1).indices.sort(dim=1).values
+        gate = torch.sigmoid(scores.gather(1, indices)).unsqueeze(-1)
+        picked = features.gather(1, indices.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
+        return indices, picked * gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.frame_features(x)
+        scores = self.score(features)
+        indices, selected = self.select(features, scores)
+        self.selected_indices_, self.frame_scores_ = indices.detach(), scores.detach()
+        _, last = self.gru(selected)
+        return self.classifier(last[-1])
+
+
+@register_model(
+    ModelSpec(
+        name="keyframe_gru",
+        input_kind="frames",
+        channels=1,
+        size=64,
+        frames=16,
+        channel_names=("grey",),
+        description="Keyframe mining (seed 001 e): per-frame CNN, local self-attention (+-2), "
+        "global comparison scores, top-6 frames in temporal order, GRU; raw 64x64 grey frames",
+    )
+)
+def keyframe_gru(
+    num_classes: int, num_selected: int = 6, window: int = 2, dropout: float = 0.3
+) -> nn.Module:
+    """Keyframe-mining GRU on (B, 1, 16, 64, 64) grey frames in [0, 1]."""
+    return KeyframeGRU(num_classes, num_selected=num_selected, window=window, dropout=dropout)
