@@ -23,6 +23,15 @@ PARAM_RANGES = {"xxs": (0.6e6, 0.9e6), "xs": (1.6e6, 2.1e6), "s": (4.3e6, 5.3e6)
 PAPER_IMAGENET = {"xxs": 1.2e6, "xs": 2.5e6, "s": 5.8e6}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # On a busy shared CPU, two intra-op threads run these small models 5-50x slower than one.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _xxs(**kw) -> MobileViTv3:
     torch.manual_seed(0)
     return MobileViTv3(3, CONFIGS["xxs"], **kw)
@@ -98,7 +107,7 @@ def test_block_returns_its_input_when_fusion_is_zeroed(train):
 
 def test_blocks_start_as_the_identity_in_a_fresh_model():
     model = _xxs().eval()
-    assert all(float(b.fusion[1].weight.abs().sum()) == 0 for b in model.blocks)
+    assert not any(b.fusion[1].weight.detach().any() for b in model.blocks)
     assert all(m.momentum == BN_MOMENTUM for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     x = torch.randn(2, 64, 8, 8)
     with torch.no_grad():
