@@ -1,7 +1,7 @@
 """The model table in docs/models.md: parameters, FLOPs at the default input, CPU forward
 latency (batch 1) and training step time (batch 32) for every registered model.
 
-    python benchmarks/model_table.py [--threads 2] [--out docs/models.md]
+    python benchmarks/model_table.py [--threads 1] [--out docs/models.md]
 
 FLOPs are counted by torch's FlopCounterMode (multiply-adds x 2) for one sample's forward
 pass. Latencies are medians over repeated runs after a warm-up, on this machine's CPU.
@@ -68,7 +68,7 @@ def measure(name: str) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="docs/models.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
