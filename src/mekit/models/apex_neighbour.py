@@ -22,39 +22,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mekit.errors import MekitError
+from mekit.models.layers import image_encoder
 from mekit.models.registry import ModelSpec, register_model
 
 WIDTHS: tuple[int, ...] = (16, 32, 64, 64)
-
-
-def image_encoder(
-    in_channels: int, widths: tuple[int, ...], out_features: int, size: int
-) -> nn.Sequential:
-    """(N, in_channels, size, size) -> (N, out_features).
-
-    Per width: 3x3 conv, ReLU, 2x2 max-pool, per-channel GroupNorm; the final map flattened
-    (aligned faces: position says which face region it is) into a linear layer with ReLU.
-    """
-    layers: list[nn.Module] = []
-    for cin, cout in zip((in_channels, *widths[:-1]), widths, strict=True):
-        layers += [
-            nn.Conv2d(cin, cout, 3, padding=1),
-            nn.ReLU(inplace=False),
-            nn.MaxPool2d(2),
-            nn.GroupNorm(cout, cout),
-        ]
-    side = size // 2 ** len(widths)
-    if side < 1:
-        raise MekitError(
-            f"{len(widths)} pooling stages need images of at least {2 ** len(widths)} px"
-        )
-    layers += [
-        nn.Flatten(),
-        nn.Linear(widths[-1] * side * side, out_features),
-        nn.ReLU(inplace=False),
-    ]
-    return nn.Sequential(*layers)
 
 
 class ApexNeighbourFusion(nn.Module):

@@ -27,39 +27,10 @@ import torch
 from torch import nn
 
 from mekit.errors import MekitError
+from mekit.models.layers import image_encoder
 from mekit.models.registry import ModelSpec, register_model
 
 ENCODER_WIDTHS: tuple[int, ...] = (16, 32, 64, 64)
-
-
-def frame_encoder(
-    in_channels: int, widths: tuple[int, ...], feature_dim: int, size: int
-) -> nn.Sequential:
-    """(N, in_channels, size, size) -> (N, feature_dim).
-
-    Per width: 3x3 conv, ReLU, 2x2 max-pool, per-channel GroupNorm; then the final map is
-    flattened (aligned faces: where a feature fires says which face region moved) into a linear
-    layer with ReLU.
-    """
-    layers: list[nn.Module] = []
-    for cin, cout in zip((in_channels, *widths[:-1]), widths, strict=True):
-        layers += [
-            nn.Conv2d(cin, cout, 3, padding=1),
-            nn.ReLU(inplace=False),
-            nn.MaxPool2d(2),
-            nn.GroupNorm(cout, cout),
-        ]
-    side = size // 2 ** len(widths)
-    if side < 1:
-        raise MekitError(
-            f"{len(widths)} pooling stages need frames of at least {2 ** len(widths)} px"
-        )
-    layers += [
-        nn.Flatten(),
-        nn.Linear(widths[-1] * side * side, feature_dim),
-        nn.ReLU(inplace=False),
-    ]
-    return nn.Sequential(*layers)
 
 
 class LocalSelfAttention(nn.Module):
@@ -103,7 +74,7 @@ class KeyframeGRU(nn.Module):
         if window < 0:
             raise MekitError(f"window must be >= 0 frames, got {window}")
         self.num_selected = num_selected
-        self.encoder = frame_encoder(in_channels, tuple(encoder_widths), feature_dim, size)
+        self.encoder = image_encoder(in_channels, tuple(encoder_widths), feature_dim, size)
         self.attention = LocalSelfAttention(feature_dim, window)
         self.scorer = nn.Sequential(
             nn.Linear(feature_dim, feature_dim // 2), nn.Tanh(), nn.Linear(feature_dim // 2, 1)

@@ -73,3 +73,32 @@ class CBAM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x * self.channel(x)
         return x * self.spatial(x)
+
+
+def image_encoder(
+    in_channels: int, widths: tuple[int, ...], out_features: int, size: int
+) -> nn.Sequential:
+    """(N, in_channels, size, size) -> (N, out_features).
+
+    Per width: 3x3 conv, ReLU, 2x2 max-pool, per-channel GroupNorm; the final map flattened
+    (aligned faces: position says which face region it is) into a linear layer with ReLU.
+    """
+    layers: list[nn.Module] = []
+    for cin, cout in zip((in_channels, *widths[:-1]), widths, strict=True):
+        layers += [
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.ReLU(inplace=False),
+            nn.MaxPool2d(2),
+            nn.GroupNorm(cout, cout),
+        ]
+    side = size // 2 ** len(widths)
+    if side < 1:
+        raise ValueError(
+            f"{len(widths)} pooling stages need images of at least {2 ** len(widths)} px"
+        )
+    layers += [
+        nn.Flatten(),
+        nn.Linear(widths[-1] * side * side, out_features),
+        nn.ReLU(inplace=False),
+    ]
+    return nn.Sequential(*layers)
