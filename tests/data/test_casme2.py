@@ -82,7 +82,8 @@ def test_bad_rows_are_skipped_with_reasons(tmp_path):
     result = load_casme2(tmp_path)
     assert [s.id for s in result.samples] == ["casme2/sub01/EP04"]
     reasons = {s.id.split("/")[-1]: s.reason for s in result.skipped}
-    assert "outside OnsetFrame..OffsetFrame 1..5" in reasons["EP01"]
+    assert "apex 9 is outside onset..offset 1..5" in reasons["EP01"]
+    assert "row 2" in reasons["EP01"]
     assert "offset frame 5 not in" in reasons["EP02"]
     assert "missing" in reasons["EP03"]
 
@@ -112,3 +113,21 @@ def test_frames_sorted_numerically(tmp_path):
     sample = load_casme2(tmp_path).samples[0]
     assert sample.frame_numbers == (8, 9, 10)
     assert np.all(np.diff(sample.frame_numbers) > 0)
+
+
+def test_reads_the_older_xls_sheet(tmp_path):
+    xlwt = pytest.importorskip("xlwt")
+    folder = tmp_path / "sub01" / "EP02_01f"
+    folder.mkdir(parents=True)
+    for n in range(46, 50):
+        (folder / f"img{n}.jpg").write_bytes(b"jpeg")
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("Sheet1")
+    rows = [[h or "" for h in HEADER], ["01", "EP02_01f", "", 46, "/", 49, "", "4", "disgust"]]
+    for r, values in enumerate(rows):
+        for c, value in enumerate(values):
+            sheet.write(r, c, value)
+    book.save(str(tmp_path / "CASME2-coding-20120516.xls"))
+    (sample,) = load_casme2(tmp_path).samples
+    assert (sample.onset, sample.apex, sample.offset) == (46, 47, 49)
+    assert sample.apex_source == "midpoint"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mekit.data.corrections import Corrections
+from mekit.data.records import RowError, frame_number, make_sample
 from mekit.data.schema import LoadResult, Sample, Skipped
 from mekit.errors import MekitError
 
@@ -94,6 +96,7 @@ def load_casme2(
     sheet: Path | str | None = None,
     dataset: str = "casme2",
     fps: float = FPS,
+    corrections: Corrections | None = None,
 ) -> LoadResult:
     """Samples of a CASME II-layout corpus; unusable rows are returned in `skipped` with why."""
     root = Path(root)
@@ -104,71 +107,61 @@ def load_casme2(
     base = frames_dir(root)
     samples: list[Sample] = []
     skipped: list[Skipped] = []
-    for row in table.itertuples(index=False):
+    for line, row in enumerate(table.itertuples(index=False), start=2):
         record = dict(zip(table.columns, row, strict=True))
         try:
-            samples.append(_sample(record, base, dataset, fps))
-        except _RowError as e:
-            skipped.append(Skipped(e.sample_id, e.reason))
+            samples.append(_sample(record, base, dataset, fps, corrections))
+        except RowError as e:
+            skipped.append(Skipped(e.sample_id, f"{e.reason} ({sheet_path.name} row {line})"))
     for s in skipped:
         log.warning("skipping %s: %s", s.id, s.reason)
     log.info("%s: %d samples from %s (%d skipped)", dataset, len(samples), base, len(skipped))
     return LoadResult(tuple(samples), tuple(skipped))
 
 
-class _RowError(Exception):
-    def __init__(self, sample_id: str, reason: str) -> None:
-        super().__init__(reason)
-        self.sample_id, self.reason = sample_id, reason
+def looks_like(root: Path) -> bool:
+    """True when `root` has CASME II's layout: sub* clip folders and a *coding* sheet."""
+    try:
+        find_sheet(root)
+        frames_dir(root)
+    except MekitError:
+        return False
+    return True
 
 
-def _sample(record: dict[str, str], base: Path, dataset: str, fps: float) -> Sample:
+def _sample(
+    record: dict[str, str], base: Path, dataset: str, fps: float, corrections: Corrections | None
+) -> Sample:
     subject = _subject(record["Subject"])
     clip = str(record["Filename"]).strip()
     sample_id = f"{dataset}/{subject}/{clip}"
-    onset = _frame_number(record["OnsetFrame"], "OnsetFrame", sample_id)
-    offset = _frame_number(record["OffsetFrame"], "OffsetFrame", sample_id)
-    apex_cell = str(record["ApexFrame"]).strip()
-    if apex_cell in ("/", "", "nan", "-"):
-        apex, apex_source = (onset + offset) // 2, "midpoint"
-    else:
-        apex, apex_source = _frame_number(apex_cell, "ApexFrame", sample_id), "annotated"
-    if offset < onset:
-        raise _RowError(sample_id, f"OffsetFrame {offset} is before OnsetFrame {onset}")
-    if not onset <= apex <= offset:
-        raise _RowError(
-            sample_id,
-            f"ApexFrame {apex} is outside OnsetFrame..OffsetFrame {onset}..{offset}; "
-            "fix the sheet or give a corrected apex",
-        )
-    folder = base / subject / clip
-    if not folder.is_dir():
-        raise _RowError(sample_id, f"clip folder {folder} is missing")
-    numbered = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _FRAME.match(p.name)))
-    if not numbered:
-        raise _RowError(sample_id, f"no imgN.jpg frames in {folder}")
-    numbers = tuple(n for n, _ in numbered)
-    for needed, what in ((onset, "onset"), (apex, "apex"), (offset, "offset")):
-        if needed not in numbers:
-            raise _RowError(
-                sample_id,
-                f"{what} frame {needed} not in {folder} (frames {numbers[0]}..{numbers[-1]})",
-            )
-    return Sample(
-        id=sample_id,
+    return make_sample(
+        sample_id=sample_id,
         dataset=dataset,
         subject=subject,
         clip=clip,
-        onset=onset,
-        apex=apex,
-        offset=offset,
-        emotion=str(record["Estimated Emotion"]).strip().lower(),
-        aus=str(record["Action Units"]).strip(),
+        onset=_required(record["OnsetFrame"], "OnsetFrame", sample_id),
+        apex=frame_number(record["ApexFrame"], "ApexFrame", sample_id),
+        offset=_required(record["OffsetFrame"], "OffsetFrame", sample_id),
+        emotion=record["Estimated Emotion"],
+        aus=record["Action Units"],
         fps=fps,
-        frames=tuple(p for _, p in numbered),
-        frame_numbers=numbers,
-        apex_source=apex_source,
+        folder=base / subject / clip,
+        corrections=corrections,
+        number=_casme2_number,
     )
+
+
+def _casme2_number(name: str) -> int | None:
+    m = _FRAME.match(name)
+    return int(m.group(1)) if m else None
+
+
+def _required(cell: str, column: str, sample_id: str) -> int:
+    number = frame_number(cell, column, sample_id)
+    if number is None:
+        raise RowError(sample_id, f"{column} is empty")
+    return number
 
 
 def _subject(cell: str) -> str:
@@ -177,13 +170,6 @@ def _subject(cell: str) -> str:
         return f"sub{int(float(text)):02d}"
     except ValueError:
         return f"sub{text}"
-
-
-def _frame_number(cell: str, column: str, sample_id: str) -> int:
-    try:
-        return int(float(str(cell).strip()))
-    except ValueError:
-        raise _RowError(sample_id, f"{column} '{cell}' is not a frame number") from None
 
 
 def _norm(name: object) -> str:
