@@ -55,7 +55,7 @@ LAYOUTS: tuple[CorpusLayout, ...] = (
         "SAMM",
         "samm",
         "load_samm",
-        "006/006_1_2/006_05562.jpg + SAMM_Micro_FACS_Codes_v2.xlsx (header on row 13)",
+        "006/006_1_2/006_05562.jpg + SAMM_Micro_FACS_Codes_v2.xlsx (header below 13 note rows)",
     ),
     CorpusLayout(
         "samm_lv",

@@ -3,6 +3,28 @@
 A sample that fails (unreadable frame, no face) is reported with its reason and the others go
 on. Every finished sample is in the cache at once, so an interrupted run loses nothing and a
 rerun recomputes nothing already done.
+
+Samples prepared elsewhere (the generic folder format) may have no frames but precomputed
+`inputs`; their features are built from those with no face or flow step (`precomputed_features`):
+
+| kind         | inputs needed           | result                                          |
+|--------------|-------------------------|-------------------------------------------------|
+| `onset_apex` | flow                    | (3, S, S) u, v, strain                          |
+| `apex`       | apex_image              | (1, S, S) grey in [0, 1]                        |
+| `apex_flow`  | apex_image, flow        | (4, S, S) apex, u, v, strain                    |
+| other kinds  | (need frames: skipped)  |                                                 |
+
+A flow `.npy` is (2 or 3, H, W) (or (H, W, 2 or 3)) float: u, v in px of that array, and strain
+(computed with `optical_strain` when absent). u, v are rescaled to px of a `FaceConfig.size`
+face (u x size / W, v x size / H), the unit of the flows mekit computes, so features from
+frames and from precomputed flow mean the same thing; strain, a ratio of lengths, is kept. A
+flow image (PNG/JPEG...) holds u, v, strain in its R, G, B channels, each min-max normalised by
+whoever wrote it, so absolute motion is lost: u and v are mapped to [-1, 1] (0 -> -1, 255 -> 1;
+0..65535 for 16-bit images) and strain to [0, 1]. An apex image is read grey and scaled to
+[0, 1] (assumed to be a face crop already). Everything is resized to S x S by area
+averaging, as computed features are. Precomputed features are not cached: reading and resizing
+costs less than hashing the inputs for a key. Settings of the face and flow steps (flow method,
+head motion, eye masks, magnification) do not apply.
 """
 
 from __future__ import annotations
@@ -22,7 +44,14 @@ from mekit.data.schema import Sample, Skipped
 from mekit.errors import SampleError
 from mekit.faces import FaceConfig, FaceLandmarker, align_frames
 from mekit.motion.cache import FeatureCache, file_digest
-from mekit.motion.features import FEATURE_VERSION, FeatureConfig, compute_features, frames_needed
+from mekit.motion.features import (
+    FEATURE_VERSION,
+    FeatureConfig,
+    FeatureKind,
+    compute_features,
+    frames_needed,
+)
+from mekit.motion.flow import optical_strain
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +140,130 @@ def _job(sample: Sample, face: FaceConfig, config: FeatureConfig, cache_root: st
         return sample.id, None, str(e), False
 
 
+# The precomputed inputs each feature kind is built from (kinds not listed need frames).
+PRECOMPUTED_NEEDS: dict[FeatureKind, tuple[str, ...]] = {
+    FeatureKind.ONSET_APEX: ("flow",),
+    FeatureKind.APEX: ("apex_image",),
+    FeatureKind.APEX_FLOW: ("apex_image", "flow"),
+}
+_SEQUENCE_NEEDS = {
+    FeatureKind.KEYFRAMES: "keyframes onset..apex",
+    FeatureKind.FLOW_CLIP: "every frame onset..offset",
+    FeatureKind.LBPTOP: "every frame onset..offset",
+    FeatureKind.FRAMES: "frames onset..offset",
+    FeatureKind.APEX_FLOW_CLIP: "frames around the apex",
+}
+
+
+def precomputed_features(
+    sample: Sample, config: FeatureConfig, face_size: int = FaceConfig().size
+) -> np.ndarray:
+    """Features of a sample without frames, from its precomputed `inputs` (see the module doc);
+    raises SampleError naming the inputs a kind needs when the sample lacks them."""
+    kind = FeatureKind(config.kind)
+    have = ", ".join(name for name, _ in sample.inputs) or "none"
+    if kind not in PRECOMPUTED_NEEDS:
+        raise SampleError(
+            sample.id,
+            f"feature kind '{kind}' needs the clip's frames ({_SEQUENCE_NEEDS.get(kind, '')}); "
+            f"this sample has only precomputed inputs ({have}): give it a frames folder, or "
+            "use a model on onset_apex (needs flow), apex (apex_image) or apex_flow (both) "
+            "features",
+        )
+    needs = PRECOMPUTED_NEEDS[kind]
+    missing = [name for name in needs if sample.input_path(name) is None]
+    if missing:
+        raise SampleError(
+            sample.id,
+            f"feature kind '{kind}' needs the precomputed input(s) {' and '.join(needs)} "
+            f"(or frames); this sample lacks {', '.join(missing)} (it has: {have})",
+        )
+    parts = []
+    if "apex_image" in needs:
+        parts.append(read_apex_image(sample.input_path("apex_image"), config.size, sample.id))
+    if "flow" in needs:
+        parts.append(read_flow(sample.input_path("flow"), config.size, face_size, sample.id))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def read_apex_image(path: Path, size: int, sample_id: str) -> np.ndarray:
+    """(1, size, size) float32 grey in [0, 1] from an apex face image."""
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise SampleError(sample_id, f"cannot read apex image {path}; is it a valid JPEG/PNG?")
+    return _to_size(image[None] / np.float32(255), size)
+
+
+def read_flow(path: Path, size: int, face_size: int, sample_id: str) -> np.ndarray:
+    """(3, size, size) float32 u, v, strain from a flow `.npy` or flow image (module doc)."""
+    if path.suffix.lower() == ".npy":
+        return _to_size(_flow_array(path, face_size, sample_id), size)
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise SampleError(sample_id, f"cannot read flow image {path}; is it a valid PNG/JPEG?")
+    if image.ndim != 3 or image.shape[2] < 3:
+        raise SampleError(
+            sample_id,
+            f"flow image {path} has {1 if image.ndim == 2 else image.shape[2]} channel(s); "
+            "it needs 3: R = u, G = v, B = strain",
+        )
+    top = np.iinfo(image.dtype).max if np.issubdtype(image.dtype, np.integer) else 1.0
+    rgb = image[:, :, 2::-1].transpose(2, 0, 1).astype(np.float32) / np.float32(top)  # BGR->RGB
+    rgb[:2] = rgb[:2] * 2 - 1
+    return _to_size(rgb, size)
+
+
+def _to_size(stack: np.ndarray, size: int) -> np.ndarray:
+    """(C, H, W) -> (C, size, size) float32 by area averaging, as `features` resizes; H may
+    differ from W here."""
+    if stack.shape[1:] == (size, size):
+        return stack.astype(np.float32)
+    return np.stack(
+        [cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in stack]
+    ).astype(np.float32)
+
+
+def _flow_array(path: Path, face_size: int, sample_id: str) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise SampleError(sample_id, f"cannot read flow {path}: {e}") from None
+    if array.ndim == 3 and array.shape[0] not in (2, 3) and array.shape[-1] in (2, 3):
+        array = array.transpose(2, 0, 1)  # (H, W, C) as OpenCV writes flows
+    if array.ndim != 3 or array.shape[0] not in (2, 3):
+        raise SampleError(
+            sample_id,
+            f"flow {path} has shape {array.shape}; expected (2 or 3, H, W): u, v[, strain]",
+        )
+    flow = array.astype(np.float32)
+    if not np.isfinite(flow).all():
+        raise SampleError(sample_id, f"flow {path} holds NaN or infinite values")
+    if len(flow) == 2:
+        flow = np.concatenate([flow, optical_strain(flow)[None]])
+    height, width = flow.shape[1:]
+    flow[0] *= face_size / width
+    flow[1] *= face_size / height
+    return flow
+
+
+def _precomputed_job(sample: Sample, config: FeatureConfig, face: FaceConfig):
+    if not sample.inputs:
+        if sample.video is not None:
+            reason = (
+                f"has a video ({sample.video}) but no frames; features are not read from video "
+                "files yet: extract its frames to a folder and name it in the frames column"
+            )
+        else:
+            reason = "has no frames and no precomputed inputs"
+        return sample.id, None, reason, False
+    try:
+        return sample.id, precomputed_features(sample, config, face.size), None, False
+    except SampleError as e:
+        return sample.id, None, e.reason, False
+    except OSError as e:
+        return sample.id, None, str(e), False
+
+
 def extract_features(
     samples: Sequence[Sample],
     config: FeatureConfig = FeatureConfig(),
@@ -119,22 +272,33 @@ def extract_features(
     workers: int | None = None,
     progress: bool = True,
 ) -> FeatureSet:
-    """Features for every sample, in `samples` order (failures left out and listed)."""
-    workers = workers or min(len(samples), os.cpu_count() or 1) or 1
+    """Features for every sample, in `samples` order (failures left out and listed).
+
+    Samples without frames are built from their precomputed inputs, in this process, uncached.
+    """
+    framed = [s for s in samples if s.frames]
+    workers = workers or min(len(framed), os.cpu_count() or 1) or 1
     cache_root = str(cache_dir) if cache_dir is not None else None
     results: dict[str, tuple[np.ndarray | None, str | None, bool]] = {}
     bar = tqdm(total=len(samples), desc=f"faces + {config.kind}", unit="clip", disable=not progress)
-    if workers <= 1:
+    precomputed = [s for s in samples if not s.frames]
+    if precomputed and (config.magnify_alpha > 0 or config.mask_eyes):
+        log.warning("magnification and eye masks do not apply to precomputed inputs")
+    for s in precomputed:
+        sid, arr, err, hit = _precomputed_job(s, config, face)
+        results[sid] = (arr, err, hit)
+        bar.update()
+    if framed and workers <= 1:
         _init_worker(face.upsample)
-        for s in samples:
+        for s in framed:
             sid, arr, err, hit = _job(s, face, config, cache_root)
             results[sid] = (arr, err, hit)
             bar.update()
-    else:
+    elif framed:
         with ProcessPoolExecutor(
             workers, initializer=_init_worker, initargs=(face.upsample,)
         ) as pool:
-            futures = [pool.submit(_job, s, face, config, cache_root) for s in samples]
+            futures = [pool.submit(_job, s, face, config, cache_root) for s in framed]
             for future in futures:
                 sid, arr, err, hit = future.result()
                 results[sid] = (arr, err, hit)

@@ -1,0 +1,342 @@
+"""SAMM Long Videos (spotting): `SAMM_longvideos/006_1/006_1_0001.jpg` + SAMM_LongVideos_V*.xlsx.
+
+Each long video is a folder named `{subject}_{video}` (`006_1`) of frames whose names end in the
+frame number (`006_1_0001.jpg` or `006_1_00001.jpg`: the digit count differs between videos),
+at 200 fps. ROOT is the folder holding the video folders, or the folder above it holding
+`SAMM_longvideos/`; the sheet is looked for in ROOT and its parent (a .xlsx/.xls with
+"LongVideos" in its name; the newest release, V3 over V2 over V1, when several are there).
+
+The sheet ('FACS_Movement_Only' in the releases) has a block of notes above the table (the header
+is on row 10); the header row is found by its content. Columns: Subject, Filename, Inducement
+Code, Onset, Apex, Offset, Duration, Type, Action Units, Notes. Filename names the event:
+`006_1_2` is event 2 of video `006_1`. Type is 'Macro' or 'Micro - 1/2'.
+
+What the loader returns:
+- `videos`: one `LongVideo` per video folder (`samm_lv/006/006_1`), with every annotated event
+  of that video (kind "micro" when Type starts with "Micro", else "macro"), sorted by onset.
+  Videos without events are included (they are all negatives for spotting).
+- `samples`: one recognition `Sample` per micro event (`samm_lv/006/006_1_2`; clip = Filename,
+  video = the video folder, kind "micro"), its frames cut from the video's onset..offset.
+
+Conventions, following the MEGC spotting evaluation code:
+- Apex -1 (or empty) is "not annotated": `Event.apex` is None and the sample uses the midpoint
+  (`apex_source="midpoint"`).
+- Onset 0 (or empty) is "not annotated": the apex is used as the onset.
+- The Long Videos sheet has no emotion column, so `emotion` is "" unless the SAMM micro sheet
+  (SAMM_Micro_FACS_Codes_v2.xlsx) is given as `micro_sheet` or lies next to the Long Videos
+  sheet or in ROOT: a micro event then takes the Estimated Emotion of the SAMM clip of the same
+  video with the same onset frame. Samples with an empty emotion have no class in any scheme.
+
+A row whose annotation is unusable (no offset, offset before onset, apex outside the interval,
+unknown Type, missing video folder) is skipped with the reason, and its event is left out of
+the video too. An event whose frames run past the end of its video (a few releases have such
+offsets) stays in the video for spotting; only its recognition sample is skipped, with why.
+Corrections (by event id, e.g. `samm_lv/020/020_6_5`) apply to the event and the sample alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections import Counter
+from pathlib import Path
+
+from mekit.data import samm
+from mekit.data.corrections import Corrections
+from mekit.data.records import RowError, frame_number, make_sample, numbered_frames, subset_frames
+from mekit.data.schema import Event, LoadResult, LongVideo, Sample, Skipped
+from mekit.errors import MekitError
+
+log = logging.getLogger(__name__)
+
+FPS = 200.0
+SHEET_NAME = "FACS_Movement_Only"
+# The official sheet's header row, as released (V1 to V3).
+SHEET_HEADER: tuple[str, ...] = (
+    "Subject",
+    "Filename",
+    "Inducement Code",
+    "Onset",
+    "Apex",
+    "Offset",
+    "Duration",
+    "Type",
+    "Action Units",
+    "Notes",
+)
+HEADER_ROW = 10  # the header's row in the released sheets (9 rows of notes above it)
+REQUIRED: tuple[str, ...] = (
+    "Subject",
+    "Filename",
+    "Onset",
+    "Apex",
+    "Offset",
+    "Type",
+    "Action Units",
+)
+_VIDEO_DIR = re.compile(r"^(\d+)_(\d+)$")
+_EVENT = re.compile(r"^(\d+_\d+)_(\d+)$")
+
+
+def find_sheet(root: Path) -> Path:
+    """The Long Videos sheet in `root` or its parent: *LongVideos*.xlsx, the newest release."""
+    for folder in (root, root.parent):
+        hits = sorted(
+            p
+            for p in samm.workbooks(folder)
+            if "longvideo" in re.sub(r"[^a-z]", "", p.name.lower())
+        )
+        if hits:
+            if len(hits) > 1:
+                log.info("several Long Videos sheets in %s; using %s", folder, hits[-1].name)
+            return hits[-1]
+    raise MekitError(
+        f"no SAMM Long Videos sheet (e.g. SAMM_LongVideos_V3_Release.xlsx) found in {root} or "
+        "its parent; pass the sheet explicitly with --sheet PATH"
+    )
+
+
+def frames_dir(root: Path) -> Path:
+    """The folder holding the video folders (006_1, ...): `root` or `root/SAMM_longvideos`."""
+    for candidate in (root, root / "SAMM_longvideos", root / "SAMM_LongVideos"):
+        if candidate.is_dir() and any(
+            p.is_dir() and _VIDEO_DIR.match(p.name) for p in candidate.iterdir()
+        ):
+            return candidate
+    raise MekitError(
+        f"no SAMM long-video folders (006_1, 006_2, ...) found in {root} or "
+        f"{root / 'SAMM_longvideos'}; point --corpus at the folder that holds them"
+    )
+
+
+def load_samm_lv(
+    root: Path | str,
+    sheet: Path | str | None = None,
+    *,
+    dataset: str = "samm_lv",
+    fps: float = FPS,
+    corrections: Corrections | None = None,
+    micro_sheet: Path | str | None = None,
+) -> LoadResult:
+    """Long videos with their events, and one recognition sample per micro event."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MekitError(f"corpus folder {root} does not exist; check --corpus")
+    sheet_path = Path(sheet) if sheet is not None else find_sheet(root)
+    table = samm.read_table(
+        sheet_path, REQUIRED, prefer_sheet=SHEET_NAME, what="SAMM Long Videos sheet"
+    )
+    base = frames_dir(root)
+    emotions = _emotions(micro_sheet, sheet_path, root)
+    folders = sorted(
+        (p for p in base.iterdir() if p.is_dir() and _VIDEO_DIR.match(p.name)), key=_video_key
+    )
+    frames = {p.name: numbered_frames(p) for p in folders}
+    events: dict[str, list[Event]] = {p.name: [] for p in folders}
+    samples: list[Sample] = []
+    skipped: list[Skipped] = []
+    seen: dict[str, int] = {}
+    for line, raw in table.rows:
+        record = samm.canonical(raw, REQUIRED)
+        try:
+            video, event, sample_id, corrected = _event(
+                record, dataset, emotions, events, base, corrections
+            )
+        except RowError as e:
+            skipped.append(Skipped(e.sample_id, f"{e.reason} ({table.where(line)})"))
+            continue
+        events[video].append(event)
+        if event.kind != "micro":
+            continue
+        try:
+            if sample_id in seen:
+                raise RowError(sample_id, f"Filename repeats row {seen[sample_id]}")
+            seen[sample_id] = line
+            sample = _sample(sample_id, record, video, event, base, frames, dataset, fps)
+            if corrected:
+                sample = dataclasses.replace(sample, apex_source="corrected")
+            samples.append(sample)
+        except RowError as e:
+            reason = f"{e.reason}; the event is kept for spotting ({table.where(line)})"
+            skipped.append(Skipped(e.sample_id, reason))
+    videos = tuple(
+        LongVideo(
+            id=f"{dataset}/{_subject_of(p.name)}/{p.name}",
+            dataset=dataset,
+            subject=_subject_of(p.name),
+            fps=fps,
+            events=tuple(sorted(events[p.name], key=lambda e: (e.onset, e.offset))),
+            frames=frames[p.name][1],
+            frame_numbers=frames[p.name][0],
+        )
+        for p in folders
+    )
+    for s in skipped:
+        log.warning("skipping %s: %s", s.id, s.reason)
+    kinds = Counter(e.kind for v in videos for e in v.events)
+    log.info(
+        "%s: %d videos (%d micro, %d macro events), %d micro samples from %s (%d skipped)",
+        dataset,
+        len(videos),
+        kinds["micro"],
+        kinds["macro"],
+        len(samples),
+        base,
+        len(skipped),
+    )
+    return LoadResult(tuple(samples), tuple(skipped), videos)
+
+
+def looks_like(root: Path) -> bool:
+    """True when `root` has the SAMM Long Videos layout: `{subject}_{video}` folders (in root or
+    root/SAMM_longvideos) and a *LongVideos* sheet."""
+    try:
+        frames_dir(root)
+        find_sheet(root)
+    except (MekitError, OSError):
+        return False
+    return True
+
+
+def _event(
+    record: dict[str, str],
+    dataset: str,
+    emotions: dict[tuple[str, int], str],
+    events: dict[str, list[Event]],
+    base: Path,
+    corrections: Corrections | None,
+) -> tuple[str, Event, str, bool]:
+    """(video folder name, event, event id, whether a correction set the apex) of one sheet
+    row, corrections applied."""
+    subject = samm.subject_id(record["Subject"])
+    name = record["Filename"]
+    sample_id = f"{dataset}/{subject or '?'}/{name or '?'}"
+    match = _EVENT.match(name)
+    if match is None:
+        raise RowError(sample_id, f"Filename '{name}' is not {{subject}}_{{video}}_{{event}}")
+    video = match.group(1)
+    if _subject_of(video) != subject:
+        raise RowError(sample_id, f"Subject '{record['Subject']}' does not match Filename {name}")
+    kind = record["Type"].strip().lower()
+    if not kind.startswith(("micro", "macro")):
+        raise RowError(sample_id, f"Type '{record['Type']}' is neither Macro nor Micro")
+    kind = kind[:5]
+    onset = frame_number(record["Onset"], "Onset", sample_id)
+    apex = samm.apex_frame(record["Apex"], "Apex", sample_id)
+    offset = frame_number(record["Offset"], "Offset", sample_id)
+    emotion = emotions.get((video, onset), "") if kind == "micro" and onset else ""
+    fields = {"onset": onset, "apex": apex, "offset": offset, "emotion": emotion}
+    fields["aus"] = record["Action Units"]
+    if corrections is not None:
+        fields = corrections.apply(sample_id, fields)  # raises RowError for an exclusion
+    onset, apex, offset = fields["onset"], fields["apex"], fields["offset"]
+    if video not in events:
+        raise RowError(sample_id, f"video folder {base / video} is missing")
+    if onset is None or onset <= 0:
+        if apex is None:
+            raise RowError(sample_id, "neither Onset nor Apex is annotated")
+        onset = apex  # as the MEGC evaluation code does for an onset of 0
+    if offset is None:
+        raise RowError(sample_id, "Offset is empty")
+    if offset < onset:
+        raise RowError(sample_id, f"offset {offset} is before onset {onset}")
+    if apex is not None and not onset <= apex <= offset:
+        raise RowError(
+            sample_id,
+            f"apex {apex} is outside onset..offset {onset}..{offset}; "
+            "fix the sheet or add a correction (id,field,value,reason)",
+        )
+    event = Event(
+        onset=int(onset),
+        apex=None if apex is None else int(apex),
+        offset=int(offset),
+        kind=kind,
+        emotion=str(fields["emotion"]).strip().lower(),
+        aus=str(fields["aus"]).strip(),
+    )
+    return video, event, sample_id, bool(fields.get("apex_source"))
+
+
+def _sample(
+    sample_id: str,
+    record: dict[str, str],
+    video: str,
+    event: Event,
+    base: Path,
+    frames: dict[str, tuple[tuple[int, ...], tuple[Path, ...]]],
+    dataset: str,
+    fps: float,
+) -> Sample:
+    numbers, paths = frames[video]
+    folder = base / video
+    if not numbers:
+        raise RowError(sample_id, f"no image frames in {folder}")
+    cut = subset_frames(numbers, paths, event.onset, event.offset)
+    if not cut[0]:
+        raise RowError(
+            sample_id,
+            f"onset..offset {event.onset}..{event.offset} lies outside the frames "
+            f"{numbers[0]}..{numbers[-1]} of {folder}",
+        )
+    return make_sample(
+        sample_id=sample_id,
+        dataset=dataset,
+        subject=_subject_of(video),
+        clip=record["Filename"],
+        onset=event.onset,
+        apex=event.apex,
+        offset=event.offset,
+        emotion=event.emotion,
+        aus=event.aus,
+        fps=fps,
+        folder=folder,
+        frames=cut,
+        kind="micro",
+        video=folder,
+    )
+
+
+def _emotions(
+    micro_sheet: Path | str | None, sheet: Path, root: Path
+) -> dict[tuple[str, int], str]:
+    """Estimated Emotion of each SAMM micro clip by (video folder, onset frame)."""
+    if micro_sheet is None:
+        for folder in (sheet.parent, root):
+            try:
+                micro_sheet = samm.find_sheet(folder)
+                break
+            except MekitError:
+                continue
+        else:
+            log.info("no SAMM micro sheet next to %s: micro events have no emotion", sheet.name)
+            return {}
+        try:
+            return _emotions(micro_sheet, sheet, root)
+        except MekitError as e:  # a *SAMM* workbook that is not the micro sheet
+            log.warning("no emotions for micro events: %s", e)
+            return {}
+    path = Path(micro_sheet)
+    table = samm.read_table(path, samm.REQUIRED, what="SAMM sheet")
+    found: dict[tuple[str, int], list[str]] = {}
+    for _, raw in table.rows:
+        record = samm.canonical(raw, samm.REQUIRED)
+        match = _EVENT.match(record["Filename"])
+        try:
+            onset = frame_number(record["Onset Frame"], "Onset Frame", record["Filename"])
+        except RowError:
+            continue
+        if match and onset is not None and record["Estimated Emotion"]:
+            found.setdefault((match.group(1), onset), []).append(record["Estimated Emotion"])
+    log.info("emotions of micro events from %s", path)
+    # Two clips of one video with the same onset would be ambiguous: leave those out.
+    return {key: names[0].strip().lower() for key, names in found.items() if len(names) == 1}
+
+
+def _subject_of(video: str) -> str:
+    return video.split("_")[0]
+
+
+def _video_key(path: Path) -> tuple[int, int]:
+    a, b = path.name.split("_")
+    return int(a), int(b)
