@@ -1,4 +1,4 @@
-"""The vertical slice: corpus -> faces -> onset/apex flow -> model -> LOSO -> report.
+"""The pipeline: corpora -> labels -> faces -> features -> model -> cross-validation -> report.
 
 Each stage lives in its own package; this module only wires them, joined by sample id.
 """
@@ -18,36 +18,92 @@ import numpy as np
 
 from mekit import __version__
 from mekit.config import from_mapping, to_dict
-from mekit.data.casme2 import load_casme2
-from mekit.data.labels import load_scheme
-from mekit.data.schema import Skipped
+from mekit.data.composite import select_composite
+from mekit.data.corpora import NAMES as LAYOUT_NAMES
+from mekit.data.corpora import load_corpus
+from mekit.data.corrections import Corrections
+from mekit.data.labels import LabelScheme, load_scheme
+from mekit.data.schema import Sample, Skipped
 from mekit.errors import MekitError
 from mekit.faces import FaceConfig
 from mekit.models import get_spec
 from mekit.motion import FeatureConfig, FeatureKind
 from mekit.motion.extract import extract_features
 from mekit.synth import SynthConfig, generate_corpus
-from mekit.train import TrainConfig, run_loso, write_report
+from mekit.train import LosoResult, TrainConfig, write_report
 from mekit.train.classical import CLASSICAL_MODELS, run_loso_classical
+from mekit.train.executors import make_executor
 from mekit.train.inputs import feature_config_for, to_model_layout
+from mekit.train.loso import run_folds
 from mekit.train.metrics import ClassificationMetrics
+from mekit.train.report import describe_protocol
+from mekit.train.runs import write_seed_summary
+from mekit.train.splits import PROTOCOLS, protocol_folds
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    dataset: str = "casme2"
+    """Everything a run needs besides the data paths; written to config.json.
+
+    dataset: the corpus layout of a single corpus ("auto" detects it; see `mekit data info`).
+    protocol: loso | composite (LOSO over the union of corpora, restricted to the MEGC 2019
+      composite list, scored overall and per corpus) | cross-dataset (leave one corpus out) |
+      kfold (k folds of whole subjects).
+    engine: how folds are trained: "plain" (one model per fold), "ensemble" (all folds at once
+      as one batched model; the fast path for small models) or "auto" (ensemble when the model
+      and selection allow it).
+    executor: "local" (processes on this machine) or "ray" (`ray_address`, or a local Ray).
+    """
+
+    dataset: str = "auto"
     labels: str = "megc2019"  # built-in scheme name or a CSV path (dataset,emotion,label)
     model: str = "ststnet"  # a registered network (`mekit models`) or "lbptop_svm"
-    workers: int = 2  # processes for faces/flow and for LOSO folds
+    protocol: str = "loso"
+    k: int = 5  # folds of the kfold protocol
+    workers: int = 2  # processes for faces/flow and for folds
+    engine: str = "plain"
+    executor: str = "local"
+    ray_address: str = ""
     face: FaceConfig = FaceConfig()
     features: FeatureConfig = FeatureConfig()  # kind, size and frames come from the model
     train: TrainConfig = TrainConfig()
 
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise MekitError(f"protocol '{self.protocol}' is not one of {', '.join(PROTOCOLS)}")
+        if self.engine not in ("auto", "plain", "ensemble"):
+            raise MekitError(f"engine '{self.engine}' is not one of auto, plain, ensemble")
+        if self.executor not in ("local", "ray"):
+            raise MekitError(f"executor '{self.executor}' is not one of local, ray")
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
         return from_mapping(cls, values)
+
+
+@dataclass(frozen=True)
+class CorpusSource:
+    """One corpus to read: its folder, layout ("auto" to detect), optional sheet, and optional
+    dataset name for sample ids (default: the layout's)."""
+
+    path: Path
+    layout: str = "auto"
+    sheet: Path | None = None
+    name: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, sheet: str | Path | None = None) -> CorpusSource:
+        """`PATH`, `LAYOUT=PATH` (e.g. `casme2=/data/CASME2`) or `NAME=PATH` for a corpus of a
+        detected layout named NAME in sample ids (e.g. two synthetic corpora)."""
+        sheet_path = Path(sheet) if sheet else None
+        prefix, sep, path = text.partition("=")
+        if not sep or Path(text).exists():
+            return cls(Path(text), "auto", sheet_path)
+        if prefix in LAYOUT_NAMES:
+            return cls(Path(path), prefix, sheet_path)
+        return cls(Path(path), "auto", sheet_path, name=prefix)
 
 
 @dataclass(frozen=True)
@@ -57,17 +113,94 @@ class RunOutcome:
     n_samples: int
     skipped: tuple[Skipped, ...]
     timings: dict[str, float] = field(default_factory=dict)
+    per_seed: tuple[ClassificationMetrics, ...] = ()
+
+
+@dataclass(frozen=True)
+class LabelledCorpus:
+    """Samples with their class under the run's label scheme, joined by id."""
+
+    samples: tuple[Sample, ...]
+    label_of: dict[str, str]
+    scheme: LabelScheme
+    skipped: tuple[Skipped, ...]
+    layouts: tuple[str, ...]
+    notes: dict[str, Any]
+
+
+def load_labelled(
+    sources: Sequence[CorpusSource],
+    config: ExperimentConfig,
+    corrections: Corrections | None = None,
+) -> LabelledCorpus:
+    """Read every corpus, apply the label scheme (and the composite list for that protocol)."""
+    samples: list[Sample] = []
+    skipped: list[Skipped] = []
+    layouts = []
+    notes: dict[str, Any] = {}
+    for source in sources:
+        layout = source.layout if source.layout != "auto" else config.dataset
+        name, loaded = load_corpus(
+            source.path,
+            layout,
+            sheet=source.sheet,
+            corrections=corrections,
+            report_unmatched=False,
+            dataset=source.name,
+        )
+        layouts.append(name)
+        samples.extend(loaded.samples)
+        skipped.extend(loaded.skipped)
+    if corrections is not None:
+        notes["corrections_applied"] = len(corrections.applied)
+        skipped.extend(
+            Skipped(c.id, f"correction ({corrections.source}) matched no sample: check the id")
+            for c in corrections.unmatched()
+        )
+    if config.protocol == "composite":
+        selection = select_composite(samples)
+        samples = list(selection.samples)
+        skipped.extend(selection.skipped)
+        notes["composite_missing"] = len(selection.missing)
+        for missing in selection.missing:
+            log.warning("composite sample %s not found in the corpora given", missing)
+    scheme = load_scheme(config.labels, raw_labels=tuple({s.emotion for s in samples}))
+    labelled, label_of = [], {}
+    for s in samples:
+        label = scheme.label_of(s)
+        if label is None:
+            skipped.append(Skipped(s.id, f"emotion '{s.emotion}' is not in scheme {scheme.name}"))
+            continue
+        labelled.append(s)
+        label_of[s.id] = label
+    seen: set[str] = set()
+    for s in labelled:
+        if s.id in seen:
+            raise MekitError(
+                f"two corpora gave samples with the same id ({s.id}); name them apart, "
+                "e.g. --corpus a=/path/one --corpus b=/path/two"
+            )
+        seen.add(s.id)
+    return LabelledCorpus(tuple(labelled), label_of, scheme, tuple(skipped), tuple(layouts), notes)
 
 
 def run_experiment(
-    corpus: Path,
+    corpus: Path | CorpusSource | Sequence[CorpusSource],
     out: Path,
     config: ExperimentConfig = ExperimentConfig(),
     sheet: Path | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
+    corrections: Corrections | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> RunOutcome:
-    """LOSO on a CASME II-layout corpus; writes a full report to `out` and returns its metrics."""
+    """Evaluate `config.model` under `config.protocol`; writes a full report to `out`.
+
+    With several `seeds`, each seed's run goes to `out/seed-N/` and `out/` gets the mean and
+    standard deviation over seeds. Finished folds are checkpointed under each run folder, so an
+    interrupted run resumes where it stopped and gives the same report.
+    """
+    sources = _sources(corpus, sheet)
     timings: dict[str, float] = {}
     spec = None if config.model in CLASSICAL_MODELS else get_spec(config.model)
     if spec is None:
@@ -75,82 +208,161 @@ def run_experiment(
     else:
         feature_config = feature_config_for(spec, config.features)
     t0 = time.perf_counter()
-    loaded = load_casme2(corpus, sheet, dataset=config.dataset)
-    scheme = load_scheme(config.labels, raw_labels=tuple({s.emotion for s in loaded.samples}))
-    skipped = list(loaded.skipped)
-    labelled, label_of = [], {}
-    for s in loaded.samples:
-        label = scheme.label_of(s)
-        if label is None:
-            skipped.append(Skipped(s.id, f"emotion '{s.emotion}' is not in scheme {scheme.name}"))
-            continue
-        labelled.append(s)
-        label_of[s.id] = label
+    data = load_labelled(sources, config, corrections)
     timings["load_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     features = extract_features(
-        labelled, feature_config, config.face, cache_dir, config.workers, progress
+        data.samples, feature_config, config.face, cache_dir, config.workers, progress
     )
     timings["features_s"] = time.perf_counter() - t0
-    skipped.extend(features.skipped)
+    skipped = list(data.skipped) + list(features.skipped)
 
-    by_id = {s.id: s for s in labelled}
+    by_id = {s.id: s for s in data.samples}
     ids = list(features.ids)
-    subjects = [by_id[i].subject for i in ids]
-    present = sorted({label_of[i] for i in ids})
-    labels = [lab for lab in scheme.labels if lab in present]
+    datasets = [by_id[i].dataset for i in ids]
+    several = len(set(datasets)) > 1
+    subjects = [
+        f"{by_id[i].dataset}/{by_id[i].subject}" if several else by_id[i].subject for i in ids
+    ]
+    present = sorted({data.label_of[i] for i in ids})
+    labels = [lab for lab in data.scheme.labels if lab in present]
     if len(set(subjects)) < 2 or len(labels) < 2:
+        where = ", ".join(str(s.path) for s in sources)
         raise MekitError(
-            f"LOSO needs at least 2 subjects and 2 classes; {corpus} gave {len(ids)} usable "
-            f"samples from {len(set(subjects))} subject(s) in classes {labels}"
+            f"cross-validation needs at least 2 subjects and 2 classes; {where} gave "
+            f"{len(ids)} usable samples from {len(set(subjects))} subject(s) in classes {labels}"
         )
-    y = np.array([labels.index(label_of[i]) for i in ids])
+    y = np.array([labels.index(data.label_of[i]) for i in ids])
+    X = (
+        features.features
+        if spec is None
+        else to_model_layout(features.features, spec, feature_config.kind)
+    )
 
+    resolved = {
+        "mekit_version": __version__,
+        "corpora": [
+            {
+                "path": str(s.path.resolve()),
+                "layout": lay,
+                "sheet": str(s.sheet) if s.sheet else None,
+            }
+            for s, lay in zip(sources, data.layouts, strict=True)
+        ],
+        "corrections": corrections.source if corrections else None,
+        **to_dict(config),
+        "features": to_dict(feature_config),  # as the model's input spec resolved them
+    }
+    seed_list = list(seeds) if seeds else [config.train.seed]
+    results = []
     t0 = time.perf_counter()
-    if spec is None:
-        result = run_loso_classical(
-            features.features, y, subjects, ids, labels, config.train, progress=progress
+    for seed in seed_list:
+        run_config = replace(config, train=replace(config.train, seed=seed))
+        run_dir = out if len(seed_list) == 1 else out / f"seed-{seed}"
+        result = _cross_validate(
+            X, y, subjects, datasets, ids, labels, run_config, run_dir, progress
         )
-    else:
-        X = to_model_layout(features.features, spec, feature_config.kind)
-        result = run_loso(
+        result.predictions.insert(1, "dataset", datasets)
+        extra = {"timings": timings, "feature_cache_hits": features.cache_hits, **data.notes}
+        write_report(
+            run_dir,
+            title=_title(run_config, data),
+            config={**resolved, "train": to_dict(run_config.train), "seed": seed},
+            result=result,
+            labels=labels,
+            skipped=[(s.id, s.reason) for s in skipped],
+            extra=extra,
+            protocol=describe_protocol(run_config.protocol, result, run_config.k),
+        )
+        results.append(result.metrics())
+    timings["evaluate_s"] = time.perf_counter() - t0
+    if len(seed_list) > 1:
+        write_seed_summary(
+            out, _title(config, data), seed_list, [out / f"seed-{s}" for s in seed_list]
+        )
+    return RunOutcome(
+        run_dir=out,
+        metrics=results[0],
+        n_samples=len(ids),
+        skipped=tuple(skipped),
+        timings=timings,
+        per_seed=tuple(results),
+    )
+
+
+def _sources(
+    corpus: Path | CorpusSource | Sequence[CorpusSource], sheet: Path | None
+) -> list[CorpusSource]:
+    if isinstance(corpus, CorpusSource):
+        return [corpus]
+    if isinstance(corpus, (str, Path)):
+        return [CorpusSource(Path(corpus), "auto", Path(sheet) if sheet else None)]
+    return list(corpus)
+
+
+def _title(config: ExperimentConfig, data: LabelledCorpus) -> str:
+    corpora = "+".join(dict.fromkeys(data.layouts))
+    return f"{config.model} on {corpora} ({data.scheme.name}, {config.protocol})"
+
+
+def _use_ensemble(config: ExperimentConfig) -> bool:
+    if config.engine == "plain":
+        return False
+    from mekit.train.ensemble import ENSEMBLE_MODELS
+
+    supported = config.model in ENSEMBLE_MODELS and config.train.selection == "fixed"
+    if config.engine == "ensemble" and not supported:
+        raise MekitError(
+            f"the ensemble engine trains {', '.join(ENSEMBLE_MODELS)} with selection 'fixed'; "
+            f"use --set engine=plain for {config.model} / {config.train.selection}"
+        )
+    return config.engine == "ensemble" or (config.engine == "auto" and supported)
+
+
+def _cross_validate(
+    X: np.ndarray,
+    y: np.ndarray,
+    subjects: list[str],
+    datasets: list[str],
+    ids: list[str],
+    labels: list[str],
+    config: ExperimentConfig,
+    run_dir: Path,
+    progress: bool,
+) -> LosoResult:
+    folds = protocol_folds(config.protocol, subjects, datasets, y, config.k, config.train.seed)
+    if config.model in CLASSICAL_MODELS:
+        return run_loso_classical(
+            X, y, subjects, ids, labels, config.train, progress=progress, folds=folds
+        )
+    if _use_ensemble(config):
+        from mekit.train.ensemble import run_loso_ensemble
+
+        return run_loso_ensemble(
             X,
             y,
             subjects,
             ids,
             labels,
-            config.model,
             config.train,
-            workers=config.workers,
+            model_name=config.model,
             progress=progress,
+            folds=folds,
         )
-    timings["loso_s"] = time.perf_counter() - t0
-
-    resolved = {
-        "mekit_version": __version__,
-        "corpus": str(Path(corpus).resolve()),
-        "sheet": str(sheet) if sheet else None,
-        "protocol": "loso",
-        **to_dict(config),
-        "features": to_dict(feature_config),  # as the model's input spec resolved them
-    }
-    paths = write_report(
-        out,
-        title=f"{config.model} on {config.dataset} ({scheme.name}, LOSO)",
-        config=resolved,
-        result=result,
-        labels=labels,
-        skipped=[(s.id, s.reason) for s in skipped],
-        extra={"timings": timings, "feature_cache_hits": features.cache_hits},
-    )
-    log.info("report written to %s", paths)
-    return RunOutcome(
-        run_dir=out,
-        metrics=result.metrics(),
-        n_samples=len(ids),
-        skipped=tuple(skipped),
-        timings=timings,
+    executor = make_executor(config.executor, config.workers, config.ray_address or None)
+    return run_folds(
+        X,
+        y,
+        subjects,
+        ids,
+        labels,
+        config.model,
+        config.train,
+        folds,
+        executor=executor,
+        checkpoint_dir=run_dir / "folds",
+        progress=progress,
     )
 
 
@@ -173,7 +385,7 @@ def prepare_corpus(
     progress: bool = True,
 ) -> tuple[int, list[PrepareOutcome]]:
     """Compute (or find in the cache) each feature kind for every sample of a corpus."""
-    loaded = load_casme2(corpus, sheet, dataset=config.dataset)
+    _, loaded = load_corpus(corpus, config.dataset, sheet=sheet)
     outcomes = []
     for kind in kinds:
         t0 = time.perf_counter()

@@ -5,6 +5,7 @@ import pytest
 
 from mekit.errors import MekitError
 from mekit.train import loso_folds, validation_subjects
+from mekit.train.splits import corpus_folds, kfold_folds, protocol_folds
 
 SUBJECTS = ["s3", "s1", "s2", "s1", "s3", "s3", "s10", "s2"]
 
@@ -60,3 +61,44 @@ def test_validation_never_draws_the_test_subject():
 def test_validation_bad_input(subjects, fraction):
     with pytest.raises(MekitError):
         validation_subjects(subjects, fraction, seed=0)
+
+
+def _random_design(seed: int):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 60))
+    subjects = [f"s{int(v)}" for v in rng.integers(0, 8, n)]
+    datasets = [f"d{int(v)}" for v in rng.integers(0, 3, n)]
+    y = rng.integers(0, 3, n)
+    return subjects, datasets, y
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("protocol", ["loso", "composite", "cross-dataset", "kfold"])
+def test_no_group_is_on_both_sides_of_any_fold(seed, protocol):
+    subjects, datasets, y = _random_design(seed)
+    if len(set(subjects)) < 3 or len(set(datasets)) < 2:
+        pytest.skip("degenerate draw")
+    folds = protocol_folds(protocol, subjects, datasets, y, k=3, seed=seed)
+    held = subjects if protocol != "cross-dataset" else datasets
+    held = np.asarray(held)
+    tested = np.concatenate([f.test_idx for f in folds])
+    # every sample is tested exactly once
+    assert sorted(tested.tolist()) == list(range(len(y)))
+    for f in folds:
+        assert not set(held[f.train_idx]) & set(held[f.test_idx])
+        assert len(f.train_idx) + len(f.test_idx) == len(y)
+
+
+def test_corpus_folds_name_the_corpus():
+    folds = corpus_folds(["casme2", "samm", "casme2", "smic"])
+    assert [f.test_subject for f in folds] == ["casme2", "samm", "smic"]
+    assert folds[0].test_idx.tolist() == [0, 2]
+
+
+def test_protocol_errors():
+    with pytest.raises(MekitError, match="at least 2 corpora"):
+        corpus_folds(["a", "a"])
+    with pytest.raises(MekitError, match="k-fold needs"):
+        kfold_folds(["a", "b"], [0, 1], k=3, seed=0)
+    with pytest.raises(MekitError, match="unknown protocol"):
+        protocol_folds("holdout", ["a", "b"], ["d", "d"], [0, 1])

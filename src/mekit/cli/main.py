@@ -62,24 +62,67 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from mekit.data.corrections import load_corrections
     from mekit.pipeline import run_experiment
 
     config = _experiment_config(args)
     out = (
         Path(args.out)
         if args.out
-        else Path("runs") / time.strftime(f"{config.model}-%Y%m%d-%H%M%S")
+        else Path("runs") / time.strftime(f"{config.model}-{config.protocol}-%Y%m%d-%H%M%S")
     )
     t0 = time.perf_counter()
     outcome = run_experiment(
-        Path(args.corpus),
+        _sources(args),
         out,
         config,
-        sheet=Path(args.sheet) if args.sheet else None,
         cache_dir=_cache(args),
         progress=not args.quiet,
+        corrections=load_corrections(args.corrections) if args.corrections else None,
+        seeds=_seeds(args.seeds),
     )
     _print_outcome(outcome, time.perf_counter() - t0)
+    return 0
+
+
+def _sources(args: argparse.Namespace) -> list:  # type: ignore[type-arg]
+    from mekit.pipeline import CorpusSource
+
+    if len(args.corpus) > 1 and args.sheet:
+        raise MekitError(
+            "--sheet applies to one corpus; with several, keep each sheet in its folder"
+        )
+    return [CorpusSource.parse(c, args.sheet) for c in args.corpus]
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise MekitError(f"--seeds '{text}': give comma-separated integers, e.g. 1,2,3") from None
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mekit.train.runs import compare_table, rescore, run_scores, seed_dirs
+
+    run = Path(args.run_dir)
+    for d in seed_dirs(run) or [run]:
+        m = rescore(d)
+        print(f"{d}: accuracy {m.accuracy:.4f}  UF1 {m.uf1:.4f}  UAR {m.uar:.4f}  (n={m.n})")
+    scores = run_scores(run)
+    for name, v in scores.per_dataset.items():
+        print(f"  {name:<12} accuracy {v['accuracy']:.4f}  UF1 {v['uf1']:.4f}  UAR {v['uar']:.4f}")
+    print()
+    print(compare_table([run]))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mekit.train.runs import compare_table
+
+    print(compare_table([Path(d) for d in args.run_dirs]))
     return 0
 
 
@@ -88,8 +131,13 @@ def _experiment_config(args: argparse.Namespace):  # type: ignore[no-untyped-def
     from mekit.pipeline import ExperimentConfig
 
     values = load_toml(Path(args.config)) if args.config else {}
-    given = {k: getattr(args, k, None) for k in ("dataset", "labels", "model", "workers")}
+    keys = ("dataset", "labels", "model", "workers", "protocol", "k", "engine", "executor")
+    given = {k: getattr(args, k, None) for k in keys}
+    if getattr(args, "ray_address", None):
+        given["ray_address"] = args.ray_address
     values = merge(values, {k: v for k, v in given.items() if v is not None})
+    if getattr(args, "selection", None):
+        values = merge(values, {"train": {"selection": args.selection}})
     return ExperimentConfig.from_dict(merge(values, parse_overrides(args.set or [])))
 
 
@@ -108,8 +156,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             f"--features '{args.features}': choose from {', '.join(k.value for k in FeatureKind)}"
         ) from None
     config = _experiment_config(args)
+    if len(args.corpus) != 1:
+        raise MekitError("prepare takes one --corpus at a time")
     n, outcomes = prepare_corpus(
-        Path(args.corpus),
+        _sources(args)[0].path,
         kinds,
         config,
         sheet=Path(args.sheet) if args.sheet else None,
@@ -128,6 +178,22 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for sample_id, reason in failed.items():
         print(f"  skipped {sample_id}: {reason}")
     return 0
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from mekit.data.corpora import load_corpus
+    from mekit.data.corrections import load_corrections
+    from mekit.data.inspect import format_summary, summarise
+    from mekit.data.labels import load_scheme
+
+    corrections = load_corrections(args.corrections) if args.corrections else None
+    layout, loaded = load_corpus(
+        Path(args.corpus_dir), args.corpus, sheet=args.sheet, corrections=corrections
+    )
+    scheme = load_scheme(args.labels, raw_labels=tuple({s.emotion for s in loaded.samples}))
+    summary = summarise(layout, loaded, scheme)
+    print(format_summary(summary, args.corpus_dir))
+    return 1 if args.strict and summary.has_problems() else 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -158,9 +224,22 @@ def _print_outcome(outcome, seconds: float) -> None:  # type: ignore[no-untyped-
 
 
 def _corpus_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--corpus", required=True, help="folder holding subNN/ (or Cropped/subNN/)")
-    p.add_argument("--sheet", help="coding sheet (default: *coding*.xlsx in the corpus folder)")
-    p.add_argument("--dataset", help="dataset name used in sample ids (default casme2)")
+    p.add_argument(
+        "--corpus",
+        required=True,
+        action="append",
+        metavar="[LAYOUT=]PATH",
+        help="corpus folder as distributed (layout detected, or named: casme2=/data/CASME2); "
+        "repeat for several corpora (composite, cross-dataset)",
+    )
+    p.add_argument("--sheet", help="annotation sheet (default: found in the corpus folder)")
+    p.add_argument(
+        "--dataset",
+        "--corpus-type",
+        dest="dataset",
+        help="layout of the corpus (default: detected; see `mekit data info`)",
+    )
+    p.add_argument("--corrections", help="CSV of annotation corrections (id,field,value,reason)")
     p.add_argument("--workers", type=int, help="processes (default 2)")
     p.add_argument("--config", help="TOML file: top-level keys and [face] [features] [train]")
     p.add_argument(
@@ -210,9 +289,37 @@ def build_parser() -> argparse.ArgumentParser:
     _corpus_options(p)
     p.add_argument("--labels", help="label scheme: megc2019, casme2_5class, raw or a CSV path")
     p.add_argument("--model", help="model name (see `mekit models`; default ststnet)")
-    p.add_argument("--protocol", choices=["loso"], default="loso")
-    p.add_argument("--out", help="run folder (default runs/MODEL-DATE)")
+    p.add_argument(
+        "--protocol",
+        choices=["loso", "composite", "cross-dataset", "kfold"],
+        help="loso (default); composite: MEGC 2019 over --corpus smic=.. casme2=.. samm=..; "
+        "cross-dataset: leave one corpus out; kfold: k folds of whole subjects (--k)",
+    )
+    p.add_argument("--k", type=int, help="folds of the kfold protocol (default 5)")
+    p.add_argument("--seeds", help="comma-separated seeds: one run each, mean and std reported")
+    p.add_argument(
+        "--selection",
+        choices=["fixed", "val-split", "test-oracle"],
+        help="model selection: fixed schedule (default), val-split (early stopping on training "
+        "subjects), test-oracle (the literature's best-epoch-on-test; NOT a valid estimate)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=["auto", "plain", "ensemble"],
+        help="plain: one model per fold (default); ensemble: all folds at once (fast, STSTNet)",
+    )
+    p.add_argument("--executor", choices=["local", "ray"], help="where folds run (default local)")
+    p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--out", help="run folder (default runs/MODEL-PROTOCOL-DATE)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="re-score a finished run from its predictions")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="table of several runs side by side")
+    p.add_argument("run_dirs", nargs="+")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
         "prepare", help="compute faces + features for a whole corpus into the cache (resumable)"
@@ -224,6 +331,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated kinds: onset_apex, keyframes, flow_clip, lbptop",
     )
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("data", help="inspect corpora")
+    data = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    p = data.add_parser(
+        "info", help="what a corpus holds: counts per class and subject, and every problem"
+    )
+    p.add_argument("corpus_dir", help="the corpus folder as distributed")
+    p.add_argument(
+        "--corpus",
+        "--corpus-type",
+        dest="corpus",
+        help="layout name (default: detected); see the README's corpora table",
+    )
+    p.add_argument("--labels", default="megc2019", help="label scheme (default megc2019)")
+    p.add_argument("--sheet", help="annotation sheet, when not found in the corpus folder")
+    p.add_argument("--corrections", help="CSV of annotation corrections (id,field,value,reason)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any problem is found")
+    p.set_defaults(func=cmd_data_info)
 
     p = sub.add_parser("models", help="list the models with their input and parameter count")
     p.set_defaults(func=cmd_models)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from mekit.train.loop import TrainConfig
 from mekit.train.loso import LosoResult, _assemble, _FoldOutput
-from mekit.train.splits import loso_folds
+from mekit.train.splits import Fold, loso_folds
 
 CLASSICAL_MODELS = ("lbptop_svm",)
 
@@ -62,10 +62,12 @@ def run_loso_classical(
     labels: Sequence[str],
     config: TrainConfig,
     progress: bool = True,
+    folds: Sequence[Fold] | None = None,
 ) -> LosoResult:
-    """LOSO with `LbpTopSVM`: one fit per held-out subject on the others' samples only."""
+    """Cross-validation with `LbpTopSVM` (LOSO unless `folds` are given): one fit per fold on
+    its training samples only."""
     subjects_arr = np.asarray(subjects)
-    folds = loso_folds(subjects)
+    folds = list(folds) if folds is not None else loso_folds(subjects)
     outputs = []
     for fold in tqdm(folds, desc="LOSO lbptop_svm", unit="fold", disable=not progress):
         model = LbpTopSVM().fit(X[fold.train_idx], y[fold.train_idx])

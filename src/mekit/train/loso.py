@@ -1,17 +1,31 @@
-"""Leave-one-subject-out evaluation: one model per test subject, predictions joined by id.
+"""Cross-validation of a network: one model per fold, predictions joined by id.
 
-Fold i trains with seed `config.seed + i`, so a run gives identical predictions whether its
-folds run one after another or in parallel worker processes.
+`run_folds` runs any list of `Fold`s (leave-one-subject-out, k-fold, leave-one-corpus-out...);
+`run_loso` is leave-one-subject-out on top of it. A fold's `test_subject` is the name of the
+group it holds out (a subject, a corpus, "fold3"...).
+
+Fold i trains with seed `config.seed + i` and `config.num_threads` torch threads, so a run gives
+identical predictions whichever executor (sequential, worker processes, Ray; see
+`mekit.train.executors`) runs its folds, and whether or not it was resumed from checkpoints.
+
+Resume: with `checkpoint_dir`, each finished fold is saved to `fold_{index:03d}.npz` there
+(written atomically), stamped with a fingerprint of everything that determines it (data,
+labels, config, model, model_kwargs, the fold's samples). A rerun loads the folds whose
+fingerprint matches instead of training them again, and retrains the others.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
-import multiprocessing
+import os
+import tempfile
+import zipfile
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,22 +34,28 @@ import torch
 from tqdm.auto import tqdm
 
 from mekit.errors import MekitError
+from mekit.train.executors import FoldExecutor, SequentialExecutor, make_executor
 from mekit.train.loop import TrainConfig, fit, predict_proba
 from mekit.train.metrics import ClassificationMetrics, classification_metrics
 from mekit.train.splits import Fold, loso_folds, validation_subjects
 
 log = logging.getLogger(__name__)
 
+# Bump when the checkpoint contents or the fingerprint recipe change: old files are then
+# retrained rather than misread.
+_CHECKPOINT_VERSION = 1
+
 
 @dataclass(frozen=True, eq=False)
 class LosoResult:
-    """Predictions of every sample from the fold that held out its subject.
+    """Predictions of every tested sample from the fold that held it out.
 
-    `predictions`: one row per sample in input order, columns id, subject, fold, true, pred
-    (label strings) and prob_<label> per label. `histories[test_subject]` is that fold's
-    per-epoch history (see `FitResult`); `best_epochs[test_subject]` the epoch kept.
-    `oracle` is True when epochs were selected on the test subject ("test-oracle"): such
-    figures are not valid estimates.
+    `predictions`: one row per tested sample in input order (every sample, for LOSO and any
+    protocol whose test sets cover all samples), columns id, subject, fold, true, pred (label
+    strings) and prob_<label> per label. `histories[name]` is the per-epoch history (see
+    `FitResult`) of the fold named `name` (its `Fold.test_subject`, the held-out group);
+    `best_epochs[name]` the epoch kept. `oracle` is True when epochs were selected on the test
+    fold ("test-oracle"): such figures are not valid estimates.
     """
 
     predictions: pd.DataFrame
@@ -82,29 +102,22 @@ def _run_fold(
         X_val, y_val = X[val], y[val]
     elif cfg.selection == "test-oracle":
         X_val, y_val = X[fold.test_idx], y[fold.test_idx]
-    result = fit(model_name, num_classes, X[train], y[train], cfg, X_val, y_val, model_kwargs)
+    # Predicting too runs on config.num_threads threads, whatever the caller's count: the
+    # float sums, and so the probabilities, then match bit for bit across executors.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.num_threads)
+    try:
+        result = fit(model_name, num_classes, X[train], y[train], cfg, X_val, y_val, model_kwargs)
+        probs = predict_proba(result.model, X[fold.test_idx])
+    finally:
+        torch.set_num_threads(threads)
     return _FoldOutput(
         index=fold.index,
         test_subject=fold.test_subject,
-        probs=predict_proba(result.model, X[fold.test_idx]),
+        probs=probs,
         history=result.history,
         best_epoch=result.best_epoch,
     )
-
-
-# Worker processes receive the data once, through the pool initializer, not once per fold.
-_WORKER_DATA: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-
-
-def _init_worker(X: np.ndarray, y: np.ndarray, subjects: np.ndarray, threads: int) -> None:
-    global _WORKER_DATA
-    _WORKER_DATA = (X, y, subjects)
-    torch.set_num_threads(threads)
-
-
-def _run_fold_in_worker(fold: Fold, *args: Any) -> _FoldOutput:
-    assert _WORKER_DATA is not None, "worker not initialised"
-    return _run_fold(*_WORKER_DATA, fold, *args)
 
 
 def _validate(
@@ -127,6 +140,236 @@ def _validate(
         raise MekitError(f"y must hold class indices 0..{len(labels) - 1} into labels")
 
 
+def _validate_folds(folds: Sequence[Fold], n: int) -> None:
+    if not folds:
+        raise MekitError("no folds to run")
+    indices = [f.index for f in folds]
+    names = [f.test_subject for f in folds]
+    if len(set(indices)) != len(indices):
+        raise MekitError(f"fold indices must be unique, got {sorted(indices)}")
+    if len(set(names)) != len(names):
+        raise MekitError(f"fold names (test_subject) must be unique, got {names}")
+    tested = np.zeros(n, dtype=bool)
+    for f in folds:
+        if f.index < 0:
+            raise MekitError(f"fold {f.test_subject!r}: index must be >= 0, got {f.index}")
+        for what, idx in (("train", f.train_idx), ("test", f.test_idx)):
+            idx = np.asarray(idx)
+            if len(idx) == 0:
+                raise MekitError(f"fold {f.test_subject!r} has no {what} samples")
+            if idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= n:
+                raise MekitError(
+                    f"fold {f.test_subject!r}: {what} indices must be integer positions 0..{n - 1}"
+                )
+        if np.intersect1d(f.train_idx, f.test_idx).size:
+            raise MekitError(f"fold {f.test_subject!r} trains on some of its test samples")
+        if tested[f.test_idx].any():
+            raise MekitError(
+                f"fold {f.test_subject!r} tests samples another fold tests already; "
+                "test sets must not overlap"
+            )
+        tested[f.test_idx] = True
+
+
+# ---- checkpoints -------------------------------------------------------------------------
+
+
+def _fingerprints(
+    X: np.ndarray,
+    y: np.ndarray,
+    subjects: np.ndarray,
+    labels: Sequence[str],
+    model_name: str,
+    config: TrainConfig,
+    model_kwargs: Mapping[str, Any],
+    folds: Sequence[Fold],
+) -> dict[int, str]:
+    """fold index -> hex digest of everything that determines that fold's output."""
+    h = hashlib.sha256()
+
+    def add(tag: str, payload: bytes | memoryview) -> None:
+        h.update(tag.encode())
+        h.update(len(payload).to_bytes(8, "little"))
+        h.update(payload)
+
+    def add_json(tag: str, value: Any) -> None:
+        add(tag, json.dumps(value, sort_keys=True, default=repr).encode())
+
+    add_json("version", _CHECKPOINT_VERSION)
+    add_json("X.meta", [list(X.shape), X.dtype.str])
+    add("X", memoryview(np.ascontiguousarray(X)).cast("B"))
+    add("y", np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    add_json("subjects", [str(s) for s in subjects])
+    add_json("labels", [str(lab) for lab in labels])
+    add_json("model", model_name)
+    add_json("model_kwargs", dict(model_kwargs))
+    add_json("config", dataclasses.asdict(config))
+    out = {}
+    for fold in folds:
+        hf = h.copy()
+        for tag, payload in (
+            ("fold.index", str(fold.index).encode()),
+            ("fold.name", fold.test_subject.encode()),
+            ("fold.train", np.asarray(fold.train_idx, dtype=np.int64).tobytes()),
+            ("fold.test", np.asarray(fold.test_idx, dtype=np.int64).tobytes()),
+        ):
+            hf.update(tag.encode())
+            hf.update(len(payload).to_bytes(8, "little"))
+            hf.update(payload)
+        out[fold.index] = hf.hexdigest()
+    return out
+
+
+def _checkpoint_path(directory: Path, index: int) -> Path:
+    return directory / f"fold_{index:03d}.npz"
+
+
+def _save_checkpoint(path: Path, out: _FoldOutput, fingerprint: str) -> None:
+    """Write atomically: a reader sees the old file or the complete new one, never a part."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f,
+                fingerprint=np.array(fingerprint),
+                index=np.array(out.index, dtype=np.int64),
+                test_subject=np.array(out.test_subject),
+                probs=np.asarray(out.probs, dtype=np.float32),
+                history=np.array(json.dumps(out.history)),
+                best_epoch=np.array(out.best_epoch, dtype=np.int64),
+            )
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_checkpoint(
+    path: Path, fold: Fold, fingerprint: str, num_classes: int
+) -> _FoldOutput | None:
+    """The saved output of `fold`, or None when the file is missing, stale or unreadable."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["fingerprint"]) != fingerprint:
+                log.info("checkpoint %s is from a different run; retraining that fold", path)
+                return None
+            out = _FoldOutput(
+                index=int(z["index"]),
+                test_subject=str(z["test_subject"]),
+                probs=np.array(z["probs"], dtype=np.float32),
+                history=json.loads(str(z["history"])),
+                best_epoch=int(z["best_epoch"]),
+            )
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        log.warning("ignoring unreadable checkpoint %s (%s); retraining that fold", path, e)
+        return None
+    if (
+        out.index != fold.index
+        or out.test_subject != fold.test_subject
+        or out.probs.shape != (len(fold.test_idx), num_classes)
+    ):
+        log.warning("checkpoint %s does not fit fold %s; retraining it", path, fold.test_subject)
+        return None
+    return out
+
+
+# ---- runs --------------------------------------------------------------------------------
+
+
+def run_folds(
+    X: np.ndarray,
+    y: np.ndarray,
+    subjects: Sequence[str],
+    ids: Sequence[str],
+    labels: Sequence[str],
+    model_name: str,
+    config: TrainConfig,
+    folds: Sequence[Fold],
+    executor: FoldExecutor | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    model_kwargs: Mapping[str, Any] | None = None,
+    *,
+    desc: str | None = None,
+) -> LosoResult:
+    """Train one model per fold on its `train_idx` and predict its `test_idx`.
+
+    X: (N, C, H, W) float32 (or (N, C, T, H, W) for temporal models) matching the model's
+    spec; y: (N,) class indices into `labels`; subjects, ids: one string per sample (ids
+    unique; subjects are what "val-split" draws validation groups from). folds: any protocol,
+    with unique indices (fold i trains with seed config.seed + i) and unique names
+    (`test_subject`, the held-out group's name, keys of the histories); test sets must not
+    overlap, and samples no fold tests get no row in the predictions.
+
+    executor: where folds run (`mekit.train.executors`); default one after another here.
+    checkpoint_dir: save each finished fold there and, on a rerun, load matching ones instead
+    of training them (see the module docstring). `desc` labels the progress bar and logs.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    _validate(X, y, subjects, ids, labels)
+    _validate_folds(folds, len(y))
+    subj = np.asarray([str(s) for s in subjects])
+    executor = executor if executor is not None else SequentialExecutor()
+    kwargs = dict(model_kwargs or {})
+    args = (model_name, len(labels), config, kwargs)
+    desc = desc or f"CV {model_name}"
+
+    outputs: list[_FoldOutput] = []
+    todo = list(folds)
+    directory = fingerprints = None
+    if checkpoint_dir is not None:
+        directory = Path(checkpoint_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        fingerprints = _fingerprints(X, y, subj, labels, model_name, config, kwargs, folds)
+        todo = []
+        for fold in folds:
+            path = _checkpoint_path(directory, fold.index)
+            saved = _load_checkpoint(path, fold, fingerprints[fold.index], len(labels))
+            if saved is None:
+                todo.append(fold)
+            else:
+                outputs.append(saved)
+        log.info(
+            "%s: resumed %d of %d folds from checkpoints in %s",
+            desc,
+            len(outputs),
+            len(folds),
+            directory,
+        )
+
+    log.info(
+        "%s: %d samples, %d folds (%d to train), selection=%s, executor=%s",
+        desc,
+        len(y),
+        len(folds),
+        len(todo),
+        config.selection,
+        executor.describe(),
+    )
+    bar = tqdm(total=len(folds), initial=len(outputs), desc=desc, unit="fold", disable=not progress)
+    results = None
+    try:
+        if todo:
+            results = executor.map(_run_fold, todo, (X, y, subj), args, config.num_threads)
+            for out in results:
+                if directory is not None and fingerprints is not None:
+                    path = _checkpoint_path(directory, out.index)
+                    _save_checkpoint(path, out, fingerprints[out.index])
+                outputs.append(out)
+                bar.update()
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()  # stops the executor's workers promptly on an error
+        bar.close()
+    return _assemble(outputs, list(folds), y, subj, ids, labels, model_name, config)
+
+
 def run_loso(
     X: np.ndarray,
     y: np.ndarray,
@@ -138,52 +381,39 @@ def run_loso(
     workers: int = 1,
     progress: bool = True,
     model_kwargs: Mapping[str, Any] | None = None,
+    *,
+    executor: FoldExecutor | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
 ) -> LosoResult:
-    """Leave-one-subject-out train and predict.
+    """Leave-one-subject-out train and predict: `run_folds` with `loso_folds(subjects)`.
 
     X: (N, C, H, W) float32 (or (N, C, T, H, W) for temporal models) matching the model's
     spec; y: (N,) class indices into `labels`; subjects, ids: one string per sample (ids
-    unique). `workers` > 1 runs folds in that many processes (spawned; each uses
-    `config.num_threads` threads), with results identical to a sequential run.
+    unique). Without an `executor`, `workers` > 1 runs folds in that many local processes
+    (spawned; each uses `config.num_threads` threads); an `executor` overrides `workers`.
+    Results are identical to a sequential run either way. `checkpoint_dir`: see `run_folds`.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
     _validate(X, y, subjects, ids, labels)
-    if workers < 1:
-        raise MekitError(f"workers must be at least 1, got {workers}")
-    subj = np.asarray([str(s) for s in subjects])
-    folds = loso_folds(subj)
-    args = (model_name, len(labels), config, dict(model_kwargs or {}))
-    log.info(
-        "LOSO %s: %d samples, %d folds, selection=%s, workers=%d",
+    if executor is None:
+        executor = make_executor("local", workers)
+    folds = loso_folds([str(s) for s in subjects])
+    return run_folds(
+        X,
+        y,
+        subjects,
+        ids,
+        labels,
         model_name,
-        len(y),
-        len(folds),
-        config.selection,
-        workers,
+        config,
+        folds,
+        executor=executor,
+        checkpoint_dir=checkpoint_dir,
+        progress=progress,
+        model_kwargs=model_kwargs,
+        desc=f"LOSO {model_name}",
     )
-    outputs: list[_FoldOutput] = []
-    bar = tqdm(total=len(folds), desc=f"LOSO {model_name}", unit="fold", disable=not progress)
-    try:
-        if workers == 1:
-            for fold in folds:
-                outputs.append(_run_fold(X, y, subj, fold, *args))
-                bar.update()
-        else:
-            # spawn, not fork: forking a process whose OpenMP pool is live can hang the child.
-            with ProcessPoolExecutor(
-                max_workers=min(workers, len(folds)),
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(X, y, subj, config.num_threads),
-            ) as pool:
-                futures = [pool.submit(_run_fold_in_worker, fold, *args) for fold in folds]
-                for future in as_completed(futures):
-                    outputs.append(future.result())
-                    bar.update()
-    finally:
-        bar.close()
-    return _assemble(outputs, folds, y, subj, ids, labels, model_name, config)
 
 
 def _assemble(
@@ -197,9 +427,13 @@ def _assemble(
     config: TrainConfig,
 ) -> LosoResult:
     outputs = sorted(outputs, key=lambda o: o.index)
+    by_index = {fold.index: fold for fold in folds}
+    if sorted(by_index) != [o.index for o in outputs]:
+        raise MekitError("internal: fold outputs do not match the folds")
     probs = np.zeros((len(y), len(labels)), dtype=np.float32)
-    fold_of = np.zeros(len(y), dtype=np.int64)
-    for out, fold in zip(outputs, folds, strict=True):
+    fold_of = np.full(len(y), -1, dtype=np.int64)
+    for out in outputs:
+        fold = by_index[out.index]
         probs[fold.test_idx] = out.probs
         fold_of[fold.test_idx] = fold.index
     names = np.asarray([str(lab) for lab in labels], dtype=object)
@@ -214,6 +448,9 @@ def _assemble(
     )
     for k, name in enumerate(names):
         frame[f"prob_{name}"] = probs[:, k]
+    tested = fold_of >= 0
+    if not tested.all():
+        frame = frame[tested].reset_index(drop=True)
     return LosoResult(
         predictions=frame,
         histories={o.test_subject: o.history for o in outputs},

@@ -1,8 +1,10 @@
-"""Write a LOSO run's results to a folder: config, predictions, metrics, figures, summary.
+"""Write a cross-validation run's results to a folder: config, predictions, metrics, figures.
 
 Files (all in `run_dir`): config.json, predictions.csv (sorted by id), metrics.json,
 summary.md (tables ready to paste into a paper), confusion.png, learning_curves.png,
-skipped.csv (id, reason). Metrics come from all folds' predictions concatenated.
+skipped.csv (id, reason). Metrics come from all folds' predictions concatenated; when the
+predictions carry a `dataset` column with several corpora (the composite protocol), each
+corpus is also scored from the same predictions.
 """
 
 from __future__ import annotations
@@ -54,11 +56,28 @@ def _selection_text(result: LosoResult) -> str:
     return f"last epoch of {cfg.epochs}, no model selection"
 
 
-def protocol_line(result: LosoResult) -> str:
+def describe_protocol(protocol: str, result: LosoResult, k: int = 5) -> str:
+    """How the folds of `result` were formed, in words, for `protocol`."""
+    p = result.predictions
+    n_folds = p["fold"].nunique()
+    if protocol == "composite":
+        return (
+            f"MEGC 2019 composite: leave-one-subject-out over the union of corpora, "
+            f"{n_folds} folds (one per subject)"
+        )
+    if protocol == "cross-dataset":
+        return f"leave-one-corpus-out (cross-dataset), {n_folds} folds (one per corpus)"
+    if protocol == "kfold":
+        return f"{k}-fold cross-validation of whole subjects (stratified, no subject in two folds)"
+    return f"Leave-one-subject-out, {n_folds} folds (one per subject)"
+
+
+def protocol_line(result: LosoResult, protocol: str | None = None) -> str:
     """One sentence describing the evaluation protocol of `result`."""
     p = result.predictions
+    folds = protocol or describe_protocol("loso", result)
     return (
-        f"Leave-one-subject-out, {p['subject'].nunique()} folds (one per subject), "
+        f"{folds}, "
         f"{len(p)} samples, {len(result.labels)} classes; model `{result.model_name}`; "
         f"model selection: {_selection_text(result)}. Accuracy, UF1 and UAR over all folds' "
         f"predictions concatenated (MEGC definitions)."
@@ -69,6 +88,16 @@ def _per_subject(predictions: pd.DataFrame) -> dict[str, dict[str, float]]:
     correct = predictions["true"] == predictions["pred"]
     grouped = correct.groupby(predictions["subject"])
     return {str(s): {"accuracy": float(g.mean()), "n": int(len(g))} for s, g in grouped}
+
+
+def _per_dataset(predictions: pd.DataFrame, labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+    if "dataset" not in predictions or predictions["dataset"].nunique() < 2:
+        return {}
+    out = {}
+    for name, part in predictions.groupby("dataset"):
+        m = classification_metrics(part["true"], part["pred"], labels)
+        out[str(name)] = {"accuracy": m.accuracy, "uf1": m.uf1, "uar": m.uar, "n": m.n}
+    return out
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -82,12 +111,14 @@ def _summary_md(
     result: LosoResult,
     m: ClassificationMetrics,
     per_subject: dict[str, dict[str, float]],
+    per_dataset: dict[str, dict[str, Any]],
     skipped: Sequence[tuple[str, str]],
     extra: dict[str, Any],
     stamp: str,
+    protocol: str | None,
 ) -> str:
     heading = f"{title} — {ORACLE_WARNING}" if result.oracle else title
-    parts = [f"# {heading}", "", protocol_line(result), ""]
+    parts = [f"# {heading}", "", protocol_line(result, protocol), ""]
     if result.oracle:
         parts += [
             f"> **Warning:** {ORACLE_WARNING}. Each fold kept the epoch with the best accuracy "
@@ -103,6 +134,21 @@ def _summary_md(
             [[f"{m.accuracy:.4f}", f"{m.uf1:.4f}", f"{m.uar:.4f}", m.n]],
         ),
         "",
+    ]
+    if per_dataset:
+        parts += [
+            "## Per corpus (from the same predictions)",
+            "",
+            _md_table(
+                ["Corpus", "n", "Accuracy", "UF1", "UAR"],
+                [
+                    [d, v["n"], f"{v['accuracy']:.4f}", f"{v['uf1']:.4f}", f"{v['uar']:.4f}"]
+                    for d, v in per_dataset.items()
+                ],
+            ),
+            "",
+        ]
+    parts += [
         "## Per class",
         "",
         _md_table(
@@ -147,12 +193,14 @@ def write_report(
     labels: Sequence[str],
     skipped: Sequence[tuple[str, str]] = (),
     extra: dict[str, Any] | None = None,
+    protocol: str | None = None,
 ) -> ReportPaths:
     """Write the report files of `result` into `run_dir` (created if missing).
 
     `config` is the resolved configuration of the whole run, written as given so the run can
     be repeated; `skipped` lists (sample id, reason) pairs left out before training; `extra`
-    key/values go into metrics.json and the summary's notes.
+    key/values go into metrics.json and the summary's notes; `protocol` describes how the
+    folds were formed (default: leave-one-subject-out).
     """
     labels = [str(lab) for lab in labels]
     if set(labels) != set(result.labels):
@@ -175,6 +223,7 @@ def write_report(
     predictions = result.predictions.sort_values("id", kind="stable").reset_index(drop=True)
     m = classification_metrics(predictions["true"], predictions["pred"], labels)
     per_subject = _per_subject(predictions)
+    per_dataset = _per_dataset(predictions, labels)
 
     paths.config.write_text(json.dumps(config, indent=2, default=str) + "\n")
     predictions.to_csv(paths.predictions, index=False)
@@ -183,7 +232,7 @@ def write_report(
         "mekit_version": mekit.__version__,
         "timestamp": stamp,
         "model": result.model_name,
-        "protocol": protocol_line(result),
+        "protocol": protocol_line(result, protocol),
         "selection": result.config.selection,
         "oracle": result.oracle,
         "overall": {"accuracy": m.accuracy, "uf1": m.uf1, "uar": m.uar, "n": m.n},
@@ -191,13 +240,15 @@ def write_report(
         "per_class": m.per_class,
         "confusion": m.confusion,
         "per_subject": per_subject,
+        "per_dataset": per_dataset,
         "best_epochs": dict(result.best_epochs),
         "n_skipped": len(skipped),
         "extra": extra,
     }
     paths.metrics.write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     paths.summary.write_text(
-        _summary_md(title, result, m, per_subject, skipped, extra, stamp), encoding="utf-8"
+        _summary_md(title, result, m, per_subject, per_dataset, skipped, extra, stamp, protocol),
+        encoding="utf-8",
     )
     save_confusion_png(
         m.confusion, m.labels, paths.confusion, title=ORACLE_WARNING if result.oracle else title
