@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from mekit.config import from_mapping, parse_overrides, to_dict
 from mekit.errors import MekitError
+from mekit.train import TrainConfig, fit
 from mekit.train.losses import FocalLoss, balanced_class_weights, make_loss
 
 
@@ -55,3 +59,67 @@ def test_make_loss():
     assert isinstance(make_loss("focal", gamma=1.5), FocalLoss)
     with pytest.raises(MekitError, match="focal"):
         make_loss("hinge")
+
+
+def test_focal_matches_a_hand_computed_value_with_gamma_and_alpha():
+    # sample 1: logits (ln 3, 0), true class 0 -> p_t = 3/4, alpha_t = 0.25
+    #   0.25 * (1 - 3/4)^2 * -ln(3/4) = 0.25 / 16 * 0.2876820725 = 0.0044950324
+    # sample 2: logits (0, 0), true class 1 -> p_t = 1/2, alpha_t = 0.75
+    #   0.75 * (1 - 1/2)^2 * -ln(1/2) = 0.1875 * 0.6931471806 = 0.1299650964
+    # mean over the 2 samples: 0.0672300644
+    logits = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0]])
+    y = torch.tensor([0, 1])
+    loss = FocalLoss(gamma=2.0, alpha=[0.25, 0.75])(logits, y)
+    assert float(loss) == pytest.approx(0.0672300644, abs=1e-7)  # float32
+    # gradients stay finite for fractional gamma when a sample is fitted almost perfectly
+    logits = torch.tensor([[30.0, -30.0], [0.0, 1.0]], requires_grad=True)
+    FocalLoss(gamma=0.5)(logits, y).backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_focal_alpha_is_checked():
+    for bad in ([[1.0, 2.0]], [1.0, -1.0], [1.0, float("nan")]):
+        with pytest.raises(MekitError, match="alpha"):
+            FocalLoss(alpha=bad)
+    with pytest.raises(MekitError, match="2 values for 3 classes"):
+        FocalLoss(alpha=[1.0, 2.0])(*_data())
+
+
+def test_balanced_class_weights_feed_focal_alpha():
+    y = np.array([0, 0, 0, 1])
+    loss = make_loss("focal", 2.0, balanced_class_weights(y, 2))
+    assert loss.alpha.tolist() == pytest.approx([4 / 6, 2.0])
+
+
+def test_train_config_focal_alpha():
+    assert TrainConfig().focal_alpha is None
+    assert TrainConfig(loss="focal", focal_alpha=[1, 2]).focal_alpha == (1.0, 2.0)
+    assert TrainConfig(loss="focal", focal_alpha="0.25, 0.75").focal_alpha == (0.25, 0.75)
+    for override in ("train.focal_alpha=[0.25, 0.75]", "train.focal_alpha=0.25,0.75"):
+        values = parse_overrides([override, "train.loss=focal"])["train"]
+        cfg = from_mapping(TrainConfig, values)
+        assert cfg.focal_alpha == (0.25, 0.75)
+        assert from_mapping(TrainConfig, to_dict(cfg)) == cfg
+    for bad in ("a,b", [], [0.0, 0.0], [1.0, -1.0], 3.0):
+        with pytest.raises(MekitError, match="focal_alpha"):
+            TrainConfig(loss="focal", focal_alpha=bad)
+    with pytest.raises(MekitError, match="loss"):
+        TrainConfig(focal_alpha=(1.0, 1.0))
+    with pytest.raises(MekitError, match="class_weights"):
+        TrainConfig(loss="focal", focal_alpha=(1.0, 1.0), class_weights="balanced")
+    with pytest.raises(MekitError, match="focal_gamma"):
+        TrainConfig(focal_gamma=-1.0)
+
+
+def test_fit_uses_focal_alpha_and_checks_its_length(toy_flow):
+    X, y, _, _ = toy_flow(2, 8)
+    base = {"epochs": 1, "batch_size": 8, "loss": "focal"}
+    with pytest.raises(MekitError, match="3 values for 2 classes"):
+        fit("ststnet", 2, X, y, TrainConfig(**base, focal_alpha=(1.0, 1.0, 1.0)))
+    plain = fit("ststnet", 2, X, y, TrainConfig(**base))
+    ones = fit("ststnet", 2, X, y, TrainConfig(**base, focal_alpha=(1.0, 1.0)))
+    half = fit("ststnet", 2, X, y, TrainConfig(**base, focal_alpha=(0.5, 0.5)))
+    assert ones.history == plain.history  # alpha = 1 is no weighting
+    assert half.history[0]["train_loss"] == pytest.approx(
+        plain.history[0]["train_loss"] / 2, rel=0.05
+    )

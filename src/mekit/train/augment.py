@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def hflip(x: torch.Tensor, u_channel: int | None) -> torch.Tensor:
@@ -28,3 +29,114 @@ def random_hflip(
     out = x.clone()
     out[mask] = hflip(x[mask], u_channel)
     return out
+
+
+def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, ...) broadcasting against one channel of x, x[:, c]."""
+    return values.reshape(-1, *([1] * (x.dim() - 2)))
+
+
+def affine(
+    x: torch.Tensor,
+    angle_deg: torch.Tensor,
+    scale: torch.Tensor,
+    translate: torch.Tensor,
+    flow_channels: tuple[int, int] | None = None,
+    magnitude_channels: tuple[int, ...] = (),
+) -> torch.Tensor:
+    """Rotate, zoom and shift each sample about the image centre (bilinear, border padding).
+
+    x: (B, C, H, W) or (B, C, T, H, W); every frame of a temporal sample gets the same
+    transform. Per sample: `angle_deg` (B,), `scale` (B,) and `translate` (B, 2) in pixels
+    (x right, y down). A point p (pixels from the centre, x right, y down) moves to
+    scale * R(angle) p + translate with R = [[cos, -sin], [sin, cos]]; on screen (y down) a
+    positive angle turns the content clockwise, e.g. 90 deg carries a point right of the centre
+    to below it.
+
+    Flow: the channels `flow_channels` = (u, v) hold displacement vectors (u right, v down).
+    They are resampled like the image and each vector is then rotated and scaled with the same
+    transform, so the flow still describes the motion of the transformed image (a constant
+    rightward flow rotated by 90 deg points down). `magnitude_channels` (e.g. flow magnitude)
+    scale with the zoom; other channels (grey, strain) are only resampled.
+    """
+    if x.dim() not in (4, 5):
+        raise ValueError(f"affine takes (B, C, H, W) or (B, C, T, H, W), got {tuple(x.shape)}")
+    b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    rad = torch.deg2rad(angle_deg.to(torch.float64))
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    s = scale.to(torch.float64)
+    t = translate.to(torch.float64)
+    # Output pixel q samples input pixel R^T (q - t) / s. With align_corners=False a centred
+    # pixel coordinate p has normalised coordinate D p, D = diag(2 / W, 2 / H).
+    dx, dy = 2.0 / w, 2.0 / h
+    a = torch.empty(b, 2, 2, dtype=torch.float64)
+    a[:, 0, 0] = cos / s
+    a[:, 0, 1] = sin * dx / (dy * s)
+    a[:, 1, 0] = -sin * dy / (dx * s)
+    a[:, 1, 1] = cos / s
+    shift = torch.stack([t[:, 0] * dx, t[:, 1] * dy], dim=1)
+    theta = torch.cat([a, -(a @ shift[:, :, None])], dim=2).to(x.dtype)
+
+    flat = x.reshape(b, -1, h, w)  # (B, C * T, H, W): one grid for all channels and frames
+    grid = F.affine_grid(theta, list(flat.shape), align_corners=False)
+    out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = out.reshape(x.shape)
+
+    if flow_channels is not None:
+        iu, iv = flow_channels
+        c, sn, k = (_per_sample(v.to(x.dtype), x) for v in (cos, sin, s))
+        u, v = out[:, iu].clone(), out[:, iv].clone()
+        out[:, iu] = k * (c * u - sn * v)
+        out[:, iv] = k * (sn * u + c * v)
+    for i in magnitude_channels:
+        out[:, i] = out[:, i] * _per_sample(s.to(x.dtype), x)
+    return out
+
+
+def random_affine(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    max_rotation_deg: float = 0.0,
+    max_scale: float = 0.0,
+    max_translate: float = 0.0,
+    flow_channels: tuple[int, int] | None = None,
+    magnitude_channels: tuple[int, ...] = (),
+) -> torch.Tensor:
+    """A small random similarity transform per sample (see `affine`), drawn from `generator`.
+
+    Per sample, uniformly: angle in [-max_rotation_deg, max_rotation_deg] degrees, zoom in
+    [1 - max_scale, 1 + max_scale], shift in [-max_translate, max_translate] times the width
+    (x) and height (y). Always draws 4 numbers per sample, so the generator advances the same
+    way whatever the ranges. The input is left unchanged.
+    """
+    if max_rotation_deg < 0 or not 0 <= max_scale < 1 or max_translate < 0:
+        raise ValueError(
+            f"random_affine wants max_rotation_deg >= 0, 0 <= max_scale < 1, max_translate >= 0;"
+            f" got {max_rotation_deg}, {max_scale}, {max_translate}"
+        )
+    b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    r = torch.rand(b, 4, generator=generator, dtype=torch.float64) * 2.0 - 1.0  # U[-1, 1)
+    angle = r[:, 0] * max_rotation_deg
+    scale = 1.0 + r[:, 1] * max_scale
+    translate = torch.stack([r[:, 2] * max_translate * w, r[:, 3] * max_translate * h], dim=1)
+    return affine(x, angle, scale, translate, flow_channels, magnitude_channels)
+
+
+def temporal_jitter(x: torch.Tensor, generator: torch.Generator, max_shift: int) -> torch.Tensor:
+    """Shift each sample's frame window by k frames, k uniform in [-max_shift, max_shift].
+
+    x: (B, C, T, H, W); frame t of the result is frame clamp(t + k, 0, T - 1) of the input, so
+    the edge frame is repeated where the window runs off the clip. (B, C, H, W) input, which
+    has no time axis, and max_shift = 0 are returned unchanged without drawing from
+    `generator`.
+    """
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    if x.dim() != 5 or max_shift == 0:
+        return x
+    b, _, frames = x.shape[:3]
+    shift = torch.randint(-max_shift, max_shift + 1, (b,), generator=generator)
+    index = (torch.arange(frames)[None, :] + shift[:, None]).clamp(0, frames - 1)  # (B, T)
+    rows = torch.arange(b)[:, None]
+    # advanced indexing on dims 0 and 2 -> (B, T, C, H, W)
+    return x[rows, :, index].permute(0, 2, 1, 3, 4).contiguous()

@@ -2,7 +2,7 @@
 
 Deterministic: the same `TrainConfig.seed` gives identical weights and history. The seed fixes
 the initial weights and dropout (torch's global RNG, forked so the caller's RNG state is left
-untouched) and the batch order and flips (a private `torch.Generator`); the thread count is
+untouched) and the batch order and augmentation (a private `torch.Generator`); the thread count is
 fixed because a different count may change float summation order.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,8 +20,8 @@ import torch
 from torch import nn
 
 from mekit.errors import MekitError
-from mekit.models import create_model
-from mekit.train.augment import random_hflip
+from mekit.models import ModelSpec, create_model
+from mekit.train.augment import random_affine, random_hflip, temporal_jitter
 from mekit.train.losses import balanced_class_weights, make_loss
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,25 @@ class TrainConfig:
       - "test-oracle": keep, per fold, the epoch with the best accuracy on the TEST subject.
         This is the protocol of several published codes, offered only to reproduce their
         figures; it is not a valid estimate and reports flag it.
+    loss, focal_gamma: "focal" is focal loss with focusing parameter `focal_gamma` (0 gives
+      cross-entropy).
+    class_weights: "balanced" weights class c by n / (K * n_c), counted on the training set of
+      each fold: the `weight` of cross-entropy, the per-class alpha of focal loss.
+    focal_alpha: explicit per-class alpha for focal loss, one non-negative float per class in
+      label order (a TOML list, or a string "0.25,0.75"); checked against the number of
+      classes when training starts. Needs loss = "focal" and class_weights = "none".
     augment_flip: mirror each training sample left-right with probability 0.5 (for flow
-      input the u channel, index 0, is negated too).
+      input the u channel is negated too).
+    augment_rotation_deg, augment_scale, augment_translate: a random similarity transform per
+      training sample, after the flip: rotation uniform in +-augment_rotation_deg degrees,
+      zoom in [1 - augment_scale, 1 + augment_scale], shift up to augment_translate times
+      the image size along each axis. Every frame of a temporal sample gets the same
+      transform; flow vectors (u, v) are rotated and scaled with the image, flow magnitude
+      scales with the zoom. 0 turns each part off; all 0 (the default) skips the step.
+    augment_temporal_jitter: shift each temporal sample's frame window by up to this many
+      frames (edge frames repeated); 0 (the default) is off; no effect on (B, C, H, W) input.
+    With every augmentation off but the flip (the defaults) training is unchanged, draw for
+    draw, from before these options existed.
     """
 
     epochs: int = 200
@@ -55,11 +73,16 @@ class TrainConfig:
     weight_decay: float = 0.0
     loss: Literal["ce", "focal"] = "ce"
     focal_gamma: float = 2.0
+    focal_alpha: tuple[float, ...] | None = None
     class_weights: Literal["none", "balanced"] = "none"
     selection: Selection = "fixed"
     val_fraction: float = 0.15
     patience: int = 30
     augment_flip: bool = True
+    augment_rotation_deg: float = 0.0
+    augment_scale: float = 0.0
+    augment_translate: float = 0.0
+    augment_temporal_jitter: int = 0
     seed: int = 0
     num_threads: int = 1
 
@@ -81,6 +104,61 @@ class TrainConfig:
             raise MekitError(f"train.lr must be positive, got {self.lr}")
         if not 0.0 < self.val_fraction < 1.0:
             raise MekitError(f"train.val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not self.focal_gamma >= 0:
+            raise MekitError(f"train.focal_gamma must be >= 0, got {self.focal_gamma}")
+        object.__setattr__(self, "focal_alpha", _parse_alpha(self.focal_alpha))
+        if self.focal_alpha is not None:
+            if self.loss != "focal":
+                raise MekitError(
+                    f"train.focal_alpha is set but train.loss is {self.loss!r}; "
+                    "use loss = 'focal' or drop focal_alpha"
+                )
+            if self.class_weights != "none":
+                raise MekitError(
+                    "train.focal_alpha and train.class_weights = 'balanced' both set the "
+                    "per-class alpha of focal loss; use one of them"
+                )
+        ranges = {
+            "augment_rotation_deg": ("[0, 180]", lambda v: 0 <= v <= 180),
+            "augment_scale": ("[0, 1)", lambda v: 0 <= v < 1),
+            "augment_translate": ("[0, 0.5]", lambda v: 0 <= v <= 0.5),
+        }
+        for name, (text, ok) in ranges.items():
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and ok(value)):
+                raise MekitError(f"train.{name} must be in {text}, got {value!r}")
+        jitter = self.augment_temporal_jitter
+        if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0:
+            raise MekitError(
+                f"train.augment_temporal_jitter must be a whole number >= 0, got {jitter!r}"
+            )
+
+    @property
+    def augment_affine(self) -> bool:
+        """Whether the random rotation/zoom/shift step runs."""
+        return bool(self.augment_rotation_deg or self.augment_scale or self.augment_translate)
+
+
+def _parse_alpha(value: object) -> tuple[float, ...] | None:
+    """focal_alpha as given (None, a sequence, or "0.25, 0.75") -> a tuple of floats."""
+    if value is None:
+        return None
+    items: object = value
+    if isinstance(value, str):
+        items = [part for part in value.replace(" ", "").split(",") if part]
+    try:
+        if isinstance(items, int | float):
+            raise TypeError
+        alpha = tuple(float(a) for a in items)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise MekitError(
+            f"train.focal_alpha wants one float per class, e.g. [0.25, 0.75], got {value!r}"
+        ) from None
+    if not alpha or any(not math.isfinite(a) or a < 0 for a in alpha) or not any(alpha):
+        raise MekitError(
+            f"train.focal_alpha wants finite non-negative floats, not all 0, got {value!r}"
+        )
+    return alpha
 
 
 @dataclass(frozen=True)
@@ -121,21 +199,62 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     config: TrainConfig,
     generator: torch.Generator,
-    u_channel: int | None,
+    spec: ModelSpec,
 ) -> float:
     """One pass over (x, y) in shuffled mini-batches; returns the mean training loss."""
     model.train()
     total = 0.0
+    flow, magnitude = _flow_channels(spec) if config.augment_affine else (None, ())
     for idx in _batches(torch.randperm(len(y), generator=generator), config.batch_size):
         xb = x[idx]
         if config.augment_flip:
-            xb = random_hflip(xb, u_channel, generator)
+            xb = random_hflip(xb, spec.u_channel, generator)
+        if config.augment_affine:
+            xb = random_affine(
+                xb,
+                generator,
+                config.augment_rotation_deg,
+                config.augment_scale,
+                config.augment_translate,
+                flow,
+                magnitude,
+            )
+        if config.augment_temporal_jitter:
+            xb = temporal_jitter(xb, generator, config.augment_temporal_jitter)
         optimizer.zero_grad(set_to_none=True)
         loss = criterion(model(xb), y[idx])
         loss.backward()
         optimizer.step()
         total += loss.item() * len(idx)
     return total / len(y)
+
+
+V_NAMES: tuple[str, ...] = ("v", "dy")
+MAGNITUDE_NAMES: tuple[str, ...] = ("magnitude", "mag")
+
+
+def _flow_channels(spec: ModelSpec) -> tuple[tuple[int, int] | None, tuple[int, ...]]:
+    """The (u, v) flow channels of `spec` and its flow-magnitude channels.
+
+    u is `spec.u_channel`; v is the channel named "v" or "dy", or, for unnamed flow channels,
+    the one after u.
+    """
+    names = spec.channel_names
+    magnitude = tuple(i for i, n in enumerate(names) if n in MAGNITUDE_NAMES)
+    u = spec.u_channel
+    if u is None:
+        return None, magnitude
+    if names:
+        v = next((i for i, n in enumerate(names) if n in V_NAMES), None)
+    else:
+        v = u + 1 if u + 1 < spec.channels else None
+    if v is None:
+        raise MekitError(
+            f"model {spec.name!r} has a horizontal flow channel but no vertical one (named "
+            f"{' or '.join(V_NAMES)}); rotation/zoom augmentation needs both: set "
+            "train.augment_rotation_deg, augment_scale and augment_translate to 0"
+        )
+    return (u, v), magnitude
 
 
 @torch.no_grad()
@@ -185,6 +304,13 @@ def fit(
     weights = (
         balanced_class_weights(y_np, num_classes) if config.class_weights == "balanced" else None
     )
+    if config.focal_alpha is not None:
+        if len(config.focal_alpha) != num_classes:
+            raise MekitError(
+                f"train.focal_alpha has {len(config.focal_alpha)} values for {num_classes} "
+                "classes; give one per class, in label order"
+            )
+        weights = np.asarray(config.focal_alpha, dtype=np.float32)
     criterion = make_loss(config.loss, config.focal_gamma, weights)
 
     threads = torch.get_num_threads()
@@ -194,7 +320,6 @@ def fit(
             torch.manual_seed(config.seed)
             generator = torch.Generator().manual_seed(config.seed)
             model = create_model(model_name, num_classes, **dict(model_kwargs or {}))
-            u_channel = model.spec.u_channel
             optimizer = torch.optim.Adam(
                 model.parameters(), lr=config.lr, weight_decay=config.weight_decay
             )
@@ -202,7 +327,7 @@ def fit(
             best_epoch, best_score, best_state = config.epochs, -float("inf"), None
             for epoch in range(1, config.epochs + 1):
                 train_loss = _train_epoch(
-                    model, x, y, criterion, optimizer, config, generator, u_channel
+                    model, x, y, criterion, optimizer, config, generator, model.spec
                 )
                 record: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
                 if has_val:

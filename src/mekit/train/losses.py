@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -17,20 +18,37 @@ LossKind = Literal["ce", "focal"]
 class FocalLoss(nn.Module):
     """Focal loss (Lin et al. 2017): mean over the batch of -alpha_t (1 - p_t)^gamma log p_t.
 
-    `alpha` is an optional per-class weight (K,); gamma = 0 and alpha = None is plain
-    cross-entropy. Down-weights easy samples, which helps with the rare classes of ME corpora.
+    p_t is the softmax probability of the true class t. `gamma` >= 0 is the focusing
+    parameter; `alpha` an optional per-class weight (K,), alpha_t = alpha[t] (e.g. the
+    "balanced" class weights, or `TrainConfig.focal_alpha`). The mean is over samples, not
+    normalised by the summed alpha (unlike weighted cross-entropy). gamma = 0 and alpha = None
+    is plain cross-entropy. Down-weights easy samples, which helps with the rare classes of ME
+    corpora.
     """
 
-    def __init__(self, gamma: float = 2.0, alpha: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, gamma: float = 2.0, alpha: torch.Tensor | Sequence[float] | None = None
+    ) -> None:
         super().__init__()
-        if gamma < 0:
+        if not gamma >= 0:
             raise MekitError(f"focal_gamma must be >= 0, got {gamma}")
         self.gamma = float(gamma)
-        self.register_buffer("alpha", alpha.float() if alpha is not None else None)
+        if alpha is not None:
+            alpha = torch.as_tensor(alpha, dtype=torch.float32)
+            if alpha.dim() != 1 or not bool(torch.isfinite(alpha).all()) or bool((alpha < 0).any()):
+                raise MekitError(
+                    f"focal alpha must be one finite non-negative weight per class, got {alpha}"
+                )
+        self.register_buffer("alpha", alpha)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.alpha is not None and self.alpha.shape[0] != logits.shape[1]:
+            raise MekitError(
+                f"focal alpha has {self.alpha.shape[0]} values for {logits.shape[1]} classes"
+            )
         log_p = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
-        loss = -((1.0 - log_p.exp()) ** self.gamma) * log_p
+        # clamped away from 0: d/dp (1 - p)^gamma is infinite at p = 1 for gamma < 1
+        loss = -((1.0 - log_p.exp()).clamp_min(1e-12) ** self.gamma) * log_p
         if self.alpha is not None:
             loss = loss * self.alpha[target]
         return loss.mean()
@@ -52,7 +70,7 @@ def make_loss(kind: str, gamma: float = 2.0, class_weights: np.ndarray | None = 
     """The loss module for `kind` ("ce" or "focal"), optionally class-weighted.
 
     Weighted cross-entropy is normalised by the summed weights (torch's convention); focal
-    loss uses the weights as alpha and averages over the batch.
+    loss uses the weights as its per-class alpha and averages over the batch.
     """
     weight = (
         torch.as_tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
