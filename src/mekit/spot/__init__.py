@@ -1,0 +1,1 @@
+"""Spotting: find the apex inside a clip and the micro- and macro-expressions in a long video."""
