@@ -22,6 +22,7 @@ from mekit.data.composite import select_composite
 from mekit.data.corpora import NAMES as LAYOUT_NAMES
 from mekit.data.corpora import load_corpus
 from mekit.data.corrections import Corrections
+from mekit.data.images import ImageSet
 from mekit.data.labels import LabelScheme, load_scheme
 from mekit.data.schema import Sample, Skipped
 from mekit.errors import MekitError
@@ -39,6 +40,7 @@ from mekit.train.metrics import ClassificationMetrics
 from mekit.train.report import describe_protocol
 from mekit.train.runs import write_seed_summary
 from mekit.train.splits import PROTOCOLS, protocol_folds
+from mekit.train.transfer import PretrainOutcome, pretrain
 
 log = logging.getLogger(__name__)
 
@@ -449,3 +451,48 @@ def _same_corpus(corpus: Path, synth: SynthConfig) -> bool:
         return False
     saved = json.loads(meta.read_text()).get("config", {})
     return saved == to_dict(synth)
+
+
+def load_image_source(path: Path, size: int) -> ImageSet:
+    """A macro-expression image set for pretraining: FER2013 (its CSV or folder), CK+ (the last
+    three frames of each labelled sequence, as seed 003 uses) or any `label/*.png` folder."""
+    from mekit.data import ckplus, fer2013, images
+
+    path = Path(path)
+    if not path.exists():
+        raise MekitError(f"{path} does not exist; give fer2013.csv, a CK+ folder or label/*.png")
+    if path.suffix.lower() == ".csv" or fer2013.looks_like(path):
+        return fer2013.load_fer2013(path)
+    if path.is_dir() and ckplus.looks_like(path):
+        return ckplus.ckplus_peak_images(path, size=size, crop=_face_crop())
+    return images.load_image_folder(path, size=size)
+
+
+def _face_crop():  # type: ignore[no-untyped-def]
+    """A grey frame -> its face (the landmarks' box with a margin), the whole frame if none."""
+    from mekit.faces.landmarks import FaceLandmarker
+
+    landmarker = FaceLandmarker()
+
+    def crop(image: np.ndarray) -> np.ndarray:
+        points = landmarker(image)
+        if points is None:
+            return image
+        (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+        margin = 0.15 * max(x1 - x0, y1 - y0)
+        h, w = image.shape[:2]
+        top, left = int(max(0, y0 - margin)), int(max(0, x0 - margin))
+        return image[top : int(min(h, y1 + margin)), left : int(min(w, x1 + margin))]
+
+    return crop
+
+
+def run_pretrain(
+    source: Path, out: Path, model: str, train: TrainConfig = TrainConfig()
+) -> PretrainOutcome:
+    """Pretrain `model` on a macro-expression image source and save it as a model file."""
+    spec = get_spec(model)
+    images = load_image_source(source, size=spec.input_shape[-1])
+    for s in images.skipped:
+        log.warning("skipped %s: %s", s.id, s.reason)
+    return pretrain(images, model, train, out)

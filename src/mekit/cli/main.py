@@ -104,6 +104,27 @@ def _seeds(text: str | None) -> list[int] | None:
         raise MekitError(f"--seeds '{text}': give comma-separated integers, e.g. 1,2,3") from None
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from mekit.config import from_mapping, merge, parse_overrides
+    from mekit.pipeline import run_pretrain
+    from mekit.train import TrainConfig
+
+    overrides = parse_overrides(args.set or [])
+    unknown = set(overrides) - {"train"}
+    if unknown:
+        raise MekitError(f"pretrain takes only train.* settings, not {', '.join(sorted(unknown))}")
+    train = from_mapping(TrainConfig, merge({"epochs": 30}, overrides.get("train", {})))
+    outcome = run_pretrain(Path(args.images), Path(args.out), args.model, train)
+    print(
+        f"pretrained {args.model} on {outcome.n_train} images ({len(outcome.labels)} classes: "
+        f"{', '.join(outcome.labels)}); held-out accuracy {outcome.held_out_accuracy:.3f} "
+        f"on {outcome.n_held_out} images\nmodel file: {outcome.model_path}\n"
+        f"fine-tune with: mekit train --corpus DIR --model {args.model} "
+        f"--init {outcome.model_path}"
+    )
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from mekit.train.runs import compare_table, rescore, run_scores, seed_dirs
 
@@ -138,6 +159,8 @@ def _experiment_config(args: argparse.Namespace):  # type: ignore[no-untyped-def
     values = merge(values, {k: v for k, v in given.items() if v is not None})
     if getattr(args, "selection", None):
         values = merge(values, {"train": {"selection": args.selection}})
+    if getattr(args, "init", None):
+        values = merge(values, {"train": {"init_from": str(args.init)}})
     return ExperimentConfig.from_dict(merge(values, parse_overrides(args.set or [])))
 
 
@@ -310,8 +333,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--executor", choices=["local", "ray"], help="where folds run (default local)")
     p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument(
+        "--init", help="start from a model file (transfer learning, e.g. from `mekit pretrain`)"
+    )
     p.add_argument("--out", help="run folder (default runs/MODEL-PROTOCOL-DATE)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "pretrain", help="pretrain an image model on macro expressions (FER2013, CK+, a folder)"
+    )
+    p.add_argument("--images", required=True, help="fer2013.csv, a CK+ folder or label/*.png")
+    p.add_argument("--model", default="resnet18_dual_attention", help="an apex-image model")
+    p.add_argument("--out", required=True, help="model file to write (.safetensors + .json)")
+    p.add_argument("--set", action="append", metavar="train.KEY=VALUE", help="training settings")
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("evaluate", help="re-score a finished run from its predictions")
     p.add_argument("run_dir")

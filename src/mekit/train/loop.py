@@ -53,6 +53,9 @@ class TrainConfig:
     focal_alpha: explicit per-class alpha for focal loss, one non-negative float per class in
       label order (a TOML list, or a string "0.25,0.75"); checked against the number of
       classes when training starts. Needs loss = "focal" and class_weights = "none".
+    init_from: a mekit model file (e.g. from `mekit pretrain` on a macro-expression corpus)
+      whose tensors of matching name and shape initialise the model before training
+      (transfer learning: the classifier head, sized for other classes, starts fresh).
     augment_flip: mirror each training sample left-right with probability 0.5 (for flow
       input the u channel is negated too).
     augment_rotation_deg, augment_scale, augment_translate: a random similarity transform per
@@ -83,6 +86,7 @@ class TrainConfig:
     augment_scale: float = 0.0
     augment_translate: float = 0.0
     augment_temporal_jitter: int = 0
+    init_from: str = ""
     seed: int = 0
     num_threads: int = 1
 
@@ -320,6 +324,10 @@ def fit(
             torch.manual_seed(config.seed)
             generator = torch.Generator().manual_seed(config.seed)
             model = create_model(model_name, num_classes, **dict(model_kwargs or {}))
+            if config.init_from:
+                from mekit.train.transfer import transfer_weights  # transfer imports this module
+
+                transfer_weights(model, config.init_from)
             optimizer = torch.optim.Adam(
                 model.parameters(), lr=config.lr, weight_decay=config.weight_decay
             )
