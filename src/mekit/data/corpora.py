@@ -202,5 +202,5 @@ def load_corpus(
         samples=result.samples,
         skipped=result.skipped + unmatched,
         videos=result.videos,
-        corrections=tuple(corrections.applied),
+        corrections=result.corrections + tuple(corrections.applied),
     )

@@ -1,0 +1,293 @@
+"""CAS(ME)^3 part A (recognition): `part_A/data/part_A/spNO.1/a/color/175.jpg` read through
+`cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx` (v1: .xls), 30 fps.
+
+Each subject folder (`spNO.1`; some copies write `spNo.1`, so folders are matched ignoring case)
+holds one folder per recording, named by the sheet's Filename in lower case (`a` ... `m`), whose
+`color/` folder holds the frames `1.jpg`, `2.jpg`, ... (the number is the frame number the sheet
+uses; `depth/` is not read). A recording holds several micro-expressions, so a sample's frames
+are cut from the recording's onset..offset and its clip is `{filename}_{onset}` (as the official
+ME clip release names its folders, `spNO.1_a_175`): ids are `casme3/spNO.1/a_175`, with the
+sheet's own onset even when a correction moves it; `video` is the recording's color folder.
+
+ROOT is the folder holding the subject folders, or one above it: `part_A/data/part_A`,
+`data/part_A`, `data/part_A_split/part_A` and `data/Compressed_version1_seperate_compress`
+(with or without the leading `part_A/`) are looked in. The sheet is looked for in ROOT,
+ROOT/annotation, ROOT/part_A, ROOT/part_A/annotation (and .../partA) and ROOT's parent: a
+.xlsx/.xls with "ME_label" in its name (not the MaE macro-expression sheet; v2 over v1).
+Its sheet 'label' (else the first) has the columns Subject, Filename, Onset, Apex, Offset, AU,
+Objective class, emotion; `emotion` (happy, sad, disgust, fear, anger, surprise, others) is the
+sample's emotion. Rows without an onset or offset, with the offset before the onset (a few
+releases have such rows), or whose frames are missing are skipped with the reason; a missing
+apex gives the midpoint (`apex_source="midpoint"`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from mekit.data.corrections import Corrections
+from mekit.data.records import RowError, frame_number, make_sample, numbered_frames, subset_frames
+from mekit.data.schema import LoadResult, Sample, Skipped
+from mekit.errors import MekitError
+
+log = logging.getLogger(__name__)
+
+FPS = 30.0
+SHEET_NAME = "label"
+# The official sheet's header row (v2).
+SHEET_HEADER: tuple[str, ...] = (
+    "Subject",
+    "Filename",
+    "Onset",
+    "Apex",
+    "Offset",
+    "AU",
+    "Objective class",
+    "emotion",
+)
+REQUIRED: tuple[str, ...] = ("Subject", "Filename", "Onset", "Apex", "Offset", "AU", "emotion")
+SHEET_FOLDERS = (
+    ".",
+    "annotation",
+    "annotation/partA",
+    "part_A",
+    "part_A/annotation",
+    "part_A/annotation/partA",
+)
+FRAME_FOLDERS = (
+    ".",
+    "part_A",
+    "data/part_A",
+    "data/part_A_split/part_A",
+    "data/Compressed_version1_seperate_compress",
+    "part_A/data/part_A",
+    "part_A/data/part_A_split/part_A",
+    "part_A/data/Compressed_version1_seperate_compress",
+)
+_SUBJECT_DIR = re.compile(r"^spno\.?\d+$", re.IGNORECASE)
+
+
+def find_sheet(root: Path) -> Path:
+    """The part A ME label sheet (`*ME_label*.xlsx/.xls`, the newest version) near `root`."""
+    for folder in (*(root / rel for rel in SHEET_FOLDERS), root.parent):
+        if not folder.is_dir():
+            continue
+        hits = sorted(
+            p
+            for p in folder.glob("*.xls*")
+            if "_me_label" in p.name.lower() and not p.name.startswith("~$")
+        )
+        if hits:
+            if len(hits) > 1:
+                log.warning("several ME label sheets in %s; using %s", folder, hits[-1].name)
+            return hits[-1]
+    raise MekitError(
+        f"no CAS(ME)^3 part A label sheet (cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx) found in "
+        f"{root}, its annotation/ or part_A/annotation/ folder or its parent; pass it with "
+        "--sheet PATH"
+    )
+
+
+def frames_dir(root: Path) -> Path:
+    """The folder holding the subject folders (spNO.1, ...), `root` or one of FRAME_FOLDERS."""
+    for rel in FRAME_FOLDERS:
+        candidate = root / rel
+        if candidate.is_dir() and any(
+            p.is_dir() and _SUBJECT_DIR.match(p.name) for p in candidate.iterdir()
+        ):
+            return candidate
+    raise MekitError(
+        f"no CAS(ME)^3 subject folders (spNO.1, spNO.2, ...) found in {root} or its "
+        "part_A/data/part_A folder; point --corpus at the folder that holds them"
+    )
+
+
+def read_sheet(path: Path) -> tuple[str, pd.DataFrame]:
+    """(sheet name, table with canonical column names, cells as text) of the label sheet."""
+    try:
+        names = pd.ExcelFile(path).sheet_names
+        name = next((n for n in names if str(n).strip().lower() == SHEET_NAME), names[0])
+        df = pd.read_excel(path, sheet_name=name, dtype=str)
+    except FileNotFoundError:
+        raise MekitError(f"label sheet {path} not found; check --sheet") from None
+    except Exception as e:  # xlrd/openpyxl raise many kinds for corrupt or wrong files
+        raise MekitError(f"cannot read label sheet {path}: {e}") from None
+    wanted = {_norm(c): c for c in REQUIRED}
+    wanted.setdefault("actionunits", "AU")
+    renamed: dict[object, str] = {}
+    for column in df.columns:
+        canonical = wanted.get(_norm(column))
+        if canonical is not None and canonical not in renamed.values():
+            renamed[column] = canonical
+    missing = [c for c in REQUIRED if c not in renamed.values()]
+    if missing:
+        raise MekitError(
+            f"label sheet {path} (sheet '{name}') lacks column(s) {', '.join(missing)}; "
+            f"found {', '.join(map(str, df.columns))}"
+        )
+    return str(name), df.rename(columns=renamed)[list(REQUIRED)].dropna(how="all")
+
+
+def load_casme3(
+    root: Path | str,
+    sheet: Path | str | None = None,
+    *,
+    dataset: str = "casme3",
+    fps: float = FPS,
+    corrections: Corrections | None = None,
+) -> LoadResult:
+    """Samples of CAS(ME)^3 part A; unusable rows are returned in `skipped` with why."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MekitError(f"corpus folder {root} does not exist; check --corpus")
+    sheet_path = Path(sheet) if sheet is not None else find_sheet(root)
+    sheet_name, table = read_sheet(sheet_path)
+    base = frames_dir(root)
+    finder = _Recordings(base)
+    samples: list[Sample] = []
+    skipped: list[Skipped] = []
+    seen: dict[str, int] = {}
+    for index, row in zip(table.index, table.itertuples(index=False), strict=True):
+        line = int(index) + 2  # the header is spreadsheet row 1
+        record = {c: _cell(v) for c, v in zip(table.columns, row, strict=True)}
+        where = f"{sheet_path.name} sheet '{sheet_name}' row {line}"
+        try:
+            sample = _sample(record, finder, dataset, fps, corrections)
+            if sample.id in seen:
+                raise RowError(
+                    sample.id, f"same subject, Filename and Onset as row {seen[sample.id]}"
+                )
+            seen[sample.id] = line
+            samples.append(sample)
+        except RowError as e:
+            skipped.append(Skipped(e.sample_id, f"{e.reason} ({where})"))
+    for s in skipped:
+        log.warning("skipping %s: %s", s.id, s.reason)
+    log.info("%s: %d samples from %s (%d skipped)", dataset, len(samples), base, len(skipped))
+    return LoadResult(tuple(samples), tuple(skipped))
+
+
+def looks_like(root: Path) -> bool:
+    """True when `root` has CAS(ME)^3 part A's layout: spNO.* subject folders and an ME label
+    sheet."""
+    try:
+        frames_dir(root)
+        find_sheet(root)
+    except (MekitError, OSError):
+        return False
+    return True
+
+
+class _Recordings:
+    """Recording folders found ignoring case (`spNO.1` vs `spNo.1`, `A` vs `a`), and their
+    frames, each listed once (a recording has thousands of frames and several samples)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self._subjects = _children(base)
+        self._clips: dict[str, dict[str, Path]] = {}
+        self._frames: dict[Path, tuple[tuple[int, ...], tuple[Path, ...]]] = {}
+
+    def folder(self, subject: str, filename: str, sample_id: str) -> Path:
+        subject_dir = self._subjects.get(subject.lower())
+        if subject_dir is None:
+            raise RowError(sample_id, f"subject folder {self.base / subject} is missing")
+        if subject_dir not in self._clips:
+            self._clips[subject_dir] = _children(subject_dir)
+        clip_dir = self._clips[subject_dir].get(filename.lower())
+        if clip_dir is None:
+            raise RowError(sample_id, f"recording folder {subject_dir / filename} is missing")
+        color = clip_dir / "color"
+        return color if color.is_dir() else clip_dir
+
+    def frames(self, folder: Path) -> tuple[tuple[int, ...], tuple[Path, ...]]:
+        if folder not in self._frames:
+            self._frames[folder] = numbered_frames(folder)
+        return self._frames[folder]
+
+
+def _sample(
+    record: dict[str, str],
+    finder: _Recordings,
+    dataset: str,
+    fps: float,
+    corrections: Corrections | None,
+) -> Sample:
+    subject = record["Subject"]
+    filename = record["Filename"].lower()
+    onset_cell = record["Onset"]
+    sheet_onset = frame_number(onset_cell, "Onset", f"{dataset}/{subject}/{filename}_?")
+    clip = f"{filename or '?'}_{sheet_onset if sheet_onset is not None else '?'}"
+    sample_id = f"{dataset}/{subject or '?'}/{clip}"
+    if not subject or not filename:
+        raise RowError(sample_id, "Subject or Filename is empty")
+    fields = {
+        "onset": sheet_onset,
+        "apex": frame_number(record["Apex"], "Apex", sample_id),
+        "offset": frame_number(record["Offset"], "Offset", sample_id),
+        "emotion": record["emotion"],
+        "aus": record["AU"],
+    }
+    if corrections is not None:
+        fields = corrections.apply(sample_id, fields)  # raises RowError for an exclusion
+    onset, apex, offset = fields["onset"], fields["apex"], fields["offset"]
+    for value, column in ((onset, "Onset"), (offset, "Offset")):
+        if value is None:
+            raise RowError(
+                sample_id, f"{column} is empty; add a correction (id,field,value,reason)"
+            )
+    if offset < onset:
+        raise RowError(sample_id, f"offset {offset} is before onset {onset}")
+    folder = finder.folder(subject, filename, sample_id)
+    numbers, paths = finder.frames(folder)
+    if not numbers:
+        raise RowError(sample_id, f"no image frames in {folder}")
+    cut = subset_frames(numbers, paths, onset, offset)
+    if not cut[0]:
+        raise RowError(
+            sample_id,
+            f"onset..offset {onset}..{offset} lies outside the frames "
+            f"{numbers[0]}..{numbers[-1]} of {folder}",
+        )
+    sample = make_sample(
+        sample_id=sample_id,
+        dataset=dataset,
+        subject=subject,
+        clip=clip,
+        onset=onset,
+        apex=apex,
+        offset=offset,
+        emotion=fields["emotion"],
+        aus=fields["aus"],
+        fps=fps,
+        folder=folder,
+        frames=cut,
+        video=folder,
+    )
+    if fields.get("apex_source"):
+        sample = dataclasses.replace(sample, apex_source=str(fields["apex_source"]))
+    return sample
+
+
+def _children(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_dir():
+            found.setdefault(p.name.lower(), p)
+    return found
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value).strip()
+    if text.lower() in ("nan", "none", "nat"):
+        return ""
+    return re.sub(r"^(\d+)\.0$", r"\1", text)  # a number read as a float
+
+
+def _norm(name: object) -> str:
+    return re.sub(r"[^a-z]", "", str(name).lower())
