@@ -11,6 +11,8 @@ from mekit.data.corrections import load_corrections
 from mekit.data.labels import load_scheme
 from mekit.errors import MekitError
 
+from .fixtures import write_casme2
+
 SHEET = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
 # Folder names as on disk: one copy writes spNo where the sheet says spNO.
 RECORDINGS = {("spNO.1", "a"): range(1, 61), ("spNO.1", "b"): range(1, 41), ("spNo.2", "c"): 30}
@@ -37,16 +39,6 @@ def write_corpus(root: Path, rows: list[list], header=SHEET_HEADER, recordings=N
 
 def row(subject, filename, onset, apex, offset, emotion="disgust", au="AU4+AU10"):
     return [subject, filename, onset, apex, offset, au, "negative", emotion]
-
-
-def write_casme2(root: Path) -> None:
-    folder = root / "sub01" / "EP01"
-    folder.mkdir(parents=True)
-    cv2.imwrite(str(folder / "img1.jpg"), np.zeros((8, 8, 3), np.uint8))
-    header = [h or "" for h in casme2.SHEET_HEADER]
-    pd.DataFrame([["01", "EP01", "", 1, 1, 1, "", "4", "disgust"]], columns=header).to_excel(
-        root / "CASME2-coding-x.xlsx", index=False
-    )
 
 
 def test_reads_part_a_cutting_samples_from_recordings(tmp_path):

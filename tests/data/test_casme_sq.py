@@ -11,6 +11,8 @@ from mekit.data.corrections import load_corrections
 from mekit.data.labels import load_scheme
 from mekit.errors import MekitError
 
+from .fixtures import write_casme2
+
 # naming rule1: (folder number, subject folder, participant number); rule2: (video code, name)
 RULE1 = [[15, "s15", 1], [16, "s16", 2]]
 RULE2 = [["0101", "disgust1"], [401, "anger1"], ["0502", "happy1"]]
@@ -44,16 +46,6 @@ def write_corpus(root: Path, events: list[list], videos=VIDEOS, sheets=None) -> 
 
 def micro(participant, name, onset, apex, offset, cls="negative", kind="micro-expression"):
     return [participant, name, onset, apex, offset, "4+10", cls, kind, "disgust"]
-
-
-def write_casme2(root: Path) -> None:
-    folder = root / "sub01" / "EP01"
-    folder.mkdir(parents=True)
-    cv2.imwrite(str(folder / "img1.jpg"), np.zeros((8, 8, 3), np.uint8))
-    header = [h or "" for h in casme2.SHEET_HEADER]
-    pd.DataFrame([["01", "EP01", "", 1, 1, 1, "", "4", "disgust"]], columns=header).to_excel(
-        root / "CASME2-coding-x.xlsx", index=False
-    )
 
 
 def test_reads_long_videos_events_and_micro_samples(tmp_path):

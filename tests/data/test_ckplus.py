@@ -2,7 +2,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 import pytest
 
 from mekit.data import casme2, ckplus, fer2013
@@ -11,6 +10,8 @@ from mekit.data.corpora import detect_layout, load_corpus
 from mekit.data.corrections import Correction, Corrections
 from mekit.data.labels import load_scheme
 from mekit.errors import MekitError
+
+from .fixtures import write_casme2
 
 
 def write_ckplus(
@@ -157,15 +158,6 @@ def test_peak_images_list_unreadable_frames(tmp_path):
     data = ckplus_peak_images(root, size=6)
     assert len(data) == 5
     assert [s.id for s in data.skipped] == ["ckplus/S010/002/5"]
-
-
-def write_casme2(root: Path) -> None:
-    (root / "sub01" / "EP01").mkdir(parents=True)
-    cv2.imwrite(str(root / "sub01" / "EP01" / "img1.jpg"), np.zeros((8, 8), np.uint8))
-    header = [h or "" for h in casme2.SHEET_HEADER]
-    pd.DataFrame([["01", "EP01", "", 1, 1, 1, "", "4", "disgust"]], columns=header).to_excel(
-        root / "CASME2-coding-x.xlsx", index=False
-    )
 
 
 def test_layout_detection(tmp_path):

@@ -16,6 +16,8 @@ from mekit.data.generic import load_generic
 from mekit.data.labels import load_scheme
 from mekit.errors import MekitError
 
+from .fixtures import write_casme2
+
 COLUMNS = [
     "subject",
     "clip",
@@ -103,14 +105,6 @@ def write_mixed(root: Path) -> Path:
         row("s01", "c1", "happiness", frames="s01/c1"),  # repeats row 2's id
     ]
     return write_csv(root, rows)
-
-
-def write_casme2(root: Path) -> Path:
-    write_frames(root / "sub01" / "EP01_01", range(1, 4))
-    header = [h or "" for h in casme2.SHEET_HEADER]
-    df = pd.DataFrame([["01", "EP01_01", "", 1, 2, 3, "", "4", "disgust"]], columns=header)
-    df.to_excel(root / "CASME2-coding-x.xlsx", index=False)
-    return root
 
 
 def test_mixed_rows_become_samples(tmp_path):

@@ -10,6 +10,8 @@ from mekit.data.labels import load_scheme
 from mekit.data.mmew import SHEET_HEADER, load_mmew, looks_like
 from mekit.errors import MekitError
 
+from .fixtures import write_casme2
+
 CLIPS = {
     ("happiness", "S01_1"): range(1, 21),
     ("surprise", "S02_3"): range(1, 11),
@@ -35,16 +37,6 @@ def write_corpus(root: Path, rows: list[list], header=SHEET_HEADER, clips=CLIPS,
 
 def row(subject, filename, onset, apex, offset, emotion, aus="AU12"):
     return [subject, filename, onset, apex, offset, aus, emotion, ""]
-
-
-def write_casme2(root: Path) -> None:
-    folder = root / "sub01" / "EP01"
-    folder.mkdir(parents=True)
-    cv2.imwrite(str(folder / "img1.jpg"), np.zeros((8, 8, 3), np.uint8))
-    header = [h or "" for h in casme2.SHEET_HEADER]
-    pd.DataFrame([["01", "EP01", "", 1, 1, 1, "", "4", "disgust"]], columns=header).to_excel(
-        root / "CASME2-coding-x.xlsx", index=False
-    )
 
 
 def test_reads_micro_clips(tmp_path):

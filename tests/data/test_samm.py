@@ -11,6 +11,8 @@ from mekit.data.labels import load_scheme
 from mekit.data.samm import SHEET_HEADER, load_samm
 from mekit.errors import MekitError
 
+from .fixtures import write_casme2
+
 JPEG = cv2.imencode(".jpg", np.full((8, 8), 128, np.uint8))[1].tobytes()
 NOTES = 13  # rows of notes above the header in the released sheet (header on row 14)
 FIRST_ROW = NOTES + 2  # the sheet row of the first annotation
@@ -159,14 +161,6 @@ def test_missing_corpus_and_sheet_name_the_fix(tmp_path):
     (tmp_path / "006").mkdir()
     with pytest.raises(MekitError, match="--sheet"):
         load_samm(tmp_path)
-
-
-def write_casme2(root: Path) -> None:
-    (root / "sub01" / "EP01").mkdir(parents=True)
-    (root / "sub01" / "EP01" / "img1.jpg").write_bytes(JPEG)
-    pd.DataFrame([["01", "EP01", "", 1, 1, 1, "", "1", "others"]]).to_excel(
-        root / "CASME2-coding-x.xlsx", index=False
-    )
 
 
 def test_looks_like_tells_layouts_apart(tmp_path):

@@ -11,6 +11,8 @@ from mekit.data.labels import load_scheme
 from mekit.data.samm_lv import SHEET_HEADER, load_samm_lv
 from mekit.errors import MekitError
 
+from .fixtures import write_casme2
+
 JPEG = cv2.imencode(".jpg", np.full((8, 8), 128, np.uint8))[1].tobytes()
 NOTES = 9  # rows of notes above the header in the released sheets (header on row 10)
 FIRST_ROW = NOTES + 2  # the sheet row of the first annotation
@@ -198,14 +200,6 @@ def test_emotions_from_the_samm_micro_sheet_and_megc2019(tmp_path):
     assert [s.emotion for s in result.samples] == ["happiness", "anger", ""]
     assert [scheme.label_of(s) for s in result.samples] == ["positive", "negative", None]
     assert result.videos[0].events[0].emotion == "happiness"
-
-
-def write_casme2(root: Path) -> None:
-    (root / "sub01" / "EP01").mkdir(parents=True)
-    (root / "sub01" / "EP01" / "img1.jpg").write_bytes(JPEG)
-    pd.DataFrame([["01", "EP01", "", 1, 1, 1, "", "1", "others"]]).to_excel(
-        root / "CASME2-coding-x.xlsx", index=False
-    )
 
 
 def test_looks_like_tells_layouts_apart(tmp_path):

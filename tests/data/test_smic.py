@@ -2,7 +2,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 import pytest
 
 from mekit.data import smic
@@ -10,6 +9,8 @@ from mekit.data.corrections import load_corrections
 from mekit.data.labels import load_scheme
 from mekit.data.smic import load_smic, looks_like
 from mekit.errors import MekitError, SampleError
+
+from .fixtures import write_casme2
 
 IMAGE = np.full((8, 8, 3), 128, np.uint8)
 
@@ -32,16 +33,6 @@ def write_smic(
             other.mkdir(parents=True)
             cv2.imwrite(str(other / f"{prefix}000001{suffix}"), IMAGE)
     return base
-
-
-def write_casme2(root: Path) -> Path:
-    folder = root / "sub01" / "EP01_01"
-    folder.mkdir(parents=True)
-    cv2.imwrite(str(folder / "img1.jpg"), IMAGE)
-    pd.DataFrame({"Subject": ["01"], "Filename": ["EP01_01"]}).to_excel(
-        root / "CASME2-coding-x.xlsx", index=False
-    )
-    return root
 
 
 def standard(root: Path) -> Path:

@@ -11,6 +11,8 @@ from mekit.data.labels import load_scheme
 from mekit.data.smic_e import SHEET_HEADER, load_smic_e, looks_like
 from mekit.errors import MekitError
 
+from .fixtures import write_casme2
+
 IMAGE = np.full((8, 8, 3), 128, np.uint8)
 RAW = "SMIC-E_raw image"
 
@@ -285,16 +287,6 @@ def test_vis_subset_and_errors(tmp_path):
         load_smic_e(raw, subset="RGB")
     with pytest.raises(MekitError, match="does not exist"):
         load_smic_e(tmp_path / "nope")
-
-
-def write_casme2(root: Path) -> Path:
-    folder = root / "sub01" / "EP01_01"
-    folder.mkdir(parents=True)
-    cv2.imwrite(str(folder / "img1.jpg"), IMAGE)
-    pd.DataFrame({"Subject": ["01"], "Filename": ["EP01_01"]}).to_excel(
-        root / "CASME2-coding-x.xlsx", index=False
-    )
-    return root
 
 
 def test_looks_like_tells_the_layouts_apart(tmp_path):

@@ -209,6 +209,8 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     from mekit.data.inspect import format_summary, summarise
     from mekit.data.labels import load_scheme
 
+    if not args.verbose:  # every skipped row is in the report below; no need to log it twice
+        logging.getLogger("mekit.data").setLevel(logging.ERROR)
     corrections = load_corrections(args.corrections) if args.corrections else None
     layout, loaded = load_corpus(
         Path(args.corpus_dir), args.corpus, sheet=args.sheet, corrections=corrections

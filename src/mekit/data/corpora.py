@@ -139,6 +139,8 @@ def _module(layout: CorpusLayout) -> Any:
 def detect_layout(root: Path | str) -> str:
     """The name of the layout `root` has; MekitError listing the candidates when unsure."""
     root = Path(root)
+    if root.is_file() and root.name == "samples.csv":
+        return "generic"
     if not root.is_dir():
         raise MekitError(f"corpus folder {root} does not exist; check --corpus")
     if (root / "synth.json").is_file():
