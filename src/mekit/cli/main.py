@@ -125,6 +125,50 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spot(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from mekit.spot.run import spot
+    from mekit.spot.spotters import SpotConfig
+
+    config = SpotConfig() if args.p is None else replace(SpotConfig(), p=args.p)
+    out = Path(args.out) if args.out else Path("spots") / Path(args.source).stem
+    outcome = spot(
+        Path(args.source),
+        out,
+        config,
+        truth_csv=Path(args.truth) if args.truth else None,
+        fps=args.fps,
+        progress=not args.quiet,
+    )
+    for v in outcome.videos:
+        kinds = [i.kind for i in v.result.intervals]
+        print(
+            f"{v.video}: {len(kinds)} spotted ({kinds.count('micro')} micro, "
+            f"{kinds.count('macro')} macro), {len(v.result.vetoed)} vetoed "
+            f"({', '.join(sorted({x.reason for x in v.result.vetoed})) or 'none'})"
+        )
+        times = dict(zip(v.signals.frame.tolist(), v.signals.time_s.tolist(), strict=True))
+        for i in v.result.intervals:
+            at = times.get(i.onset, float("nan"))
+            print(
+                f"  {i.kind:<6} frames {i.onset}-{i.offset} (apex {i.apex}), "
+                f"{at:.2f} s  score {i.score:.2f}"
+            )
+    for name, reason in outcome.failed:
+        print(f"not spotted: {name}: {reason}")
+    if outcome.scores:
+        print("\nMEGC spotting (IoU >= 0.5):")
+        for kind in ("micro", "macro", "overall"):
+            sc = outcome.scores[kind]
+            print(
+                f"  {kind:<8} TP {sc['tp']:>3} FP {sc['fp']:>3} FN {sc['fn']:>3}  "
+                f"P {sc['precision']:.3f}  R {sc['recall']:.3f}  F1 {sc['f1']:.3f}"
+            )
+    print(f"outputs: {out}/ (NAME.intervals.csv, NAME.png, spots.json, summary.md)")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from mekit.train.runs import compare_table, rescore, run_scores, seed_dirs
 
@@ -349,6 +393,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model file to write (.safetensors + .json)")
     p.add_argument("--set", action="append", metavar="train.KEY=VALUE", help="training settings")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser(
+        "spot", help="spot micro- and macro-expressions in a video or a folder of videos"
+    )
+    p.add_argument("source", help="a video file, a folder of numbered frames, or of videos")
+    p.add_argument("--out", help="output folder (default spots/NAME)")
+    p.add_argument(
+        "--truth", help="intervals.csv to score against (default: one beside the videos)"
+    )
+    p.add_argument("--fps", type=float, help="frame rate (needed for a folder of frames)")
+    p.add_argument("--p", type=float, help="threshold factor p of mean + p (max - mean)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_spot)
 
     p = sub.add_parser("evaluate", help="re-score a finished run from its predictions")
     p.add_argument("run_dir")
