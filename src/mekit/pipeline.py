@@ -30,6 +30,7 @@ from mekit.faces import FaceConfig
 from mekit.models import get_spec
 from mekit.motion import FeatureConfig, FeatureKind
 from mekit.motion.extract import extract_features
+from mekit.spot.apex import APEX_MODES, spot_apexes
 from mekit.synth import SynthConfig, generate_corpus
 from mekit.train import LosoResult, TrainConfig, write_report
 from mekit.train.classical import CLASSICAL_MODELS, run_loso_classical
@@ -57,6 +58,8 @@ class ExperimentConfig:
       as one batched model; the fast path for small models) or "auto" (ensemble when the model
       and selection allow it).
     executor: "local" (processes on this machine) or "ray" (`ray_address`, or a local Ray).
+    apex: "given" (as the corpus gives it, the midpoint where it has none), "spot-missing"
+      (spot the apex of clips without an annotated one, e.g. SMIC) or "spot-all".
     """
 
     dataset: str = "auto"
@@ -68,6 +71,7 @@ class ExperimentConfig:
     engine: str = "plain"
     executor: str = "local"
     ray_address: str = ""
+    apex: str = "given"
     face: FaceConfig = FaceConfig()
     features: FeatureConfig = FeatureConfig()  # kind, size and frames come from the model
     train: TrainConfig = TrainConfig()
@@ -79,6 +83,8 @@ class ExperimentConfig:
             raise MekitError(f"engine '{self.engine}' is not one of auto, plain, ensemble")
         if self.executor not in ("local", "ray"):
             raise MekitError(f"executor '{self.executor}' is not one of local, ray")
+        if self.apex not in APEX_MODES:
+            raise MekitError(f"apex '{self.apex}' is not one of {', '.join(APEX_MODES)}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
@@ -159,6 +165,10 @@ def load_labelled(
             Skipped(c.id, f"correction ({corrections.source}) matched no sample: check the id")
             for c in corrections.unmatched()
         )
+    if config.apex != "given":
+        samples, spotted, failed = spot_apexes(samples, config.apex, config.face, progress=False)
+        skipped.extend(failed)  # listed in the report; those samples keep their apex
+        notes["apex_spotted"] = len(spotted)
     if config.protocol == "composite":
         selection = select_composite(samples)
         samples = list(selection.samples)

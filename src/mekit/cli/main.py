@@ -129,6 +129,9 @@ def cmd_spot(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from mekit.spot.run import spot
+
+    if args.apex:
+        return _spot_apexes(args)
     from mekit.spot.spotters import SpotConfig
 
     config = SpotConfig() if args.p is None else replace(SpotConfig(), p=args.p)
@@ -166,6 +169,38 @@ def cmd_spot(args: argparse.Namespace) -> int:
                 f"P {sc['precision']:.3f}  R {sc['recall']:.3f}  F1 {sc['f1']:.3f}"
             )
     print(f"outputs: {out}/ (NAME.intervals.csv, NAME.png, spots.json, summary.md)")
+    return 0
+
+
+def _spot_apexes(args: argparse.Namespace) -> int:
+    import csv
+
+    import numpy as np
+
+    from mekit.data.corpora import load_corpus
+    from mekit.spot.apex import spot_apexes
+
+    layout, loaded = load_corpus(Path(args.source), args.corpus_type)
+    _, found, failed = spot_apexes(loaded.samples, "spot-all", progress=not args.quiet)
+    out = Path(args.out) if args.out else Path("spots") / Path(args.source).stem
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "apex.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "given_apex", "given_source", "spotted_apex", "error_frames"])
+        for a in found:
+            error = abs(a.spotted - a.given) if a.given_source == "annotated" else ""
+            writer.writerow([a.id, a.given, a.given_source, a.spotted, error])
+    errors = np.array([abs(a.spotted - a.given) for a in found if a.given_source == "annotated"])
+    print(f"{layout}: apex spotted in {len(found)} clips, {len(failed)} failed")
+    if len(errors):
+        print(
+            f"against the {len(errors)} annotated apexes: mean error {errors.mean():.2f} frames, "
+            f"median {np.median(errors):.0f}, max {errors.max()}, "
+            f"within 3 frames {np.mean(errors <= 3):.0%}"
+        )
+    for s in failed:
+        print(f"  {s.id}: {s.reason}")
+    print(f"apex.csv: {out / 'apex.csv'}")
     return 0
 
 
@@ -404,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fps", type=float, help="frame rate (needed for a folder of frames)")
     p.add_argument("--p", type=float, help="threshold factor p of mean + p (max - mean)")
+    p.add_argument(
+        "--apex",
+        action="store_true",
+        help="SOURCE is a corpus of annotated clips: spot each clip's apex (apex.csv)",
+    )
+    p.add_argument("--corpus-type", help="with --apex: the corpus layout (default: detected)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_spot)
 
