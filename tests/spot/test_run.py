@@ -69,3 +69,48 @@ def test_a_video_without_a_face_is_reported_not_silent(tmp_path, capsys):
     assert main(["spot", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "wall" in err and "face" in err
+
+
+def test_a_long_video_corpus_is_spotted_with_its_own_annotations(videos, tmp_path, capsys):
+    """The synthetic long video laid out as SAMM Long Videos (frames + sheet): `mekit spot`
+    reads the corpus through its loader and scores against the sheet's events."""
+    import cv2
+    import pandas as pd
+
+    from mekit.data.samm_lv import SHEET_HEADER, SHEET_NAME
+    from mekit.spot.video import iter_frames
+
+    folder, path = videos
+    root = tmp_path / "SAMM_LV"
+    frames = root / "SAMM_longvideos" / "006_1"
+    frames.mkdir(parents=True)
+    for i, image in iter_frames(path):
+        cv2.imwrite(str(frames / f"006_1_{i + 1:04d}.jpg"), image)
+    truth = list(csv.DictReader(open(folder / "intervals.csv")))
+    rows = [
+        [
+            6,
+            f"006_1_{n}",
+            1,
+            int(r["onset"]) + 1,
+            int(r["apex"]) + 1,
+            int(r["offset"]) + 1,
+            int(r["offset"]) - int(r["onset"]),
+            "Micro - 1/2" if r["type"] == "micro" else "Macro",
+            r["aus"],
+            "",
+        ]
+        for n, r in enumerate(truth, start=1)
+    ]
+    width = len(SHEET_HEADER)
+    notes = [["notes", *[None] * (width - 1)]] + [[None] * width] * 8
+    sheet = pd.DataFrame([*notes, list(SHEET_HEADER), *rows])
+    with pd.ExcelWriter(root / "SAMM_LongVideos_V3_Release.xlsx") as writer:
+        sheet.to_excel(writer, sheet_name=SHEET_NAME, index=False, header=False)
+    out = tmp_path / "spots"
+    # the copy is at 30 fps, not SAMM's 200: --fps says so
+    assert main(["spot", str(root), "--out", str(out), "--fps", "30", "--quiet"]) == 0
+    scores = json.loads((out / "spots.json").read_text())["scores"]
+    assert scores["overall"]["n_truth"] == len(truth) == 3
+    assert scores["overall"]["tp"] >= 2
+    assert (out / "samm_lv_006_006_1.png").is_file()

@@ -437,7 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--truth", help="intervals.csv to score against (default: one beside the videos)"
     )
-    p.add_argument("--fps", type=float, help="frame rate (needed for a folder of frames)")
+    p.add_argument(
+        "--fps", type=float, help="frame rate (needed for a folder of frames; overrides a corpus)"
+    )
     p.add_argument("--p", type=float, help="threshold factor p of mean + p (max - mean)")
     p.add_argument(
         "--apex",

@@ -85,6 +85,42 @@ def read_truth(csv_path: Path) -> dict[str, tuple[Interval, ...]]:
     return {v: tuple(sorted(i, key=lambda x: x.onset)) for v, i in by_video.items()}
 
 
+LONG_VIDEO_LAYOUTS = ("casme_sq", "samm_lv", "smic_e")
+
+
+@dataclass(frozen=True)
+class _Job:
+    name: str
+    source: Path  # a video file or a folder of numbered frames
+    fps: float | None
+    truth: tuple[Interval, ...] | None
+
+
+def corpus_jobs(root: Path, fps: float | None = None) -> list[_Job] | None:
+    """One job per long video of a long-video corpus (CAS(ME)^2, SAMM Long Videos, SMIC-E),
+    with its annotated events as the truth; None when `root` is not such a corpus. `fps`
+    overrides the corpus's frame rate (e.g. a resampled copy)."""
+    from mekit.data.corpora import detect_layout, load_corpus
+
+    try:
+        layout = detect_layout(root)
+    except MekitError:
+        return None
+    if layout not in LONG_VIDEO_LAYOUTS:
+        return None
+    _, loaded = load_corpus(root, layout)
+    jobs = []
+    for v in loaded.videos:
+        name = v.id.replace("/", "_")
+        source = v.video if v.video is not None else v.frames[0].parent
+        truth = tuple(
+            Interval(e.onset, e.offset, kind=e.kind, apex=e.apex, video=name, emotion=e.emotion)
+            for e in v.events
+        )
+        jobs.append(_Job(name, Path(source), fps or v.fps, truth))
+    return jobs
+
+
 def spot(
     source: Path,
     out: Path,
@@ -94,18 +130,22 @@ def spot(
     fps: float | None = None,
     progress: bool = True,
 ) -> SpotOutcome:
-    """Spot every video of `source` into `out`; score against the truth when there is one."""
+    """Spot every video of `source` (a video, a folder of frames or of videos, or a long-video
+    corpus) into `out`; score against the truth when there is one."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    videos = find_videos(Path(source))
-    truth_csv = truth_csv or _truth_beside(videos[0])
-    truth = read_truth(truth_csv) if truth_csv else {}
+    jobs = corpus_jobs(Path(source), fps) if Path(source).is_dir() and not truth_csv else None
+    if jobs is None:
+        videos = find_videos(Path(source))
+        truth_csv = truth_csv or _truth_beside(videos[0])
+        truth = read_truth(truth_csv) if truth_csv else {}
+        jobs = [_Job(p.stem, p, fps, truth.get(p.stem, ()) if truth else None) for p in videos]
     done: list[VideoSpots] = []
     failed: list[tuple[str, str]] = []
-    for path in videos:
-        name = path.stem
+    for job in jobs:
+        name, path = job.name, job.source
         try:
-            signals = compute_signals(path, fps=fps, progress=progress, name=name)
+            signals = compute_signals(path, fps=job.fps, progress=progress, name=name)
         except MekitError as e:  # one unreadable or faceless video must not stop the rest
             log.error("%s: %s", name, e)
             failed.append((name, str(e)))
@@ -113,13 +153,13 @@ def spot(
         result = spot_details(signals, config)
         for w in result.warnings:
             log.warning("%s: %s", name, w)
-        spots = VideoSpots(name, path, result, signals, truth.get(name) if truth else None)
+        spots = VideoSpots(name, path, result, signals, job.truth)
         _write_video(out, spots)
         done.append(spots)
     if not done:
         reasons = "; ".join(f"{v}: {r}" for v, r in failed)
         raise MekitError(f"no video of {source} could be spotted ({reasons})")
-    scores = _score(done) if truth else None
+    scores = _score(done) if any(v.truth is not None for v in done) else None
     _write_summary(out, done, scores, failed, config)
     return SpotOutcome(out, tuple(done), scores, tuple(failed))
 
