@@ -65,6 +65,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mekit.data.corrections import load_corrections
     from mekit.pipeline import run_experiment
 
+    if args.model == "softnet":
+        return _train_spotter(args)
     config = _experiment_config(args)
     out = (
         Path(args.out)
@@ -82,6 +84,38 @@ def cmd_train(args: argparse.Namespace) -> int:
         seeds=_seeds(args.seeds),
     )
     _print_outcome(outcome, time.perf_counter() - t0)
+    return 0
+
+
+def _train_spotter(args: argparse.Namespace) -> int:
+    from mekit.config import from_mapping, parse_overrides
+    from mekit.spot.learned import SpotterConfig
+    from mekit.spot.learned_run import train_spotters
+
+    if len(args.corpus) != 1:
+        raise MekitError("the softnet spotter trains on one long-video corpus (one --corpus)")
+    overrides = parse_overrides(args.set or [])
+    unknown = set(overrides) - {"spotter"}
+    if unknown:
+        raise MekitError(
+            f"softnet takes only spotter.* settings (e.g. --set spotter.epochs=5), not "
+            f"{', '.join(sorted(unknown))}"
+        )
+    config = from_mapping(SpotterConfig, overrides.get("spotter", {}))
+    root = Path(args.corpus[0].split("=", 1)[-1])
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("softnet-%Y%m%d-%H%M%S")
+    run = train_spotters(root, out, config, progress=not args.quiet)
+    print(
+        f"SOFTNet spotter, leave-one-subject-out over {run.n_videos} long videos of "
+        f"{len(run.subjects)} subjects (MEGC, IoU >= 0.5):"
+    )
+    for kind, sc in run.scores.items():
+        print(
+            f"  {kind:<8} TP {sc['tp']:>3} FP {sc['fp']:>3} FN {sc['fn']:>3}  "
+            f"P {sc['precision']:.3f}  R {sc['recall']:.3f}  F1 {sc['f1']:.3f}"
+        )
+    print(f"time: {run.seconds:.0f} s\nmodels: {', '.join(str(p) for p in run.models.values())}")
+    print(f"spot with: mekit spot VIDEO --spotter {out}")
     return 0
 
 
@@ -132,6 +166,8 @@ def cmd_spot(args: argparse.Namespace) -> int:
 
     if args.apex:
         return _spot_apexes(args)
+    if args.spotter:
+        return _spot_learned(args)
     from mekit.spot.spotters import SpotConfig
 
     config = SpotConfig() if args.p is None else replace(SpotConfig(), p=args.p)
@@ -169,6 +205,21 @@ def cmd_spot(args: argparse.Namespace) -> int:
                 f"P {sc['precision']:.3f}  R {sc['recall']:.3f}  F1 {sc['f1']:.3f}"
             )
     print(f"outputs: {out}/ (NAME.intervals.csv, NAME.png, spots.json, summary.md)")
+    return 0
+
+
+def _spot_learned(args: argparse.Namespace) -> int:
+    from mekit.spot.learned_run import spot_with_spotters
+
+    out = Path(args.out) if args.out else Path("spots") / Path(args.source).stem
+    source = Path(args.source)
+    intervals = spot_with_spotters(
+        source, args.spotter, out, fps=args.fps, progress=not args.quiet
+    )
+    print(f"{source.stem}: {len(intervals)} spotted by the SOFTNet spotter")
+    for i in intervals:
+        print(f"  {i.kind:<6} frames {i.onset}-{i.offset} (apex {i.apex})  score {i.score:.2f}")
+    print(f"outputs: {out}/ (NAME.intervals.csv, NAME.intervals.json, NAME.png)")
     return 0
 
 
@@ -392,7 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="LOSO train/evaluate a model on a CASME II-layout corpus")
     _corpus_options(p)
     p.add_argument("--labels", help="label scheme: megc2019, casme2_5class, raw or a CSV path")
-    p.add_argument("--model", help="model name (see `mekit models`; default ststnet)")
+    p.add_argument(
+        "--model",
+        help="model name (see `mekit models`; default ststnet); softnet: the learned spotter, "
+        "trained and LOSO-scored on the corpus's long videos",
+    )
     p.add_argument(
         "--protocol",
         choices=["loso", "composite", "cross-dataset", "kfold"],
@@ -447,6 +502,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="SOURCE is a corpus of annotated clips: spot each clip's apex (apex.csv)",
     )
     p.add_argument("--corpus-type", help="with --apex: the corpus layout (default: detected)")
+    p.add_argument(
+        "--spotter",
+        action="append",
+        metavar="RUN_OR_FILE",
+        help="spot with trained SOFTNet spotters (a `mekit train --model softnet` run folder or "
+        "a spotter .json) instead of the unsupervised spotter",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_spot)
 

@@ -56,8 +56,8 @@ a + k): a video's 0-based frame position, or a folder's frame number. Windows wh
 do not both show a tracked face are left out (so `frames` can have gaps), with a warning saying
 how many; a video with no window at all raises `MekitError`.
 
-Leave-one-subject-out over synthetic long videos: `python -m mekit.spot.learned OUT` (OUT from
-`mekit synth`, or a corpus with long videos) prints the MEGC scores per kind and overall.
+Training and spotting as commands (`mekit train --corpus DIR --model softnet`, `mekit spot
+VIDEO --spotter RUN`) are in `mekit.spot.learned_run`.
 """
 
 from __future__ import annotations
@@ -1236,107 +1236,3 @@ def _long_videos(root: Path) -> list[LongVideo]:
     if not result.videos:
         raise MekitError(f"{root}: the corpus has no long videos to spot in")
     return list(result.videos)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m mekit.spot.learned ROOT`: leave-one-subject-out SOFTNet spotting over the
-    long videos of ROOT (a `mekit synth` output, or a corpus with long videos); prints the
-    MEGC scores (IoU >= 0.5) per kind and overall."""
-    import argparse
-    import time
-
-    parser = argparse.ArgumentParser(
-        prog="python -m mekit.spot.learned",
-        description="Leave-one-subject-out SOFTNet spotting: MEGC F1 per kind and overall.",
-    )
-    parser.add_argument("root", type=Path, help="`mekit synth` output or corpus folder")
-    parser.add_argument("--kinds", nargs="+", default=["micro", "macro"])
-    parser.add_argument(
-        "--k-s",
-        type=float,
-        nargs="+",
-        help="window length per kind, s (default: half the mean duration over all the videos' "
-        "expressions of the kind, the reference's k)",
-    )
-    parser.add_argument("--epochs", type=int, default=SpotterConfig.epochs)
-    parser.add_argument("--batch-size", type=int, default=SpotterConfig.batch_size)
-    parser.add_argument("--lr", type=float, default=SpotterConfig.lr)
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=SpotterConfig.optimizer)
-    parser.add_argument("--normalize", choices=NORMALIZE, default=SpotterConfig.normalize)
-    parser.add_argument("--p", type=float, default=DEFAULT_P)
-    parser.add_argument("--min-score", type=float, default=SpotterConfig.min_score)
-    parser.add_argument("--train-rate", type=float, default=None)
-    parser.add_argument("--layout", choices=LAYOUTS, default="rois")
-    parser.add_argument("--face-size", type=int, default=84)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache", type=Path, help="folder to keep the flow windows in")
-    args = parser.parse_args(argv)
-
-    t0 = time.perf_counter()
-    videos = _long_videos(args.root)
-    subjects = sorted({v.subject for v in videos})
-    print(f"{len(videos)} long videos of {len(subjects)} subjects in {args.root}")
-    if args.k_s and len(args.k_s) != len(args.kinds):
-        parser.error("give one --k-s per kind")
-    predicted: dict[str, dict[str, list[Interval]]] = {}
-    truth = {v.id: [Interval.from_event(e, v.id) for e in v.events] for v in videos}
-    for i, kind in enumerate(args.kinds):
-        k_s = args.k_s[i] if args.k_s else expression_k_s(videos, kind)
-        data = []
-        for v in videos:
-            cached = (
-                args.cache / f"{v.id}_{k_for(v.fps, k_s)}_{args.layout}_{args.face_size}.npz"
-                if args.cache
-                else None
-            )
-            if cached is not None and cached.is_file():
-                data.append(load_windows(cached))
-                continue
-            d = video_windows(v, k_s=k_s, layout=args.layout, face_size=args.face_size)
-            if cached is not None:
-                save_windows(d, cached)
-            data.append(d)
-        config = SpotterConfig(
-            kind=kind,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            optimizer=args.optimizer,
-            normalize=args.normalize,
-            p=args.p,
-            min_score=args.min_score,
-            train_rate=args.train_rate,
-            threads=args.threads,
-            seed=args.seed,
-        )
-        t = time.perf_counter()
-        curves = loso_spotting(data, config, progress=True)
-        predicted[kind] = spot_curves(curves, config)
-        scores = loso_scores(data, curves, config)
-        ks = sorted({d.k for d in data})
-        print(
-            f"{kind}: k = {k_s:.3f} s ({', '.join(map(str, ks))} frames), "
-            f"LOSO {time.perf_counter() - t:.0f} s: TP {scores.tp} FP {scores.fp} FN {scores.fn} "
-            f"P {scores.precision:.3f} R {scores.recall:.3f} F1 {scores.f1:.3f}"
-        )
-    if len(predicted) > 1:
-        combined = {
-            v.id: combine_kinds(
-                predicted.get("micro", {}).get(v.id, []),
-                [x for kind, p in predicted.items() if kind != "micro" for x in p.get(v.id, [])],
-            )
-            for v in videos
-        }
-        for kind in (*args.kinds, None):
-            s = spotting_scores(combined, truth, 0.5, kind=kind)
-            print(
-                f"combined, {kind or 'overall'}: TP {s.tp} FP {s.fp} FN {s.fn} "
-                f"P {s.precision:.3f} R {s.recall:.3f} F1 {s.f1:.3f}"
-            )
-    print(f"done in {time.perf_counter() - t0:.0f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
