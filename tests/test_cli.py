@@ -14,7 +14,7 @@ def test_version_and_help(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("demo", "synth", "train", "models"):
+    for command in ("demo", "synth", "train", "models", "analyze"):
         assert command in out
 
 
@@ -73,6 +73,13 @@ def test_synth_then_train_writes_every_report_file(tmp_path, capsys):
     assert config["train"]["epochs"] == 3 and config["protocol"] == "loso"
     out = capsys.readouterr().out
     assert "UF1" in out and "summary.md" in out
+    # the model for `mekit analyze`: trained on all 9 samples, with the LOSO estimate
+    model = json.loads((run / "model.json").read_text())
+    assert (run / "model.safetensors").is_file()
+    assert model["training"]["samples"] == 9 and model["training"]["demo"] is False
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert model["metrics"]["uf1"] == metrics["overall"]["uf1"]
+    assert f"mekit analyze VIDEO --model {run / 'model.json'}" in out
 
 
 @pytest.mark.slow

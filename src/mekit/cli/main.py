@@ -37,6 +37,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     _print_outcome(outcome, time.perf_counter() - t0)
+    if outcome.model_path is not None:
+        print(
+            f"demo model (trained on synthetic data only): {outcome.model_path}\n"
+            "analyse a video with it: mekit analyze VIDEO"
+        )
     return 0
 
 
@@ -82,8 +87,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         corrections=load_corrections(args.corrections) if args.corrections else None,
         seeds=_seeds(args.seeds),
+        export=None if args.no_export else out / "model",
     )
     _print_outcome(outcome, time.perf_counter() - t0)
+    if outcome.model_path is not None:
+        print(
+            f"model trained on all samples: {outcome.model_path}\n"
+            f"analyse a video with it: mekit analyze VIDEO --model {outcome.model_path}"
+        )
     return 0
 
 
@@ -213,9 +224,7 @@ def _spot_learned(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path("spots") / Path(args.source).stem
     source = Path(args.source)
-    intervals = spot_with_spotters(
-        source, args.spotter, out, fps=args.fps, progress=not args.quiet
-    )
+    intervals = spot_with_spotters(source, args.spotter, out, fps=args.fps, progress=not args.quiet)
     print(f"{source.stem}: {len(intervals)} spotted by the SOFTNet spotter")
     for i in intervals:
         print(f"  {i.kind:<6} frames {i.onset}-{i.offset} (apex {i.apex})  score {i.score:.2f}")
@@ -252,6 +261,67 @@ def _spot_apexes(args: argparse.Namespace) -> int:
     for s in failed:
         print(f"  {s.id}: {s.reason}")
     print(f"apex.csv: {out / 'apex.csv'}")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    import math
+
+    from tqdm.auto import tqdm
+
+    from mekit.app.analyze import AnalyzeConfig, analyze_video
+
+    video = Path(args.video)
+    out = Path(args.out) if args.out else Path("analyses") / video.stem
+    bar = None
+
+    def progress(stage: str, fraction: float) -> None:
+        nonlocal bar
+        if bar is None or bar.desc != stage:
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=100, desc=stage, unit="%", leave=False)
+        bar.n = int(round(100 * fraction))
+        bar.refresh()
+
+    try:
+        analysis = analyze_video(
+            video,
+            out,
+            Path(args.model) if args.model else None,
+            AnalyzeConfig(video=not args.no_video),
+            progress=None if args.quiet else progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    facts, model = analysis.video, analysis.model
+    kinds = [e.kind for e in analysis.events]
+    print(
+        f"{facts.name}: {facts.duration_s:.1f} s, {facts.n_frames} frames at {facts.fps:g} "
+        f"frames/s; {len(kinds)} events ({kinds.count('micro')} micro, "
+        f"{kinds.count('macro')} macro) in {analysis.seconds:.1f} s"
+    )
+    print(f"model: {model.name} ({model.path}), trained on {model.trained_on}")
+    if model.demo:
+        print("  NOTE: the demo model, trained on synthetic data, not a real-world emotion model")
+    if analysis.events:
+        header = f"{'onset s':>8} {'apex s':>7} {'offset s':>9} {'score':>6}  emotion"
+        print(f"  {'#':>3} {'kind':<6} {header}")
+        for e in analysis.events:
+            p = e.confidence
+            share = f" ({100 * p:.0f} %)" if math.isfinite(p) else ""
+            print(
+                f"  {e.index:>3} {e.kind:<6} {e.onset_s:>8.2f} {e.apex_s:>7.2f} "
+                f"{e.offset_s:>9.2f} {e.score:>6.2f}  {e.emotion}{share}"
+            )
+    for warning in analysis.warnings:
+        print(f"warning: {warning}")
+    print(f"outputs in {out}/:")
+    for name in analysis.files.values():
+        if name:
+            print(f"  {name}")
+    print(f"open {out / 'report.html'} to see the report")
     return 0
 
 
@@ -473,6 +543,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--init", help="start from a model file (transfer learning, e.g. from `mekit pretrain`)"
     )
     p.add_argument("--out", help="run folder (default runs/MODEL-PROTOCOL-DATE)")
+    p.add_argument(
+        "--no-export",
+        action="store_true",
+        help="skip training the model on all samples (RUN/model.json, for `mekit analyze`)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -511,6 +586,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_spot)
+
+    p = sub.add_parser(
+        "analyze", help="spot and recognise the expressions in a video: report, MP4, JSON, CSV"
+    )
+    p.add_argument("video", help="a video file (MP4, MOV, AVI, MKV, WebM)")
+    p.add_argument(
+        "--model",
+        help="model file (.json/.safetensors) from `mekit train` (RUN/model.json); default "
+        "$MEKIT_MODEL, else the demo model demo_out/model/demo-ststnet-synthetic.json",
+    )
+    p.add_argument("--out", help="output folder (default analyses/NAME)")
+    p.add_argument("--no-video", action="store_true", help="skip annotated.mp4")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("evaluate", help="re-score a finished run from its predictions")
     p.add_argument("run_dir")

@@ -170,12 +170,24 @@ def _resize(stack: np.ndarray, size: int) -> np.ndarray:
     return out.reshape(*stack.shape[:-2], size, size).astype(np.float32)
 
 
+def onset_apex_flow(
+    onset: np.ndarray, apex: np.ndarray, landmarks: np.ndarray, config: FeatureConfig
+) -> np.ndarray:
+    """(2, H, W) float32 u, v from aligned grey onset to apex frames (H x W, the aligned face),
+    px, with head motion removed and the eyes masked as `config` says."""
+    return _clean(compute_flow(onset, apex, config.method), landmarks, config)
+
+
+def flow_features(flow: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """(3, S, S) float32 (u, v, strain) of an `onset_apex_flow` result, resized to S."""
+    return _resize(np.concatenate([flow, optical_strain(flow)[None]], axis=0), config.size)
+
+
 def onset_apex_features(
     onset: np.ndarray, apex: np.ndarray, landmarks: np.ndarray, config: FeatureConfig
 ) -> np.ndarray:
     """(3, S, S) float32 (u, v, strain) from aligned grey onset/apex frames and their landmarks."""
-    flow = _clean(compute_flow(onset, apex, config.method), landmarks, config)
-    return _resize(np.concatenate([flow, optical_strain(flow)[None]], axis=0), config.size)
+    return flow_features(onset_apex_flow(onset, apex, landmarks, config), config)
 
 
 def compute_features(

@@ -31,7 +31,7 @@ import json
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -325,6 +325,7 @@ def compute_signals(
     stop: int | None = None,
     track: TrackConfig | None = None,
     name: str | None = None,
+    on_frame: Callable[[TrackedFrame], None] | None = None,
 ) -> MotionSignals:
     """Motion signals of a video file, a folder of numbered frames, or frames given directly
     (an iterable of grey/BGR uint8 images, (index, image) pairs or `video.Frame`s; `fps` is then
@@ -334,7 +335,8 @@ def compute_signals(
     `face_size`: crop side, px. `method`: "farneback" (default: on 64 px crops both faster and
     steadier than "dis" here, see `FlowEngine`) or "dis". `track`: the
     face track's settings (its face_size is replaced by `face_size`). `start`/`stop` bound the
-    frame indices read.
+    frame indices read. `on_frame` is called with every `TrackedFrame` as it is read (face
+    position, progress), so a caller learns about each frame without a second pass.
 
     Raises `MekitError` for an unreadable source, a source with no face, or too few frames for
     any value; a source that stops early (corrupt data) gives the signals up to there with
@@ -384,6 +386,8 @@ def compute_signals(
     try:
         for tracked in tracker.run(frames):
             bar.update()
+            if on_frame is not None:
+                on_frame(tracked)
             current = _Buffered(tracked, tracked.crop, tracked.shot)
             if tracked.face_ok and tracked.shot != mask_shot:
                 assert tracked.landmarks is not None

@@ -1,0 +1,66 @@
+"""A model for use: one network trained on every sample of a run, written as a model file.
+
+Cross-validation estimates how well a model would do on people it has not seen, but each fold's
+model saw only part of the data. The model to use on new videos (`mekit analyze`) is trained
+once more on all samples with the run's schedule: the fixed number of epochs of its
+`TrainConfig` (there is no held-out data left to stop early on, so "val-split" and
+"test-oracle" selection fall back to the fixed schedule), then saved with `save_model`
+(safetensors + JSON sidecar) together with the cross-validation metrics that estimate it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mekit.train.checkpoint import save_model
+from mekit.train.loop import TrainConfig, fit
+
+log = logging.getLogger(__name__)
+
+
+def train_and_save(
+    path: str | Path,
+    X: np.ndarray,
+    y: np.ndarray,
+    labels: Sequence[str],
+    model_name: str,
+    train: TrainConfig,
+    *,
+    input: Mapping[str, Any],
+    config: Mapping[str, Any],
+    metrics: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Fit `model_name` on all of X (N, *input_shape) float32 / y (N,) class indices into
+    `labels` with `train`'s fixed schedule, and save it at `path` (stem or either file name).
+
+    Returns (weights path, sidecar path). `input`, `config`, `metrics` and `training` go to
+    the sidecar as `save_model` describes; `training` gets the schedule and sample count added.
+    """
+    schedule = replace(train, selection="fixed")
+    result = fit(model_name, len(labels), X, y, schedule)
+    provenance = {
+        "samples": int(len(y)),
+        "epochs": schedule.epochs,
+        "selection": "fixed (all samples, no held-out data)",
+        **dict(training or {}),
+    }
+    paths = save_model(
+        path,
+        result.model,
+        model_name=model_name,
+        labels=labels,
+        model_kwargs={},
+        input=input,
+        config=config,
+        metrics=metrics,
+        training=provenance,
+    )
+    log.info("model trained on all %d samples: %s", len(y), paths[1])
+    return paths
