@@ -435,6 +435,40 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mekit.app.analyze import resolve_model
+    from mekit.app.server import ServeSettings, create_app, is_loopback, preflight
+    from mekit.app.store import default_data_dir
+
+    # Resolved now (absolute): a missing model is reported here, not by every analysis.
+    model = resolve_model(Path(args.model) if args.model else None).resolve()
+    settings = ServeSettings(
+        host=args.host,
+        port=args.port,
+        data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(),
+        db=Path(args.db) if args.db else None,
+        model=model,
+        max_upload_mb=args.max_upload_mb,
+    )
+    preflight(settings)
+    if not is_loopback(settings.host):
+        print(
+            f"WARNING: mekit serve listens on {settings.host}, not on this machine only: anyone "
+            "who can reach it can upload videos and read and delete every analysis (there is no "
+            "login). Use the default --host 127.0.0.1 unless this network is trusted.",
+            file=sys.stderr,
+        )
+    app = create_app(settings)
+    print(
+        f"mekit serve: http://{settings.host}:{settings.port}/ (model {model.name}, history "
+        f"{settings.db_path}, uploads up to {settings.max_upload_mb:g} MB); Ctrl-C stops it"
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
 def _print_outcome(outcome, seconds: float) -> None:  # type: ignore[no-untyped-def]
     m = outcome.metrics
     print(f"\nLOSO over {outcome.n_samples} samples ({len(outcome.skipped)} skipped):")
@@ -640,6 +674,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the models with their input and parameter count")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("serve", help="the web app: upload or record a video, see its analysis")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--data-dir",
+        help="history, uploads and results (default ~/.local/share/mekit or $MEKIT_DATA)",
+    )
+    p.add_argument("--db", help="history database file (default DATA_DIR/mekit.db)")
+    p.add_argument("--model", help="recognition model file (default: as `mekit analyze`)")
+    p.add_argument(
+        "--max-upload-mb", type=float, default=500.0, help="largest upload, in MB (default 500)"
+    )
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
