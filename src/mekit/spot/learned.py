@@ -63,7 +63,6 @@ VIDEO --spotter RUN`) are in `mekit.spot.learned_run`.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import math
@@ -90,7 +89,7 @@ from mekit.spot.metrics import Interval, SpotScores, spotting_scores
 from mekit.spot.signals import FlowEngine
 from mekit.spot.track import LEFT_EYE, RIGHT_EYE, FaceTrack, TrackConfig
 from mekit.spot.video import Frame, VideoReader, VideoWarning
-from mekit.train.checkpoint import model_paths
+from mekit.train.checkpoint import file_sha256, model_paths
 
 log = logging.getLogger(__name__)
 
@@ -1079,14 +1078,6 @@ class LoadedSpotter:
         return dict(self.meta.get("windows", {}))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
@@ -1126,7 +1117,7 @@ def save_spotter(
     tmp = weights.with_name(f".{weights.name}.{os.getpid()}.tmp")
     try:
         save_file(state, str(tmp), metadata={"format": FORMAT})
-        digest = _sha256(tmp)
+        digest = file_sha256(tmp)
         os.replace(tmp, weights)
     finally:
         tmp.unlink(missing_ok=True)
@@ -1166,7 +1157,7 @@ def load_spotter(path: str | os.PathLike[str]) -> LoadedSpotter:
         raise MekitError(f"{sidecar} was written by a newer mekit; upgrade mekit")
     if not weights.is_file():
         raise MekitError(f"spotter weights {weights} not found (named by {sidecar})")
-    if _sha256(weights) != meta.get("sha256"):
+    if file_sha256(weights) != meta.get("sha256"):
         raise MekitError(
             f"spotter weights {weights} do not match the SHA-256 in {sidecar}: the file is "
             "corrupt or was modified after saving"

@@ -71,7 +71,7 @@ def model_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return p.with_name(p.name + WEIGHTS_SUFFIX), p.with_name(p.name + SIDECAR_SUFFIX)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -195,7 +195,7 @@ def save_model(
     tmp = _tmp_for(weights)
     try:
         save_file(state, str(tmp), metadata={"format": "pt", "mekit_model": model_name})
-        digest = _sha256(tmp)
+        digest = file_sha256(tmp)
         os.replace(tmp, weights)
     finally:
         tmp.unlink(missing_ok=True)
@@ -275,7 +275,7 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     get_spec(name)  # MekitError listing the known models
     if not weights.is_file():
         raise MekitError(f"model weights {weights} not found (named by {sidecar})")
-    if _sha256(weights) != meta["sha256"]:
+    if file_sha256(weights) != meta["sha256"]:
         raise MekitError(
             f"model weights {weights} do not match the SHA-256 in {sidecar}: the file is "
             "corrupt or was modified after saving"
