@@ -256,3 +256,32 @@ def test_a_camera_recording_is_uploaded_and_its_failure_shown(server, browser):
         ec.visibility_of_element_located((By.CSS_SELECTOR, f'#history tr[data-id="{job_id}"]'))
     )
     assert "failed" in row.text and job["error"] in row.text
+
+
+def test_the_html_report_opens_offline_with_every_picture(server, browser, tmp_path):
+    """report.html alone, from disk (file://), in a browser with no network: every picture is
+    drawn and nothing but the file itself and inline data is requested."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from mekit.app.analyze import AnalyzeConfig, analyze_video
+
+    _, video = server
+    out = tmp_path / "analysis"
+    analysis = analyze_video(video, out, tiny_model(tmp_path / "model"), AnalyzeConfig(video=False))
+    alone = tmp_path / "shared" / "report.html"  # as a person would send it: one file
+    alone.parent.mkdir()
+    shutil.copy(out / "report.html", alone)
+    browser.get(alone.as_uri())
+    images = browser.find_elements(By.TAG_NAME, "img")
+    assert len(images) >= 1 + len(analysis.events)  # the timeline and each event's maps
+    WebDriverWait(browser, 10).until(
+        lambda d: all(d.execute_script("return arguments[0].complete", i) for i in images)
+    )
+    assert all(browser.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images)
+    requested = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert all(name.startswith(("data:", "file:")) for name in requested), requested
+    text = browser.find_element(By.TAG_NAME, "body").text
+    assert video.name in text and "not a real-world emotion model" in text
