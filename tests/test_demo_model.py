@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from mekit.app.recognise import load_recogniser
 from mekit.pipeline import DEMO_MODEL_NAME, run_demo
@@ -28,3 +29,30 @@ def test_run_demo_writes_the_demo_model(tmp_path):
     recogniser = load_recogniser(sidecar)
     assert recogniser.info.demo and recogniser.notes == ()
     assert recogniser.features.size == 28 and recogniser.features.kind == "onset_apex"
+
+
+def test_the_demo_analyses_a_video_with_planted_events(tmp_path, monkeypatch, capsys):
+    # `mekit demo` end to end, small: train the demo model, then `mekit analyze` a synthetic
+    # video with known events, scored against them.
+    from mekit.app import demo
+    from mekit.cli.main import main
+
+    monkeypatch.setattr(demo, "DEMO_VIDEO", replace(demo.DEMO_VIDEO, long_video_seconds=8.0))
+    argv = ["demo", "--out", str(tmp_path), "--subjects", "2", "--clips-per-subject", "3"]
+    assert main([*argv, "--workers", "1", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "mekit analyze on a synthetic 30 fps video" in printed
+    assert (tmp_path / "analysis" / "report.html").is_file()
+    assert (tmp_path / "analysis" / "annotated.mp4").is_file()
+    video = next((tmp_path / "video").glob("*.mp4"))
+    result = demo.demo_analysis(tmp_path, tmp_path / "model" / f"{DEMO_MODEL_NAME}.json")
+    assert result.video == video  # the video is reused, not written again
+    planted = list(result.truth)
+    assert len(planted) == demo.DEMO_VIDEO.micro_per_video + demo.DEMO_VIDEO.macro_per_video
+    assert {t.emotion for t in planted} <= {"negative", "positive", "surprise"}
+    sc = result.scores
+    assert sc.tp + sc.fn == len(planted) and sc.tp + sc.fp == len(result.analysis.events)
+    assert sc.tp >= len(planted) - 1  # the unsupervised spotter finds the planted events
+    assert f"TP {sc.tp} FP {sc.fp} FN {sc.fn}" in printed
+    assert 0.0 <= result.recognition_uf1 <= 1.0
+    assert result.spot_then_recognise == sc.f1 * result.recognition_uf1

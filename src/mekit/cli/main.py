@@ -37,11 +37,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     _print_outcome(outcome, time.perf_counter() - t0)
-    if outcome.model_path is not None:
-        print(
-            f"demo model (trained on synthetic data only): {outcome.model_path}\n"
-            "analyse a video with it: mekit analyze VIDEO"
+    if outcome.model_path is None:
+        return 0
+    print(f"demo model (trained on synthetic data only): {outcome.model_path}")
+    if args.no_analysis:
+        print("analyse a video with it: mekit analyze VIDEO")
+        return 0
+    from mekit.app.demo import demo_analysis
+
+    print("\nmekit analyze on a synthetic 30 fps video with planted expressions:")
+    with _StageBars(enabled=not args.quiet) as bars:
+        demo = demo_analysis(
+            Path(args.out), outcome.model_path, progress=bars.progress if bars.enabled else None
         )
+    a, sc = demo.analysis, demo.scores
+    found = ", ".join(f"{e.kind} {e.onset_s:.2f}-{e.offset_s:.2f} s {e.emotion}" for e in a.events)
+    print(
+        f"  {demo.video.name}: {a.video.duration_s:.0f} s, {len(a.events)} events spotted "
+        f"({found or 'none'}); {len(demo.truth)} planted\n"
+        f"  spotting against the planted events (IoU >= 0.5): TP {sc.tp} FP {sc.fp} FN {sc.fn}, "
+        f"F1 {sc.f1:.3f}; emotions of the matched ones: UF1 {demo.recognition_uf1:.3f}; "
+        f"spot-then-recognise {demo.spot_then_recognise:.3f}\n"
+        f"  report: {a.path('html')}  (the same for your own video: mekit analyze VIDEO)"
+    )
     return 0
 
 
@@ -264,37 +282,49 @@ def _spot_apexes(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StageBars:
+    """One tqdm bar per stage of a `progress(stage, fraction)` callback."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._bar = None
+
+    def progress(self, stage: str, fraction: float) -> None:
+        from tqdm.auto import tqdm
+
+        if self._bar is None or self._bar.desc != stage:
+            self.close()
+            self._bar = tqdm(total=100, desc=stage, unit="%", leave=False)
+        self._bar.n = int(round(100 * fraction))
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> _StageBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     import math
-
-    from tqdm.auto import tqdm
 
     from mekit.app.analyze import AnalyzeConfig, analyze_video
 
     video = Path(args.video)
     out = Path(args.out) if args.out else Path("analyses") / video.stem
-    bar = None
-
-    def progress(stage: str, fraction: float) -> None:
-        nonlocal bar
-        if bar is None or bar.desc != stage:
-            if bar is not None:
-                bar.close()
-            bar = tqdm(total=100, desc=stage, unit="%", leave=False)
-        bar.n = int(round(100 * fraction))
-        bar.refresh()
-
-    try:
+    with _StageBars(enabled=not args.quiet) as bars:
         analysis = analyze_video(
             video,
             out,
             Path(args.model) if args.model else None,
             AnalyzeConfig(video=not args.no_video),
-            progress=None if args.quiet else progress,
+            progress=bars.progress if bars.enabled else None,
         )
-    finally:
-        if bar is not None:
-            bar.close()
     facts, model = analysis.video, analysis.model
     kinds = [e.kind for e in analysis.events]
     print(
@@ -528,6 +558,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips-per-subject", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.add_argument(
+        "--no-analysis",
+        action="store_true",
+        help="skip `mekit analyze` of a synthetic video with the demo model",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
