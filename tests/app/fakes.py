@@ -109,6 +109,7 @@ def fake_analyze(video, out, model=None, config=None, progress=None, *, n_events
         "files": files,
         "warnings": [],
         "seconds": 0.01,
+        "spotter": "unsupervised",
     }
     (out / "analysis.json").write_text(json.dumps(result, indent=1))
     if progress:

@@ -74,6 +74,7 @@ TOP_KEYS = {
     "files",
     "warnings",
     "seconds",
+    "spotter",
 }
 
 
@@ -422,3 +423,33 @@ def test_a_video_cut_short_keeps_the_part_before_the_cut(long_video, own_model, 
     assert all(e.offset < analysis.video.n_frames for e in analysis.events)
     with av.open(str(tmp_path / "out" / "annotated.mp4")) as video:
         assert sum(1 for _ in video.decode(video=0)) == analysis.video.n_frames
+
+
+def test_a_trained_spotter_finds_the_events_instead(long_video, own_model, tmp_path, capsys):
+    # A SOFTNet spotter file (untrained weights: this is about the wiring): the events
+    # are exactly what learned_spots finds, recognised as usual, and the report says so.
+    import torch
+
+    from mekit.models.softnet import SoftNet
+    from mekit.spot.learned import SpotterConfig, save_spotter
+    from mekit.spot.learned_run import learned_spots
+
+    torch.manual_seed(0)
+    _, sidecar = save_spotter(
+        tmp_path / "spotter_micro",
+        SoftNet(),
+        windows={"k_s": 0.15, "size": 42, "face_size": 84, "layout": "rois"},
+        config=SpotterConfig(min_score=-1e9),  # no floor: the relative threshold alone
+        kind="micro",
+    )
+    video, _ = long_video
+    expected = learned_spots(video, [sidecar]).intervals
+    assert expected and all(i.kind == "micro" for i in expected)
+    out = tmp_path / "out"
+    argv = ["analyze", str(video), "--model", str(own_model), "--spotter", str(sidecar)]
+    assert main([*argv, "--out", str(out), "--no-video", "--quiet"]) == 0
+    data = json.loads((out / "analysis.json").read_text())
+    assert data["spotter"] == f"softnet: {sidecar}"
+    got = [(e["onset"], e["apex"], e["offset"], e["kind"]) for e in data["events"]]
+    assert got == [(i.onset, i.apex, i.offset, i.kind) for i in expected]
+    assert "softnet" in (out / "report.html").read_text()

@@ -48,6 +48,7 @@ from mekit.app.report import NOTHING_SPOTTED, plot_timeline, write_report
 from mekit.app.result import FILES, UNKNOWN, AnalysedEvent, Analysis, VideoFacts
 from mekit.errors import MekitError
 from mekit.pipeline import DEMO_MODEL_NAME
+from mekit.spot.learned_run import learned_spots
 from mekit.spot.metrics import Interval
 from mekit.spot.signals import MotionSignals, compute_signals
 from mekit.spot.spotters import SpotConfig, SpotResult, spot_details
@@ -198,10 +199,14 @@ def analyze_video(
     model: Path | None = None,
     config: AnalyzeConfig = AnalyzeConfig(),
     progress: Progress | None = None,
+    spotter: Path | None = None,
 ) -> Analysis:
     """Spot and recognise the expressions of `video`; write every output to `out` (see the
     module doc and `mekit.app.result` for analysis.json). `model`: a model file (see
     `resolve_model`). `progress(stage, fraction 0..1)` is called as work advances.
+    `spotter`: trained SOFTNet spotters (a `mekit train --model softnet` run folder or a
+    spotter file) to find the events with, instead of the unsupervised spotter (whose motion
+    curve the pictures still show).
 
     Raises `MekitError` naming the file and the fix for a file that is not a readable video,
     a video with no face, or no model; a video in which nothing is spotted gives a result with
@@ -234,6 +239,10 @@ def analyze_video(
     )
     spotted = spot_details(signals, config.spot)
     warnings += list(spotted.warnings)
+    intervals, spotter_name = list(spotted.intervals), "unsupervised"
+    if spotter is not None:
+        learned = learned_spots(video, [Path(spotter)], fps=float(signals.fps))
+        intervals, spotter_name = learned.intervals, f"softnet: {spotter}"
     stages.end()
     facts = _facts(video, info, signals)
     if facts.variable_fps:
@@ -243,16 +252,22 @@ def analyze_video(
         )
 
     stages.start("recognising")
-    recognitions = recognise_events(
-        video, spotted.intervals, recogniser, facts.fps, progress=stages.update
-    )
-    events = _events(spotted.intervals, recognitions, signals, out, warnings)
+    recognitions = recognise_events(video, intervals, recogniser, facts.fps, progress=stages.update)
+    events = _events(intervals, recognitions, signals, out, warnings)
     if not events:
-        warnings.append(_nothing_spotted(spotted))
+        warnings.append(_nothing_spotted(spotted if spotter is None else None))
     stages.end()
     files: dict[str, str | None] = {**FILES, "timeline_png": None, "mp4": None, "html": None}
     analysis = Analysis(
-        out, facts, recogniser.info, tuple(events), files, tuple(warnings), 0.0, stages.timings
+        out,
+        facts,
+        recogniser.info,
+        tuple(events),
+        files,
+        tuple(warnings),
+        0.0,
+        stages.timings,
+        spotter_name,
     )
     _write_tables(analysis, recogniser.info.labels)
 
@@ -378,8 +393,8 @@ def _events(
     return events
 
 
-def _nothing_spotted(spotted: SpotResult) -> str:
-    vetoed = [v.reason for v in spotted.vetoed]
+def _nothing_spotted(spotted: SpotResult | None) -> str:
+    vetoed = [v.reason for v in spotted.vetoed] if spotted is not None else []
     why = ""
     if vetoed:
         counts = ", ".join(f"{vetoed.count(r)} {r}" for r in dict.fromkeys(vetoed))

@@ -150,6 +150,7 @@ def write_report(analysis: Analysis, path: Path, timeline_png: Path) -> Path:
         ("frames", f"{video.n_frames}" + ("" if video.complete else " (read until corrupt data)")),
         ("duration", f"{video.duration_s:.2f} s"),
         ("events", f"{len(kinds)} ({kinds.count('micro')} micro, {kinds.count('macro')} macro)"),
+        ("spotter", analysis.spotter),
     ]
     model_rows = [
         ("model", model.name),

@@ -7,7 +7,8 @@
      "events": [{"index" (1-based), "kind", "onset", "apex", "offset", "onset_s", "apex_s",
                  "offset_s", "score", "emotion", "probabilities": {label: p},
                  "motion_map", "explanation_map"}],
-     "files": {"json", "csv", "timeline_png", "mp4", "html"}, "warnings": [...], "seconds"}
+     "files": {"json", "csv", "timeline_png", "mp4", "html"}, "warnings": [...], "seconds",
+     "spotter": "unsupervised" or "softnet: PATH"}
 
 Paths are relative to the output folder. An event whose face or flow step failed has emotion
 "unknown", empty probabilities and null maps (its timing is kept, and a warning says why); a
@@ -164,6 +165,7 @@ class Analysis:
     warnings: tuple[str, ...]
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    spotter: str = "unsupervised"  # or "softnet: PATH" (`mekit analyze --spotter`)
 
     def path(self, key: str) -> Path | None:
         """The absolute path of output `key` ("json", "csv", "mp4", ...), None if not written."""
@@ -184,4 +186,5 @@ class Analysis:
             "files": dict(self.files),
             "warnings": list(self.warnings),
             "seconds": round(float(self.seconds), 3),
+            "spotter": self.spotter,
         }

@@ -324,6 +324,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             Path(args.model) if args.model else None,
             AnalyzeConfig(video=not args.no_video),
             progress=bars.progress if bars.enabled else None,
+            spotter=Path(args.spotter) if args.spotter else None,
         )
     facts, model = analysis.video, analysis.model
     kinds = [e.kind for e in analysis.events]
@@ -666,6 +667,12 @@ def build_parser() -> argparse.ArgumentParser:
         "$MEKIT_MODEL, else the demo model demo_out/model/demo-ststnet-synthetic.json",
     )
     p.add_argument("--out", help="output folder (default analyses/NAME)")
+    p.add_argument(
+        "--spotter",
+        metavar="RUN_OR_FILE",
+        help="find the events with trained SOFTNet spotters (`mekit train --model softnet` "
+        "run folder) instead of the unsupervised spotter",
+    )
     p.add_argument("--no-video", action="store_true", help="skip annotated.mp4")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)

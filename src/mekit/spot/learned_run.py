@@ -202,24 +202,30 @@ def spotter_files(paths: Sequence[Path]) -> list[Path]:
     return found
 
 
-def spot_with_spotters(
+@dataclass(frozen=True)
+class LearnedSpots:
+    """What trained spotters found in one video: the intervals (micro spots inside macro ones
+    dropped) and, per kind, (frames, scores, k, p, min_score) of its score curve."""
+
+    fps: float
+    intervals: list[Interval]
+    curves: dict[str, tuple[np.ndarray, np.ndarray, int, float, float]]
+
+
+def learned_spots(
     video: Path,
     spotters: Sequence[Path],
-    out: Path,
     *,
     fps: float | None = None,
-    progress: bool = True,
-) -> list[Interval]:
-    """Spot `video` with trained SOFTNet spotters (one per kind; micro spots inside macro ones
-    dropped). Writes NAME.intervals.csv, NAME.intervals.json and NAME.png (scores, threshold,
-    intervals) into `out`; returns the intervals."""
-    video, out = Path(video), Path(out)
+    progress: bool = False,
+) -> LearnedSpots:
+    """Spot `video` with trained SOFTNet spotters (files or run folders; one per kind)."""
+    video = Path(video)
     loaded = [load_spotter(p) for p in spotter_files(spotters)]
     if fps is None:
         fps = open_video(video, scan=False).fps
     if not fps > 0:
         raise MekitError(f"{video}: no frame rate known (a folder of frames?); give --fps")
-    out.mkdir(parents=True, exist_ok=True)
     by_kind: dict[str, list[Interval]] = {}
     curves = {}
     for spotter in loaded:
@@ -245,6 +251,23 @@ def spot_with_spotters(
         )
         curves[kind] = (frames, scores, k, p, floor)
     intervals = combine_kinds(by_kind.get("micro", []), by_kind.get("macro", []))
+    return LearnedSpots(float(fps), intervals, curves)
+
+
+def spot_with_spotters(
+    video: Path,
+    spotters: Sequence[Path],
+    out: Path,
+    *,
+    fps: float | None = None,
+    progress: bool = True,
+) -> list[Interval]:
+    """`learned_spots`, written into `out`: NAME.intervals.csv, NAME.intervals.json and NAME.png
+    (scores, thresholds, intervals); returns the intervals."""
+    video, out = Path(video), Path(out)
+    found = learned_spots(video, spotters, fps=fps, progress=progress)
+    fps, intervals, curves = found.fps, found.intervals, found.curves
+    out.mkdir(parents=True, exist_ok=True)
     rows = [
         {
             "video": video.stem,
