@@ -110,7 +110,7 @@ img.timeline { width: 100%; border: 1px solid #ddd; background: #fff; }
 .bar { display: flex; align-items: center; gap: 6px; font-size: 0.85em; margin: 2px 0; }
 .bar .name { width: 90px; } .bar .track { flex: 1; background: #eee; height: 12px;
   border-radius: 3px; } .bar .fill { height: 12px; border-radius: 3px; }
-.bar .value { width: 48px; text-align: right; }
+.bar .value { width: 56px; text-align: right; white-space: nowrap; }
 .maps { display: flex; gap: 8px; margin-top: 8px; } .maps img { width: 256px; height: 256px; }
 footer { margin-top: 2em; color: #888; font-size: 0.85em; }
 """
