@@ -506,3 +506,28 @@ def test_output_files_come_from_the_files_and_events_maps():
         "json": "analysis.json",
         "event_01_motion": "events/event_01_motion.png",
     }
+
+
+def test_mekit_serve_binds_a_trained_spotter(tmp_path, monkeypatch, capsys):
+    import pickle
+
+    import uvicorn
+
+    from mekit.app.analyze import analyze_video
+    from mekit.models.softnet import SoftNet
+    from mekit.spot.learned import save_spotter
+
+    runs = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: runs.append(app))
+    (tmp_path / "m.json").write_text("{}")
+    base = ["serve", "--data-dir", str(tmp_path / "data"), "--model", str(tmp_path / "m.json")]
+    assert main([*base, "--spotter", str(tmp_path / "nothing")]) == 2
+    assert "spotter" in capsys.readouterr().err and not runs
+    run = tmp_path / "softnet"
+    save_spotter(run / "spotter_micro", SoftNet(), windows={"k_s": 0.15}, kind="micro")
+    assert main([*base, "--spotter", str(run)]) == 0
+    analyze = runs[-1].state.worker.analyze
+    assert analyze.func is analyze_video and analyze.keywords == {"spotter": run.resolve()}
+    assert pickle.loads(pickle.dumps(analyze)).keywords == analyze.keywords  # to a process
+    assert f"spotter {run}" in capsys.readouterr().out
+    assert main(base) == 0 and runs[-1].state.worker.analyze is analyze_video

@@ -466,6 +466,24 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_analyzer(spotter: str | None):  # type: ignore[no-untyped-def]
+    """`analyze_video`, with trained spotters bound in when given (checked now, not per job);
+    a partial of a module-level function, so it pickles into the analysis processes."""
+    import functools
+
+    from mekit.app.analyze import analyze_video
+
+    if not spotter:
+        return analyze_video
+    from mekit.spot.learned import load_spotter
+    from mekit.spot.learned_run import spotter_files
+
+    path = Path(spotter).resolve()
+    for file in spotter_files([path]):
+        load_spotter(file)
+    return functools.partial(analyze_video, spotter=path)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -491,9 +509,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "login). Use the default --host 127.0.0.1 unless this network is trusted.",
             file=sys.stderr,
         )
-    app = create_app(settings)
+    app = create_app(settings, analyze=_serve_analyzer(args.spotter))
     print(
-        f"mekit serve: http://{settings.host}:{settings.port}/ (model {model.name}, history "
+        f"mekit serve: http://{settings.host}:{settings.port}/ (model {model.name}, spotter "
+        f"{args.spotter or 'unsupervised'}, history "
         f"{settings.db_path}, uploads up to {settings.max_upload_mb:g} MB); Ctrl-C stops it"
     )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
@@ -726,6 +745,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--db", help="history database file (default DATA_DIR/mekit.db)")
     p.add_argument("--model", help="recognition model file (default: as `mekit analyze`)")
+    p.add_argument(
+        "--spotter",
+        metavar="RUN_OR_FILE",
+        help="find events with trained SOFTNet spotters (as `mekit analyze --spotter`)",
+    )
     p.add_argument(
         "--max-upload-mb", type=float, default=500.0, help="largest upload, in MB (default 500)"
     )
