@@ -11,26 +11,28 @@ import torch
 from mekit.data.schema import Event, LongVideo
 from mekit.errors import MekitError
 from mekit.models.softnet import SoftNet
-from mekit.spot import learned
+from mekit.spot import learned, softnet_windows
 from mekit.spot.learned import (
     SpotterConfig,
-    SpotterVideo,
-    flow_windows,
-    k_for,
     load_spotter,
     loso_scores,
     loso_spotting,
-    pseudo_labels,
     save_spotter,
     score_video,
     smooth_scores,
-    softnet_k,
     spot_from_scores,
-    synth_long_videos,
     train_spotter,
-    video_windows,
 )
 from mekit.spot.metrics import Interval, iou
+from mekit.spot.softnet_windows import (
+    SpotterVideo,
+    flow_windows,
+    k_for,
+    pseudo_labels,
+    softnet_k,
+    synth_long_videos,
+    video_windows,
+)
 from mekit.spot.video import iter_frames
 from mekit.synth import SynthConfig
 from mekit.synth.long_video import write_long_videos
@@ -77,9 +79,9 @@ def test_k_is_half_the_mean_length():
     video = LongVideo(
         "v", "d", "s", 100.0, (Event(0, None, 20, "micro"), Event(50, None, 150, "macro"))
     )
-    assert learned.expression_k_s([video], "micro") == pytest.approx(0.1)
+    assert softnet_windows.expression_k_s([video], "micro") == pytest.approx(0.1)
     with pytest.raises(MekitError, match="micro"):
-        learned.expression_k_s([LongVideo("v", "d", "s", 30.0, ())], "micro")
+        softnet_windows.expression_k_s([LongVideo("v", "d", "s", 30.0, ())], "micro")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,7 +267,7 @@ def test_save_and_load_spotter(tmp_path):
 
 def test_windows_round_trip(tmp_path):
     video = planted_video("v", "s", 0)
-    again = learned.load_windows(learned.save_windows(video, tmp_path / "v.npz"))
+    again = softnet_windows.load_windows(softnet_windows.save_windows(video, tmp_path / "v.npz"))
     assert again.truth == video.truth and again.k == video.k and again.fps == video.fps
     assert np.array_equal(again.X, video.X) and np.array_equal(again.frames, video.frames)
 

@@ -9,7 +9,10 @@ import pytest
 
 from mekit.cli.main import main
 from mekit.errors import MekitError
-from mekit.spot.learned import SpotterConfig, load_spotter
+from mekit.spot.learned import (
+    SpotterConfig,
+    load_spotter,
+)
 from mekit.spot.learned_run import spot_with_spotters, spotter_files, train_spotters
 from mekit.synth import SynthConfig
 from mekit.synth.long_video import write_long_videos

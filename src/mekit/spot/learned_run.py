@@ -32,24 +32,26 @@ import numpy as np  # noqa: E402
 from mekit.errors import MekitError  # noqa: E402
 from mekit.spot.learned import (  # noqa: E402
     SpotterConfig,
-    SpotterVideo,
-    _long_videos,
     combine_kinds,
-    expression_k_s,
-    k_for,
     load_spotter,
-    load_windows,
     loso_spotting,
     save_spotter,
-    save_windows,
     score_source,
     smooth_scores,
     spot_curves,
     spot_from_scores,
     train_spotter,
-    video_windows,
 )
 from mekit.spot.metrics import Interval, spotting_scores  # noqa: E402
+from mekit.spot.softnet_windows import (  # noqa: E402
+    SpotterVideo,
+    expression_k_s,
+    k_for,
+    load_windows,
+    long_videos_in,
+    save_windows,
+    video_windows,
+)
 from mekit.spot.video import open_video  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,7 @@ def train_spotters(
     unknown = set(kinds) - set(KINDS)
     if unknown or not kinds:
         raise MekitError(f"spotter kinds must be among {', '.join(KINDS)}, got {list(kinds)}")
-    videos = _long_videos(root)
+    videos = long_videos_in(root)
     subjects = tuple(sorted({v.subject for v in videos}))
     if len(subjects) < 2:
         raise MekitError(
