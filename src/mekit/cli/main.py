@@ -566,7 +566,9 @@ def _corpus_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mekit", description="Facial micro-expression analysis: synthesise, train, evaluate."
+        prog="mekit",
+        description="Facial micro-expression analysis: spot and recognise micro-expressions "
+        "in videos; read the corpora, train and evaluate the models of the literature.",
     )
     parser.add_argument("--version", action="version", version=f"mekit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -599,7 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("train", help="LOSO train/evaluate a model on a CASME II-layout corpus")
+    p = sub.add_parser(
+        "train", help="train and evaluate a model (LOSO or another protocol) on corpora"
+    )
     _corpus_options(p)
     p.add_argument("--labels", help="label scheme: megc2019, casme2_5class, raw or a CSV path")
     p.add_argument(
