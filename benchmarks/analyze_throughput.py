@@ -29,15 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 WIDTH, HEIGHT, FPS = 640, 480, 30
 
 
 def make_video(folder: Path, seconds: float, micro_every: float, macro_every: float) -> Path:
     """The synthetic long video at 192 px, then x2 onto a 640 x 480 background."""
-    import av
-    import cv2
+    from spot_throughput import make_640  # beside this script: the same 640 x 480 video
 
     from mekit.synth import SynthConfig
     from mekit.synth.long_video import write_long_video
@@ -50,22 +47,7 @@ def make_video(folder: Path, seconds: float, micro_every: float, macro_every: fl
         macro_per_video=max(1, round(seconds / macro_every)),
     )
     base, _, _ = write_long_video(folder, 0, config, progress=False)
-    out = folder / f"analyze_{seconds:g}s_{WIDTH}x{HEIGHT}.mp4"
-    rng = np.random.default_rng(0)
-    background = cv2.GaussianBlur(rng.integers(0, 255, (HEIGHT, WIDTH, 3), np.uint8), (0, 0), 4)
-    side = 384
-    y0, x0 = (HEIGHT - side) // 2, (WIDTH - side) // 2
-    with av.open(str(base)) as source, av.open(str(out), "w") as target:
-        stream = target.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
-        for frame in source.decode(video=0):
-            canvas = background.copy()
-            canvas[y0 : y0 + side, x0 : x0 + side] = cv2.resize(
-                frame.to_ndarray(format="bgr24"), (side, side), interpolation=cv2.INTER_CUBIC
-            )
-            target.mux(stream.encode(av.VideoFrame.from_ndarray(canvas, format="bgr24")))
-        target.mux(stream.encode())
+    out = make_640(base, folder / f"analyze_{seconds:g}s_{WIDTH}x{HEIGHT}.mp4", fps=FPS)
     base.unlink()
     return out
 

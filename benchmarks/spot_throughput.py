@@ -49,8 +49,8 @@ def make_base(folder: Path, seconds: float) -> Path:
     return path
 
 
-def make_640(base: Path, out: Path) -> Path:
-    """`base` scaled x2 onto a 640 x 480 textured background, H.264 yuv420p."""
+def make_640(base: Path, out: Path, fps: float = FPS) -> Path:
+    """`base` scaled x2 onto a 640 x 480 textured background, H.264 yuv420p at `fps`."""
     import av
     import cv2
 
@@ -59,7 +59,7 @@ def make_640(base: Path, out: Path) -> Path:
     side = 384
     y0, x0 = (HEIGHT - side) // 2, (WIDTH - side) // 2
     with av.open(str(base)) as source, av.open(str(out), "w") as target:
-        stream = target.add_stream("libx264", rate=FPS)
+        stream = target.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         stream.options = {"crf": "18", "preset": "veryfast"}
         for frame in source.decode(video=0):
