@@ -12,9 +12,8 @@ the MEGC 2019 scheme): recognition UF1 and the spot-then-recognise score (their 
 
 from __future__ import annotations
 
-import csv
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mekit.app.analyze import Progress, analyze_video
@@ -28,6 +27,7 @@ from mekit.spot.metrics import (
     spot_then_recognise,
     spotting_scores,
 )
+from mekit.spot.run import read_truth
 from mekit.synth import SynthConfig
 from mekit.synth.long_video import write_long_video, write_long_video_tables
 
@@ -78,18 +78,8 @@ def _truth(video: Path) -> tuple[Interval, ...]:
         key = emotion.strip().lower()
         return scheme.mapping.get(("synthetic", key)) or scheme.mapping.get(("*", key)) or key
 
-    with open(video.parent / "intervals.csv", newline="") as handle:
-        return tuple(
-            Interval(
-                onset=int(r["onset"]),
-                offset=int(r["offset"]),
-                kind=r["type"],
-                apex=int(r["apex"]),
-                emotion=label(r["emotion"]),
-            )
-            for r in csv.DictReader(handle)
-            if r["video"] == video.stem
-        )
+    planted = read_truth(video.parent / "intervals.csv").get(video.stem, ())
+    return tuple(replace(t, emotion=label(t.emotion)) for t in planted)
 
 
 def demo_analysis(out: Path, model: Path, progress: Progress | None = None) -> DemoAnalysis:
