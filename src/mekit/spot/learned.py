@@ -72,7 +72,7 @@ from mekit.errors import MekitError
 from mekit.models.softnet import CHANNEL_NAMES, NORMALIZE, SoftNet
 from mekit.spot.metrics import Interval, SpotScores, spotting_scores
 from mekit.spot.softnet_windows import SpotterVideo, WindowStream
-from mekit.train.checkpoint import file_sha256, model_paths
+from mekit.train.checkpoint import file_sha256, model_paths, write_weights
 
 log = logging.getLogger(__name__)
 
@@ -557,18 +557,9 @@ def save_spotter(
     spotting settings; `extra`: provenance (corpus, metrics...), JSON-serialisable. Not the
     recognition models' `save_model`: SOFTNet is not a registered classifier.
     """
-    from safetensors.torch import save_file
-
     weights, sidecar = model_paths(path)
-    weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = weights.with_name(f".{weights.name}.{os.getpid()}.tmp")
-    try:
-        save_file(state, str(tmp), metadata={"format": FORMAT})
-        digest = file_sha256(tmp)
-        os.replace(tmp, weights)
-    finally:
-        tmp.unlink(missing_ok=True)
+    digest = write_weights(weights, state, {"format": FORMAT})
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

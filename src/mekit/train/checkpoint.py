@@ -83,6 +83,22 @@ def _tmp_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def write_weights(
+    weights: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
+) -> str:
+    """Write a state dict as safetensors at `weights`, whole or not at all (written aside and
+    renamed); returns the file's SHA-256 for the sidecar."""
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_for(weights)
+    try:
+        save_file(dict(state), str(tmp), metadata=dict(metadata))
+        digest = file_sha256(tmp)
+        os.replace(tmp, weights)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digest
+
+
 def _jsonable(value: Any) -> Any:
     """Plain JSON types: tuples -> lists, numpy/torch scalars -> numbers, NaN/inf -> None."""
     if isinstance(value, enum.Enum):
@@ -191,14 +207,7 @@ def save_model(
     )
 
     weights, sidecar = model_paths(path)
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_for(weights)
-    try:
-        save_file(state, str(tmp), metadata={"format": "pt", "mekit_model": model_name})
-        digest = file_sha256(tmp)
-        os.replace(tmp, weights)
-    finally:
-        tmp.unlink(missing_ok=True)
+    digest = write_weights(weights, state, {"format": "pt", "mekit_model": model_name})
 
     meta = {
         "format": FORMAT,
