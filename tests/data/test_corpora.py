@@ -86,7 +86,7 @@ def test_dataset_rename_and_unmatched_corrections(casme2, tmp_path):
 def test_data_info_counts_and_problems(casme2, capsys):
     assert main(["data", "info", str(casme2)]) == 0
     out = capsys.readouterr().out
-    assert "casme2 layout, 3 samples usable under label scheme 'megc2019'" in out
+    assert "casme2 layout, 6 read, 3 usable under label scheme 'megc2019'" in out
     assert "emotion 'fear' is not in label scheme megc2019" in out
     assert "apex 2 is outside onset..offset 4..5" in out and "row 6" in out
     assert "clip folder" in out and "sub03" in out
@@ -94,5 +94,5 @@ def test_data_info_counts_and_problems(casme2, capsys):
     assert main(["data", "info", str(casme2), "--strict"]) == 1
     capsys.readouterr()
     assert main(["data", "info", str(casme2), "--labels", "raw"]) == 0
-    assert "4 samples usable" in capsys.readouterr().out
+    assert "4 usable" in capsys.readouterr().out
     assert main(["data", "info", str(casme2), "--corpus", "samm"]) == 2

@@ -36,3 +36,21 @@ def test_unknown_scheme_names_the_options(tmp_path):
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(MekitError, match="dataset,emotion,label"):
         load_scheme(str(bad))
+
+
+@pytest.mark.parametrize("dataset", ["casme2", "samm", "smic", "generic", "mycorpus"])
+@pytest.mark.parametrize("emotion", ["negative", "Positive", "SURPRISE"])
+def test_a_label_that_is_already_a_class_passes_through_for_any_dataset(dataset, emotion):
+    # The MEGC 2019 composite as commonly shared labels CASME II and SAMM clips with the
+    # composite's own classes; these were dropped ("not in scheme megc2019") before.
+    sample = replace(BASE, dataset=dataset, emotion=emotion)
+    assert load_scheme("megc2019").label_of(sample) == emotion.lower()
+
+
+def test_pass_through_keeps_the_schemes_own_mapping_first(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("dataset,emotion,label\n*,good,bad\n*,happiness,good\n")
+    scheme = load_scheme(str(path))
+    assert scheme.label_of(replace(BASE, emotion="good")) == "bad"  # the mapping wins
+    assert scheme.label_of(replace(BASE, emotion="bad")) == "bad"  # a class passes through
+    assert scheme.label_of(replace(BASE, emotion="others")) is None

@@ -18,7 +18,8 @@ class CorpusSummary:
     n_samples: int  # usable samples with a class in the scheme
     per_class: pd.DataFrame  # label, samples
     per_subject: pd.DataFrame  # subject rows x label columns (+ total)
-    emotions: pd.DataFrame  # emotion, samples, label (or "(left out)")
+    emotions: pd.DataFrame  # dataset, emotion, samples, label (or "(left out)")
+    per_corpus: pd.DataFrame  # dataset, read (rows, skipped ones included), usable
     problems: pd.DataFrame  # id, problem
     notes: tuple[str, ...]  # facts worth knowing that are not errors
     n_videos: int
@@ -38,17 +39,23 @@ def summarise(layout: str, loaded: LoadResult, scheme: LabelScheme) -> CorpusSum
     """
     rows = []
     problems = [(s.id, s.reason) for s in loaded.skipped]
-    emotions: Counter[str] = Counter()
-    mapped: dict[str, str] = {}
+    emotions: Counter[tuple[str, str]] = Counter()
+    mapped: dict[tuple[str, str], str] = {}
+    read: Counter[str] = Counter(_dataset_of(s.id) for s in loaded.skipped)
+    usable: Counter[str] = Counter()
     for s in loaded.samples:
-        emotions[s.emotion] += 1
+        read[s.dataset] += 1
+        emotions[(s.dataset, s.emotion)] += 1
         label = scheme.label_of(s)
-        mapped[s.emotion] = label if label is not None else "(left out)"
+        mapped[(s.dataset, s.emotion)] = label if label is not None else "(left out)"
         if label is None:
             problems.append((s.id, f"emotion '{s.emotion}' is not in label scheme {scheme.name}"))
             continue
-        rows.append((s.subject, label))
-    table = pd.DataFrame(rows, columns=["subject", "label"])
+        usable[s.dataset] += 1
+        rows.append((s.dataset, s.subject, label))
+    table = pd.DataFrame(rows, columns=["dataset", "subject", "label"])
+    if table["dataset"].nunique() > 1:  # subjects of different corpora may share a name
+        table["subject"] = table["dataset"] + "/" + table["subject"]
     per_class = (
         table.groupby("label").size().rename("samples").reset_index()
         if len(table)
@@ -60,9 +67,15 @@ def summarise(layout: str, loaded: LoadResult, scheme: LabelScheme) -> CorpusSum
         else pd.DataFrame()
     )
     emotion_table = pd.DataFrame(
-        [(e, n, mapped[e]) for e, n in sorted(emotions.items())],
-        columns=["emotion", "samples", "label"],
+        [(d, e, n, mapped[(d, e)]) for (d, e), n in sorted(emotions.items())],
+        columns=["dataset", "emotion", "samples", "label"],
     )
+    per_corpus = pd.DataFrame(
+        [(d, read[d], usable[d]) for d in sorted(read)], columns=["dataset", "read", "usable"]
+    )
+    if len(per_corpus) > 1:
+        total = pd.DataFrame([("total", per_corpus["read"].sum(), per_corpus["usable"].sum())])
+        per_corpus = pd.concat([per_corpus, total.set_axis(per_corpus.columns, axis=1)])
     notes = []
     filled = Counter(s.apex_source for s in loaded.samples if s.apex_source != "annotated")
     for source, n in sorted(filled.items()):
@@ -76,6 +89,7 @@ def summarise(layout: str, loaded: LoadResult, scheme: LabelScheme) -> CorpusSum
         per_class=per_class,
         per_subject=per_subject,
         emotions=emotion_table,
+        per_corpus=per_corpus,
         problems=pd.DataFrame(problems, columns=["id", "problem"]),
         notes=tuple(notes),
         n_videos=len(loaded.videos),
@@ -83,12 +97,20 @@ def summarise(layout: str, loaded: LoadResult, scheme: LabelScheme) -> CorpusSum
     )
 
 
+def _dataset_of(sample_id: str) -> str:
+    """The corpus part of a sample id (`dataset/subject/clip`)."""
+    return sample_id.split("/", 1)[0] if "/" in sample_id else "?"
+
+
 def format_summary(summary: CorpusSummary, root: str) -> str:
     """The plain-text report `mekit data info` prints."""
+    read = int(summary.per_corpus["read"].iloc[-1]) if len(summary.per_corpus) else 0
     out = [
-        f"{root}: {summary.layout} layout, {summary.n_samples} samples usable under "
+        f"{root}: {summary.layout} layout, {read} read, {summary.n_samples} usable under "
         f"label scheme '{summary.scheme}'"
     ]
+    if len(summary.per_corpus):
+        out += ["", "per corpus:", summary.per_corpus.to_string(index=False)]
     if summary.n_videos:
         out.append(f"long videos: {summary.n_videos} with {summary.n_events} annotated events")
     if len(summary.emotions):

@@ -1,8 +1,10 @@
 """Label schemes as data: CSV files mapping (dataset, emotion) to a class label.
 
 A scheme file has columns `dataset,emotion,label`; lines starting with '#' are comments, and
-dataset `*` is the fallback for any corpus without rows of its own. Emotions a scheme does not
-map are left out of a run (and listed as skipped), as the published protocols do.
+dataset `*` is the fallback for any corpus without rows of its own. An emotion that already is
+one of the scheme's classes (e.g. a composite shared with labels negative/positive/surprise)
+passes through as that class, whatever its dataset. Other emotions a scheme does not map are left
+out of a run (and listed as skipped), as the published protocols do.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class LabelScheme:
         for dataset in (sample.dataset.lower(), "*"):
             if (dataset, emotion) in self.mapping:
                 return self.mapping[(dataset, emotion)]
+        for label in self.labels:  # already one of the scheme's classes
+            if label.lower() == emotion:
+                return label
         return None
 
 
