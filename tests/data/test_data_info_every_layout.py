@@ -1,6 +1,6 @@
-import re
-
 """`mekit data info` on a fixture tree of every layout: detected, counted, problems listed."""
+
+import re
 
 import pytest
 
