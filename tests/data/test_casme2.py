@@ -131,3 +131,17 @@ def test_reads_the_older_xls_sheet(tmp_path):
     (sample,) = load_casme2(tmp_path).samples
     assert (sample.onset, sample.apex, sample.offset) == (46, 47, 49)
     assert sample.apex_source == "midpoint"
+
+
+def test_a_duplicated_sheet_row_is_a_problem_naming_both_rows(tmp_path, capsys):
+    # It passed `data info --strict` and then failed `train` blaming "two corpora".
+    from mekit.cli.main import main
+
+    rows = [["01", "EP01", "", 1, 2, 3, "", "1", "surprise"]] * 2
+    write_corpus(tmp_path, rows, {("sub01", "EP01"): range(1, 4)})
+    result = load_casme2(tmp_path)
+    assert [s.id for s in result.samples] == ["casme2/sub01/EP01"]
+    (dup,) = result.skipped
+    assert "same Subject and Filename as row 2" in dup.reason and "row 3" in dup.reason
+    assert main(["data", "info", str(tmp_path), "--labels", "raw", "--strict"]) == 1
+    assert "same Subject and Filename as row 2" in capsys.readouterr().out

@@ -1,8 +1,13 @@
 from collections import Counter
 from pathlib import Path
 
-from mekit.data.composite import composite_members, select_composite
-from mekit.data.schema import Sample
+from mekit.data.composite import (
+    composite_members,
+    composite_shortfall,
+    composite_size,
+    select_composite,
+)
+from mekit.data.schema import Sample, Skipped
 
 
 def test_the_shipped_list_has_the_published_counts():
@@ -44,5 +49,39 @@ def test_selection_keeps_listed_samples_and_other_corpora():
     assert [x.id for x in chosen.samples] == [listed.id, mine.id]
     assert [x.id for x in chosen.skipped] == [extra.id]
     assert chosen.labels == {listed.id: label}
-    # the other 144 CASME II members were not given, and are reported; SAMM/SMIC were absent
-    assert len(chosen.missing) == 144 and all(m.startswith("casme2/") for m in chosen.missing)
+    # the other 441 members were not given, and are reported, those of absent corpora too
+    assert len(chosen.missing) == 441
+    assert Counter(m.split("/")[0] for m in chosen.missing) == {
+        "casme2": 144,
+        "samm": 133,
+        "smic": 164,
+    }
+
+
+def test_copies_that_spell_ids_differently_match_the_list():
+    # SMIC s01/s01_ne_01 for s1/s1_ne_01, SAMM 6/6_1_2 for 006/006_1_2, CASME II EP02_01
+    # for EP02_01f: the naming of the composite as commonly shared matched 111 of 442 before.
+    variants = [
+        sample("smic", "s01", "s01_ne_01", "negative"),
+        sample("samm", "6", "6_1_2", "negative"),
+        sample("casme2", "sub1", "EP02_01", "positive"),
+        sample("CASME2", "01", "ep02_01F", "positive"),  # also case and a bare subject number
+    ]
+    for variant in variants:
+        chosen = select_composite([variant])
+        assert [x.id for x in chosen.samples] == [variant.id], variant.id
+        assert chosen.skipped == () and len(chosen.missing) == 441
+        assert list(chosen.labels.values()) == [variant.emotion]
+
+
+def test_shortfall_names_each_missing_sample_and_why():
+    members = list(composite_members())
+    given = [sample(*m) for m in members[:3]]
+    chosen = select_composite(given)
+    skipped = [Skipped(given[1].id, "apex_image: image x.jpg is truncated")]
+    gone = dict(composite_shortfall(chosen, {given[0].id}, skipped))
+    assert len(gone) == 441
+    assert gone["/".join(members[1])] == "apex_image: image x.jpg is truncated"
+    assert gone["/".join(members[2])] == "left out of the run"
+    assert gone["/".join(members[5])] == "not in the corpora given"
+    assert composite_size() == 442

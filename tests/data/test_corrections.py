@@ -118,3 +118,15 @@ def test_exclude_correction_skips_with_reason(tmp_path):
 def test_bad_corrections_file(tmp_path, text, message):
     with pytest.raises(MekitError, match=message):
         load_corrections(write(tmp_path, text))
+
+
+def test_corrections_match_ids_spelled_another_way(tmp_path):
+    # a corrections file written against one public copy applies to another's spelling
+    folder = clip(tmp_path / "a", range(1, 10))
+    corrections = load_corrections(
+        write(tmp_path, "id,field,value,reason\nsmic/s01/s01_ne_01,apex,4,re-coded apex\n")
+    )
+    s = row(folder, sample_id="smic/s1/s1_ne_01", apex=2, corrections=corrections)
+    assert (s.apex, s.apex_source) == (4, "corrected")
+    assert corrections.unmatched() == []
+    assert corrections.excludes("smic/s1/s1_ne_01") is False

@@ -280,3 +280,49 @@ def test_megc2019_labels(tmp_path):
         "samm/s02/c2": "negative",  # the row's dataset picks SAMM's mapping
         "generic/s03/c1": "negative",
     }
+
+
+def _truncate(path: Path, keep: float = 1 / 3) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def test_truncated_or_corrupt_images_are_problems_naming_file_and_row(tmp_path, capsys):
+    # A JPEG cut to a third of its bytes was trained on without a word ("0 skipped"):
+    # OpenCV decodes it, filling the lost part with grey.
+    from mekit.cli.main import main
+
+    rng = np.random.default_rng(0)
+    for name in ("good", "cut", "junk"):
+        path = tmp_path / "apex" / f"{name}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(path), rng.integers(0, 255, (64, 64), dtype=np.uint8))
+    _truncate(tmp_path / "apex" / "cut.jpg")
+    assert cv2.imread(str(tmp_path / "apex" / "cut.jpg")) is not None  # why a check is needed
+    (tmp_path / "apex" / "junk.jpg").write_bytes(b"not an image at all")
+    flow = write_image(tmp_path / "flow" / "cut.png", channels=3)
+    _truncate(flow, 0.5)
+    write_csv(
+        tmp_path,
+        [
+            row("s01", "a", "negative", apex_image="apex/good.jpg"),
+            row("s01", "b", "negative", apex_image="apex/cut.jpg"),
+            row("s02", "a", "positive", apex_image="apex/junk.jpg"),
+            row("s02", "b", "positive", flow="flow/cut.png"),
+        ],
+    )
+    result = load_generic(tmp_path)
+    assert [s.id for s in result.samples] == ["generic/s01/a"]
+    reasons = {s.id: s.reason for s in result.skipped}
+    assert (
+        "cut.jpg is truncated" in reasons["generic/s01/b"] and "row 3" in reasons["generic/s01/b"]
+    )
+    assert (
+        "junk.jpg is not an image" in reasons["generic/s02/a"]
+        and "row 4" in reasons["generic/s02/a"]
+    )
+    assert "cut.png" in reasons["generic/s02/b"] and "row 5" in reasons["generic/s02/b"]
+    assert main(["data", "info", str(tmp_path), "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "4 read, 1 usable" in out and "cut.jpg is truncated" in out

@@ -190,3 +190,11 @@ def test_megc2019_labels(tmp_path):
     scheme = load_scheme("megc2019")
     labels = [scheme.label_of(s) for s in load_samm(tmp_path).samples]
     assert labels == ["positive", "negative", "surprise", None]
+
+
+def test_a_duplicated_sheet_row_is_skipped_naming_both_rows(tmp_path):
+    write_samm(tmp_path, [row(6, "006_1_2", 10, 12, 14)] * 2, {("006", "006_1_2"): range(10, 15)})
+    result = load_samm(tmp_path)
+    assert [s.id for s in result.samples] == ["samm/006/006_1_2"]
+    (dup,) = result.skipped
+    assert "Filename repeats row" in dup.reason and "delete one" in dup.reason

@@ -107,10 +107,17 @@ def load_casme2(
     base = frames_dir(root)
     samples: list[Sample] = []
     skipped: list[Skipped] = []
+    seen: dict[str, int] = {}
     for line, row in enumerate(table.itertuples(index=False), start=2):
         record = dict(zip(table.columns, row, strict=True))
         try:
-            samples.append(_sample(record, base, dataset, fps, corrections))
+            sample = _sample(record, base, dataset, fps, corrections)
+            if sample.id in seen:
+                raise RowError(
+                    sample.id, f"same Subject and Filename as row {seen[sample.id]}; delete one"
+                )
+            seen[sample.id] = line
+            samples.append(sample)
         except RowError as e:
             skipped.append(Skipped(e.sample_id, f"{e.reason} ({sheet_path.name} row {line})"))
     for s in skipped:

@@ -11,6 +11,7 @@ import csv
 from dataclasses import dataclass
 from importlib import resources
 
+from mekit.data.ids import canonical_dataset, canonical_id, canonical_key
 from mekit.data.schema import Sample, Skipped
 
 LIST_FILE = "protocols/megc2019_composite.csv"
@@ -20,8 +21,9 @@ LIST_FILE = "protocols/megc2019_composite.csv"
 class CompositeSelection:
     samples: tuple[Sample, ...]
     skipped: tuple[Skipped, ...]  # samples of a listed corpus that the list leaves out
-    missing: tuple[str, ...]  # listed samples not found among the loaded ones
+    missing: tuple[str, ...]  # listed samples (as the list spells them) not among the loaded
     labels: dict[str, str]  # sample id -> the list's class label
+    found: dict[str, str]  # listed sample (as the list spells it) -> the loaded sample's id
 
 
 def composite_members() -> dict[tuple[str, str, str], str]:
@@ -34,22 +36,57 @@ def composite_members() -> dict[tuple[str, str, str], str]:
     }
 
 
+def composite_size() -> int:
+    """How many samples the composite list names (442)."""
+    return len(composite_members())
+
+
 def select_composite(samples: tuple[Sample, ...] | list[Sample]) -> CompositeSelection:
-    """Keep the listed samples of the listed corpora (and every sample of other corpora)."""
+    """Keep the listed samples of the listed corpora (and every sample of other corpora).
+
+    Samples are matched by `canonical_key`, so copies that spell SMIC, SAMM or CASME II ids
+    differently from the list (`s01` for `s1`, `6` for `006`, `EP02_01` for `EP02_01f`) match.
+    `missing` names every listed sample that no loaded sample matched, in every listed corpus
+    (a composite run that lacks a whole corpus lacks its samples too).
+    """
     members = composite_members()
-    listed = {d for d, _, _ in members}
-    kept, skipped, found, labels = [], [], set(), {}
+    by_key = {canonical_key(*key): key for key in members}
+    listed = {canonical_dataset(d) for d, _, _ in members}
+    kept, skipped, labels, found = [], [], {}, {}
     for s in samples:
-        key = (s.dataset, s.subject, s.clip)
-        if s.dataset not in listed:
+        key = canonical_key(s.dataset, s.subject, s.clip)
+        if key[0] not in listed:
             kept.append(s)
-        elif key in members:
+        elif key in by_key:
+            member = by_key[key]
             kept.append(s)
-            found.add(key)
-            labels[s.id] = members[key]
+            found["/".join(member)] = s.id
+            labels[s.id] = members[member]
         else:
             skipped.append(Skipped(s.id, "not in the MEGC 2019 composite list"))
-    present = {s.dataset for s in samples} & listed
-    missing = tuple(f"{d}/{subj}/{clip}" for d, subj, clip in sorted(members) if d in present)
-    missing = tuple(m for m in missing if tuple(m.split("/", 2)) not in found)
-    return CompositeSelection(tuple(kept), tuple(skipped), missing, labels)
+    missing = tuple("/".join(k) for k in members if "/".join(k) not in found)
+    return CompositeSelection(tuple(kept), tuple(skipped), missing, labels, found)
+
+
+def composite_shortfall(
+    selection: CompositeSelection, scored: set[str], skipped: list[Skipped] | tuple[Skipped, ...]
+) -> list[tuple[str, str]]:
+    """(listed sample, why it is not scored) for each composite sample outside `scored` ids.
+
+    The reason is the skip reason of the sample (or of a loader row with the same canonical
+    id, e.g. an unreadable file), else "not in the corpora given".
+    """
+    why: dict[str, str] = {}
+    for s in skipped:
+        why.setdefault(s.id, s.reason)
+        why.setdefault(canonical_id(s.id), s.reason)
+    out = []
+    for member in composite_members():
+        name = "/".join(member)
+        sample_id = selection.found.get(name)
+        if sample_id is None:
+            reason = why.get(canonical_id(name), "not in the corpora given")
+            out.append((name, reason))
+        elif sample_id not in scored:
+            out.append((name, why.get(sample_id, "left out of the run")))
+    return out

@@ -4,6 +4,8 @@ Columns: `id,field,value,reason`. `field` is one of onset, apex, offset, emotion
 value replaces the sheet's), or `exclude` (the sample is left out, with the reason). An empty
 apex value means "not annotated" (the midpoint is used). Lines starting with '#' are comments.
 Every correction applied is recorded, and corrections whose id matched no row are reported.
+Ids are compared in their canonical spelling (`mekit.data.ids`), so `smic/s01/s01_ne_01` in a
+corrections file matches a sample loaded as `smic/s1/s1_ne_01`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mekit.data.ids import canonical_id
 from mekit.errors import MekitError
 
 FIELDS = ("onset", "apex", "offset", "emotion", "aus", "exclude")
@@ -41,8 +44,9 @@ class Corrections:
         from mekit.data.records import RowError  # records imports this module
 
         out = dict(fields)
+        key = canonical_id(sample_id)
         for c in self.items:
-            if c.id != sample_id:
+            if c.id != sample_id and canonical_id(c.id) != key:
                 continue
             self._seen.add(c.id)
             if c.field == "exclude":
@@ -61,6 +65,14 @@ class Corrections:
     def unmatched(self) -> list[Correction]:
         """Corrections whose sample id no loader row had (probably a typo in the id)."""
         return [c for c in self.items if c.id not in self._seen]
+
+    def excludes(self, sample_id: str) -> bool:
+        """True when a correction excludes `sample_id` (matched by canonical id)."""
+        key = canonical_id(sample_id)
+        return any(
+            c.field == "exclude" and (c.id == sample_id or canonical_id(c.id) == key)
+            for c in self.items
+        )
 
 
 def load_corrections(path: Path | str) -> Corrections:

@@ -20,7 +20,8 @@ Columns (header names are case-insensitive; unknown columns are ignored with a w
   (default: the `fps` argument).
 - at least one input column: `frames` (a folder of numbered images), `video` (a file),
   `apex_image`, `onset_image`, `flow` (a `.npy` array or an image). Each path is relative to the
-  directory (absolute paths are allowed, and a path may lead outside it) and must exist.
+  directory (absolute paths are allowed, and a path may lead outside it) and must exist; image
+  inputs must decode whole (a truncated or corrupt file skips its row, naming file and row).
 
 What each row becomes:
 
@@ -47,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from mekit.data.corrections import Corrections
+from mekit.data.imagecheck import image_problem
 from mekit.data.records import (
     IMAGE_SUFFIXES,
     MISSING,
@@ -180,9 +182,7 @@ def _sample(
     if not label:
         raise RowError(sample_id, "label is empty")
     row_fps = _fps(_cell(record, "fps"), fps, sample_id)
-    if corrections is not None and any(
-        c.id == sample_id and c.field == "exclude" for c in corrections.items
-    ):
+    if corrections is not None and corrections.excludes(sample_id):
         corrections.apply(sample_id, {})  # raises RowError, whatever the row's files
     paths = {name: _path(root, _cell(record, name)) for name in INPUTS if _cell(record, name)}
     if not paths:
@@ -271,6 +271,9 @@ def _check_inputs(paths: dict[str, Path], sample_id: str) -> None:
             raise RowError(
                 sample_id, f"{name} {paths[name]} is not an image ({', '.join(IMAGE_SUFFIXES)})"
             )
+    for name in ("apex_image", "onset_image"):
+        if name in paths and (problem := image_problem(paths[name])):
+            raise RowError(sample_id, f"{name}: {problem}")
     flow = paths.get("flow")
     if flow is None:
         return
@@ -288,6 +291,8 @@ def _check_inputs(paths: dict[str, Path], sample_id: str) -> None:
             sample_id,
             f"flow {flow} is neither a .npy array nor an image ({', '.join(IMAGE_SUFFIXES)})",
         )
+    elif problem := image_problem(flow):
+        raise RowError(sample_id, f"flow: {problem}")
 
 
 def _path(root: Path, text: str) -> Path:

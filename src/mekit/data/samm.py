@@ -181,10 +181,15 @@ def load_samm(
     base = frames_dir(root)
     samples: list[Sample] = []
     skipped: list[Skipped] = []
+    seen: dict[str, int] = {}
     for line, raw in table.rows:
         record = canonical(raw, REQUIRED)
         try:
-            samples.append(_sample(record, line, base, dataset, fps, corrections))
+            sample = _sample(record, line, base, dataset, fps, corrections)
+            if sample.id in seen:
+                raise RowError(sample.id, f"Filename repeats row {seen[sample.id]}; delete one")
+            seen[sample.id] = line
+            samples.append(sample)
         except RowError as e:
             skipped.append(Skipped(e.sample_id, f"{e.reason} ({table.where(line)})"))
     for s in skipped:

@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from mekit.data.imagecheck import image_problem
 from mekit.data.schema import Sample, Skipped
 from mekit.errors import SampleError
 from mekit.faces import FaceConfig, FaceLandmarker, align_frames
@@ -70,6 +71,8 @@ def read_frame(path: Path, sample_id: str) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise SampleError(sample_id, f"cannot read image {path}; is it a valid JPEG/PNG?")
+    if problem := image_problem(path):  # imread fills a truncated JPEG with grey, silently
+        raise SampleError(sample_id, problem)
     return image
 
 
@@ -191,6 +194,8 @@ def read_apex_image(path: Path, size: int, sample_id: str) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise SampleError(sample_id, f"cannot read apex image {path}; is it a valid JPEG/PNG?")
+    if problem := image_problem(path):
+        raise SampleError(sample_id, problem)
     return _to_size(image[None] / np.float32(255), size)
 
 
@@ -201,6 +206,8 @@ def read_flow(path: Path, size: int, face_size: int, sample_id: str) -> np.ndarr
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise SampleError(sample_id, f"cannot read flow image {path}; is it a valid PNG/JPEG?")
+    if problem := image_problem(path):
+        raise SampleError(sample_id, problem)
     if image.ndim != 3 or image.shape[2] < 3:
         raise SampleError(
             sample_id,
