@@ -18,10 +18,16 @@ import numpy as np
 
 from mekit import __version__
 from mekit.config import from_mapping, to_dict
-from mekit.data.composite import select_composite
+from mekit.data.composite import (
+    CompositeSelection,
+    composite_shortfall,
+    composite_size,
+    select_composite,
+)
 from mekit.data.corpora import NAMES as LAYOUT_NAMES
 from mekit.data.corpora import load_corpus
 from mekit.data.corrections import Corrections
+from mekit.data.ids import canonical_id
 from mekit.data.images import ImageSet
 from mekit.data.labels import LabelScheme, load_scheme
 from mekit.data.schema import Sample, Skipped
@@ -61,6 +67,8 @@ class ExperimentConfig:
     executor: "local" (processes on this machine) or "ray" (`ray_address`, or a local Ray).
     apex: "given" (as the corpus gives it, the midpoint where it has none), "spot-missing"
       (spot the apex of clips without an annotated one, e.g. SMIC) or "spot-all".
+    allow_missing: with the composite protocol, score the listed samples that are there instead
+      of stopping at the first missing one; every report then says "N of 442" in its title.
     """
 
     dataset: str = "auto"
@@ -73,6 +81,7 @@ class ExperimentConfig:
     executor: str = "local"
     ray_address: str = ""
     apex: str = "given"
+    allow_missing: bool = False
     face: FaceConfig = FaceConfig()
     features: FeatureConfig = FeatureConfig()  # kind, size and frames come from the model
     train: TrainConfig = TrainConfig()
@@ -136,6 +145,7 @@ class LabelledCorpus:
     skipped: tuple[Skipped, ...]
     layouts: tuple[str, ...]
     notes: dict[str, Any]
+    composite: CompositeSelection | None = None  # the composite list's selection, if any
 
 
 def load_labelled(
@@ -148,7 +158,8 @@ def load_labelled(
     skipped: list[Skipped] = []
     layouts = []
     notes: dict[str, Any] = {}
-    for source in sources:
+    sources_of: dict[str, int] = {}
+    for number, source in enumerate(sources):
         layout = source.layout if source.layout != "auto" else config.dataset
         name, loaded = load_corpus(
             source.path,
@@ -160,6 +171,7 @@ def load_labelled(
         )
         layouts.append(name)
         samples.extend(loaded.samples)
+        sources_of.update((s.id, number) for s in loaded.samples if s.id not in sources_of)
         skipped.extend(loaded.skipped)
     if corrections is not None:
         notes["corrections_applied"] = len(corrections.applied)
@@ -171,13 +183,11 @@ def load_labelled(
         samples, spotted, failed = spot_apexes(samples, config.apex, config.face, progress=False)
         skipped.extend(failed)  # listed in the report; those samples keep their apex
         notes["apex_spotted"] = len(spotted)
+    selection = None
     if config.protocol == "composite":
         selection = select_composite(samples)
         samples = list(selection.samples)
         skipped.extend(selection.skipped)
-        notes["composite_missing"] = len(selection.missing)
-        for missing in selection.missing:
-            log.warning("composite sample %s not found in the corpora given", missing)
     scheme = load_scheme(config.labels, raw_labels=tuple({s.emotion for s in samples}))
     labelled, label_of = [], {}
     for s in samples:
@@ -187,15 +197,54 @@ def load_labelled(
             continue
         labelled.append(s)
         label_of[s.id] = label
-    seen: set[str] = set()
+    seen: dict[str, Sample] = {}
     for s in labelled:
-        if s.id in seen:
+        key = canonical_id(s.id)
+        if key in seen:  # each loader skips its own repeated rows, so: two sources
+            where = sorted({sources[sources_of[x.id]].path.name for x in (seen[key], s)})
             raise MekitError(
-                f"two corpora gave samples with the same id ({s.id}); name them apart, "
-                "e.g. --corpus a=/path/one --corpus b=/path/two"
+                f"{seen[key].id} and {s.id} are the same sample, given twice "
+                f"(--corpus {' and '.join(where)}); leave one copy out, or name the corpora "
+                "apart if they are different data: --corpus a=/path/one --corpus b=/path/two"
             )
-        seen.add(s.id)
-    return LabelledCorpus(tuple(labelled), label_of, scheme, tuple(skipped), tuple(layouts), notes)
+        seen[key] = s
+    if selection is not None:
+        check_composite(selection, set(label_of), skipped, config.allow_missing)
+    return LabelledCorpus(
+        tuple(labelled), label_of, scheme, tuple(skipped), tuple(layouts), notes, selection
+    )
+
+
+def check_composite(
+    selection: CompositeSelection,
+    scored: set[str],
+    skipped: Sequence[Skipped],
+    allow_missing: bool,
+) -> str:
+    """ "N of 442": how much of the composite list `scored` covers. A shortfall is an error
+    listing every missing sample and why, unless `allow_missing` (then a warning)."""
+    short = composite_shortfall(selection, scored, skipped)
+    total = composite_size()
+    coverage = f"{total - len(short)} of {total}"
+    if not short:
+        return coverage
+    per_corpus: dict[str, int] = {}
+    for name, _ in short:
+        per_corpus[name.split("/")[0]] = per_corpus.get(name.split("/")[0], 0) + 1
+    counts = ", ".join(f"{d} {n}" for d, n in sorted(per_corpus.items()))
+    head = (
+        f"the composite protocol names {total} samples and {len(short)} are missing "
+        f"({counts}); only {coverage} could be scored"
+    )
+    if allow_missing:
+        log.warning("%s; scoring those (--allow-missing), every report says %s", head, coverage)
+        return coverage
+    lines = "\n".join(f"  {name}: {why}" for name, why in short)
+    raise MekitError(
+        f"{head}:\n{lines}\n{head}. Give every corpus of the composite (--corpus smic=... "
+        "--corpus casme2=... --corpus samm=...), or pass --allow-missing to score the "
+        f'{total - len(short)} found (reports then say "{coverage}")'
+    )
 
 
 def run_experiment(
@@ -238,6 +287,10 @@ def run_experiment(
     )
     timings["features_s"] = time.perf_counter() - t0
     skipped = list(data.skipped) + list(features.skipped)
+    if data.composite is not None:  # samples whose features failed are missing too
+        data.notes["composite_coverage"] = check_composite(
+            data.composite, set(features.ids), skipped, config.allow_missing
+        )
 
     by_id = {s.id: s for s in data.samples}
     ids = list(features.ids)
@@ -351,7 +404,10 @@ def _sources(
 
 def _title(config: ExperimentConfig, data: LabelledCorpus) -> str:
     corpora = "+".join(dict.fromkeys(data.layouts))
-    return f"{config.model} on {corpora} ({data.scheme.name}, {config.protocol})"
+    protocol = config.protocol
+    if "composite_coverage" in data.notes:  # e.g. "composite, 333 of 442 samples"
+        protocol = f"{protocol}, {data.notes['composite_coverage']} samples"
+    return f"{config.model} on {corpora} ({data.scheme.name}, {protocol})"
 
 
 def _use_ensemble(config: ExperimentConfig) -> bool:

@@ -1,6 +1,6 @@
 import pytest
 
-from mekit.data.ids import canonical_id, canonical_key
+from mekit.data.ids import canonical_id, canonical_key, loose_key, match_loosely
 
 
 @pytest.mark.parametrize(
@@ -11,13 +11,12 @@ from mekit.data.ids import canonical_id, canonical_key
         [("smic", "s20", "s20_po_03"), ("smic", "s020", "s20_po_03")],
         # SAMM: subject as an integer or three digits, in the clip name too
         [("samm", "006", "006_1_2"), ("samm", "6", "6_1_2"), ("samm", "06", "006_1_2")],
-        # CASME II: the clip suffix f, subject with or without 'sub' and padding
+        # CASME II: subject with or without 'sub' and padding, case
         [
             ("casme2", "sub01", "EP02_01f"),
-            ("casme2", "sub01", "EP02_01"),
             ("casme2", "sub1", "ep02_01f"),
-            ("casme2", "1", "EP02_01"),
-            ("casmeii", "01", "EP02_01F"),
+            ("casme2", "1", "EP02_01F"),
+            ("casmeii", "01", "Ep02_01f"),
         ],
     ],
 )
@@ -39,5 +38,26 @@ def test_different_samples_stay_apart():
 def test_canonical_id_of_whole_ids():
     assert canonical_id("smic/s01/s01_ne_01") == "smic/s1/s1_ne_01"
     assert canonical_id("samm/6/6_1_2") == "samm/006/006_1_2"
-    assert canonical_id("casme2/sub01/EP02_01f") == "casme2/sub01/EP02_01"
+    assert canonical_id("casme2/sub1/ep02_01F") == "casme2/sub01/EP02_01f"
     assert canonical_id("no-slashes") == "no-slashes"
+
+
+def test_casme2_suffix_joins_loosely_only_where_unambiguous():
+    # CASME II sub17 has two different clips, EP05_03 and EP05_03f
+    assert canonical_key("casme2", "sub17", "EP05_03") != canonical_key(
+        "casme2", "sub17", "EP05_03f"
+    )
+    assert loose_key("casme2", "sub01", "EP02_01f") == loose_key("casme2", "sub01", "EP02_01")
+    wanted = [
+        ("casme2", "sub01", "EP02_01f"),
+        ("casme2", "sub17", "EP05_03"),
+        ("casme2", "sub17", "EP05_03f"),
+    ]
+    given = [("casme2", "1", "EP02_01"), ("casme2", "sub17", "EP05_03")]
+    assert match_loosely(wanted, given) == {
+        ("casme2", "sub01", "EP02_01f"): ("casme2", "1", "EP02_01"),
+        ("casme2", "sub17", "EP05_03"): ("casme2", "sub17", "EP05_03"),
+    }  # EP05_03f is not given: EP05_03 must not stand in for it
+    # a copy without suffixes and both sub17 clips cannot be told apart loosely: no guess
+    given = [("casme2", "sub17", "EP05_03"), ("casme2", "sub17", "EP05_03f")]
+    assert match_loosely(wanted[1:], given) == dict(zip(wanted[1:], given, strict=True))

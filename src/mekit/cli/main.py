@@ -392,6 +392,8 @@ def _experiment_config(args: argparse.Namespace):  # type: ignore[no-untyped-def
         values = merge(values, {"train": {"selection": args.selection}})
     if getattr(args, "init", None):
         values = merge(values, {"train": {"init_from": str(args.init)}})
+    if getattr(args, "allow_missing", False):
+        values = merge(values, {"allow_missing": True})
     return ExperimentConfig.from_dict(merge(values, parse_overrides(args.set or [])))
 
 
@@ -616,6 +618,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["loso", "composite", "cross-dataset", "kfold"],
         help="loso (default); composite: MEGC 2019 over --corpus smic=.. casme2=.. samm=..; "
         "cross-dataset: leave one corpus out; kfold: k folds of whole subjects (--k)",
+    )
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="composite: score the listed samples found instead of stopping with the list of "
+        "missing ones (reports then say 'N of 442')",
     )
     p.add_argument("--k", type=int, help="folds of the kfold protocol (default 5)")
     p.add_argument("--seeds", help="comma-separated seeds: one run each, mean and std reported")

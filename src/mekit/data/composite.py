@@ -11,7 +11,7 @@ import csv
 from dataclasses import dataclass
 from importlib import resources
 
-from mekit.data.ids import canonical_dataset, canonical_id, canonical_key
+from mekit.data.ids import canonical_dataset, canonical_id, match_loosely
 from mekit.data.schema import Sample, Skipped
 
 LIST_FILE = "protocols/megc2019_composite.csv"
@@ -44,21 +44,24 @@ def composite_size() -> int:
 def select_composite(samples: tuple[Sample, ...] | list[Sample]) -> CompositeSelection:
     """Keep the listed samples of the listed corpora (and every sample of other corpora).
 
-    Samples are matched by `canonical_key`, so copies that spell SMIC, SAMM or CASME II ids
-    differently from the list (`s01` for `s1`, `6` for `006`, `EP02_01` for `EP02_01f`) match.
+    Samples are matched by `mekit.data.ids.match_loosely`, so copies that spell SMIC, SAMM or
+    CASME II ids differently from the list (`s01` for `s1`, `6` for `006`, `EP02_01` for
+    `EP02_01f`) match.
     `missing` names every listed sample that no loaded sample matched, in every listed corpus
     (a composite run that lacks a whole corpus lacks its samples too).
     """
     members = composite_members()
-    by_key = {canonical_key(*key): key for key in members}
     listed = {canonical_dataset(d) for d, _, _ in members}
+    mine = [s for s in samples if canonical_dataset(s.dataset) in listed]
+    of_key = {(s.dataset, s.subject, s.clip): s for s in mine}
+    matched = match_loosely(list(members), list(of_key))
+    chosen = {of_key[g].id: m for m, g in matched.items()}
     kept, skipped, labels, found = [], [], {}, {}
     for s in samples:
-        key = canonical_key(s.dataset, s.subject, s.clip)
-        if key[0] not in listed:
+        if canonical_dataset(s.dataset) not in listed:
             kept.append(s)
-        elif key in by_key:
-            member = by_key[key]
+        elif s.id in chosen:
+            member = chosen[s.id]
             kept.append(s)
             found["/".join(member)] = s.id
             labels[s.id] = members[member]
