@@ -69,3 +69,51 @@ def test_ensemble_engine_refuses_what_it_cannot_train(tmp_path, capsys):
     )
     assert code == 2
     assert "ensemble engine" in capsys.readouterr().err
+
+
+def _other_value(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value + 0.25
+    if isinstance(value, str):
+        return "x"
+    return (0.5, 0.5)
+
+
+def test_the_ensemble_refuses_every_setting_outside_its_whitelist():
+    # --init was once silently ignored: the LOSO figure and the exported model then came from
+    # different recipes. Any TrainConfig field not known to the ensemble must be refused.
+    from dataclasses import fields
+
+    from mekit.train.ensemble import SUPPORTED_SETTINGS, unsupported_settings
+    from mekit.train.loop import TrainConfig
+
+    default = TrainConfig()
+    assert unsupported_settings(default) == []
+    outside = [f.name for f in fields(TrainConfig) if f.name not in SUPPORTED_SETTINGS]
+    assert "init_from" in outside and "augment_scale" in outside
+    for name in outside:
+        changed = TrainConfig(**{name: _other_value(getattr(default, name))})
+        assert any(s.startswith(f"train.{name}=") for s in unsupported_settings(changed)), name
+    assert unsupported_settings(TrainConfig(selection="val-split")) == [
+        "train.selection='val-split'"
+    ]
+
+
+def test_init_is_refused_by_the_ensemble_and_auto_takes_the_plain_loop(tmp_path, capsys):
+    corpus = write_flow_corpus(tmp_path / "corpus", subjects=3, per_subject=3)
+    assert train(corpus, tmp_path / "first", "plain") == 0  # a model file to start from
+    init = tmp_path / "first" / "model.json"
+    assert init.is_file()
+    capsys.readouterr()
+    base = ["train", "--corpus", str(corpus), "--labels", "raw", "--quiet", "--no-cache"]
+    base += ["--no-export", "--set", "train.epochs=2", "--init", str(init)]
+    assert main([*base, "--out", str(tmp_path / "e"), "--engine", "ensemble"]) == 2
+    err = capsys.readouterr().err
+    assert "train.init_from=" in err and "--engine plain" in err
+    assert main([*base, "--out", str(tmp_path / "a"), "--engine", "auto"]) == 0
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["engine_used"] == "plain" and config["train"]["init_from"] == str(init)

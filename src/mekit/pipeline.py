@@ -45,7 +45,7 @@ from mekit.train.export import train_and_save
 from mekit.train.inputs import feature_config_for, to_model_layout
 from mekit.train.loso import run_folds
 from mekit.train.metrics import ClassificationMetrics
-from mekit.train.report import describe_protocol
+from mekit.train.report import ORACLE_WARNING, describe_protocol
 from mekit.train.runs import write_seed_summary
 from mekit.train.splits import PROTOCOLS, protocol_folds
 from mekit.train.transfer import PretrainOutcome, pretrain
@@ -133,6 +133,7 @@ class RunOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     per_seed: tuple[ClassificationMetrics, ...] = ()
     model_path: Path | None = None  # the sidecar of the model trained on all samples, if any
+    title: str = ""  # the reports' title, e.g. "ststnet on casme2 (megc2019, loso)"
 
 
 @dataclass(frozen=True)
@@ -208,8 +209,8 @@ def load_labelled(
                 "apart if they are different data: --corpus a=/path/one --corpus b=/path/two"
             )
         seen[key] = s
-    if selection is not None:
-        check_composite(selection, set(label_of), skipped, config.allow_missing)
+    if selection is not None and not config.allow_missing:  # fail before any feature work
+        check_composite(selection, set(label_of), skipped, allow_missing=False)
     return LabelledCorpus(
         tuple(labelled), label_of, scheme, tuple(skipped), tuple(layouts), notes, selection
     )
@@ -327,6 +328,9 @@ def run_experiment(
         "corrections": corrections.source if corrections else None,
         **to_dict(config),
         "features": to_dict(feature_config),  # as the model's input spec resolved them
+        "engine_used": (
+            "classical" if spec is None else "ensemble" if _use_ensemble(config) else "plain"
+        ),
     }
     seed_list = list(seeds) if seeds else [config.train.seed]
     results = []
@@ -369,7 +373,7 @@ def run_experiment(
             replace(config.train, seed=seed_list[0]),
             input={"features": to_dict(feature_config), "face": to_dict(config.face)},
             config=resolved,
-            metrics={"protocol": config.protocol, **results[0].to_dict()},
+            metrics=model_metrics(config, seed_list, results, data.notes),
             training={
                 "trained_on": f"{'+'.join(dict.fromkeys(data.layouts))} corpus "
                 f"({', '.join(str(s.path) for s in sources)})",
@@ -389,7 +393,38 @@ def run_experiment(
         timings=timings,
         per_seed=tuple(results),
         model_path=model_path,
+        title=_title(config, data),
     )
+
+
+def model_metrics(
+    config: ExperimentConfig,
+    seeds: Sequence[int],
+    results: Sequence[ClassificationMetrics],
+    notes: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The cross-validation figures a model file's sidecar carries: accuracy, UF1 and UAR as
+    the mean over `seeds` with their standard deviation (0 for one seed), each seed's figures,
+    the first seed's per-class scores and confusion, and how they were obtained: protocol,
+    selection, the test-oracle flag and warning, and the composite coverage ("333 of 442")."""
+    first = results[0].to_dict()
+    out: dict[str, Any] = {"protocol": config.protocol, **first}
+    for key in ("accuracy", "uf1", "uar"):
+        values = np.array([getattr(r, key) for r in results], dtype=np.float64)
+        out[key] = float(values.mean())
+        out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    out["seeds"] = list(seeds)
+    out["per_seed"] = {
+        str(seed): {k: getattr(r, k) for k in ("accuracy", "uf1", "uar")}
+        for seed, r in zip(seeds, results, strict=True)
+    }
+    out["selection"] = config.train.selection
+    out["oracle"] = config.train.selection == "test-oracle"
+    if out["oracle"]:
+        out["warning"] = ORACLE_WARNING
+    if "composite_coverage" in notes:
+        out["coverage"] = notes["composite_coverage"]
+    return out
 
 
 def _sources(
@@ -413,15 +448,19 @@ def _title(config: ExperimentConfig, data: LabelledCorpus) -> str:
 def _use_ensemble(config: ExperimentConfig) -> bool:
     if config.engine == "plain":
         return False
-    from mekit.train.ensemble import ENSEMBLE_MODELS
+    from mekit.train.ensemble import ENSEMBLE_MODELS, unsupported_settings
 
-    supported = config.model in ENSEMBLE_MODELS and config.train.selection == "fixed"
-    if config.engine == "ensemble" and not supported:
+    unsupported = unsupported_settings(config.train)
+    if config.model not in ENSEMBLE_MODELS:
+        unsupported.insert(0, f"model {config.model} (it trains {', '.join(ENSEMBLE_MODELS)})")
+    if config.engine == "ensemble" and unsupported:
         raise MekitError(
-            f"the ensemble engine trains {', '.join(ENSEMBLE_MODELS)} with selection 'fixed'; "
-            f"use --set engine=plain for {config.model} / {config.train.selection}"
+            f"the ensemble engine cannot train with {', '.join(unsupported)}; use --engine "
+            "plain (one model per fold), which implements every setting"
         )
-    return config.engine == "ensemble" or (config.engine == "auto" and supported)
+    if config.engine == "auto" and unsupported:
+        log.info("engine auto: the plain loop (the ensemble lacks %s)", ", ".join(unsupported))
+    return not unsupported
 
 
 def _cross_validate(

@@ -40,8 +40,10 @@ from mekit.motion.flow import magnitude
 from mekit.spot.metrics import Interval
 from mekit.spot.video import VideoReader
 from mekit.train.checkpoint import LoadedModel, load_model, model_paths
+from mekit.train.export import model_is_oracle
 from mekit.train.inputs import feature_config_for, to_model_layout
 from mekit.train.loop import predict_proba
+from mekit.train.report import ORACLE_WARNING
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +162,13 @@ def load_recogniser(path: Path) -> Recogniser:
         or ("+".join(corpus) if isinstance(corpus, list) else corpus)
         or "not recorded"
     )
+    oracle = model_is_oracle(meta)
+    if oracle:
+        notes.append(
+            f"model {model_paths(path)[1].name}: its recorded figures come from {ORACLE_WARNING}: "
+            "each fold kept the epoch that scored best on its own test subject, so they "
+            "overstate how well it recognises new people"
+        )
     info = ModelInfo(
         path=model_paths(path)[1],
         name=loaded.name,
@@ -168,6 +177,7 @@ def load_recogniser(path: Path) -> Recogniser:
         trained_on=trained_on,
         metrics=meta.get("metrics"),
         created=str(meta.get("created", "")),
+        oracle=oracle,
     )
     return Recogniser(loaded, info, face, features, tuple(notes))
 

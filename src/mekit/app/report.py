@@ -24,6 +24,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from mekit import __version__  # noqa: E402
 from mekit.app.result import UNKNOWN, AnalysedEvent, Analysis, emotion_colour  # noqa: E402
+from mekit.train.report import ORACLE_WARNING  # noqa: E402
 
 DEMO_BANNER = "trained on synthetic data, not a real-world emotion model"
 NOTHING_SPOTTED = "Nothing was spotted in this video"
@@ -160,7 +161,10 @@ def write_report(analysis: Analysis, path: Path, timeline_png: Path) -> Path:
     ]
     metrics = model.metrics or {}
     scores = [f"{k.upper()} {metrics[k]:.3f}" for k in ("uf1", "uar") if _number(metrics.get(k))]
-    if scores:
+    if scores and model.oracle:
+        protocol = metrics.get("protocol", "cross-validation")
+        model_rows.append((f"{protocol} figures, {ORACLE_WARNING}", ", ".join(scores)))
+    elif scores:
         protocol = metrics.get("protocol", "cross-validation")
         model_rows.append((f"{protocol} estimate", ", ".join(scores)))
     if model.created:

@@ -87,6 +87,7 @@ class ModelInfo:
 
     demo: the demo model of `make demo` (trained on synthetic faces only).
     metrics: the cross-validation metrics its sidecar records (None when absent).
+    oracle: those metrics come from test-oracle epoch selection (flagged wherever they appear).
     """
 
     path: Path
@@ -96,6 +97,7 @@ class ModelInfo:
     trained_on: str
     metrics: dict[str, Any] | None = None
     created: str = ""
+    oracle: bool = False  # its figures come from test-oracle epoch selection (not an estimate)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,6 +106,7 @@ class ModelInfo:
             "labels": list(self.labels),
             "demo": self.demo,
             "trained_on": self.trained_on,
+            "oracle": self.oracle,
         }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -336,6 +337,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     print(f"model: {model.name} ({model.path}), trained on {model.trained_on}")
     if model.demo:
         print("  NOTE: the demo model, trained on synthetic data, not a real-world emotion model")
+    if model.oracle:
+        print("  WARNING: this model's recorded figures come from test-oracle epoch selection")
     if analysis.events:
         header = f"{'onset s':>8} {'apex s':>7} {'offset s':>9} {'score':>6}  emotion"
         print(f"  {'#':>3} {'kind':<6} {header}")
@@ -522,9 +525,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _print_outcome(outcome, seconds: float) -> None:  # type: ignore[no-untyped-def]
-    m = outcome.metrics
-    print(f"\nLOSO over {outcome.n_samples} samples ({len(outcome.skipped)} skipped):")
-    print(f"  {'accuracy':<10}{m.accuracy:.3f}\n  {'UF1':<10}{m.uf1:.3f}\n  {'UAR':<10}{m.uar:.3f}")
+    m, runs = outcome.metrics, outcome.per_seed
+    print(f"\n{outcome.title}: {outcome.n_samples} samples ({len(outcome.skipped)} skipped)")
+    if len(runs) > 1:
+        print(f"  mean ± std over {len(runs)} seeds:")
+        for key, name in (("accuracy", "accuracy"), ("uf1", "UF1"), ("uar", "UAR")):
+            values = [getattr(r, key) for r in runs]
+            print(f"  {name:<10}{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}")
+        print(f"  per class, first seed ({outcome.run_dir / 'seed-*'} has each seed's):")
+    else:
+        for name, value in (("accuracy", m.accuracy), ("UF1", m.uf1), ("UAR", m.uar)):
+            print(f"  {name:<10}{value:.3f}")
     print(f"  {'class':<12}{'F1':>7}{'recall':>8}{'n':>5}")
     for label in m.labels:
         c = m.per_class[label]

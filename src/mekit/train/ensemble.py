@@ -642,16 +642,53 @@ class _TorchTrainer(_Trainer):
 # ---- the run -----------------------------------------------------------------------------
 
 
-def _check_config(config: TrainConfig) -> None:
+# The TrainConfig settings the ensemble implements as the plain loop does. Every other setting
+# must keep its default or the ensemble refuses the run: a whitelist, so a setting added to
+# TrainConfig later is refused until the ensemble learns it (never silently ignored, as
+# init_from once was). val_fraction and patience only act with selection "val-split", and
+# augment_temporal_jitter only on temporal input, so with "fixed" selection and STSTNet's
+# (C, H, W) input the plain loop ignores them too.
+SUPPORTED_SETTINGS: frozenset[str] = frozenset(
+    {
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "loss",
+        "focal_gamma",
+        "focal_alpha",
+        "class_weights",
+        "selection",
+        "val_fraction",
+        "patience",
+        "augment_flip",
+        "augment_temporal_jitter",
+        "seed",
+        "num_threads",
+    }
+)
+
+
+def unsupported_settings(config: TrainConfig) -> list[str]:
+    """`train.KEY=value` for each setting of `config` the ensemble cannot train as the plain
+    loop would (empty when it can)."""
+    default = TrainConfig()
+    out = [
+        f"train.{f.name}={getattr(config, f.name)!r}"
+        for f in dataclasses.fields(TrainConfig)
+        if f.name not in SUPPORTED_SETTINGS and getattr(config, f.name) != getattr(default, f.name)
+    ]
     if config.selection != "fixed":
+        out.append(f"train.selection={config.selection!r}")
+    return out
+
+
+def _check_config(config: TrainConfig) -> None:
+    unsupported = unsupported_settings(config)
+    if unsupported:
         raise MekitError(
-            f"the ensemble trainer supports selection 'fixed' only, got {config.selection!r}; "
-            "use run_loso (the plain per-fold loop) for val-split or test-oracle"
-        )
-    if config.augment_affine:
-        raise MekitError(
-            "the ensemble trainer supports augment_flip only; set augment_rotation_deg, "
-            "augment_scale and augment_translate to 0 or use run_loso (the plain loop)"
+            f"the ensemble trainer cannot train with {', '.join(unsupported)}; use the plain "
+            "per-fold loop (--engine plain), which implements every setting"
         )
 
 

@@ -64,3 +64,14 @@ def train_and_save(
     )
     log.info("model trained on all %d samples: %s", len(y), paths[1])
     return paths
+
+
+def model_is_oracle(meta: Mapping[str, Any]) -> bool:
+    """True when a model file's figures come from test-oracle epoch selection (the flag in its
+    metrics, or, for files written before the flag existed, the selection in its config)."""
+    metrics = meta.get("metrics")
+    if isinstance(metrics, dict) and metrics.get("oracle") is not None:
+        return bool(metrics["oracle"])
+    config = meta.get("config")
+    train = config.get("train") if isinstance(config, dict) else None
+    return isinstance(train, dict) and train.get("selection") == "test-oracle"
