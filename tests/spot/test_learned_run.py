@@ -13,7 +13,13 @@ from mekit.spot.learned import (
     SpotterConfig,
     load_spotter,
 )
-from mekit.spot.learned_run import spot_with_spotters, spotter_files, train_spotters
+from mekit.spot.learned_run import (
+    long_videos_in,
+    spot_with_spotters,
+    spotter_files,
+    train_spotters,
+)
+from mekit.spot.softnet_windows import expression_k_s, k_for
 from mekit.synth import SynthConfig
 from mekit.synth.long_video import write_long_videos
 
@@ -45,7 +51,8 @@ def test_train_writes_loso_scores_and_a_final_model_per_kind(trained):
     assert set(run.models) == {"micro"} and set(run.scores) == {"micro", "overall"}
     micro = run.scores["micro"]
     assert micro["tp"] + micro["fn"] == 4  # every true micro event counted once
-    assert 0.0 <= micro["f1"] <= 1.0
+    tp, fp, fn = micro["tp"], micro["fp"], micro["fn"]
+    assert micro["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
     saved = json.loads((run.out / "scores.json").read_text())
     assert saved["scores"]["micro"] == micro
     assert saved["settings"]["micro"]["config"]["kind"] == "micro"
@@ -54,8 +61,19 @@ def test_train_writes_loso_scores_and_a_final_model_per_kind(trained):
     spotter = load_spotter(run.models["micro"])
     assert spotter.meta["kind"] == "micro" and spotter.meta["loso_scores"] == micro
     assert spotter.windows["k_s"] > 0
-    # the windows are cached: a second run reads them back and gives the same scores
-    assert len(list((run.out / "windows").glob("*.npz"))) == 2
+    # each LOSO fold's k comes from the other subject's annotations only (it was computed over
+    # every video, the held-out one included, before), the final model's from all of them
+    videos = long_videos_in(root)
+    folds = saved["settings"]["micro"]["fold_k_s"]
+    assert set(folds) == {"01", "02"}
+    for held_out, k_s in folds.items():
+        assert k_s == expression_k_s([v for v in videos if v.subject != held_out], "micro")
+    assert saved["settings"]["micro"]["k_s"] == expression_k_s(videos, "micro")
+    assert folds["01"] != folds["02"]  # so the held-out subject's own annotations differ
+    # the windows are cached (one file per video and k): a second run reads them back and
+    # gives the same scores
+    ks = {k_for(30.0, k) for k in [*folds.values(), saved["settings"]["micro"]["k_s"]]}
+    assert len(list((run.out / "windows").glob("*.npz"))) == 2 * len(ks)
     again = train_spotters(root, run.out, FAST, progress=False)
     assert again.scores == run.scores
 

@@ -57,7 +57,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,7 @@ import torch
 from scipy.signal import find_peaks
 from tqdm.auto import tqdm
 
+from mekit.data.schema import LongVideo
 from mekit.errors import MekitError
 from mekit.models.softnet import CHANNEL_NAMES, NORMALIZE, SoftNet
 from mekit.spot.metrics import Interval, SpotScores, spotting_scores
@@ -439,14 +440,20 @@ class ScoreCurve:
 
 
 def loso_spotting(
-    videos: Sequence[SpotterVideo],
+    videos: Sequence[SpotterVideo] | Sequence[LongVideo],
     config: SpotterConfig = SpotterConfig(),
     *,
     progress: bool = False,
+    windows_for_fold: Callable[[str], Sequence[SpotterVideo]] | None = None,
 ) -> dict[str, ScoreCurve]:
     """Leave-one-subject-out: for each subject (sorted), a fresh SOFTNet trained on the other
     subjects' videos (seed config.seed + fold) scores that subject's videos. Returns
-    {video id: its curve}; no video is ever scored by a model that saw its subject."""
+    {video id: its curve}; no video is ever scored by a model that saw its subject.
+
+    `windows_for_fold(held-out subject)` gives that fold's windows of every video, e.g. with a
+    window length k fitted on the other subjects' annotations only (`mekit.spot.learned_run`);
+    `videos` may then be the corpus's `LongVideo`s (only their ids and subjects are read). By
+    default every fold uses `videos`, which must then be windows, as they are."""
     config.validate()
     subjects = sorted({v.subject for v in videos})
     if len(subjects) < 2:
@@ -456,8 +463,11 @@ def loso_spotting(
         raise MekitError("video ids must be unique")
     curves: dict[str, ScoreCurve] = {}
     for fold, subject in enumerate(tqdm(subjects, desc="loso", disable=not progress)):
-        train = [v for v in videos if v.subject != subject]
-        test = [v for v in videos if v.subject == subject]
+        data = windows_for_fold(subject) if windows_for_fold is not None else videos
+        if not all(isinstance(v, SpotterVideo) for v in data):
+            raise MekitError("loso_spotting needs windows (SpotterVideo) or windows_for_fold")
+        train = [v for v in data if v.subject != subject]
+        test = [v for v in data if v.subject == subject]
         fold_config = SpotterConfig(**{**asdict(config), "seed": config.seed + fold})
         model = train_spotter(train, fold_config)
         for v in test:

@@ -19,8 +19,9 @@ import csv
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -29,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mekit.data.schema import LongVideo  # noqa: E402
 from mekit.errors import MekitError  # noqa: E402
 from mekit.spot.learned import (  # noqa: E402
     SpotterConfig,
@@ -79,6 +81,28 @@ def _windows(video, k_s: float, cache: Path, layout: str, face_size: int) -> Spo
     return data
 
 
+def _fold_windows(
+    held_out: str,
+    *,
+    videos: Sequence[LongVideo],
+    kind: str,
+    fold_k_s: dict[str, float],
+    windows: Callable[[LongVideo, float], SpotterVideo],
+) -> list[SpotterVideo]:
+    """Every video's windows for the LOSO fold that holds out subject `held_out`, with k (the
+    window, and the length of predicted intervals) from the training subjects' annotations only:
+    the held-out subject's must not shape its own score. Records the fold's k in `fold_k_s`."""
+    training = [v for v in videos if v.subject != held_out]
+    try:
+        fold_k_s[held_out] = expression_k_s(training, kind)
+    except MekitError:
+        raise MekitError(
+            f"without subject {held_out}, the long videos have no {kind}-expression to learn "
+            "from, so that LOSO fold cannot be trained"
+        ) from None
+    return [windows(v, fold_k_s[held_out]) for v in videos]
+
+
 def train_spotters(
     root: Path,
     out: Path,
@@ -115,11 +139,25 @@ def train_spotters(
         if not present:
             log.warning("%s: no %s-expression in the long videos; no %s spotter", root, kind, kind)
             continue
-        k_s = expression_k_s(videos, kind)
         cfg = replace(config, kind=kind)
-        data = [_windows(v, k_s, out / "windows", layout, face_size) for v in videos]
-        curves = loso_spotting(data, cfg, progress=progress)
+        cache = out / "windows"
+        fold_k_s: dict[str, float] = {}
+        fold_windows = partial(
+            _fold_windows,
+            videos=videos,
+            kind=kind,
+            fold_k_s=fold_k_s,
+            windows=partial(_windows, cache=cache, layout=layout, face_size=face_size),
+        )
+        curves = loso_spotting(
+            videos,  # subjects and ids; each fold's windows come from fold_windows
+            cfg,
+            progress=progress,
+            windows_for_fold=fold_windows,
+        )
         predicted[kind] = spot_curves(curves, cfg)
+        k_s = expression_k_s(videos, kind)  # the final model learns from every video
+        data = [_windows(v, k_s, cache, layout, face_size) for v in videos]
         kind_truth = {name: [t for t in ts if t.kind == kind] for name, ts in truth.items()}
         scores[kind] = spotting_scores(predicted[kind], kind_truth, 0.5, kind=kind).to_dict()
         windows = {"k_s": k_s, "size": 42, "face_size": face_size, "layout": layout}
@@ -136,7 +174,12 @@ def train_spotters(
             loso_scores=scores[kind],
         )
         models[kind] = sidecar
-        settings[kind] = {"k_s": k_s, "config": asdict(cfg), "windows": windows}
+        settings[kind] = {
+            "k_s": k_s,
+            "fold_k_s": fold_k_s,  # the LOSO folds', each from its training subjects only
+            "config": asdict(cfg),
+            "windows": windows,
+        }
     if not models:
         raise MekitError(f"{root}: the long videos have no annotated expression to learn from")
     combined = {
