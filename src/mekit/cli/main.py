@@ -362,6 +362,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from mekit.train.runs import compare_table, rescore, run_scores, seed_dirs
 
+    if args.model or args.corpus:
+        return _evaluate_model(args)
+    if not args.run_dir:
+        raise MekitError(
+            "give a finished run folder (mekit evaluate RUN) or a model file and corpora "
+            "(mekit evaluate --model RUN/model.json --corpus DIR)"
+        )
     run = Path(args.run_dir)
     for d in seed_dirs(run) or [run]:
         m = rescore(d)
@@ -371,6 +378,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"  {name:<12} accuracy {v['accuracy']:.4f}  UF1 {v['uf1']:.4f}  UAR {v['uar']:.4f}")
     print()
     print(compare_table([run]))
+    return 0
+
+
+def _evaluate_model(args: argparse.Namespace) -> int:
+    from mekit.data.corrections import load_corrections
+    from mekit.pipeline import evaluate_model
+
+    if not (args.model and args.corpus) or args.run_dir:
+        raise MekitError(
+            "mekit evaluate --model FILE --corpus DIR scores a model file on corpora; give both, "
+            "and no run folder"
+        )
+    model = Path(args.model)
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("runs") / time.strftime(f"evaluate-{model.stem}-%Y%m%d-%H%M%S")
+    )
+    t0 = time.perf_counter()
+    outcome = evaluate_model(
+        model,
+        _sources(args),
+        out,
+        labels=args.labels or "megc2019",
+        dataset=args.dataset or "auto",
+        workers=args.workers or 2,
+        cache_dir=_cache(args),
+        progress=not args.quiet,
+        corrections=load_corrections(args.corrections) if args.corrections else None,
+    )
+    _print_outcome(outcome, time.perf_counter() - t0)
     return 0
 
 
@@ -719,8 +757,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("evaluate", help="re-score a finished run from its predictions")
-    p.add_argument("run_dir")
+    p = sub.add_parser(
+        "evaluate",
+        help="re-score a finished run from its predictions, or score a model file on corpora",
+    )
+    p.add_argument("run_dir", nargs="?", help="a finished run folder to re-score")
+    p.add_argument("--model", help="a model file (RUN/model.json) to score on --corpus")
+    p.add_argument(
+        "--corpus",
+        action="append",
+        metavar="[LAYOUT=]PATH",
+        help="with --model: corpus folder(s) to score it on (repeat for several)",
+    )
+    p.add_argument("--labels", help="label scheme for --corpus (default megc2019)")
+    p.add_argument("--sheet", help="annotation sheet of the one --corpus, if not found in it")
+    p.add_argument("--dataset", "--corpus-type", dest="dataset", help="layout (default: detected)")
+    p.add_argument("--corrections", help="CSV of annotation corrections (id,field,value,reason)")
+    p.add_argument("--workers", type=int, help="processes (default 2)")
+    p.add_argument("--out", help="report folder (default runs/evaluate-MODEL-DATE)")
+    p.add_argument("--cache", help="feature cache folder (default as mekit train)")
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("compare", help="table of several runs side by side")
