@@ -10,10 +10,11 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# torch first and pinned: pip takes the CPU wheel on disk instead of a CUDA build.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+# torch first and pinned (constraints-cpu.txt): pip takes the CPU wheel on disk instead of a
+# CUDA build. The package itself asks only for torch>=2.2, so it uses a user's CUDA torch.
+$(STAMP): pyproject.toml constraints-cpu.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints-cpu.txt torch
+	$(BIN)/pip install --quiet -c constraints-cpu.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -103,7 +103,9 @@ def test_the_ensemble_refuses_every_setting_outside_its_whitelist():
     ]
 
 
-def test_init_is_refused_by_the_ensemble_and_auto_takes_the_plain_loop(tmp_path, capsys):
+def test_init_takes_fold_batched_training_never_the_kernel_that_lacks_it(tmp_path, capsys):
+    # --init was silently ignored by the fused kernel; now the kernel refuses it and the
+    # ensemble engine trains the folds with vmapped fold-batched training, which loads it.
     corpus = write_flow_corpus(tmp_path / "corpus", subjects=3, per_subject=3)
     assert train(corpus, tmp_path / "first", "plain") == 0  # a model file to start from
     init = tmp_path / "first" / "model.json"
@@ -111,9 +113,9 @@ def test_init_is_refused_by_the_ensemble_and_auto_takes_the_plain_loop(tmp_path,
     capsys.readouterr()
     base = ["train", "--corpus", str(corpus), "--labels", "raw", "--quiet", "--no-cache"]
     base += ["--no-export", "--set", "train.epochs=2", "--init", str(init)]
-    assert main([*base, "--out", str(tmp_path / "e"), "--engine", "ensemble"]) == 2
-    err = capsys.readouterr().err
-    assert "train.init_from=" in err and "--engine plain" in err
-    assert main([*base, "--out", str(tmp_path / "a"), "--engine", "auto"]) == 0
-    config = json.loads((tmp_path / "a" / "config.json").read_text())
-    assert config["engine_used"] == "plain" and config["train"]["init_from"] == str(init)
+    for engine in ("ensemble", "auto"):
+        assert main([*base, "--out", str(tmp_path / engine), "--engine", engine]) == 0
+        config = json.loads((tmp_path / engine / "config.json").read_text())
+        assert config["engine_used"] == "batched" and config["train"]["init_from"] == str(init)
+    assert main([*base[:-2], "--out", str(tmp_path / "k"), "--engine", "ensemble"]) == 0
+    assert json.loads((tmp_path / "k" / "config.json").read_text())["engine_used"] == "kernel"

@@ -62,9 +62,10 @@ class ExperimentConfig:
     protocol: loso | composite (LOSO over the union of corpora, restricted to the MEGC 2019
       composite list, scored overall and per corpus) | cross-dataset (leave one corpus out) |
       kfold (k folds of whole subjects).
-    engine: how folds are trained: "plain" (one model per fold), "ensemble" (all folds at once
-      as one batched model; the fast path for small models) or "auto" (ensemble when the model
-      and selection allow it).
+    engine: how folds are trained: "plain" (one model per fold), "ensemble" (all folds at once:
+      STSTNet on the CPU through a fused kernel, any other model or device by vmapped
+      fold-batched training, `mekit.train.batched`) or "auto" (all folds at once when the
+      settings allow it, else plain).
     executor: "local" (processes on this machine) or "ray" (`ray_address`, or a local Ray).
     apex: "given" (as the corpus gives it, the midpoint where it has none), "spot-missing"
       (spot the apex of clips without an annotated one, e.g. SMIC) or "spot-all".
@@ -83,6 +84,7 @@ class ExperimentConfig:
     ray_address: str = ""
     apex: str = "given"
     allow_missing: bool = False
+    folds_at_once: int = 0  # fold-batched training: folds per program (0: all; bounds memory)
     face: FaceConfig = FaceConfig()
     features: FeatureConfig = FeatureConfig()  # kind, size and frames come from the model
     train: TrainConfig = TrainConfig()
@@ -329,9 +331,7 @@ def run_experiment(
         "corrections": corrections.source if corrections else None,
         **to_dict(config),
         "features": to_dict(feature_config),  # as the model's input spec resolved them
-        "engine_used": (
-            "classical" if spec is None else "ensemble" if _use_ensemble(config) else "plain"
-        ),
+        "engine_used": "classical" if spec is None else _engine(config),
     }
     seed_list = list(seeds) if seeds else [config.train.seed]
     results = []
@@ -446,22 +446,33 @@ def _title(config: ExperimentConfig, data: LabelledCorpus) -> str:
     return f"{config.model} on {corpora} ({data.scheme.name}, {protocol})"
 
 
-def _use_ensemble(config: ExperimentConfig) -> bool:
+def _engine(config: ExperimentConfig) -> str:
+    """How the folds of a network are trained: "plain" (one model per fold), "kernel" (the fused
+    STSTNet fold ensemble, CPU) or "batched" (any model, all folds vmapped at once).
+
+    engine "ensemble" asks for all folds at once: the fused kernel where it implements every
+    setting, else fold-batched training, else an error naming what neither implements; "auto"
+    takes the same order and falls back to the plain loop."""
     if config.engine == "plain":
-        return False
+        return "plain"
+    from mekit.train.batched import batched_unsupported
     from mekit.train.ensemble import ENSEMBLE_MODELS, unsupported_settings
 
-    unsupported = unsupported_settings(config.train)
+    kernel = unsupported_settings(config.train)
     if config.model not in ENSEMBLE_MODELS:
-        unsupported.insert(0, f"model {config.model} (it trains {', '.join(ENSEMBLE_MODELS)})")
-    if config.engine == "ensemble" and unsupported:
+        kernel.insert(0, f"model {config.model} (it trains {', '.join(ENSEMBLE_MODELS)})")
+    if not kernel:
+        return "kernel"
+    batched = batched_unsupported(config.train)
+    if not batched:
+        return "batched"
+    if config.engine == "ensemble":
         raise MekitError(
-            f"the ensemble engine cannot train with {', '.join(unsupported)}; use --engine "
-            "plain (one model per fold), which implements every setting"
+            f"the ensemble engine cannot train with {', '.join(batched)}; use --engine plain "
+            "(one model per fold), which implements every setting"
         )
-    if config.engine == "auto" and unsupported:
-        log.info("engine auto: the plain loop (the ensemble lacks %s)", ", ".join(unsupported))
-    return not unsupported
+    log.info("engine auto: the plain loop (all folds at once lacks %s)", ", ".join(batched))
+    return "plain"
 
 
 def _cross_validate(
@@ -480,7 +491,23 @@ def _cross_validate(
         return run_loso_classical(
             X, y, subjects, ids, labels, config.train, progress=progress, folds=folds
         )
-    if _use_ensemble(config):
+    engine = _engine(config)
+    if engine == "batched":
+        from mekit.train.batched import run_loso_batched
+
+        return run_loso_batched(
+            X,
+            y,
+            subjects,
+            ids,
+            labels,
+            config.train,
+            config.model,
+            folds,
+            folds_at_once=config.folds_at_once,
+            progress=progress,
+        )
+    if engine == "kernel":
         from mekit.train.ensemble import run_loso_ensemble
 
         return run_loso_ensemble(

@@ -157,7 +157,8 @@ def test_analysis_json_has_the_schema(long_video, analysed):
     assert data["video"] == long_video[0].name
     assert (data["fps"], data["n_frames"], data["width"], data["height"]) == (30.0, 180, 192, 192)
     assert data["duration_s"] == pytest.approx(6.0)
-    assert set(data["model"]) == {"path", "name", "labels", "demo", "trained_on"}
+    assert set(data["model"]) == {"path", "name", "labels", "demo", "trained_on", "oracle"}
+    assert data["model"]["oracle"] is False
     assert data["model"]["labels"] == LABELS and data["model"]["demo"] is True
     assert data["files"] == {
         "json": "analysis.json",

@@ -282,7 +282,7 @@ def test_unsupported_settings_raise(data):
         TrainConfig(selection="test-oracle"),
         TrainConfig(augment_rotation_deg=10),
     ):
-        with pytest.raises(MekitError, match="run_loso"):
+        with pytest.raises(MekitError, match="plain per-fold loop"):
             run_loso_ensemble(X, y, subjects, ids, LABELS, config, progress=False)
     with pytest.raises(MekitError, match="stream widths"):
         run_loso_ensemble(

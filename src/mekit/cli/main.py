@@ -433,6 +433,9 @@ def _experiment_config(args: argparse.Namespace):  # type: ignore[no-untyped-def
         values = merge(values, {"train": {"selection": args.selection}})
     if getattr(args, "init", None):
         values = merge(values, {"train": {"init_from": str(args.init)}})
+    for key in ("device", "precision"):
+        if getattr(args, key, None):
+            values = merge(values, {"train": {key: getattr(args, key)}})
     if getattr(args, "allow_missing", False):
         values = merge(values, {"allow_missing": True})
     return ExperimentConfig.from_dict(merge(values, parse_overrides(args.set or [])))
@@ -685,7 +688,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--engine",
         choices=["auto", "plain", "ensemble"],
-        help="plain: one model per fold (default); ensemble: all folds at once (fast, STSTNet)",
+        help="plain: one model per fold (default); ensemble: all folds at once (any model, "
+        "any device; STSTNet on the CPU through a fused kernel); auto: ensemble where it can",
+    )
+    p.add_argument(
+        "--device",
+        help="auto (default: a CUDA GPU, else MPS, else the CPU), cpu, cuda, cuda:N or mps",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="auto (default: bf16 autocast on a GPU, fp32 on the CPU)",
     )
     p.add_argument("--executor", choices=["local", "ray"], help="where folds run (default local)")
     p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")

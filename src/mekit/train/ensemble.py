@@ -60,6 +60,7 @@ from tqdm.auto import tqdm
 from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.train.augment import hflip
+from mekit.train.device import autocast_dtype, resolve_device
 from mekit.train.loop import TrainConfig, _batches, predict_proba
 from mekit.train.loso import LosoResult, _assemble, _FoldOutput, _validate, _validate_folds
 from mekit.train.losses import balanced_class_weights
@@ -665,6 +666,8 @@ SUPPORTED_SETTINGS: frozenset[str] = frozenset(
         "augment_temporal_jitter",
         "seed",
         "num_threads",
+        "device",  # the CPU only, in fp32: checked in unsupported_settings
+        "precision",
     }
 )
 
@@ -680,6 +683,11 @@ def unsupported_settings(config: TrainConfig) -> list[str]:
     ]
     if config.selection != "fixed":
         out.append(f"train.selection={config.selection!r}")
+    device = resolve_device(config.device)
+    if device.type != "cpu":
+        out.append(f"train.device={config.device!r} (the fused kernel runs on the CPU)")
+    elif autocast_dtype(config.precision, device) is not None:
+        out.append(f"train.precision={config.precision!r} (the fused kernel computes in fp32)")
     return out
 
 

@@ -22,6 +22,7 @@ from torch import nn
 from mekit.errors import MekitError
 from mekit.models import ModelSpec, create_model
 from mekit.train.augment import random_affine, random_hflip, temporal_jitter
+from mekit.train.device import DEVICES, PRECISIONS, autocast_dtype, resolve_device
 from mekit.train.losses import balanced_class_weights, make_loss
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ class TrainConfig:
       frames (edge frames repeated); 0 (the default) is off; no effect on (B, C, H, W) input.
     With every augmentation off but the flip (the defaults) training is unchanged, draw for
     draw, from before these options existed.
+    device: "auto" (a CUDA GPU, else MPS, else the CPU), "cpu", "cuda" (or "cuda:N"), "mps";
+      precision: "auto" (bf16 autocast on a GPU, fp32 on the CPU), "fp32", "bf16", "fp16"
+      (`mekit.train.device`). Batches are drawn and augmented on the CPU as before, so a CPU
+      run gives the same results as before these settings existed.
     """
 
     epochs: int = 200
@@ -89,6 +94,8 @@ class TrainConfig:
     init_from: str = ""
     seed: int = 0
     num_threads: int = 1
+    device: str = "auto"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         choices = {
@@ -131,6 +138,12 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and ok(value)):
                 raise MekitError(f"train.{name} must be in {text}, got {value!r}")
+        if self.device.split(":", 1)[0] not in DEVICES:
+            raise MekitError(f"train.device {self.device!r} is not one of {', '.join(DEVICES)}")
+        if self.precision not in PRECISIONS:
+            raise MekitError(
+                f"train.precision {self.precision!r} is not one of {', '.join(PRECISIONS)}"
+            )
         jitter = self.augment_temporal_jitter
         if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0:
             raise MekitError(
@@ -204,8 +217,14 @@ def _train_epoch(
     config: TrainConfig,
     generator: torch.Generator,
     spec: ModelSpec,
+    device: torch.device = torch.device("cpu"),
+    dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> float:
-    """One pass over (x, y) in shuffled mini-batches; returns the mean training loss."""
+    """One pass over (x, y) in shuffled mini-batches; returns the mean training loss.
+
+    Batches are drawn and augmented on the CPU (the same draws on any device), then moved to
+    `device`; the forward pass runs under autocast to `dtype` when given."""
     model.train()
     total = 0.0
     flow, magnitude = _flow_channels(spec) if config.augment_affine else (None, ())
@@ -226,9 +245,16 @@ def _train_epoch(
         if config.augment_temporal_jitter:
             xb = temporal_jitter(xb, generator, config.augment_temporal_jitter)
         optimizer.zero_grad(set_to_none=True)
-        loss = criterion(model(xb), y[idx])
-        loss.backward()
-        optimizer.step()
+        xb, yb = xb.to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = criterion(model(xb).float(), yb)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         total += loss.item() * len(idx)
     return total / len(y)
 
@@ -266,8 +292,15 @@ def _evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module
 ) -> tuple[float, float]:
     model.eval()
-    logits = torch.cat([model(chunk) for chunk in torch.split(x, 256)])
+    device = _device_of(model)
+    logits = torch.cat([model(chunk.to(device)).float() for chunk in torch.split(x, 256)])
+    y = y.to(device)
     return float(criterion(logits, y)), float((logits.argmax(1) == y).float().mean())
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def fit(
@@ -328,6 +361,11 @@ def fit(
                 from mekit.train.transfer import transfer_weights  # transfer imports this module
 
                 transfer_weights(model, config.init_from)
+            device = resolve_device(config.device)
+            dtype = autocast_dtype(config.precision, device)
+            model.to(device)
+            criterion.to(device)
+            scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
             optimizer = torch.optim.Adam(
                 model.parameters(), lr=config.lr, weight_decay=config.weight_decay
             )
@@ -335,7 +373,17 @@ def fit(
             best_epoch, best_score, best_state = config.epochs, -float("inf"), None
             for epoch in range(1, config.epochs + 1):
                 train_loss = _train_epoch(
-                    model, x, y, criterion, optimizer, config, generator, model.spec
+                    model,
+                    x,
+                    y,
+                    criterion,
+                    optimizer,
+                    config,
+                    generator,
+                    model.spec,
+                    device,
+                    dtype,
+                    scaler,
                 )
                 record: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
                 if has_val:
@@ -357,6 +405,7 @@ def fit(
                 model.load_state_dict(best_state)
     finally:
         torch.set_num_threads(threads)
+    model.to("cpu")  # models leave fit on the CPU, wherever they trained: saving and reports
     model.eval()
     return FitResult(
         model=model, history=history, stopped_epoch=len(history), best_epoch=best_epoch
@@ -370,5 +419,9 @@ def predict_proba(model: nn.Module, X: np.ndarray, batch_size: int = 256) -> np.
     x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
     if len(x) == 0:
         raise MekitError("no samples to predict")
-    probs = [torch.softmax(model(chunk), dim=1) for chunk in torch.split(x, batch_size)]
+    device = _device_of(model)
+    probs = [
+        torch.softmax(model(chunk.to(device)).float(), dim=1).cpu()
+        for chunk in torch.split(x, batch_size)
+    ]
     return torch.cat(probs).numpy()

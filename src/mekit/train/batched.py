@@ -1,0 +1,281 @@
+"""Fold-batched training for any registered model: every fold of a protocol trained at once.
+
+A LOSO run of a small network is a few thousand tiny training steps per fold, each too small to
+keep a CPU's vector units or a GPU busy. Here the folds advance together as one program: their
+parameters, BatchNorm buffers and Adam state are stacked along a leading fold axis
+(`torch.func.stack_module_state`), and one `vmap`ped gradient call trains every fold on its own
+mini-batch. Adam is elementwise, so one optimiser over the stacked tensors is exactly one Adam
+per fold.
+
+What stays per fold, so that no fold ever sees its held-out subject:
+- the initial weights: fold f is created under `torch.manual_seed(config.seed + f.index)`, as
+  the per-fold loop (`mekit.train.loso.run_folds`) creates it, and `train.init_from` is loaded
+  into each fold's model before stacking;
+- the batches: each fold draws from its own training samples with its own generator (seeded
+  `config.seed + f.index`), and its flips and affine/temporal augmentations from that generator;
+- the class weights (balanced or focal alpha), computed on the fold's training set;
+- dropout masks (`vmap(randomness="different")`) and BatchNorm statistics (its own batches).
+
+One difference from the per-fold loop, by design: every fold takes a mini-batch of the same
+size at every step (tensors of one shape), drawn from a stream of successive permutations of
+its training samples; the run takes `ceil(epochs x N_max / batch)` steps, where N_max is the
+largest fold's training set, so the largest fold sees exactly `epochs` passes and the others
+(LOSO folds differ by one subject) a few percent more. Results are therefore close to, not
+identical with, the per-fold loop's; they are deterministic for a seed and a `folds_at_once`.
+Selection must be "fixed" (no held-out data is looked at).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from mekit.errors import MekitError
+from mekit.models import create_model
+from mekit.train.augment import random_affine, random_hflip, temporal_jitter
+from mekit.train.device import autocast_dtype, resolve_device
+from mekit.train.loop import TrainConfig, _flow_channels, predict_proba
+from mekit.train.loso import LosoResult, _assemble, _FoldOutput, _validate, _validate_folds
+from mekit.train.losses import balanced_class_weights
+from mekit.train.splits import Fold, loso_folds
+
+log = logging.getLogger(__name__)
+
+
+def batched_unsupported(config: TrainConfig) -> list[str]:
+    """Why fold-batched training cannot run `config` (empty when it can)."""
+    if config.selection != "fixed":
+        return [f"train.selection={config.selection!r} (fold-batched training is 'fixed' only)"]
+    return []
+
+
+def _fold_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str, gamma: float
+) -> torch.Tensor:
+    """The loss of one fold's batch, as `mekit.train.losses.make_loss` defines it; `weight`
+    (K,) is the class weight (all ones when unweighted)."""
+    log_p = F.log_softmax(logits.float(), dim=1)
+    picked = log_p.gather(1, target[:, None]).squeeze(1)
+    w = weight[target]
+    if kind == "ce":  # weighted cross-entropy: normalised by the summed weights
+        return -(w * picked).sum() / w.sum()
+    loss = -((1.0 - picked.exp()).clamp_min(1e-12) ** gamma) * picked * w
+    return loss.mean()
+
+
+def _class_weights(y: np.ndarray, num_classes: int, config: TrainConfig) -> np.ndarray:
+    if config.focal_alpha is not None:
+        if len(config.focal_alpha) != num_classes:
+            raise MekitError(
+                f"train.focal_alpha has {len(config.focal_alpha)} values for {num_classes} "
+                "classes; give one per class, in label order"
+            )
+        return np.asarray(config.focal_alpha, dtype=np.float32)
+    if config.class_weights == "balanced":
+        return balanced_class_weights(y, num_classes)
+    return np.ones(num_classes, dtype=np.float32)
+
+
+class _Stream:
+    """A fold's endless stream of training-sample positions: successive permutations."""
+
+    def __init__(self, n: int, generator: torch.Generator) -> None:
+        self.n, self.generator = n, generator
+        self.buffer = torch.empty(0, dtype=torch.long)
+
+    def take(self, k: int) -> torch.Tensor:
+        while len(self.buffer) < k:
+            self.buffer = torch.cat([self.buffer, torch.randperm(self.n, generator=self.generator)])
+        out, self.buffer = self.buffer[:k], self.buffer[k:]
+        return out
+
+
+def fit_folds(
+    model_name: str,
+    num_classes: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Sequence[Fold],
+    config: TrainConfig,
+    *,
+    model_kwargs: Mapping[str, Any] | None = None,
+    folds_at_once: int = 0,
+    progress: bool = False,
+) -> list[nn.Module]:
+    """Train `model_name` once per fold on that fold's training samples, all folds at once.
+
+    X (N, *input_shape) float32, y (N,) class indices; returns one model per fold (CPU, eval
+    mode), in the order of `folds`. `folds_at_once` bounds how many folds share one program
+    (memory grows with it; 0: all). See the module doc for what stays per fold.
+    """
+    problems = batched_unsupported(config)
+    if problems:
+        raise MekitError(f"fold-batched training cannot train with {', '.join(problems)}")
+    chunk = len(folds) if folds_at_once <= 0 else folds_at_once
+    models: list[nn.Module] = []
+    for start in range(0, len(folds), chunk):
+        part = folds[start : start + chunk]
+        models += _fit_group(
+            model_name, num_classes, X, y, part, config, dict(model_kwargs or {}), progress
+        )
+    return models
+
+
+def _fit_group(
+    model_name: str,
+    num_classes: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Sequence[Fold],
+    config: TrainConfig,
+    model_kwargs: dict[str, Any],
+    progress: bool,
+) -> list[nn.Module]:
+    from torch.func import functional_call, grad, stack_module_state, vmap
+
+    device = resolve_device(config.device)
+    dtype = autocast_dtype(config.precision, device)
+    x_all = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    y_all = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    sizes = [len(f.train_idx) for f in folds]
+    if min(sizes) == 0:
+        raise MekitError("a fold has no training samples")
+    batch = min(config.batch_size, min(sizes))
+    steps = math.ceil(config.epochs * max(sizes) / batch)
+
+    models = []
+    for fold in folds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed + fold.index)
+            model = create_model(model_name, num_classes, **model_kwargs)
+        if config.init_from:
+            from mekit.train.transfer import transfer_weights  # transfer imports the loop
+
+            transfer_weights(model, config.init_from)
+        models.append(model.to(device).train())
+    spec = models[0].spec
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+    weights = torch.stack(
+        [torch.from_numpy(_class_weights(y[f.train_idx], num_classes, config)) for f in folds]
+    ).to(device)
+
+    def loss_of(p: dict, b: dict, xb: torch.Tensor, yb: torch.Tensor, w: torch.Tensor):
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = functional_call(base, (p, b), (xb,))
+        return _fold_loss(logits, yb, w, config.loss, config.focal_gamma)
+
+    step_grads = vmap(grad(loss_of), randomness="different")
+    optimizer = torch.optim.Adam(
+        list(params.values()), lr=config.lr, weight_decay=config.weight_decay
+    )
+    generators = [torch.Generator().manual_seed(config.seed + f.index) for f in folds]
+    streams = [_Stream(n, g) for n, g in zip(sizes, generators, strict=True)]
+    flow, magnitude = _flow_channels(spec) if config.augment_affine else (None, ())
+    train_idx = [torch.from_numpy(np.asarray(f.train_idx, dtype=np.int64)) for f in folds]
+
+    with (
+        torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+        warnings.catch_warnings(),
+    ):
+        # vmap falls back to a per-fold loop for attention on the CPU; correct, and said here
+        warnings.filterwarnings("ignore", message="There is a performance drop")
+        torch.manual_seed(config.seed)  # dropout masks
+        for _ in tqdm(range(steps), desc=f"{len(folds)} folds", disable=not progress):
+            xs, ys = [], []
+            for f, (stream, g) in enumerate(zip(streams, generators, strict=True)):
+                idx = train_idx[f][stream.take(batch)]
+                xb = x_all[idx]
+                if config.augment_flip:
+                    xb = random_hflip(xb, spec.u_channel, g)
+                if config.augment_affine:
+                    xb = random_affine(
+                        xb,
+                        g,
+                        config.augment_rotation_deg,
+                        config.augment_scale,
+                        config.augment_translate,
+                        flow,
+                        magnitude,
+                    )
+                if config.augment_temporal_jitter:
+                    xb = temporal_jitter(xb, g, config.augment_temporal_jitter)
+                xs.append(xb)
+                ys.append(y_all[idx])
+            xb = torch.stack(xs).to(device, non_blocking=True)
+            yb = torch.stack(ys).to(device, non_blocking=True)
+            grads = step_grads(params, buffers, xb, yb, weights)
+            for name, p in params.items():
+                p.grad = grads[name]
+            optimizer.step()
+
+    out = []
+    for f in range(len(folds)):
+        model = create_model(model_name, num_classes, **model_kwargs)
+        state = {k: v[f].detach().to("cpu") for k, v in {**params, **buffers}.items()}
+        model.load_state_dict(state)
+        out.append(model.eval())
+    return out
+
+
+def predict_folds(
+    models: Sequence[nn.Module], X: np.ndarray, folds: Sequence[Fold]
+) -> list[np.ndarray]:
+    """Each fold's model on its own test samples: (n_test, K) probabilities per fold."""
+    return [predict_proba(m, X[f.test_idx]) for m, f in zip(models, folds, strict=True)]
+
+
+def run_loso_batched(
+    X: np.ndarray,
+    y: np.ndarray,
+    subjects: Sequence[str],
+    ids: Sequence[str],
+    labels: Sequence[str],
+    config: TrainConfig,
+    model_name: str,
+    folds: Sequence[Fold] | None = None,
+    *,
+    model_kwargs: Mapping[str, Any] | None = None,
+    folds_at_once: int = 0,
+    progress: bool = True,
+) -> LosoResult:
+    """`fit_folds` for every fold (default leave-one-subject-out), then each fold's model on its
+    test samples: the same `LosoResult` as `mekit.train.loso.run_folds` (every fold keeps its
+    last step; histories are empty: the folds have no per-epoch losses of their own here)."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    _validate(X, y, subjects, ids, labels)
+    subj = np.asarray([str(s) for s in subjects])
+    folds = list(folds) if folds is not None else loso_folds(subj)
+    _validate_folds(folds, len(y))
+    models = fit_folds(
+        model_name,
+        len(labels),
+        X,
+        y,
+        folds,
+        config,
+        model_kwargs=model_kwargs,
+        folds_at_once=folds_at_once,
+        progress=progress,
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.num_threads)  # predict as run_folds does (same float sums)
+    try:
+        outputs = [
+            _FoldOutput(fold.index, fold.test_subject, probs, [], config.epochs)
+            for fold, probs in zip(folds, predict_folds(models, X, folds), strict=True)
+        ]
+    finally:
+        torch.set_num_threads(threads)
+    return _assemble(outputs, list(folds), y, subj, ids, labels, model_name, config)

@@ -1,0 +1,65 @@
+"""Where training runs and in which precision: `train.device` and `train.precision`.
+
+"auto" picks a CUDA GPU when torch sees one, else Apple's MPS, else the CPU; the precision
+"auto" is bf16 autocast on a GPU that supports it (fp16 with loss scaling on one that does not)
+and fp32 everywhere else, so CPU runs give the same results as before these settings existed.
+mekit never installs or replaces torch: whatever build the environment holds (CPU, CUDA, MPS)
+is the one used.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mekit.errors import MekitError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for `name` (one of DEVICES, or e.g. "cuda:1"); a device this torch build
+    or machine lacks is an error that says which torch would have it."""
+    base = name.split(":", 1)[0]
+    if base not in DEVICES:
+        raise MekitError(f"train.device {name!r} is not one of {', '.join(DEVICES)}")
+    if base == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if _mps_available() else "cpu")
+    if base == "cuda" and not torch.cuda.is_available():
+        raise MekitError(
+            f"train.device {name!r}: this torch ({torch.__version__}) sees no CUDA GPU; install "
+            "a CUDA build of torch on a machine with one, or use --device cpu"
+        )
+    if base == "mps" and not _mps_available():
+        raise MekitError(f"train.device {name!r}: MPS is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `precision` on `device` (None: plain fp32)."""
+    if precision not in PRECISIONS:
+        raise MekitError(f"train.precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and precision == "fp16":
+        raise MekitError("train.precision fp16 needs a GPU; on the CPU use fp32 or bf16")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def describe(device: torch.device, dtype: torch.dtype | None) -> str:
+    """E.g. "cuda (bf16 autocast)" or "cpu (fp32)"."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    if dtype is None:
+        return f"{name} (fp32)"
+    return f"{name} ({str(dtype).removeprefix('torch.')} autocast)"

@@ -1,0 +1,120 @@
+"""Fold-batched training (`mekit.train.batched`): all folds at once, each on its own data."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from mekit.errors import MekitError
+from mekit.models import create_model
+from mekit.models.registry import list_models
+from mekit.train.batched import batched_unsupported, fit_folds, run_loso_batched
+from mekit.train.loop import TrainConfig, fit
+from mekit.train.splits import loso_folds
+
+FAST = TrainConfig(epochs=2, batch_size=4)
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_a_fold_never_sees_its_held_out_subject(toy_flow):
+    X, y, subjects, _ = toy_flow(3, 6)
+    folds = loso_folds(subjects)
+    models = fit_folds("ststnet", 2, X, y, folds, FAST)
+    # replace the held-out subject of fold 0 (inputs and labels): fold 0 must be bit-identical
+    X2, y2 = X.copy(), y.copy()
+    X2[folds[0].test_idx] = 100.0
+    y2[folds[0].test_idx] = 1 - y2[folds[0].test_idx]
+    again = fit_folds("ststnet", 2, X2, y2, folds, FAST)
+    assert _same(models[0], again[0])
+    assert not _same(models[1], again[1])  # that subject trains fold 1, which must notice
+
+
+def test_folds_start_where_the_per_fold_loop_starts(toy_flow):
+    X, y, subjects, _ = toy_flow(3, 4)
+    folds = loso_folds(subjects)
+    barely = TrainConfig(epochs=1, batch_size=4, lr=1e-12)  # Adam moves weights by ~lr
+    models = fit_folds("ststnet", 2, X, y, folds, barely)
+    for fold, model in zip(folds, models, strict=True):
+        torch.manual_seed(FAST.seed + fold.index)
+        start = create_model("ststnet", 2)
+        for name, p in start.named_parameters():
+            assert torch.allclose(p, model.get_parameter(name), atol=1e-9), (fold.index, name)
+
+
+def test_without_dropout_it_is_the_per_fold_loop(toy_flow):
+    # Equal folds whose size the batch divides draw the same batches and flips as `fit`, so
+    # without dropout every fold ends where the per-fold loop ends, up to float rounding.
+    X, y, subjects, ids = toy_flow(4, 8, amplitude=1.5)
+    config = TrainConfig(epochs=3, batch_size=8, lr=0.01)
+    folds = loso_folds(subjects)
+    kwargs = {"dropout": 0.0}
+    models = fit_folds("ststnet", 2, X, y, folds, config, model_kwargs=kwargs)
+    for fold, model in zip(folds, models, strict=True):
+        own = replace(config, seed=config.seed + fold.index)
+        plain = fit("ststnet", 2, X[fold.train_idx], y[fold.train_idx], own, model_kwargs=kwargs)
+        a, b = model.state_dict(), plain.model.state_dict()
+        assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a), fold.index
+    chunked = fit_folds("ststnet", 2, X, y, folds, config, model_kwargs=kwargs, folds_at_once=3)
+    for a, b in zip(models, chunked, strict=True):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.allclose(sa[k].float(), sb[k].float(), atol=1e-4) for k in sa)
+
+
+def test_reports_like_the_other_engines_and_is_deterministic(toy_flow):
+    X, y, subjects, ids = toy_flow(3, 6)
+    config = TrainConfig(epochs=2, batch_size=4)
+    result = run_loso_batched(X, y, subjects, ids, ["neg", "pos"], config, "ststnet")
+    p = result.predictions
+    assert p["id"].tolist() == ids and len(p) == len(y)
+    names = dict(enumerate(sorted(set(subjects))))
+    assert (p["subject"] == p["fold"].map(names)).all()  # predicted by the fold holding it out
+    again = run_loso_batched(X, y, subjects, ids, ["neg", "pos"], config, "ststnet")
+    assert again.predictions.equals(p)
+
+
+def test_init_from_is_loaded_into_every_fold(toy_flow, tmp_path):
+    from mekit.train.checkpoint import save_model
+
+    X, y, subjects, _ = toy_flow(2, 4)
+    source = create_model("ststnet", 2)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.fill_(0.125)
+    save_model(
+        tmp_path / "init",
+        source,
+        model_name="ststnet",
+        labels=["a", "b"],
+        model_kwargs={},
+        input={},
+        config={},
+    )
+    config = TrainConfig(epochs=1, batch_size=4, lr=1e-12, init_from=str(tmp_path / "init"))
+    for model in fit_folds("ststnet", 2, X, y, loso_folds(subjects), config):
+        conv = next(p for n, p in model.named_parameters() if "weight" in n)
+        assert torch.allclose(conv, torch.full_like(conv, 0.125), atol=1e-9)
+
+
+def test_selection_other_than_fixed_is_refused(toy_flow):
+    X, y, subjects, _ = toy_flow(2, 4)
+    assert batched_unsupported(TrainConfig(selection="val-split"))
+    with pytest.raises(MekitError, match="fixed"):
+        fit_folds("ststnet", 2, X, y, loso_folds(subjects), TrainConfig(selection="test-oracle"))
+
+
+@pytest.mark.parametrize("spec", list_models(), ids=lambda s: s.name)
+def test_every_registered_model_trains_fold_batched(spec):
+    rng = np.random.default_rng(0)
+    X = rng.normal(0, 1, (4, *spec.input_shape)).astype(np.float32)
+    y = np.array([0, 1, 0, 1])
+    folds = loso_folds(["a", "a", "b", "b"])
+    models = fit_folds(spec.name, 2, X, y, folds, TrainConfig(epochs=1, batch_size=2))
+    assert len(models) == 2 and not _same(models[0], models[1])
+    assert all(not m.training for m in models)
