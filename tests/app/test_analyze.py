@@ -357,12 +357,12 @@ def test_bad_inputs_name_the_file_and_the_fix(long_video, own_model, tmp_path):
         analyze_video(missing, tmp_path / "o", own_model)
     text = tmp_path / "notes.mp4"
     text.write_text("this is not a video\n")
-    with pytest.raises(MekitError, match=r"notes\.mp4: not a readable video.*ffmpeg -i"):
+    with pytest.raises(MekitError, match=r"notes\.mp4: not a video: FFmpeg recognises.*ffmpeg -i"):
         analyze_video(text, tmp_path / "o", own_model)
     truncated = tmp_path / "truncated.mp4"
     data = long_video[0].read_bytes()
     truncated.write_bytes(data[: len(data) // 2])  # an MP4 whose index was never written
-    with pytest.raises(MekitError, match=r"truncated\.mp4.*(truncated|not a readable video)"):
+    with pytest.raises(MekitError, match=r"truncated\.mp4: not a readable video: an MP4/MOV"):
         analyze_video(truncated, tmp_path / "o", own_model)
     with pytest.raises(MekitError, match="is a folder"):
         analyze_video(tmp_path, tmp_path / "o", own_model)

@@ -46,7 +46,7 @@ from mekit.app.recognise import (
 )
 from mekit.app.report import NOTHING_SPOTTED, plot_timeline, write_report
 from mekit.app.result import FILES, UNKNOWN, AnalysedEvent, Analysis, VideoFacts
-from mekit.errors import MekitError
+from mekit.errors import MekitError, output_folder
 from mekit.pipeline import DEMO_MODEL_NAME
 from mekit.spot.learned_run import learned_spots
 from mekit.spot.metrics import Interval
@@ -216,8 +216,8 @@ def analyze_video(
     video, out = Path(video), Path(out)
     info = probe(video)
     recogniser = load_recogniser(resolve_model(model))  # a bad model fails before the long pass
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "events").mkdir(exist_ok=True)
+    output_folder(out)
+    output_folder(out / "events")
     stages = _Stages(progress)
     warnings: list[str] = list(recogniser.notes)
 
@@ -375,12 +375,12 @@ def _events(
             events.append(event)
             continue
         motion = f"events/event_{number:02d}_motion.png"
-        cv2.imwrite(str(out / motion), motion_image(found))
+        _write_png(out / motion, motion_image(found))
         explanation = None
         picture = explanation_image(found, found.emotion)
         if picture is not None:
             explanation = f"events/event_{number:02d}_explain.png"
-            cv2.imwrite(str(out / explanation), picture)
+            _write_png(out / explanation, picture)
         events.append(
             replace(
                 event,
@@ -391,6 +391,19 @@ def _events(
             )
         )
     return events
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    """cv2.imwrite, whose False (it raises nothing) becomes a MekitError naming the file."""
+    try:
+        written = cv2.imwrite(str(path), image)
+    except cv2.error as e:
+        raise MekitError(f"cannot write {path} ({e})") from None
+    if not written or not path.is_file():
+        raise MekitError(
+            f"cannot write {path}: make {path.parent} a writable folder with free space, "
+            "or give another --out"
+        )
 
 
 def _nothing_spotted(spotted: SpotResult | None) -> str:

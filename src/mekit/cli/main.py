@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mekit import __version__
-from mekit.errors import MekitError
+from mekit.errors import MekitError, describe_os_error, output_folder
 
 log = logging.getLogger("mekit")
 
@@ -96,6 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.out
         else Path("runs") / time.strftime(f"{config.model}-{config.protocol}-%Y%m%d-%H%M%S")
     )
+    output_folder(out)
     t0 = time.perf_counter()
     outcome = run_experiment(
         _sources(args),
@@ -133,7 +134,7 @@ def _train_spotter(args: argparse.Namespace) -> int:
     config = from_mapping(SpotterConfig, overrides.get("spotter", {}))
     root = Path(args.corpus[0].split("=", 1)[-1])
     out = Path(args.out) if args.out else Path("runs") / time.strftime("softnet-%Y%m%d-%H%M%S")
-    run = train_spotters(root, out, config, progress=not args.quiet)
+    run = train_spotters(root, output_folder(out), config, progress=not args.quiet)
     print(
         f"SOFTNet spotter, leave-one-subject-out over {run.n_videos} long videos of "
         f"{len(run.subjects)} subjects (MEGC, IoU >= 0.5):"
@@ -203,7 +204,7 @@ def cmd_spot(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("spots") / Path(args.source).stem
     outcome = spot(
         Path(args.source),
-        out,
+        output_folder(out),
         config,
         truth_csv=Path(args.truth) if args.truth else None,
         fps=args.fps,
@@ -771,6 +772,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except MekitError as e:
         print(f"mekit: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a write the command did not check itself: still one line
+        print(f"mekit: error: {describe_os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nmekit: interrupted; finished samples are cached, rerun to resume", file=sys.stderr)
