@@ -388,8 +388,8 @@ def test_resolve_model_order(tmp_path, monkeypatch, own_model, demo_model):
     demo = tmp_path / DEMO_MODEL
     demo.parent.mkdir(parents=True)
     demo.write_text("{}")
-    assert default_model_path() == DEMO_MODEL
-    assert resolve_model(None) == DEMO_MODEL  # the demo model, when nothing else is given
+    assert default_model_path() == demo.resolve()  # absolute: not the server's working folder
+    assert resolve_model(None) == demo.resolve()  # the demo model, when nothing else is given
     monkeypatch.setenv(MODEL_ENV, str(demo_model))
     assert resolve_model(None) == demo_model  # $MEKIT_MODEL before the demo model
     assert resolve_model(own_model) == own_model  # --model before both

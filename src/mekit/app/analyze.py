@@ -92,12 +92,12 @@ class AnalyzeConfig:
 
 
 def default_model_path() -> Path | None:
-    """The model to use when none is given: $MEKIT_MODEL if set, else the demo model
-    ./demo_out/model/demo-ststnet-synthetic.json if it exists, else None."""
+    """The model to use when none is given, as an absolute path: $MEKIT_MODEL if set, else the
+    demo model ./demo_out/model/demo-ststnet-synthetic.json if it exists, else None."""
     env = os.environ.get(MODEL_ENV, "").strip()
     if env:
-        return Path(env)
-    return DEMO_MODEL if DEMO_MODEL.is_file() else None
+        return Path(env).expanduser().resolve()
+    return DEMO_MODEL.resolve() if DEMO_MODEL.is_file() else None
 
 
 def resolve_model(path: Path | None) -> Path:
