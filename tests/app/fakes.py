@@ -131,6 +131,20 @@ def crashing_analyze(video, out, model=None, config=None, progress=None):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def sleepy_analyze(video, out, model=None, config=None, progress=None, *, seconds=30.0, pids=None):
+    """Sleep `seconds` without calling `progress` (as a long decode does), with a `sleep`
+    child process whose pid goes to the file `pids` (to see it is killed with the analysis),
+    then write the outputs of `fake_analyze`."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", str(seconds + 30)])
+    if pids is not None:
+        Path(pids).write_text(f"{os.getpid()} {child.pid}")
+    time.sleep(seconds)
+    child.kill()
+    return fake_analyze(video, out, model)
+
+
 def write_model(folder: Path, name: str = "m") -> Path:
     """A real (untrained) STSTNet model file; returns its sidecar path."""
     import torch

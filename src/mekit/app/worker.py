@@ -142,7 +142,7 @@ def run_job(
 
     def reason(e: Exception) -> str:
         text = (str(e) or type(e).__name__).replace(str(video), shown)
-        return text.replace(str(out), "the analysis folder")
+        return text.replace(f"{out}/", "").replace(str(out), "the analysis folder")
 
     try:
         out.mkdir(parents=True, exist_ok=True)
