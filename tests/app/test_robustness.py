@@ -241,7 +241,9 @@ def test_a_restart_kills_the_orphaned_analysis_before_new_work(tmp_path, video_b
     _until(pids.is_file, what="the analysis process to start")
     orphan, child = map(int, pids.read_text().split())
     assert (layout.running / f"{job.id}.pid").is_file()
-    dead._stop.set()  # its threads take no more work, as if the process were gone
+    # As if its process were gone: its threads take no more work and write nowhere that counts.
+    dead._stop.set()
+    dead.store = JobStore(tmp_path / "gone.db").open()
 
     with serve(tmp_path, fake_analyze) as client:
         assert _gone(orphan) and _gone(child)  # killed before the new server serves
