@@ -139,6 +139,16 @@ def test_errors_and_results_never_name_server_paths(tmp_path, video_bytes):
         text = json.dumps(client.get(f"/api/analyses/{job['id']}").json())
         assert job["status"] == "done" and str(tmp_path) not in text
         assert json.loads(text)["result"]["model"]["path"] == "m.json"
+        files = client.get(f"/api/analyses/{job['id']}").json()["file_urls"]
+        served = client.get(files["json"], params={"download": "true"})
+        assert str(tmp_path) not in served.text and '"path": "m.json"' in served.text
+        assert (
+            served.headers["content-disposition"]
+            == "attachment; filename*=utf-8''clip_analysis.json"
+        )
+        assert (tmp_path / "data" / "analyses" / job["id"] / "analysis.json").read_text().count(
+            str(sidecar)
+        ) == 1  # the file itself keeps what the analysis wrote
         assert str(tmp_path) not in json.dumps(client.get("/api/analyses").json())
 
 

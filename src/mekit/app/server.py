@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -301,8 +301,9 @@ def create_app(settings: ServeSettings, analyze: Callable = analyze_video) -> Fa
         replacements = {str(layout.out(job.id)) + "/": "", str(layout.out(job.id)): "."}
         for ext in VIDEO_EXTENSIONS:
             replacements[str(layout.upload(job.id, ext))] = job.filename
-        if settings.model is not None:
-            replacements[str(settings.model.with_suffix(""))] = settings.model.stem
+        for model in (settings.model, Path(job.model) if job.model else None):
+            if model is not None and model.is_absolute():
+                replacements[str(model.parent) + "/"] = ""  # the model by its file name
         replacements[str(settings.data_dir)] = "DATA_DIR"
         return _scrub(value, replacements)
 
@@ -463,6 +464,15 @@ def create_app(settings: ServeSettings, analyze: Callable = analyze_video) -> Fa
         headers = {"Cache-Control": "no-cache"}
         if path.suffix == ".html":
             headers["Content-Security-Policy"] = REPORT_CSP
+        if path.suffix in (".json", ".html"):  # the texts that can name the model's path
+            if download:
+                shown = quote(f"{Path(job.filename).stem}_{path.name}")
+                headers["Content-Disposition"] = f"attachment; filename*=utf-8''{shown}"
+            return Response(
+                scrubbed(job, path.read_text(encoding="utf-8")),
+                media_type=MEDIA_TYPES[path.suffix],
+                headers=headers,
+            )
         return FileResponse(
             path,
             media_type=MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream"),
