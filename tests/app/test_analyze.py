@@ -453,3 +453,23 @@ def test_a_trained_spotter_finds_the_events_instead(long_video, own_model, tmp_p
     got = [(e["onset"], e["apex"], e["offset"], e["kind"]) for e in data["events"]]
     assert got == [(i.onset, i.apex, i.offset, i.kind) for i in expected]
     assert "softnet" in (out / "report.html").read_text()
+
+
+def test_a_clip_too_short_to_measure_motion_gets_advice_analyze_can_take(
+    long_video, own_model, tmp_path
+):
+    short = tmp_path / "short.mp4"
+    with av.open(str(long_video[0])) as source, av.open(str(short), "w") as target:
+        video = source.streams.video[0]
+        stream = target.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
+        for index, frame in enumerate(source.decode(video=0)):
+            if index == 4:
+                break
+            rgb = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+            target.mux(stream.encode(rgb))
+        target.mux(stream.encode())
+    with pytest.raises(MekitError, match=r"short\.mp4: no motion could be measured") as info:
+        analyze_video(short, tmp_path / "o", own_model, AnalyzeConfig(video=False))
+    assert "at least a second" in str(info.value)
+    assert "reference=" not in str(info.value) and "smaller k" not in str(info.value)

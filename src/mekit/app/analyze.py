@@ -50,7 +50,7 @@ from mekit.errors import MekitError, output_folder
 from mekit.pipeline import DEMO_MODEL_NAME
 from mekit.spot.learned_run import learned_spots
 from mekit.spot.metrics import Interval
-from mekit.spot.signals import MotionSignals, compute_signals
+from mekit.spot.signals import DEFAULT_K_S, MotionSignals, compute_signals
 from mekit.spot.spotters import SpotConfig, SpotResult, spot_details
 from mekit.spot.track import TrackedFrame
 from mekit.spot.video import VideoInfo, open_video
@@ -229,14 +229,25 @@ def analyze_video(
         boxes.add(tracked)
         stages.update((tracked.index + 1) / total)
 
-    signals = compute_signals(
-        video,
-        face_size=config.face_size,
-        method=config.flow_method,
-        progress=False,
-        name=str(video),
-        on_frame=on_frame,
-    )
+    try:
+        signals = compute_signals(
+            video,
+            face_size=config.face_size,
+            method=config.flow_method,
+            progress=False,
+            name=str(video),
+            on_frame=on_frame,
+        )
+    except MekitError as e:
+        # The spotter's own advice (a smaller k, reference='first') names settings that
+        # analyze does not take: say what the user can change instead.
+        if "no motion value could be computed" not in str(e):
+            raise
+        raise MekitError(
+            f"{video}: no motion could be measured in its {info.n_frames} frames: mekit analyze "
+            f"compares each frame with the one {DEFAULT_K_S:g} s earlier, the face in view in "
+            "both; give a clip of at least a second with the face in view throughout"
+        ) from None
     spotted = spot_details(signals, config.spot)
     warnings += list(spotted.warnings)
     intervals, spotter_name = list(spotted.intervals), "unsupervised"
