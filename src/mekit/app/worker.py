@@ -6,7 +6,7 @@ process that writes its progress straight into the SQLite store, so a crash of n
 running. `isolation="thread"` runs the analysis in the worker thread (tests, fake analyzers that
 cannot be pickled); an exception still fails only that job.
 
-A job can be cancelled (`Worker.cancel`) and has a time limit (`time_limit_s`). An analysis
+A job can be cancelled (`Worker.cancel`) and has a time limit (`limit_s`). An analysis
 process leads its own process group, whose id is kept in DATA_DIR/running/ID.pid while it runs:
 a server killed with SIGKILL leaves it running, and the next server kills that group
 (`kill_orphans`) before it starts new work. An analysis writes to its job only while the job
@@ -95,8 +95,8 @@ class Layout:
 class _ProgressWriter:
     """The `progress(stage, fraction)` callback: writes to the store, at most ~4 times/s.
 
-    Raises `JobStopped` once the job is no longer running (cancelled) or past `deadline`
-    (time.monotonic()), which ends an analysis that runs in a thread.
+    Raises `JobStopped` once the job is no longer running (cancelled) or past its deadline
+    (`limit_s` after it was made), which ends an analysis that runs in a thread.
     """
 
     def __init__(self, store: JobStore, job_id: str, limit_s: float | None = None) -> None:
