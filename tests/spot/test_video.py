@@ -163,8 +163,12 @@ def test_a_truncated_mkv_is_reported_as_truncated(tmp_path):
     with pytest.warns(VideoWarning, match=r"ends at .* of the 4\.00 s its header announces"):
         frames = list(reader.frames())
     assert 0 < len(frames) < 100 and not reader.complete and "truncated" in reader.stopped
+    assert not reader.variable_fps  # the frames the cut took are not a variable frame rate
     whole = VideoReader(path)
     assert len(list(whole.frames())) == 100 and whole.complete
+    cut.write_bytes(data[: len(data) * 3 // 10])  # cut before its first whole frame
+    with pytest.raises(MekitError, match=r"cut\.mkv: no frame could be decoded.*truncated"):
+        list(VideoReader(cut).frames())
 
 
 def test_an_unsupported_codec_is_named(tmp_path):

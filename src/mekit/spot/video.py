@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 # Presentation intervals further than this from the median interval mean a variable frame rate
 # (one timestamp tick of slack is always allowed, for rounded time bases).
 VFR_TOLERANCE = 0.1
+# A truncated file loses up to this many frames before its cut (those whose references are
+# gone): uneven steps there are the cut's, not a variable frame rate.
+TRUNCATION_FRAMES = 8
 # Pixel formats whose first plane is the 8-bit luma: read directly as the grey frame.
 LUMA_FORMATS = frozenset(
     {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
@@ -177,6 +180,7 @@ class VideoReader:
         self.variable_fps = False
         self._last_time: float | None = None
         self._step: float | None = None
+        self._uneven_at: int | None = None  # frames read when the first uneven step came
 
     @property
     def complete(self) -> bool:
@@ -243,13 +247,13 @@ class VideoReader:
                 except av.error.FFmpegError as error:
                     log.info("%s: decoder flush failed: %s", self.path, error)
         if self.stopped is None and stop is None and index + 1 < declared - max(2, 0.01 * declared):
-            self._stop(f"the file ends after {index + 1} of {declared} frames (truncated?)")
-        elif self.stopped is None and stop is None and not declared and self._last_time is not None:
+            self._truncated(f"the file ends after {index + 1} of {declared} frames (truncated?)")
+        elif self.stopped is None and stop is None and not declared:
             # No frame count (Matroska, WebM): the duration in the header says what is missing.
             expected_s, step = self.info.duration_header_s, 1.0 / fps if fps > 0 else 0.0
-            end_s = self._last_time + step
+            end_s = self._last_time + step if self._last_time is not None else 0.0
             if expected_s > 0 and end_s < expected_s - max(2 * step, 0.01 * expected_s):
-                self._stop(
+                self._truncated(
                     f"the file ends at {end_s:.2f} s of the {expected_s:.2f} s its header "
                     "announces (truncated?)"
                 )
@@ -280,10 +284,18 @@ class VideoReader:
             self._step = 1.0 / self.info.fps if self.info.fps > 0 else step
         if abs(step - self._step) > VFR_TOLERANCE * self._step + tick:
             self.variable_fps = True
+            self._uneven_at = self.n_read
             _warn(
                 f"{self.path}: variable frame rate (a step of {step * 1000:.1f} ms where "
                 f"{self._step * 1000:.1f} ms was expected); frame times come from the timestamps"
             )
+
+    def _truncated(self, reason: str) -> None:
+        """Stop with `reason`; uneven frame steps seen only just before the cut are frames the
+        cut took (the decoder drops those whose references are gone), not a variable rate."""
+        if self._uneven_at is not None and self.n_read - self._uneven_at <= TRUNCATION_FRAMES:
+            self.variable_fps = False
+        self._stop(reason)
 
     def _stop(self, reason: str) -> None:
         self.stopped = reason
