@@ -129,3 +129,37 @@ def crashing_analyze(video, out, model=None, config=None, progress=None):
         progress("spotting", 0.3)
     time.sleep(0.2)  # let the progress reach the store
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def sleepy_analyze(video, out, model=None, config=None, progress=None, *, seconds=30.0, pids=None):
+    """Sleep `seconds` without calling `progress` (as a long decode does), with a `sleep`
+    child process whose pid goes to the file `pids` (to see it is killed with the analysis),
+    then write the outputs of `fake_analyze`."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", str(seconds + 30)])
+    if pids is not None:
+        Path(pids).write_text(f"{os.getpid()} {child.pid}")
+    time.sleep(seconds)
+    child.kill()
+    return fake_analyze(video, out, model)
+
+
+def write_model(folder: Path, name: str = "m") -> Path:
+    """A real (untrained) STSTNet model file; returns its sidecar path."""
+    import torch
+
+    from mekit.models import create_model
+    from mekit.train.checkpoint import save_model
+
+    torch.manual_seed(0)
+    net = create_model("ststnet", len(LABELS)).eval()
+    return save_model(
+        folder / name,
+        net,
+        model_name="ststnet",
+        labels=list(LABELS),
+        model_kwargs={},
+        input={},
+        config={},
+    )[1]

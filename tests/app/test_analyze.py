@@ -358,12 +358,12 @@ def test_bad_inputs_name_the_file_and_the_fix(long_video, own_model, tmp_path):
         analyze_video(missing, tmp_path / "o", own_model)
     text = tmp_path / "notes.mp4"
     text.write_text("this is not a video\n")
-    with pytest.raises(MekitError, match=r"notes\.mp4: not a readable video.*ffmpeg -i"):
+    with pytest.raises(MekitError, match=r"notes\.mp4: not a video: FFmpeg recognises.*ffmpeg -i"):
         analyze_video(text, tmp_path / "o", own_model)
     truncated = tmp_path / "truncated.mp4"
     data = long_video[0].read_bytes()
     truncated.write_bytes(data[: len(data) // 2])  # an MP4 whose index was never written
-    with pytest.raises(MekitError, match=r"truncated\.mp4.*(truncated|not a readable video)"):
+    with pytest.raises(MekitError, match=r"truncated\.mp4: not a readable video: an MP4/MOV"):
         analyze_video(truncated, tmp_path / "o", own_model)
     with pytest.raises(MekitError, match="is a folder"):
         analyze_video(tmp_path, tmp_path / "o", own_model)
@@ -389,8 +389,8 @@ def test_resolve_model_order(tmp_path, monkeypatch, own_model, demo_model):
     demo = tmp_path / DEMO_MODEL
     demo.parent.mkdir(parents=True)
     demo.write_text("{}")
-    assert default_model_path() == DEMO_MODEL
-    assert resolve_model(None) == DEMO_MODEL  # the demo model, when nothing else is given
+    assert default_model_path() == demo.resolve()  # absolute: not the server's working folder
+    assert resolve_model(None) == demo.resolve()  # the demo model, when nothing else is given
     monkeypatch.setenv(MODEL_ENV, str(demo_model))
     assert resolve_model(None) == demo_model  # $MEKIT_MODEL before the demo model
     assert resolve_model(own_model) == own_model  # --model before both
@@ -454,3 +454,23 @@ def test_a_trained_spotter_finds_the_events_instead(long_video, own_model, tmp_p
     got = [(e["onset"], e["apex"], e["offset"], e["kind"]) for e in data["events"]]
     assert got == [(i.onset, i.apex, i.offset, i.kind) for i in expected]
     assert "softnet" in (out / "report.html").read_text()
+
+
+def test_a_clip_too_short_to_measure_motion_gets_advice_analyze_can_take(
+    long_video, own_model, tmp_path
+):
+    short = tmp_path / "short.mp4"
+    with av.open(str(long_video[0])) as source, av.open(str(short), "w") as target:
+        video = source.streams.video[0]
+        stream = target.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
+        for index, frame in enumerate(source.decode(video=0)):
+            if index == 4:
+                break
+            rgb = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+            target.mux(stream.encode(rgb))
+        target.mux(stream.encode())
+    with pytest.raises(MekitError, match=r"short\.mp4: no motion could be measured") as info:
+        analyze_video(short, tmp_path / "o", own_model, AnalyzeConfig(video=False))
+    assert "at least a second" in str(info.value)
+    assert "reference=" not in str(info.value) and "smaller k" not in str(info.value)

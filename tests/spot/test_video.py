@@ -130,7 +130,7 @@ def test_missing_not_a_video_and_no_video_stream(tmp_path):
         open_video(tmp_path / "nothing.mp4")
     text = tmp_path / "notes.mp4"
     text.write_text("this is not a video\n" * 50)
-    with pytest.raises(MekitError, match="notes.mp4: not a readable video"):
+    with pytest.raises(MekitError, match="notes.mp4: not a video: FFmpeg recognises no video"):
         list(iter_frames(text))
     audio = tmp_path / "sound.m4a"
     with av.open(str(audio), "w") as container:
@@ -143,6 +143,41 @@ def test_missing_not_a_video_and_no_video_stream(tmp_path):
             container.mux(packet)
     with pytest.raises(MekitError, match="sound.m4a: the file has no video stream"):
         open_video(audio)
+
+
+def test_an_empty_file_is_named_empty_not_truncated(tmp_path):
+    for name in ("empty.mp4", "empty.mkv"):
+        (tmp_path / name).write_bytes(b"")
+        with pytest.raises(MekitError, match=rf"{name}: not a video: the file is empty") as info:
+            open_video(tmp_path / name)
+        assert "truncated" not in str(info.value)
+
+
+def test_a_truncated_mkv_is_reported_as_truncated(tmp_path):
+    """Matroska declares no frame count: the duration in its header shows the cut."""
+    path = write_video(tmp_path / "full.mkv", n=100)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    reader = VideoReader(cut)
+    with pytest.warns(VideoWarning, match=r"ends at .* of the 4\.00 s its header announces"):
+        frames = list(reader.frames())
+    assert 0 < len(frames) < 100 and not reader.complete and "truncated" in reader.stopped
+    assert not reader.variable_fps  # the frames the cut took are not a variable frame rate
+    whole = VideoReader(path)
+    assert len(list(whole.frames())) == 100 and whole.complete
+    cut.write_bytes(data[: len(data) * 3 // 10])  # cut before its first whole frame
+    with pytest.raises(MekitError, match=r"cut\.mkv: no frame could be decoded.*truncated"):
+        list(VideoReader(cut).frames())
+
+
+def test_an_unsupported_codec_is_named(tmp_path):
+    path = write_video(tmp_path / "full.mkv", n=10)
+    alien = tmp_path / "alien.mkv"  # the same file with a codec id FFmpeg has no decoder for
+    alien.write_bytes(path.read_bytes().replace(b"V_MPEG4/ISO/AVC", b"V_MEKIT/NO/SUCH", 1))
+    for call in (open_video, lambda p: list(iter_frames(p))):
+        with pytest.raises(MekitError, match=r"alien\.mkv: .*codec is not supported"):
+            call(alien)
 
 
 def test_folder_of_numbered_frames(tmp_path):

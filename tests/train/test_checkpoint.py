@@ -125,6 +125,7 @@ def test_wrong_format_and_versions_are_rejected(tmp_path):
     rewrite(format_version=FORMAT_VERSION + 1)
     with pytest.raises(MekitError, match="newer than this mekit"):
         load_model(sidecar)
+    meta.pop("content_sha256")  # as a file written before the content hash existed
     rewrite(model="no_such_net")
     with pytest.raises(MekitError, match="unknown model 'no_such_net'"):
         load_model(sidecar)
@@ -134,6 +135,68 @@ def test_wrong_format_and_versions_are_rejected(tmp_path):
     sidecar.unlink()
     with pytest.raises(MekitError, match="sidecar .* not found"):
         load_model(tmp_path / "ststnet")
+
+
+def test_the_same_weights_give_the_same_bytes(tmp_path):
+    model = _trained("ststnet", steps=0)
+    first, _ = _save(tmp_path / "a", model)
+    for run in range(6):  # safetensors' metadata order was random: 2 keys, 1 in 2 each time
+        again, _ = _save(tmp_path / f"b{run}", model)
+        assert again.read_bytes() == first.read_bytes()
+    header = first.read_bytes()[8 : 8 + int.from_bytes(first.read_bytes()[:8], "little")]
+    assert header.index(b'"format"') < header.index(b'"mekit_model"')  # sorted, not hash order
+
+
+def test_canonical_safetensors_does_not_depend_on_metadata_order():
+    from safetensors.torch import load, save
+
+    from mekit.train.checkpoint import canonical_safetensors
+
+    tensors = {"w": torch.arange(5, dtype=torch.float32), "b": torch.ones(3)}
+    blobs = {
+        canonical_safetensors(save(tensors, metadata=dict(order)))
+        for order in (
+            [("a", "1"), ("m", "2"), ("z", "3")],
+            [("z", "3"), ("a", "1"), ("m", "2")],
+            [("m", "2"), ("z", "3"), ("a", "1")],
+        )
+    }
+    assert len(blobs) == 1
+    blob = blobs.pop()
+    assert (8 + int.from_bytes(blob[:8], "little")) % 8 == 0
+    assert all(torch.equal(load(blob)[k], v) for k, v in tensors.items())
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("input", {"flow_method": "tvl1"}),  # an extra input key edited
+        ("labels", ["negative", "surprise", "positive"]),  # outputs renamed
+        ("model_kwargs", {"dropout": 0.9}),
+    ],
+)
+def test_edits_to_the_sidecar_content_are_detected(tmp_path, field, value):
+    _, sidecar = _save(tmp_path, _trained("ststnet", steps=0))
+    meta = json.loads(sidecar.read_text())
+    if field == "input":
+        value = {**meta["input"], **value}
+    sidecar.write_text(json.dumps({**meta, field: value}))
+    with pytest.raises(MekitError, match=r"ststnet\.json was modified after saving"):
+        load_model(sidecar)
+
+
+def test_duplicate_labels_and_an_input_the_model_cannot_take_are_refused(tmp_path):
+    _, sidecar = _save(tmp_path, _trained("ststnet", steps=0))
+    meta = json.loads(sidecar.read_text())
+    meta.pop("content_sha256")  # an old file: validated all the same
+    sidecar.write_text(json.dumps({**meta, "labels": ["negative", "negative", "surprise"]}))
+    with pytest.raises(MekitError, match="labels repeat negative"):
+        load_model(sidecar)
+    sidecar.write_text(json.dumps({**meta, "input": {**meta["input"], "size": 64}}))
+    with pytest.raises(MekitError, match=r"ststnet\.json: input size = 64 but model 'ststnet'"):
+        load_model(sidecar)
+    sidecar.write_text(json.dumps(meta))  # an old file without the content hash still loads
+    assert load_model(sidecar).labels == tuple(LABELS)
 
 
 def test_missing_and_unexpected_keys_are_named(tmp_path):
@@ -148,7 +211,10 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
     meta = read_sidecar(sidecar)  # re-hash so only the key check can fail
     import hashlib
 
+    from mekit.train.checkpoint import content_sha256
+
     meta["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    meta["content_sha256"] = content_sha256(meta)
     sidecar.write_text(json.dumps(meta))
     with pytest.raises(
         MekitError, match=rf"missing keys: {dropped}.*unexpected keys: extra\.weight"

@@ -46,11 +46,11 @@ from mekit.app.recognise import (
 )
 from mekit.app.report import NOTHING_SPOTTED, plot_timeline, write_report
 from mekit.app.result import FILES, UNKNOWN, AnalysedEvent, Analysis, VideoFacts
-from mekit.errors import MekitError
+from mekit.errors import MekitError, output_folder
 from mekit.pipeline import DEMO_MODEL_NAME
 from mekit.spot.learned_run import learned_spots
 from mekit.spot.metrics import Interval
-from mekit.spot.signals import MotionSignals, compute_signals
+from mekit.spot.signals import DEFAULT_K_S, MotionSignals, compute_signals
 from mekit.spot.spotters import SpotConfig, SpotResult, spot_details
 from mekit.spot.track import TrackedFrame
 from mekit.spot.video import VideoInfo, open_video
@@ -92,12 +92,12 @@ class AnalyzeConfig:
 
 
 def default_model_path() -> Path | None:
-    """The model to use when none is given: $MEKIT_MODEL if set, else the demo model
-    ./demo_out/model/demo-ststnet-synthetic.json if it exists, else None."""
+    """The model to use when none is given, as an absolute path: $MEKIT_MODEL if set, else the
+    demo model ./demo_out/model/demo-ststnet-synthetic.json if it exists, else None."""
     env = os.environ.get(MODEL_ENV, "").strip()
     if env:
-        return Path(env)
-    return DEMO_MODEL if DEMO_MODEL.is_file() else None
+        return Path(env).expanduser().resolve()
+    return DEMO_MODEL.resolve() if DEMO_MODEL.is_file() else None
 
 
 def resolve_model(path: Path | None) -> Path:
@@ -216,8 +216,8 @@ def analyze_video(
     video, out = Path(video), Path(out)
     info = probe(video)
     recogniser = load_recogniser(resolve_model(model))  # a bad model fails before the long pass
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "events").mkdir(exist_ok=True)
+    output_folder(out)
+    output_folder(out / "events")
     stages = _Stages(progress)
     warnings: list[str] = list(recogniser.notes)
 
@@ -229,14 +229,25 @@ def analyze_video(
         boxes.add(tracked)
         stages.update((tracked.index + 1) / total)
 
-    signals = compute_signals(
-        video,
-        face_size=config.face_size,
-        method=config.flow_method,
-        progress=False,
-        name=str(video),
-        on_frame=on_frame,
-    )
+    try:
+        signals = compute_signals(
+            video,
+            face_size=config.face_size,
+            method=config.flow_method,
+            progress=False,
+            name=str(video),
+            on_frame=on_frame,
+        )
+    except MekitError as e:
+        # The spotter's own advice (a smaller k, reference='first') names settings that
+        # analyze does not take: say what the user can change instead.
+        if "no motion value could be computed" not in str(e):
+            raise
+        raise MekitError(
+            f"{video}: no motion could be measured in its {info.n_frames} frames: mekit analyze "
+            f"compares each frame with the one {DEFAULT_K_S:g} s earlier, the face in view in "
+            "both; give a clip of at least a second with the face in view throughout"
+        ) from None
     spotted = spot_details(signals, config.spot)
     warnings += list(spotted.warnings)
     intervals, spotter_name = list(spotted.intervals), "unsupervised"
@@ -375,12 +386,12 @@ def _events(
             events.append(event)
             continue
         motion = f"events/event_{number:02d}_motion.png"
-        cv2.imwrite(str(out / motion), motion_image(found))
+        _write_png(out / motion, motion_image(found))
         explanation = None
         picture = explanation_image(found, found.emotion)
         if picture is not None:
             explanation = f"events/event_{number:02d}_explain.png"
-            cv2.imwrite(str(out / explanation), picture)
+            _write_png(out / explanation, picture)
         events.append(
             replace(
                 event,
@@ -391,6 +402,19 @@ def _events(
             )
         )
     return events
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    """cv2.imwrite, whose False (it raises nothing) becomes a MekitError naming the file."""
+    try:
+        written = cv2.imwrite(str(path), image)
+    except cv2.error as e:
+        raise MekitError(f"cannot write {path} ({e})") from None
+    if not written or not path.is_file():
+        raise MekitError(
+            f"cannot write {path}: make {path.parent} a writable folder with free space, "
+            "or give another --out"
+        )
 
 
 def _nothing_spotted(spotted: SpotResult | None) -> str:

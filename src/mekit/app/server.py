@@ -1,9 +1,15 @@
 """`mekit serve`: the web page and HTTP API over `analyze_video`, with a history in SQLite.
 
-`create_app(settings)` builds the FastAPI app; its lifespan opens the store, marks jobs that a
-killed server left running as failed and starts the background worker. Every path the API
-serves is looked up, never joined from the request: ids must match `store.ID_PATTERN` and be
-in the database, file names must be among the outputs that the job's analysis.json lists.
+`create_app(settings)` builds the FastAPI app; its lifespan opens the store, kills the
+analyses a killed server left running and fails their jobs, and starts the background worker.
+Every path the API serves is looked up, never joined from the request: ids must match
+`store.ID_PATTERN` and be in the database, file names must be among the outputs that the job's
+analysis.json lists. No response names a path on the server: errors and results name the video
+as uploaded, outputs relative to their analysis, the model by its file name.
+
+Limits (`ServeSettings`): the upload's size while it streams in and its pace (a body that
+stalls is dropped); the video's frame size, frame count and duration from its container header
+before anything is decoded beyond one frame; the time an analysis may run.
 """
 
 from __future__ import annotations
@@ -12,23 +18,25 @@ import fcntl
 import ipaddress
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.routing import Match
 
 from mekit import __version__
 from mekit.app.analyze import analyze_video
 from mekit.app.store import Job, JobStore, default_data_dir, is_valid_id, new_id
-from mekit.app.uploads import VIDEO_EXTENSIONS, UploadError, receive_video
+from mekit.app.uploads import VIDEO_EXTENSIONS, UploadError, VideoLimits, receive_video
 from mekit.app.worker import ISOLATIONS, Layout, Worker
 from mekit.errors import MekitError
 
@@ -54,6 +62,11 @@ MEDIA_TYPES = {
 }
 
 
+# A Host header: a name or IPv4 address, or a bracketed IPv6 address, and an optional port.
+# Anything else (user info "a@b", paths, spaces, several ports) is refused.
+_HOST_HEADER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?")
+
+
 def is_loopback(host: str) -> bool:
     if host.strip("[]").lower() == "localhost":
         return True
@@ -70,8 +83,15 @@ class ServeSettings:
     data_dir: the history database (unless `db` is given), uploads/ and analyses/.
     model: the recognition model file (None: `analyze`'s default).
     max_upload_mb: uploads over this many MiB are refused (413) while they stream in.
+    upload_timeout_s: an upload that sends nothing for this many seconds is dropped (408).
+    max_frame_side, max_frames, max_duration_s: videos with larger frames (longer side, px),
+      more frames or a longer duration (s) than their container header announces are refused
+      (413) before they are queued.
+    max_job_s: an analysis running longer is stopped and its job failed.
     jobs: analyses run at the same time. isolation: "process" (each analysis in a fresh
       process: a crash fails only that job) or "thread".
+    Paths are made absolute when the settings are made, so the server never depends on the
+    folder it was started from.
     """
 
     host: str = "127.0.0.1"
@@ -80,10 +100,28 @@ class ServeSettings:
     db: Path | None = None
     model: Path | None = None
     max_upload_mb: float = 500.0
+    upload_timeout_s: float = 60.0
+    max_frame_side: int = 3840
+    max_frames: int = 108_000
+    max_duration_s: float = 1800.0
+    max_job_s: float = 3600.0
     jobs: int = 1
     isolation: str = "process"
 
     def __post_init__(self) -> None:
+        for name in ("data_dir", "db", "model"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value).expanduser().resolve())
+        for option, value in (
+            ("--upload-timeout-s", self.upload_timeout_s),
+            ("--max-frame-side", self.max_frame_side),
+            ("--max-frames", self.max_frames),
+            ("--max-duration-s", self.max_duration_s),
+            ("--max-job-s", self.max_job_s),
+        ):
+            if not value > 0:
+                raise MekitError(f"{option} {value:g}: give a positive number")
         if not 1 <= self.port <= 65535:
             raise MekitError(f"--port {self.port}: give a port between 1 and 65535")
         if self.max_upload_mb <= 0:
@@ -101,17 +139,21 @@ class ServeSettings:
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
 
+    @property
+    def video_limits(self) -> VideoLimits:
+        return VideoLimits(self.max_frame_side, self.max_frames, self.max_duration_s)
+
 
 class JobOut(BaseModel):
     id: str
     created: float = Field(description="upload time, seconds since the epoch")
     updated: float = Field(description="last change, seconds since the epoch")
     filename: str = Field(description="the uploaded file's name, for display only")
-    status: str = Field(description="queued | running | done | failed")
+    status: str = Field(description="queued | running | done | failed (also when cancelled)")
     stage: str = Field(description="the analysis stage running (or where it failed)")
     progress: float = Field(description="progress of that stage, 0..1")
     error: str = Field(description="why it failed; empty unless failed")
-    model: str = Field(description="the model file used")
+    model: str = Field(description="the model file used (its name)")
     n_events: int | None = Field(description="events found, once done")
     duration_s: float | None = Field(description="the video's duration, once done")
     url: str = Field(description="this analysis' status URL")
@@ -142,7 +184,10 @@ class Health(BaseModel):
     queued: int
     running: int
     max_upload_mb: float
-    model: str | None
+    limits: dict[str, float] = Field(
+        description="upload_timeout_s, max_frame_side, max_frames, max_duration_s, max_job_s"
+    )
+    model: str | None = Field(description="the model file's name")
 
 
 class _DataDirLock:
@@ -171,8 +216,18 @@ class _DataDirLock:
 
 
 def preflight(settings: ServeSettings) -> None:
-    """Raise MekitError now, rather than inside the server's startup, if the data dir or the
-    database cannot be used or another server holds them."""
+    """Raise MekitError now, rather than inside the server's startup, if the model cannot be
+    loaded (missing, failing its hash check, invalid), the data dir or the database cannot be
+    used or another server holds them."""
+    if settings.model is not None:
+        from mekit.app.recognise import load_recogniser
+
+        try:
+            load_recogniser(settings.model)
+        except MekitError as e:
+            raise MekitError(
+                f"the model cannot be used, so the server does not start: {e}"
+            ) from None
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         JobStore(settings.db_path).open()
@@ -186,7 +241,22 @@ def preflight(settings: ServeSettings) -> None:
 
 
 def _job_out(job: Job) -> dict[str, Any]:
-    return {**job.to_dict(), "url": f"/api/analyses/{job.id}"}
+    out = {**job.to_dict(), "url": f"/api/analyses/{job.id}"}
+    out["model"] = Path(job.model).name if job.model else ""
+    return out
+
+
+def _scrub(value: Any, replacements: dict[str, str]) -> Any:
+    """`value` (JSON) with each server path of `replacements` replaced in every string."""
+    if isinstance(value, str):
+        for path, shown in replacements.items():
+            value = value.replace(path, shown)
+        return value
+    if isinstance(value, list):
+        return [_scrub(v, replacements) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrub(v, replacements) for k, v in value.items()}
+    return value
 
 
 def output_files(result: dict[str, Any]) -> dict[str, str]:
@@ -223,7 +293,19 @@ def create_app(settings: ServeSettings, analyze: Callable = analyze_video) -> Fa
         model=settings.model,
         jobs=settings.jobs,
         isolation=settings.isolation,
+        limit_s=settings.max_job_s,
     )
+
+    def scrubbed(job: Job, value: Any) -> Any:
+        """`value` with no server path: the upload named as uploaded, the rest relative."""
+        replacements = {str(layout.out(job.id)) + "/": "", str(layout.out(job.id)): "."}
+        for ext in VIDEO_EXTENSIONS:
+            replacements[str(layout.upload(job.id, ext))] = job.filename
+        for model in (settings.model, Path(job.model) if job.model else None):
+            if model is not None and model.is_absolute():
+                replacements[str(model.parent) + "/"] = ""  # the model by its file name
+        replacements[str(settings.data_dir)] = "DATA_DIR"
+        return _scrub(value, replacements)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -256,7 +338,15 @@ def create_app(settings: ServeSettings, analyze: Callable = analyze_video) -> Fa
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable) -> Response:
         refusal = _refuse(request, settings.host)
-        response = refusal if refusal is not None else await call_next(request)
+        allowed = _allowed_methods(app, request) if refusal is None else None
+        if refusal is not None:
+            response = refusal
+        elif request.method == "OPTIONS" and allowed:
+            response = Response(status_code=204, headers={"Allow": allowed})
+        else:
+            response = await call_next(request)
+            if response.status_code == 405 and allowed:
+                response.headers["Allow"] = allowed
         response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -313,7 +403,13 @@ def create_app(settings: ServeSettings, analyze: Callable = analyze_video) -> Fa
         job_id = new_id()
         part = layout.upload(job_id, ".part")
         try:
-            upload = await receive_video(request, part, settings.max_upload_bytes)
+            upload = await receive_video(
+                request,
+                part,
+                settings.max_upload_bytes,
+                limits=settings.video_limits,
+                idle_timeout_s=settings.upload_timeout_s,
+            )
         except UploadError as e:
             raise HTTPException(e.status, e.message) from None
         part.rename(layout.upload(job_id, upload.extension))
@@ -329,7 +425,7 @@ def create_app(settings: ServeSettings, analyze: Callable = analyze_video) -> Fa
 
     @app.get("/api/analyses", response_model=History, tags=["analyses"], summary="History")
     def history(limit: int = Query(200, ge=1, le=1000)) -> dict[str, Any]:
-        return {"analyses": [_job_out(j) for j in store.recent(limit)]}
+        return {"analyses": [scrubbed(j, _job_out(j)) for j in store.recent(limit)]}
 
     @app.get(
         "/api/analyses/{job_id}",
@@ -343,7 +439,10 @@ def create_app(settings: ServeSettings, analyze: Callable = analyze_video) -> Fa
         result = _read_result(layout.out(job.id)) if job.status == "done" else None
         base = f"/api/analyses/{job.id}/files/"
         urls = {k: base + v for k, v in output_files(result).items()} if result else {}
-        return {**_job_out(job), "result": result, "file_urls": urls}
+        if result is not None and isinstance(result.get("model"), dict):
+            path = result["model"].get("path")
+            result["model"]["path"] = Path(path).name if isinstance(path, str) else path
+        return scrubbed(job, {**_job_out(job), "result": result, "file_urls": urls})
 
     @app.get(
         "/api/analyses/{job_id}/files/{name:path}",
@@ -365,6 +464,15 @@ def create_app(settings: ServeSettings, analyze: Callable = analyze_video) -> Fa
         headers = {"Cache-Control": "no-cache"}
         if path.suffix == ".html":
             headers["Content-Security-Policy"] = REPORT_CSP
+        if path.suffix in (".json", ".html"):  # the texts that can name the model's path
+            if download:
+                shown = quote(f"{Path(job.filename).stem}_{path.name}")
+                headers["Content-Disposition"] = f"attachment; filename*=utf-8''{shown}"
+            return Response(
+                scrubbed(job, path.read_text(encoding="utf-8")),
+                media_type=MEDIA_TYPES[path.suffix],
+                headers=headers,
+            )
         return FileResponse(
             path,
             media_type=MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream"),
@@ -373,20 +481,43 @@ def create_app(settings: ServeSettings, analyze: Callable = analyze_video) -> Fa
             headers=headers,
         )
 
+    @app.post(
+        "/api/analyses/{job_id}/cancel",
+        response_model=JobOut,
+        tags=["analyses"],
+        summary="Cancel a queued or running analysis (it fails with the reason 'cancelled')",
+        responses={
+            404: {"description": "no such analysis"},
+            409: {"description": "the analysis has already finished"},
+        },
+    )
+    def cancel(job_id: str) -> dict[str, Any]:
+        job = job_or_404(job_id)
+        before, _ = worker.cancel(job.id)
+        if before is None:
+            raise HTTPException(404, "no such analysis")
+        if before in ("done", "failed"):
+            raise HTTPException(409, f"the analysis has already finished ({before})")
+        return scrubbed(job, _job_out(store.get(job.id) or job))
+
     @app.delete(
         "/api/analyses/{job_id}",
         status_code=204,
         tags=["analyses"],
-        summary="Delete an analysis: its history row, upload and outputs",
-        responses={404: {"description": "no such analysis"}, 409: {"description": "running"}},
+        summary="Delete an analysis (cancelling it if it runs): its history row, upload, outputs",
+        responses={
+            404: {"description": "no such analysis"},
+            409: {"description": "running and not yet stopped; try again"},
+        },
     )
     def delete(job_id: str) -> Response:
         job = job_or_404(job_id)
-        deleted = store.delete_unless_running(job.id)
+        _, ended = worker.cancel(job.id)
+        deleted = store.delete_unless_running(job.id) if ended else False
         if deleted is None:
             raise HTTPException(404, "no such analysis")
         if not deleted:
-            raise HTTPException(409, "the analysis is running; delete it once it has finished")
+            raise HTTPException(409, "the analysis is being stopped; delete it again shortly")
         layout.remove(job.id)
         return Response(status_code=204)
 
@@ -399,23 +530,48 @@ def create_app(settings: ServeSettings, analyze: Callable = analyze_video) -> Fa
             "queued": len(store.with_status("queued")),
             "running": len(store.with_status("running")),
             "max_upload_mb": settings.max_upload_mb,
-            "model": str(settings.model) if settings.model else None,
+            "limits": {
+                "upload_timeout_s": settings.upload_timeout_s,
+                "max_frame_side": settings.max_frame_side,
+                "max_frames": settings.max_frames,
+                "max_duration_s": settings.max_duration_s,
+                "max_job_s": settings.max_job_s,
+            },
+            "model": settings.model.name if settings.model else None,
         }
 
     return app
 
 
-def _split_host(netloc: str) -> str:
-    """The host of a Host header or URL netloc, without the port (IPv6 brackets kept off)."""
+def _split_host(netloc: str) -> str | None:
+    """The host of a Host header or URL netloc, without the port (IPv6 brackets kept off);
+    None unless it is exactly a host and an optional port (see `_HOST_HEADER`)."""
+    if not _HOST_HEADER.fullmatch(netloc):
+        return None
     if netloc.startswith("["):
-        return netloc[1 : netloc.find("]")] if "]" in netloc else netloc
-    return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+        return netloc[1 : netloc.find("]")]
+    return netloc.split(":", 1)[0]
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> str | None:
+    """The Allow header for the request's path: every method of every route it matches
+    (a path can have a route per method), with OPTIONS; None for paths no route serves."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= set(route_methods)
+    return ", ".join(sorted(methods | {"OPTIONS"})) if methods else None
 
 
 def _refuse(request: Request, bind_host: str) -> Response | None:
-    """Refuse requests for another host name (DNS rebinding) and cross-site writes."""
+    """Refuse malformed Host headers, requests for another host name (DNS rebinding) and
+    cross-site writes."""
     host = request.headers.get("host", "")
-    if is_loopback(bind_host) and not is_loopback(_split_host(host)):
+    name = _split_host(host)
+    if name is None:
+        return JSONResponse({"detail": "malformed Host header"}, status_code=400)
+    if is_loopback(bind_host) and not is_loopback(name):
         return JSONResponse({"detail": f"host '{host}' is not served here"}, status_code=400)
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         origin = request.headers.get("origin")

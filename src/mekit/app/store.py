@@ -159,8 +159,10 @@ class JobStore:
             ).fetchall()
         return [Job(**dict(r)) for r in rows]
 
-    def update(self, job_id: str, **fields: Any) -> bool:
-        """Set some columns of a row; False if the row is gone (deleted meanwhile)."""
+    def update(self, job_id: str, *, only_if: str | None = None, **fields: Any) -> bool:
+        """Set some columns of a row; False if the row is gone (deleted meanwhile) or, with
+        `only_if`, its status is not `only_if` (an analysis writes only while its job is
+        running, so one cancelled, timed out or orphaned by a restart cannot flip it back)."""
         writable = set(Job.__dataclass_fields__) - {"id", "created", "updated"}
         unknown = set(fields) - writable
         if unknown:
@@ -169,11 +171,26 @@ class JobStore:
             raise ValueError(f"status must be one of {STATUSES}, not {fields['status']!r}")
         fields["updated"] = time.time()
         columns = ", ".join(f"{k} = ?" for k in fields)
+        where, values = "id = ?", [*fields.values(), job_id]
+        if only_if is not None:
+            where, values = where + " AND status = ?", [*values, only_if]
         with self._connect() as db:
-            cursor = db.execute(
-                f"UPDATE analyses SET {columns} WHERE id = ?", (*fields.values(), job_id)
-            )
+            cursor = db.execute(f"UPDATE analyses SET {columns} WHERE {where}", values)
         return cursor.rowcount == 1
+
+    def stop(self, job_id: str, reason: str) -> str | None:
+        """Fail a queued or running job with `reason`; its status before (None: no such job,
+        "done"/"failed": it had finished and is left as it was)."""
+        with self._connect() as db:
+            row = db.execute("SELECT status FROM analyses WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            if row["status"] in ("queued", "running"):
+                db.execute(
+                    "UPDATE analyses SET status = 'failed', error = ?, updated = ? WHERE id = ?",
+                    (reason, time.time(), job_id),
+                )
+        return row["status"]
 
     def start(self, job_id: str) -> bool:
         """Move a queued job to running; False if it is not queued (deleted, already taken)."""

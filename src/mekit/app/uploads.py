@@ -3,12 +3,17 @@
 The multipart body is parsed as it arrives (python-multipart's streaming parser), so a file over
 the limit is refused after at most one chunk past it, never after it has all been spooled. A
 file is accepted when its extension is in `VIDEO_EXTENSIONS`, its first bytes are those of a
-video container (ISO BMFF/QuickTime, AVI, Matroska/WebM) and PyAV decodes a frame of it.
+video container (ISO BMFF/QuickTime, AVI, Matroska/WebM), its container header announces a
+video within `VideoLimits` (frame size, frame count, duration) and PyAV decodes a frame of it.
+A body that sends nothing for `idle_timeout_s` is dropped (408), so stalled uploads do not hold
+the server's connections and files.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +37,15 @@ class UploadError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """The largest video accepted: frame side (px, the longer one), frames, duration (s)."""
+
+    max_frame_side: int = 3840
+    max_frames: int = 108_000
+    max_duration_s: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -65,32 +79,80 @@ def container_of(head: bytes) -> str | None:
     return None
 
 
-def probe_video(path: Path) -> str | None:
-    """None if PyAV opens `path` and decodes a video frame, else why not."""
+def over_limits(stream, container, limits: VideoLimits) -> str | None:
+    """Why the video stream is over `limits`, from the container header alone; None if not.
+
+    Frame count: the stream's own, else duration x frame rate. Duration: the stream's, else
+    the container's."""
+    ctx = stream.codec_context
+    width, height = (int(ctx.width or 0), int(ctx.height or 0)) if ctx is not None else (0, 0)
+    if max(width, height) > limits.max_frame_side:
+        return (
+            f"its frames are {width}x{height} pixels, more than the {limits.max_frame_side} "
+            "px on the longer side this server takes (mekit serve --max-frame-side)"
+        )
+    duration = 0.0
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / 1_000_000
+    if duration > limits.max_duration_s:
+        return (
+            f"it lasts {duration:.0f} s, longer than the {limits.max_duration_s:g} s this server "
+            "takes (mekit serve --max-duration-s)"
+        )
+    rate = stream.average_rate or stream.guessed_rate
+    frames = int(stream.frames or 0)
+    if not frames and rate and duration > 0 and math.isfinite(float(rate)):
+        frames = int(duration * float(rate))
+    if frames > limits.max_frames:
+        return (
+            f"it has {frames} frames, more than the {limits.max_frames} this server takes "
+            "(mekit serve --max-frames)"
+        )
+    return None
+
+
+def probe_video(path: Path, limits: VideoLimits | None = None) -> tuple[int, str] | None:
+    """None if PyAV opens `path`, its header is within `limits` and a video frame decodes;
+    else (HTTP status, why not): 415 not a usable video, 413 over a limit. The reason never
+    names `path` (the server's file)."""
     import av
 
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                return "it holds no video stream"
+                return 415, "it holds no video stream"
+            stream = container.streams.video[0]
+            if stream.codec_context is None:
+                return 415, "its video codec is not supported"
+            if limits is not None:
+                over = over_limits(stream, container, limits)
+                if over:
+                    return 413, over
             for _ in container.decode(video=0):
                 return None
-            return "no frame of it could be decoded"
+            return 415, "no frame of it could be decoded"
     except Exception as e:  # any failure to demux or decode means: not a usable video
-        return f"it cannot be read as a video ({type(e).__name__}: {e})"
+        why = getattr(e, "strerror", None) or str(e)
+        why = why.replace(str(path), "the file").replace(path.name, "the file")
+        return 415, f"it cannot be read as a video ({type(e).__name__}: {why})"
 
 
-def check_video(path: Path) -> None:
-    """Raise UploadError 415 unless `path` looks like a video and decodes as one."""
+def check_video(path: Path, limits: VideoLimits | None = None) -> None:
+    """Raise UploadError 415 unless `path` looks like a video and decodes as one, 413 if its
+    header announces a video over `limits`."""
     with open(path, "rb") as f:
         head = f.read(12)
     if container_of(head) is None:
         raise UploadError(
             415, "the file is not a video: its content is not MP4, MOV, AVI, MKV or WebM"
         )
-    reason = probe_video(path)
-    if reason:
-        raise UploadError(415, f"the file is not a usable video: {reason}")
+    refused = probe_video(path, limits)
+    if refused:
+        status, reason = refused
+        prefix = "the video is too large" if status == 413 else "the file is not a usable video"
+        raise UploadError(status, f"{prefix}: {reason}")
 
 
 class _FilePart:
@@ -177,11 +239,31 @@ def _too_large(max_bytes: int) -> UploadError:
     )
 
 
-async def receive_video(request: Request, dest: Path, max_bytes: int) -> Upload:
+async def _chunks(request: Request, idle_timeout_s: float | None):
+    """The request body's chunks; UploadError 408 when none comes for `idle_timeout_s`."""
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            yield await asyncio.wait_for(stream.__anext__(), idle_timeout_s)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UploadError(
+                408, f"the upload stalled: nothing arrived for {idle_timeout_s:g} s"
+            ) from None
+
+
+async def receive_video(
+    request: Request,
+    dest: Path,
+    max_bytes: int,
+    limits: VideoLimits | None = None,
+    idle_timeout_s: float | None = None,
+) -> Upload:
     """Stream the `file` field of a multipart/form-data request into `dest` and check it.
 
-    Raises UploadError (400 malformed or empty, 413 too large, 415 not a video); `dest` is
-    removed then.
+    Raises UploadError (400 malformed or empty, 408 stalled for `idle_timeout_s`, 413 too large
+    or over `limits`, 415 not a video); `dest` is removed then.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
@@ -195,7 +277,7 @@ async def receive_video(request: Request, dest: Path, max_bytes: int) -> Upload:
     received = 0
     try:
         try:
-            async for chunk in request.stream():
+            async for chunk in _chunks(request, idle_timeout_s):
                 received += len(chunk)
                 if received > max_bytes + ENVELOPE_BYTES:
                     raise _too_large(max_bytes)
@@ -215,7 +297,7 @@ async def receive_video(request: Request, dest: Path, max_bytes: int) -> Upload:
             raise UploadError(400, "no file: send the video in a form field named 'file'")
         if part.size == 0:
             raise UploadError(400, "the uploaded file is empty")
-        await run_in_threadpool(check_video, dest)
+        await run_in_threadpool(check_video, dest, limits)
     except BaseException:  # refused, disconnected or cancelled: leave nothing behind
         dest.unlink(missing_ok=True)
         raise

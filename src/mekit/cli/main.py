@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mekit import __version__
-from mekit.errors import MekitError
+from mekit.errors import MekitError, describe_os_error, output_folder
 
 log = logging.getLogger("mekit")
 
@@ -97,6 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.out
         else Path("runs") / time.strftime(f"{config.model}-{config.protocol}-%Y%m%d-%H%M%S")
     )
+    output_folder(out)
     t0 = time.perf_counter()
     outcome = run_experiment(
         _sources(args),
@@ -134,7 +135,7 @@ def _train_spotter(args: argparse.Namespace) -> int:
     config = from_mapping(SpotterConfig, overrides.get("spotter", {}))
     root = Path(args.corpus[0].split("=", 1)[-1])
     out = Path(args.out) if args.out else Path("runs") / time.strftime("softnet-%Y%m%d-%H%M%S")
-    run = train_spotters(root, out, config, progress=not args.quiet)
+    run = train_spotters(root, output_folder(out), config, progress=not args.quiet)
     print(
         f"SOFTNet spotter, leave-one-subject-out over {run.n_videos} long videos of "
         f"{len(run.subjects)} subjects (MEGC, IoU >= 0.5):"
@@ -204,7 +205,7 @@ def cmd_spot(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("spots") / Path(args.source).stem
     outcome = spot(
         Path(args.source),
-        out,
+        output_folder(out),
         config,
         truth_csv=Path(args.truth) if args.truth else None,
         fps=args.fps,
@@ -546,8 +547,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         db=Path(args.db) if args.db else None,
         model=model,
         max_upload_mb=args.max_upload_mb,
+        upload_timeout_s=args.upload_timeout_s,
+        max_frame_side=args.max_frame_side,
+        max_frames=args.max_frames,
+        max_duration_s=args.max_duration_s,
+        max_job_s=args.max_job_s,
     )
-    preflight(settings)
+    preflight(settings)  # the model loads, the history can be kept: or no server
     if not is_loopback(settings.host):
         print(
             f"WARNING: mekit serve listens on {settings.host}, not on this machine only: anyone "
@@ -559,7 +565,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(
         f"mekit serve: http://{settings.host}:{settings.port}/ (model {model.name}, spotter "
         f"{args.spotter or 'unsupervised'}, history "
-        f"{settings.db_path}, uploads up to {settings.max_upload_mb:g} MB); Ctrl-C stops it"
+        f"{settings.db_path}, uploads up to {settings.max_upload_mb:g} MB, videos up to "
+        f"{settings.max_duration_s:g} s, {settings.max_frames} frames and "
+        f"{settings.max_frame_side} px, analyses up to {settings.max_job_s:g} s); Ctrl-C stops it"
     )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     return 0
@@ -846,6 +854,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-upload-mb", type=float, default=500.0, help="largest upload, in MB (default 500)"
     )
+    p.add_argument(
+        "--upload-timeout-s",
+        type=float,
+        default=60.0,
+        help="drop an upload that sends nothing for this long (default 60)",
+    )
+    p.add_argument(
+        "--max-frame-side",
+        type=int,
+        default=3840,
+        help="refuse videos with a longer frame side, in pixels (default 3840)",
+    )
+    p.add_argument(
+        "--max-frames",
+        type=int,
+        default=108_000,
+        help="refuse videos with more frames (default 108000)",
+    )
+    p.add_argument(
+        "--max-duration-s",
+        type=float,
+        default=1800.0,
+        help="refuse longer videos, in seconds (default 1800)",
+    )
+    p.add_argument(
+        "--max-job-s",
+        type=float,
+        default=3600.0,
+        help="stop an analysis that runs longer, in seconds (default 3600)",
+    )
     p.set_defaults(func=cmd_serve)
     return parser
 
@@ -860,6 +898,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except MekitError as e:
         print(f"mekit: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a write the command did not check itself: still one line
+        print(f"mekit: error: {describe_os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nmekit: interrupted; finished samples are cached, rerun to resume", file=sys.stderr)

@@ -14,9 +14,11 @@ that costs nothing where `to_ndarray(format="gray")` costs more than the rest of
 
 Problems:
 - missing file, not a video, no video stream, nothing decodable: `MekitError` naming the file;
-- corrupt data mid-stream (or a truncated file): reading stops there with a `VideoWarning` that
-  says how many frames were read; the frames before it are kept (`VideoReader.stopped` holds
-  the message);
+- an empty file, a file in no video format, a damaged or truncated MP4 without its index, a
+  codec this FFmpeg cannot decode: `MekitError` naming that cause;
+- corrupt data mid-stream (or a truncated file, found by the frame count or the duration the
+  container's header announces): reading stops there with a `VideoWarning` that says how many
+  frames were read; the frames before it are kept (`VideoReader.stopped` holds the message);
 - variable frame rate (presentation times not evenly spaced): a `VideoWarning`, and
   `VideoInfo.variable_fps` / `VideoReader.variable_fps` set; times come from the timestamps.
 """
@@ -41,6 +43,9 @@ log = logging.getLogger(__name__)
 # Presentation intervals further than this from the median interval mean a variable frame rate
 # (one timestamp tick of slack is always allowed, for rounded time bases).
 VFR_TOLERANCE = 0.1
+# A truncated file loses up to this many frames before its cut (those whose references are
+# gone): uneven steps there are the cut's, not a variable frame rate.
+TRUNCATION_FRAMES = 8
 # Pixel formats whose first plane is the 8-bit luma: read directly as the grey frame.
 LUMA_FORMATS = frozenset(
     {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
@@ -72,6 +77,7 @@ class VideoInfo:
     variable_fps: bool = False
     n_frames_exact: bool = False
     is_folder: bool = False
+    duration_header_s: float = 0.0  # the container's own duration (0: none given)
 
     @property
     def duration_s(self) -> float:
@@ -136,6 +142,7 @@ def open_video(path: str | Path, scan: bool = True) -> VideoInfo:
             height=int(stream.codec_context.height),
             variable_fps=variable,
             n_frames_exact=exact,
+            duration_header_s=_header_duration_s(container, stream),
         )
     if variable:
         _warn(f"{path}: variable frame rate; frame times come from the timestamps")
@@ -173,6 +180,7 @@ class VideoReader:
         self.variable_fps = False
         self._last_time: float | None = None
         self._step: float | None = None
+        self._uneven_at: int | None = None  # frames read when the first uneven step came
 
     @property
     def complete(self) -> bool:
@@ -239,7 +247,16 @@ class VideoReader:
                 except av.error.FFmpegError as error:
                     log.info("%s: decoder flush failed: %s", self.path, error)
         if self.stopped is None and stop is None and index + 1 < declared - max(2, 0.01 * declared):
-            self._stop(f"the file ends after {index + 1} of {declared} frames (truncated?)")
+            self._truncated(f"the file ends after {index + 1} of {declared} frames (truncated?)")
+        elif self.stopped is None and stop is None and not declared:
+            # No frame count (Matroska, WebM): the duration in the header says what is missing.
+            expected_s, step = self.info.duration_header_s, 1.0 / fps if fps > 0 else 0.0
+            end_s = self._last_time + step if self._last_time is not None else 0.0
+            if expected_s > 0 and end_s < expected_s - max(2 * step, 0.01 * expected_s):
+                self._truncated(
+                    f"the file ends at {end_s:.2f} s of the {expected_s:.2f} s its header "
+                    "announces (truncated?)"
+                )
         if self.n_read == 0 and self.stopped is not None:
             raise MekitError(f"{self.path}: no frame could be decoded ({self.stopped})")
 
@@ -267,10 +284,18 @@ class VideoReader:
             self._step = 1.0 / self.info.fps if self.info.fps > 0 else step
         if abs(step - self._step) > VFR_TOLERANCE * self._step + tick:
             self.variable_fps = True
+            self._uneven_at = self.n_read
             _warn(
                 f"{self.path}: variable frame rate (a step of {step * 1000:.1f} ms where "
                 f"{self._step * 1000:.1f} ms was expected); frame times come from the timestamps"
             )
+
+    def _truncated(self, reason: str) -> None:
+        """Stop with `reason`; uneven frame steps seen only just before the cut are frames the
+        cut took (the decoder drops those whose references are gone), not a variable rate."""
+        if self._uneven_at is not None and self.n_read - self._uneven_at <= TRUNCATION_FRAMES:
+            self.variable_fps = False
+        self._stop(reason)
 
     def _stop(self, reason: str) -> None:
         self.stopped = reason
@@ -311,20 +336,41 @@ def _open_container(path: Path):
         raise MekitError(f"{path}: no such file or folder")
     if not path.is_file():
         raise MekitError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise MekitError(f"{path}: not a video: the file is empty (0 bytes)")
     try:
         return av.open(str(path))
     except av.error.FFmpegError as error:
-        hint = ""
-        if path.suffix.lower() in (".mp4", ".mov", ".m4v"):
-            hint = " (a truncated MP4 whose index was to be written at the end cannot be read)"
-        raise MekitError(f"{path}: not a readable video{hint}: {error}") from None
+        raise MekitError(f"{path}: {_unreadable_cause(path, error)}") from None
+
+
+def _unreadable_cause(path: Path, error: Exception) -> str:
+    """Why FFmpeg could not open `path`, from what its first bytes announce."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+    reason = getattr(error, "strerror", None) or str(error)
+    if head[4:8] == b"ftyp" or head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return (
+            f"not a readable video: an MP4/MOV file that is truncated or damaged ({reason}; "
+            "its index, written at the end of the recording, is missing or unreadable)"
+        )
+    if head[:4] == b"\x1a\x45\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
+        return f"not a readable video: a Matroska/WebM or AVI file that is damaged ({reason})"
+    return f"not a video: FFmpeg recognises no video format in its content ({reason})"
 
 
 def _video_stream(container, path: Path):
     if not container.streams.video:
         container.close()
         raise MekitError(f"{path}: the file has no video stream")
-    return container.streams.video[0]
+    stream = container.streams.video[0]
+    if stream.codec_context is None:  # FFmpeg demuxes it but has no decoder for its codec
+        container.close()
+        raise MekitError(
+            f"{path}: not a readable video: its video codec is not supported (this FFmpeg has "
+            "no decoder for it)"
+        )
+    return stream
 
 
 def _stream_fps(stream) -> float:
@@ -338,6 +384,25 @@ def _duration_s(container, stream) -> float:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
+        return container.duration / 1_000_000
+    return 0.0
+
+
+def _header_duration_s(container, stream) -> float:
+    """The video stream's duration as the container's header gives it (0.0: not given).
+
+    The stream's own duration, else Matroska's per-stream DURATION tag, else the container's
+    duration when the video is its only stream (an audio track may run longer)."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    tag = (stream.metadata or {}).get("DURATION") or (stream.metadata or {}).get("duration")
+    if tag:
+        try:
+            hours, minutes, seconds = str(tag).split(":")
+            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        except ValueError:
+            pass
+    if container.duration is not None and len(container.streams) == 1:
         return container.duration / 1_000_000
     return 0.0
 

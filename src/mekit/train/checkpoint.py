@@ -7,9 +7,13 @@
 
 The sidecar records the model name and options (to rebuild it from the registry), the class
 labels in output order, the input the model takes, the training config, metrics and
-provenance, and the SHA-256 of the weights file. Loading checks that hash before reading the
-weights and reads them with safetensors only, so a model file cannot run code the way a
-pickled checkpoint (`torch.load`) can.
+provenance, the SHA-256 of the weights file and `content_sha256`, a SHA-256 over the sidecar
+fields that decide what the model computes (model, model_kwargs, labels, input, sha256).
+Loading checks both hashes and that the labels and input agree with the registered model
+before reading the weights, and reads them with safetensors only, so a model file cannot run
+code the way a pickled checkpoint (`torch.load`) can. The same weights always give the same
+bytes (the safetensors header is written with sorted keys), so identical runs give identical
+hashes.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 import mekit
@@ -41,6 +46,8 @@ FORMAT_VERSION = 1
 WEIGHTS_SUFFIX = ".safetensors"
 SIDECAR_SUFFIX = ".json"
 _REQUIRED = ("model", "model_kwargs", "labels", "input", "sha256")
+# The sidecar fields `content_sha256` covers: everything that changes what the model computes.
+CONTENT_FIELDS = ("model", "model_kwargs", "labels", "input", "sha256")
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,26 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def content_sha256(meta: Mapping[str, Any]) -> str:
+    """SHA-256 of the sidecar's `CONTENT_FIELDS`, as canonical JSON (sorted keys, compact)."""
+    fields = {key: meta.get(key) for key in CONTENT_FIELDS}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def canonical_safetensors(blob: bytes) -> bytes:
+    """`blob` (a safetensors file) with its JSON header re-written with sorted keys.
+
+    safetensors writes the metadata in hash-map order, which changes from run to run; the
+    tensors' data offsets are relative to the end of the header, so re-writing it is safe.
+    """
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the data stays 8-byte aligned
+    return len(text).to_bytes(8, "little") + text + blob[8 + n :]
+
+
 def _tmp_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
@@ -87,12 +114,14 @@ def write_weights(
     weights: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
 ) -> str:
     """Write a state dict as safetensors at `weights`, whole or not at all (written aside and
-    renamed); returns the file's SHA-256 for the sidecar."""
+    renamed); returns the file's SHA-256 for the sidecar. The same tensors and metadata always
+    give the same bytes."""
     weights.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_for(weights)
+    blob = canonical_safetensors(safetensors_bytes(dict(state), metadata=dict(metadata)))
     try:
-        save_file(dict(state), str(tmp), metadata=dict(metadata))
-        digest = file_sha256(tmp)
+        tmp.write_bytes(blob)
+        digest = hashlib.sha256(blob).hexdigest()
         os.replace(tmp, weights)
     finally:
         tmp.unlink(missing_ok=True)
@@ -148,6 +177,26 @@ def _compare_keys(
         raise MekitError(f"{what}: " + "; ".join(problems))
 
 
+def _spec_input(spec: ModelSpec) -> dict[str, Any]:
+    return {
+        "kind": spec.input_kind,
+        "size": spec.size,
+        "channels": spec.channels,
+        "frames": spec.frames,
+        "channel_names": list(spec.channel_names),
+    }
+
+
+def _check_input(info: Mapping[str, Any], spec: ModelSpec, where: str) -> None:
+    """MekitError unless each input key the spec fixes is absent from `info` or agrees."""
+    for key, value in _spec_input(spec).items():
+        if key in info and _jsonable(info[key]) != _jsonable(value):
+            raise MekitError(
+                f"{where}input {key} = {info[key]!r} but model {spec.name!r} takes "
+                f"{key} = {value!r}"
+            )
+
+
 def save_model(
     path: str | os.PathLike[str],
     model: nn.Module,
@@ -183,19 +232,10 @@ def save_model(
         raise MekitError(f"labels must be at least 2 distinct class names, got {labels}")
 
     info = dict(input)
-    for key, value in (
-        ("kind", spec.input_kind),
-        ("size", spec.size),
-        ("channels", spec.channels),
-        ("frames", spec.frames),
-        ("channel_names", list(spec.channel_names)),
-    ):
+    for key, value in _spec_input(spec).items():
         if key not in info:
             info[key] = value
-        elif _jsonable(info[key]) != _jsonable(value):
-            raise MekitError(
-                f"input {key} = {info[key]!r} but model {model_name!r} takes {key} = {value!r}"
-            )
+    _check_input(info, spec, "")
 
     kwargs = _jsonable(dict(model_kwargs))  # as load_model will see them
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
@@ -223,6 +263,7 @@ def save_model(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "sha256": digest,
     }
+    meta["content_sha256"] = content_sha256(meta)
     tmp = _tmp_for(sidecar)
     try:
         tmp.write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n", encoding="utf-8")
@@ -265,8 +306,21 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
         or not all(isinstance(x, str) for x in labels)
     ):
         raise MekitError(f"{sidecar}: labels must be a list of at least 2 class names")
+    repeated = sorted({x for x in labels if labels.count(x) > 1})
+    if repeated:
+        raise MekitError(
+            f"{sidecar}: labels repeat {', '.join(repeated)}; each output needs its own class "
+            "name (restore the file as saved, or retrain)"
+        )
     if not isinstance(meta["model_kwargs"], dict) or not isinstance(meta["input"], dict):
         raise MekitError(f"{sidecar}: model_kwargs and input must be JSON objects")
+    stored = meta.get("content_sha256")
+    # Files written before content_sha256 existed have none; they are read as before.
+    if stored is not None and stored != content_sha256(meta):
+        raise MekitError(
+            f"{sidecar} was modified after saving: its {', '.join(CONTENT_FIELDS)} no longer "
+            "match its content_sha256; restore the file as saved, or retrain"
+        )
     return meta
 
 
@@ -281,7 +335,8 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     weights, sidecar = model_paths(path)
     meta = read_sidecar(path)
     name = meta["model"]
-    get_spec(name)  # MekitError listing the known models
+    spec = get_spec(name)  # MekitError listing the known models
+    _check_input(meta["input"], spec, f"{sidecar}: ")
     if not weights.is_file():
         raise MekitError(f"model weights {weights} not found (named by {sidecar})")
     if file_sha256(weights) != meta["sha256"]:

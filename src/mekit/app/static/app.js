@@ -132,8 +132,9 @@ async function loadHistory() {
       el("td", { class: "actions" },
         el("button", { class: "small open", type: "button", text: "Open",
           onclick: () => { location.hash = `#/analyses/${j.id}`; } }),
-        el("button", { class: "small danger delete", type: "button", text: "Delete",
-          disabled: j.status === "running", onclick: () => deleteAnalysis(j) })));
+        el("button", { class: "small danger delete", type: "button",
+          text: j.status === "running" || j.status === "queued" ? "Stop & delete" : "Delete",
+          onclick: () => deleteAnalysis(j) })));
   });
   box.replaceChildren(el("table", {},
     el("thead", {}, el("tr", {}, ...["Video", "Uploaded", "Status", "Events", "Duration", ""]
@@ -142,7 +143,8 @@ async function loadHistory() {
 }
 
 async function deleteAnalysis(job) {
-  if (!confirm(`Delete the analysis of "${job.filename}" and all its files?`)) return;
+  const stop = job.status === "running" || job.status === "queued" ? "Stop and delete" : "Delete";
+  if (!confirm(`${stop} the analysis of "${job.filename}" and all its files?`)) return;
   try {
     await api(`${API}/${job.id}`, { method: "DELETE" });
   } catch (e) {
