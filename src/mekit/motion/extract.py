@@ -53,6 +53,7 @@ from mekit.motion.features import (
     frames_needed,
 )
 from mekit.motion.flow import optical_strain
+from mekit.procs import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,8 @@ def sample_features(
 _worker: dict[str, FaceLandmarker] = {}
 
 
-def _init_worker(upsample: int) -> None:
+def _init_worker(upsample: int, parent: int | None = None) -> None:
+    die_with_parent(parent)
     cv2.setNumThreads(1)
     _worker["landmarker"] = FaceLandmarker(upsample)
 
@@ -303,7 +305,7 @@ def extract_features(
             bar.update()
     elif framed:
         with ProcessPoolExecutor(
-            workers, initializer=_init_worker, initargs=(face.upsample,)
+            workers, initializer=_init_worker, initargs=(face.upsample, os.getpid())
         ) as pool:
             futures = [pool.submit(_job, s, face, config, cache_root) for s in framed]
             for future in futures:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from mekit.errors import MekitError
+from mekit.procs import die_with_parent
 from mekit.train.splits import Fold
 
 log = logging.getLogger(__name__)
@@ -80,8 +82,9 @@ class SequentialExecutor(FoldExecutor):
 _WORKER_DATA: tuple[np.ndarray, ...] | None = None
 
 
-def _init_worker(data: tuple[np.ndarray, ...], threads: int) -> None:
+def _init_worker(data: tuple[np.ndarray, ...], threads: int, parent: int) -> None:
     global _WORKER_DATA
+    die_with_parent(parent)
     _WORKER_DATA = data
     torch.set_num_threads(threads)
 
@@ -118,7 +121,7 @@ class ProcessExecutor(FoldExecutor):
             max_workers=min(self.workers, len(folds)),
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(data, threads),
+            initargs=(data, threads, os.getpid()),
         )
         try:
             pending = {pool.submit(_run_in_worker, fn, fold, args) for fold in folds}
