@@ -1,0 +1,90 @@
+"""Fold-batched training against the per-fold loop, for any registered model and device.
+
+The 442-sample, 68-subject synthetic flow corpus of `loso_speed.py`, resized to the model's
+input; a few LOSO folds trained both ways with the same schedule: one after another with
+`mekit.train.loop.fit` (as `run_folds` with one worker does) and all at once with
+`mekit.train.batched.fit_folds`. Prints the time per fold-epoch of each, their ratio (measured
+in this one run) and the extrapolation to all 68 folds.
+
+    python benchmarks/fold_batched.py               # off_apexnet and mobilevitv3_xxs
+    python benchmarks/fold_batched.py --model ststnet --epochs 20 --folds 8
+    python benchmarks/fold_batched.py --device cuda --folds 68 --epochs 100 --plain-folds 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from loso_speed import LABELS, make_corpus, pick
+
+from mekit.models import get_spec
+from mekit.train.batched import fit_folds, predict_folds
+from mekit.train.device import autocast_dtype, describe, resolve_device
+from mekit.train.loop import TrainConfig, fit, predict_proba
+from mekit.train.splits import loso_folds
+
+
+def corpus_for(model: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    X, y, subjects, _ = make_corpus()
+    spec = get_spec(model)
+    if spec.input_kind != "flow":
+        raise SystemExit(f"{model} takes {spec.input_kind} input; this benchmark feeds flow images")
+    x = torch.from_numpy(X[:, : spec.channels] if spec.channels <= 3 else X)
+    if spec.size != 28:
+        x = F.interpolate(x, size=(spec.size, spec.size), mode="bilinear", align_corners=False)
+    return x.numpy().astype(np.float32), y, subjects
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model", action="append", help="repeatable; default off_apexnet and mobilevitv3_xxs"
+    )
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--folds", type=int, default=4, help="folds trained fold-batched")
+    parser.add_argument("--plain-folds", type=int, default=2, help="folds trained one by one")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    print(f"device: {describe(device, autocast_dtype('auto', device))}, {args.threads} threads")
+    for model in args.model or ["off_apexnet", "mobilevitv3_xxs"]:
+        X, y, subjects = corpus_for(model)
+        folds = loso_folds(subjects)
+        batched_folds, plain_folds = pick(folds, args.folds), pick(folds, args.plain_folds)
+        config = TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch,
+            num_threads=args.threads,
+            device=args.device,
+        )
+        start = time.perf_counter()
+        for fold in plain_folds:
+            cfg = dataclasses.replace(config, seed=config.seed + fold.index)
+            result = fit(model, len(LABELS), X[fold.train_idx], y[fold.train_idx], cfg)
+            predict_proba(result.model, X[fold.test_idx])
+        plain_s = time.perf_counter() - start
+        start = time.perf_counter()
+        models = fit_folds(model, len(LABELS), X, y, batched_folds, config)
+        predict_folds(models, X, batched_folds)
+        batched_s = time.perf_counter() - start
+        plain_ms = 1000 * plain_s / (len(plain_folds) * args.epochs)
+        batched_ms = 1000 * batched_s / (len(batched_folds) * args.epochs)
+        full = len(folds) * args.epochs / 60000
+        print(
+            f"{model}: per-fold loop {plain_ms:.0f} ms per fold-epoch ({len(plain_folds)} folds), "
+            f"fold-batched {batched_ms:.0f} ms ({len(batched_folds)} folds at once): "
+            f"{plain_ms / batched_ms:.2f}x; {len(folds)} folds x {args.epochs} epochs: "
+            f"{plain_ms * full:.1f} vs {batched_ms * full:.1f} min (extrapolated)"
+        )
+
+
+if __name__ == "__main__":
+    main()
