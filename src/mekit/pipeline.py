@@ -225,8 +225,8 @@ def check_composite(
     skipped: Sequence[Skipped],
     allow_missing: bool,
 ) -> str:
-    """ "N of 442": how much of the composite list `scored` covers. A shortfall is an error
-    listing every missing sample and why, unless `allow_missing` (then a warning)."""
+    """How much of the composite list the `scored` ids cover, as "N of 442". A shortfall is
+    an error listing every missing sample and why, unless `allow_missing` (then a warning)."""
     short = composite_shortfall(selection, scored, skipped)
     total = composite_size()
     coverage = f"{total - len(short)} of {total}"
