@@ -365,6 +365,11 @@ def compute_signals(
         k = 0
     elif k is None:
         k = default_k(rate)
+        if total is not None and reader is not None and reader.info.n_frames_exact:
+            shortest = max(1, (total - 1) // 3)  # a few values even in a short clip
+            if k > shortest:
+                log.info("%s: %d frames only: flow offset k = %d, not %d", name, total, shortest, k)
+                k = shortest
     elif k < 1:
         raise MekitError(f"the flow offset k must be at least 1 frame, got {k}")
     config = track or TrackConfig()
