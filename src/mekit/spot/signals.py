@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from mekit.errors import MekitError
 from mekit.faces.landmarks import BROWS, MOUTH
+from mekit.spot.speech import audio_envelope, mouth_aperture
 from mekit.spot.track import LEFT_EYE, RIGHT_EYE, FaceTrack, TrackConfig, TrackedFrame
 from mekit.spot.video import Frame, VideoReader
 
@@ -82,6 +83,10 @@ class MotionSignals:
         0.3 open, lower as the lids close; held between landmark updates).
     face_ok: (N,) bool the face was tracked and inside the frame at t.
     shot: (N,) int32 crop-transform id at t (-1 without a face).
+    mouth: (N,) float32 inner-lip gap over the outer-eye span at t (`mekit.spot.speech`; NaN
+        without a face), or None (signals saved before it existed).
+    audio_db: (N,) float32 sound level around frame t, dB re full scale, or None when the
+        source has no sound (`mekit.spot.speech.audio_envelope`).
 
     Motion values are NaN where they do not exist: the first k frames, and frames where the
     face was not ok at t or at t - k. `ear` is NaN where face_ok is False.
@@ -107,6 +112,8 @@ class MotionSignals:
     complete: bool = True
     variable_fps: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    mouth: np.ndarray | None = None
+    audio_db: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -154,6 +161,9 @@ class MotionSignals:
             )
         }
         arrays.update({f"region_{n}": v for n, v in self.regions.items()})
+        for name in ("mouth", "audio_db"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
         with path.open("wb") as handle:
             np.savez_compressed(handle, meta=np.array(json.dumps(meta)), **arrays)
         return path
@@ -378,7 +388,7 @@ def compute_signals(
     tracker = FaceTrack(rate, config, name=name)
     engine = FlowEngine(method)
 
-    columns = (*REGIONS, "strain", "eye_motion", "head", "ear", "face_ok", "shot")
+    columns = (*REGIONS, "strain", "eye_motion", "head", "ear", "face_ok", "shot", "aperture")
     rows = _Columns(len(columns))
     ring: deque[_Buffered] = deque(maxlen=k + 1)
     first: _Buffered | None = None
@@ -417,8 +427,15 @@ def compute_signals(
                 and past.shot == current.shot
             ):
                 values = _measure(engine(past.crop, current.crop), masks)
+            mouth = (
+                mouth_aperture(tracked.landmarks)
+                if tracked.face_ok and tracked.landmarks is not None
+                else math.nan
+            )
             rows.add(
-                tracked.index, tracked.time_s, (*values, tracked.ear, tracked.face_ok, tracked.shot)
+                tracked.index,
+                tracked.time_s,
+                (*values, tracked.ear, tracked.face_ok, tracked.shot, mouth),
             )
     finally:
         bar.close()
@@ -450,6 +467,9 @@ def compute_signals(
             f"face (k = {k} needs a face in frames k apart within one stream); use a smaller k, "
             "or reference='first' for a short clip"
         )
+    audio = None
+    if reader is not None and not reader.info.is_folder:
+        audio = audio_envelope(reader.path, time_s)
     return MotionSignals(
         frame=frame,
         time_s=time_s,
@@ -469,6 +489,8 @@ def compute_signals(
         complete=reader is None or reader.complete,
         variable_fps=bool(reader is not None and reader.variable_fps),
         notes=tuple(notes),
+        mouth=data["aperture"].copy(),
+        audio_db=audio,
     )
 
 
