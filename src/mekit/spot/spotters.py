@@ -64,7 +64,11 @@ from mekit.spot.speech import SpeechConfig, speaking
 MAD_TO_SIGMA = 1.4826
 EPS = 1e-9
 COMBINE = ("max", "mean")
-NOT_FACE = ("eyes", "nose")  # regions left out of "the rest of the face" in the vetoes
+NOT_FACE = ("eyes", "nose")
+SPEECH_REGIONS = (
+    "mouth",
+    "cheeks",
+)  # regions speech moves  # regions left out of "the rest of the face" in the vetoes
 
 
 class SignalsLike(Protocol):
@@ -121,8 +125,9 @@ class SpotConfig:
     min_px: float = 0.05  # smaller peaks (largest region's contrast) are noise: "too small"
     micro_max_px: float = 2.5  # micro-expressions move less; a larger short event is macro
     max_px: float = 5.0  # larger is no facial expression (body, camera, cut): "too large"
+    speech_aware: bool = True  # find speech; mouth and cheeks do not count while speaking
     speech: SpeechConfig = SpeechConfig()  # speaking segments (`mekit.spot.speech`)
-    speech_upper_ratio: float = 1.5  # in speech, kept when brows/eyes move this x the mouth
+    speech_head_ratio: float = 1.0  # in speech, kept when brows/eyes move this x the head
     speech_share: float = 0.5  # an event with this share of its frames in speech is "in speech"
 
     def validate(self) -> SpotConfig:
@@ -156,7 +161,7 @@ class SpotConfig:
             raise MekitError("spot.pair_mass_ratio must be >= 1 and spot.pair_cosine in [-1, 1]")
         if self.blink_dominance <= 1:
             raise MekitError(f"spot.blink_dominance must be > 1, got {self.blink_dominance}")
-        for name in ("noise_floor_px", "noise_floor_share", "min_px", "speech_upper_ratio"):
+        for name in ("noise_floor_px", "noise_floor_share", "min_px", "speech_head_ratio"):
             if getattr(self, name) < 0:
                 raise MekitError(f"spot.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.min_px < self.micro_max_px < self.max_px:
@@ -320,7 +325,7 @@ def speech_mask(signals: SignalsLike, config: SpotConfig = SpotConfig()) -> np.n
     mouth aperture and sound level; all False when the signals have no mouth aperture)."""
     n = len(signals.face_ok)
     mouth = getattr(signals, "mouth", None)
-    if mouth is None or len(mouth) != n:
+    if not config.speech_aware or mouth is None or len(mouth) != n:
         return np.zeros(n, dtype=bool)
     times = getattr(signals, "time_s", None)
     if times is None or len(times) != n:
@@ -384,7 +389,8 @@ def combined_contrast(
 ) -> tuple[np.ndarray, np.ndarray, Contrasts]:
     """(z, blink, contrasts): the regions' contrasts combined, in noise units.
 
-    The eyes count only outside blinks; unusable frames read 0.
+    The eyes count only outside blinks, the mouth and cheeks only outside speech (unless
+    `speech_aware` is off); unusable frames read 0.
     """
     contrasts = region_contrasts(signals, config)
     weights = {r: w for r, w in config.region_weights if w > 0 and r in contrasts.z}
@@ -396,11 +402,16 @@ def combined_contrast(
         )
     blink = blink_mask(signals, contrasts, config)
     usable = contrasts.usable
+    # while the person speaks the lips, jaw and cheeks move with every syllable: only the brows
+    # and eyes can show an expression then (signal t reads frames t - k .. t)
+    talking = _widen(speech_mask(signals, config), 0, int(signals.k))
     parts = []
     for region, weight in weights.items():
         part = weight * contrasts.z[region]
         if region == "eyes":
             part = np.where(blink, 0.0, part)
+        if region in SPEECH_REGIONS and config.speech_aware:
+            part = np.where(talking, 0.0, part)
         parts.append(part)
     stack = np.stack(parts)
     if config.combine == "max":
@@ -719,14 +730,8 @@ def _judge(
     if peak > config.max_px * unit:
         return "too large"
     if _in_speech(talking, a, b, k, config):
+        # speaking moves the head with the jaw; the brows and eyes must move more than it
         span = slice(a, b + 1)
-        lower = (
-            max(
-                float(contrasts.px[r][span].max()) for r in ("mouth", "cheeks") if r in contrasts.px
-            )
-            if any(r in contrasts.px for r in ("mouth", "cheeks"))
-            else 0.0
-        )
         upper = 0.0
         for region in ("brows", "eyes"):
             if region in contrasts.px:
@@ -734,7 +739,8 @@ def _judge(
                 if region == "eyes":
                     c = np.where(blink[span], 0.0, c)
                 upper = max(upper, float(c.max()))
-        if upper < config.speech_upper_ratio * max(lower, 0.0):
+        head = 0.0 if contrasts.head is None else float(contrasts.head[span].max())
+        if upper < config.speech_head_ratio * head:
             return "speech"
     return ""
 
