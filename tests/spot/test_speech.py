@@ -104,7 +104,7 @@ def test_audio_envelope_follows_the_sound(tmp_path):
         audio = container.add_stream("aac", rate=rate)
         t = np.arange(2 * rate) / rate
         tone = np.where((t > 0.8) & (t < 1.2), 0.5 * np.sin(2 * np.pi * 220 * t), 0.0)
-        for i in range(50):
+        for _ in range(50):
             frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), "rgb24")
             container.mux(video.encode(frame))
         chunk = 1024

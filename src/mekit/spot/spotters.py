@@ -64,11 +64,9 @@ from mekit.spot.speech import SpeechConfig, speaking
 MAD_TO_SIGMA = 1.4826
 EPS = 1e-9
 COMBINE = ("max", "mean")
-NOT_FACE = ("eyes", "nose")
-SPEECH_REGIONS = (
-    "mouth",
-    "cheeks",
-)  # regions speech moves  # regions left out of "the rest of the face" in the vetoes
+NOT_FACE = ("eyes", "nose")  # regions left out of "the rest of the face" in the vetoes
+SPEECH_REGIONS = ("mouth", "cheeks")  # regions speech moves
+NOISE_PERCENTILE = 10  # a region's motion in its stillest frames: the codec's and sensor's noise
 
 
 class SignalsLike(Protocol):
@@ -121,7 +119,7 @@ class SpotConfig:
     # Amplitudes in px of a 64 px aligned face (scaled to the signals' face_size): a
     # micro-expression moves the face by 1-3 px at 200 px, i.e. about 0.3-1 px here.
     noise_floor_px: float = 0.01  # a region's noise scale is at least this ...
-    noise_floor_share: float = 0.25  # ... and this x its median motion (compression noise)
+    noise_floor_share: float = 0.5  # ... and this x its motion in its stillest frames (codec)
     min_px: float = 0.05  # smaller peaks (largest region's contrast) are noise: "too small"
     micro_max_px: float = 2.5  # micro-expressions move less; a larger short event is macro
     max_px: float = 5.0  # larger is no facial expression (body, camera, cut): "too large"
@@ -302,7 +300,7 @@ def region_contrasts(signals: SignalsLike, config: SpotConfig = SpotConfig()) ->
         # the noise of a still or nearly still face is the codec's: its contrast's spread can be
         # ~0, and then any flicker would count as many noise units
         raw = np.asarray(x, dtype=np.float64)[usable]
-        level = float(np.median(raw)) if len(raw) else 0.0
+        level = float(np.percentile(raw, NOISE_PERCENTILE)) if len(raw) else 0.0
         scale = max(scale, config.noise_floor_px * unit, config.noise_floor_share * level)
         px[region] = c
         z[region] = (c - med) / scale
