@@ -61,6 +61,7 @@ EVENT_KEYS = {
     "probabilities",
     "motion_map",
     "explanation_map",
+    "during",
 }
 TOP_KEYS = {
     "video",

@@ -8,13 +8,13 @@ from fractions import Fraction
 import cv2
 import numpy as np
 import pytest
+from tests.spot.test_spotters import Event, build
 
 from mekit.spot.metrics import Interval
 from mekit.spot.signals import compute_signals
 from mekit.spot.spotters import SpotConfig, resolve_overlaps, spot_details, spot_intervals
 from mekit.synth import SynthConfig
 from mekit.synth.subjects import subject_identity
-from tests.spot.test_spotters import Event, build
 
 
 def static_video(path, sigma: float, seconds: float = 4.0, fps: int = 30, size: int = 256):

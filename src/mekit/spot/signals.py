@@ -48,10 +48,46 @@ from mekit.spot.video import Frame, VideoReader
 log = logging.getLogger(__name__)
 
 DEFAULT_K_S = 0.2
+VFR_NOTE = "variable frame rate: use time_s, not frame / fps"
 REGIONS = ("brows", "eyes", "mouth", "cheeks", "nose")
 METHODS = ("farneback", "dis")
 NOSE = tuple(range(27, 36))
 NOSE_BRIDGE = (29, 30)
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    """The settings of `compute_signals` a user may choose (`mekit spot/analyze --set
+    signals.KEY=VALUE`): k, the flow offset in frames (None: `default_k`, shrunk to fit a short
+    clip); face_size, the aligned crop's side in px; method, the flow ("farneback" or "dis")."""
+
+    k: int | None = None
+    face_size: int = 64
+    method: str = "farneback"
+
+    def __post_init__(self) -> None:
+        if self.k is not None and (isinstance(self.k, bool) or not int(self.k) >= 1):
+            raise MekitError(f"signals.k must be a whole number of frames >= 1, got {self.k!r}")
+        if not 32 <= int(self.face_size) <= 512:
+            raise MekitError(f"signals.face_size must be 32..512 px, got {self.face_size!r}")
+        if self.method not in METHODS:
+            raise MekitError(f"signals.method must be one of {', '.join(METHODS)}: {self.method}")
+
+
+def curve_times(signals: MotionSignals) -> np.ndarray:
+    """(N,) seconds at which to draw per-frame curves of `signals` (the spotter's z) so they
+    line up with the events spotted from them: value t of a sliding signal is the motion from
+    frame t - k to frame t, so a hump of it spans an expression's onset .. offset + k, and the
+    spotter puts the apex k / 2 frames before the dip; drawn at the time of frame t - k / 2
+    (linearly between frames; extended at the frame rate before the first)."""
+    times = np.asarray(signals.time_s, dtype=np.float64)
+    if signals.reference != "sliding" or len(times) == 0:
+        return times.copy()
+    index = np.arange(len(times), dtype=np.float64) - signals.k / 2.0
+    out = np.interp(index, np.arange(len(times)), times)
+    before = index < 0
+    out[before] = times[0] + index[before] / float(signals.fps)
+    return out
 
 
 def default_k(fps: float) -> int:
@@ -452,10 +488,14 @@ def compute_signals(
         time_s = (frame - frame[0]) / rate
     ok = data["face_ok"] > 0.5
     notes = []
+    short = _cut_short(reader, n) if start == 0 and stop is None else ""
     if reader is not None and reader.stopped:
         notes.append(f"stopped after {reader.n_read} frames: {reader.stopped}")
-    if reader is not None and reader.variable_fps:
-        notes.append("variable frame rate: use time_s, not frame / fps")
+    elif short:
+        notes.append(short)
+    if reader is not None and reader.variable_fps and not (short or reader.stopped):
+        # (uneven steps at the end of a cut-off file are the cut, not the frame rate)
+        notes.append(VFR_NOTE)
     if not ok.all():
         share = 100.0 * (1 - ok.mean())
         note = f"no usable face in {int((~ok).sum())} of {n} frames ({share:.1f} %)"
@@ -486,11 +526,26 @@ def compute_signals(
         face_size=face_size,
         method=method,
         source=name,
-        complete=reader is None or reader.complete,
+        complete=reader is None or (reader.complete and not short),
         variable_fps=bool(reader is not None and reader.variable_fps),
         notes=tuple(notes),
         mouth=data["aperture"].copy(),
         audio_db=audio,
+    )
+
+
+def _cut_short(reader: VideoReader | None, n: int) -> str:
+    """A note when a video read to its end holds clearly fewer frames than its header's
+    duration announces (a truncated file whose container counts no frames, e.g. MKV); ""
+    otherwise."""
+    if reader is None or reader.info.is_folder or reader.stopped is not None:
+        return ""
+    expected = int(reader.info.n_frames)
+    if expected <= 0 or n >= expected - max(2, 0.02 * expected):
+        return ""
+    return (
+        f"the file ends after {n} frames, its header announces about {expected} "
+        f"({expected / reader.fps:.1f} s): truncated?"
     )
 
 
