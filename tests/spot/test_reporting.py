@@ -10,6 +10,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from tests.spot.test_spotters import Event, build
 
 from mekit.cli.main import main
 from mekit.spot.run import spot
@@ -17,7 +18,6 @@ from mekit.spot.signals import VFR_NOTE, compute_signals, curve_times
 from mekit.spot.spotters import spot_details
 from mekit.synth import SynthConfig
 from mekit.synth.subjects import subject_identity
-from tests.spot.test_spotters import Event, build
 
 
 @pytest.fixture(scope="module")
