@@ -32,7 +32,6 @@ to 64 px is averaged, not aliased. Nothing is kept from frame to frame but the t
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections.abc import Iterable, Iterator
@@ -43,7 +42,7 @@ import numpy as np
 
 from mekit.errors import MekitError
 from mekit.faces.align import FaceConfig, alignment_matrix
-from mekit.faces.landmarks import shape_predictor_path
+from mekit.faces.landmarks import dlib_models
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +232,7 @@ class FaceTrack:
         return self.landmarks is not None
 
     def _load(self) -> None:
-        self._detector, self._predictor = _dlib_models()
+        self._detector, self._predictor = dlib_models()
 
     # -- detector and predictor --------------------------------------------------------------
     def _detect(self, image: np.ndarray, levels: tuple[int, ...] | None = None):
@@ -476,14 +475,6 @@ class FaceTrack:
                 f"first frame and then every {self.config.redetect_s:g} s); is a frontal face "
                 "visible, at least about 80 px wide?"
             )
-
-
-@functools.cache
-def _dlib_models():
-    """dlib's detector and 68-point predictor, loaded once per process (about 1 s)."""
-    import dlib
-
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(shape_predictor_path()))
 
 
 def _anchor(landmarks: np.ndarray) -> np.ndarray:
