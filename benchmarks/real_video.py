@@ -93,7 +93,8 @@ def talking(folder: Path, model: Path, work: Path) -> None:
         print(
             f"{video.name[:21]:<22}{r['duration_s']:>6.1f}{r['wall_s']:>8.1f}"
             f"{r['duration_s'] / r['wall_s']:>8.2f}{r['cpu_s']:>7.1f}"
-            f"{stages.get('spotting', 0):>8.1f}{stages.get('recognising', 0):>8.1f}{r['peak_mb']:>9.0f}{r['micro']:>7}"
+            f"{stages.get('spotting', 0):>8.1f}{stages.get('recognising', 0):>8.1f}"
+            f"{r['peak_mb']:>9.0f}{r['micro']:>7}"
             f"{r['macro']:>7}{r['in_speech']:>8}",
             flush=True,
         )
