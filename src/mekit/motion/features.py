@@ -46,7 +46,7 @@ from mekit.motion.lbptop import lbp_top
 from mekit.motion.magnify import eulerian_magnify
 
 # Bump when anything changes what these functions return: cache keys include it.
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3  # 3: crop-aware alignment (faces near the frame edge)
 
 
 class FeatureKind(StrEnum):
