@@ -504,8 +504,9 @@ def compute_signals(
     if not np.isfinite(data["strain"]).any():
         raise MekitError(
             f"{name}: no motion value could be computed from {n} frames, {int(ok.sum())} with a "
-            f"face (k = {k} needs a face in frames k apart within one stream); use a smaller k, "
-            "or reference='first' for a short clip"
+            f"face (k = {k} needs a face in frames k apart within one stream); use a smaller k "
+            "(`mekit spot` / `mekit analyze`: --set signals.k=N), or reference='first' for the "
+            "apex of a short clip"
         )
     audio = None
     if reader is not None and not reader.info.is_folder:
