@@ -488,7 +488,7 @@ def compute_signals(
         time_s = (frame - frame[0]) / rate
     ok = data["face_ok"] > 0.5
     notes = []
-    short = _cut_short(reader, n) if start == 0 and stop is None else ""
+    short = _cut_short(reader, time_s) if start == 0 and stop is None else ""
     if reader is not None and reader.stopped:
         notes.append(f"stopped after {reader.n_read} frames: {reader.stopped}")
     elif short:
@@ -535,19 +535,19 @@ def compute_signals(
     )
 
 
-def _cut_short(reader: VideoReader | None, n: int) -> str:
-    """A note when a video read to its end holds clearly fewer frames than its header's
-    duration announces (a truncated file whose container counts no frames, e.g. MKV); ""
-    otherwise."""
-    if reader is None or reader.info.is_folder or reader.stopped is not None:
+def _cut_short(reader: VideoReader | None, time_s: np.ndarray) -> str:
+    """A note when a video read to its end stops clearly before the duration its header
+    announces (a truncated file whose container counts no frames, e.g. MKV, WebM; one that
+    does, MP4, the reader itself catches); "" otherwise. Times, not frame counts, so a
+    variable frame rate with dropped frames is not taken for a cut."""
+    if reader is None or reader.info.is_folder or reader.stopped is not None or not len(time_s):
         return ""
-    expected = int(reader.info.n_frames)
-    if expected <= 0 or n >= expected - max(2, 0.02 * expected):
+    expected = reader.info.n_frames / reader.fps if reader.fps > 0 else math.nan
+    step = float(np.median(np.diff(time_s))) if len(time_s) > 1 else 1.0 / reader.fps
+    ends = float(time_s[-1]) + step
+    if not math.isfinite(expected) or ends >= expected - max(2 * step, 0.02 * expected):
         return ""
-    return (
-        f"the file ends after {n} frames, its header announces about {expected} "
-        f"({expected / reader.fps:.1f} s): truncated?"
-    )
+    return f"the file ends at {ends:.2f} s, its header announces {expected:.2f} s: truncated?"
 
 
 def _measure(flow: np.ndarray, masks: RegionMasks) -> tuple[float, ...]:
