@@ -375,6 +375,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             print(
                 f"  {e.index:>3} {e.kind:<6} {e.onset_s:>8.2f} {e.apex_s:>7.2f} "
                 f"{e.offset_s:>9.2f} {e.score:>6.2f}  {e.emotion}{share}"
+                + (f"  (during {e.during})" if e.during else "")
             )
     for warning in analysis.warnings:
         print(f"warning: {warning}")

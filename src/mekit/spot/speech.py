@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,12 +70,17 @@ def audio_envelope(path: str | Path, times_s: np.ndarray) -> np.ndarray | None:
     except (av.error.FFmpegError, OSError):
         return None
     rate, hop = 16000, 160  # 10 ms
-    energy: list[float] = []
+    energy = array("d")  # mean square per 10 ms: 800 bytes a second of sound
     start: float | None = None
     with container:
         if not container.streams.audio:
             return None
         stream = container.streams.audio[0]
+        video = container.streams.video[0] if container.streams.video else None
+        # frame times count from the first video frame (mekit.spot.video)
+        zero = 0.0
+        if video is not None and video.start_time is not None and video.time_base is not None:
+            zero = float(video.start_time * video.time_base)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
         carry = np.zeros(0, np.float32)
         try:
@@ -85,14 +91,14 @@ def audio_envelope(path: str | Path, times_s: np.ndarray) -> np.ndarray | None:
                     carry = np.concatenate([carry, mono.to_ndarray().reshape(-1)])
                 whole = len(carry) // hop * hop
                 if whole:
-                    energy.extend(np.mean(carry[:whole].reshape(-1, hop) ** 2, axis=1).tolist())
+                    energy.extend(np.mean(carry[:whole].reshape(-1, hop) ** 2, axis=1))
                     carry = carry[whole:]
         except av.error.FFmpegError as error:
             log.info("%s: audio read stopped: %s", path, error)
     if not energy or start is None:
         return None
-    level = 10.0 * np.log10(np.maximum(np.asarray(energy), 1e-10))
-    centres = start + (hop / rate) * (np.arange(len(level)) + 0.5)
+    level = 10.0 * np.log10(np.maximum(np.frombuffer(energy, np.float64), 1e-10))
+    centres = start - zero + (hop / rate) * (np.arange(len(level)) + 0.5)
     steps = np.diff(times_s)
     width = float(np.median(steps)) if len(steps) else hop / rate
     level = ndimage.uniform_filter1d(level, max(1, int(round(width * rate / hop))), mode="nearest")
