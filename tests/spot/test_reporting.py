@@ -69,7 +69,7 @@ def test_a_truncated_mkv_is_named_truncated_not_variable_rate(face, tmp_path):
     signals = compute_signals(cut, k=2, progress=False)
     assert not signals.complete
     assert any("truncated" in note for note in signals.notes)
-    assert VFR_NOTE not in signals.notes
+    assert VFR_NOTE not in signals.notes and not signals.variable_fps
 
 
 def test_each_video_warning_is_logged_once(face, tmp_path, caplog):

@@ -493,8 +493,8 @@ def compute_signals(
         notes.append(f"stopped after {reader.n_read} frames: {reader.stopped}")
     elif short:
         notes.append(short)
-    if reader is not None and reader.variable_fps and not (short or reader.stopped):
-        # (uneven steps at the end of a cut-off file are the cut, not the frame rate)
+    cut = bool(short or (reader is not None and reader.stopped))
+    if reader is not None and reader.variable_fps and not cut:
         notes.append(VFR_NOTE)
     if not ok.all():
         share = 100.0 * (1 - ok.mean())
@@ -528,7 +528,8 @@ def compute_signals(
         method=method,
         source=name,
         complete=reader is None or (reader.complete and not short),
-        variable_fps=bool(reader is not None and reader.variable_fps),
+        # uneven steps where a file was cut off are the cut, not the frame rate
+        variable_fps=bool(reader is not None and reader.variable_fps and not cut),
         notes=tuple(notes),
         mouth=data["aperture"].copy(),
         audio_db=audio,
