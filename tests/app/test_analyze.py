@@ -61,6 +61,7 @@ EVENT_KEYS = {
     "probabilities",
     "motion_map",
     "explanation_map",
+    "during",
 }
 TOP_KEYS = {
     "video",
@@ -293,6 +294,38 @@ def test_the_model_input_is_computed_as_training_computes_it(long_video, own_mod
     np.testing.assert_allclose(seen[0][0], expected, atol=1e-5)
     assert found.motion.shape == (128, 128) and found.motion.max() > 0.5  # a 2-3 px event
     assert found.cam is not None and found.cam.shape == (128, 128)
+
+
+def test_flow_at_the_model_input_size_only_where_the_model_was_trained_so(
+    long_video, own_model, tmp_path, monkeypatch
+):
+    """A model whose sidecar records features.flow_size = 28 gets its onset -> apex TV-L1 flow
+    at 28 px (the fast path), exactly as training computed it; one without keeps 128 px."""
+    import mekit.app.recognise as recognise
+
+    assert load_recogniser(own_model).features.flow_size == 0  # inputs unchanged
+    fast = FeatureConfig(method="tvl1", flow_size=28)
+    recogniser = load_recogniser(_save(tmp_path / "fast", demo=False, features=fast))
+    assert recogniser.features.flow_size == 28
+    onset, apex, offset = 30, 34, 39
+    frames = dict(iter_frames(long_video[0], onset, offset + 1))
+    seen, flows = [], []
+    real_predict, real_flow = recognise.predict_proba, recognise.onset_apex_flow
+    monkeypatch.setattr(
+        recognise, "predict_proba", lambda m, x: seen.append(x) or real_predict(m, x)
+    )
+    monkeypatch.setattr(
+        recognise, "onset_apex_flow", lambda *a: flows.append(real_flow(*a)) or flows[-1]
+    )
+    found = recogniser.recognise(frames, onset, apex, offset, 30.0, FaceLandmarker())
+    assert flows[0].shape == (2, 28, 28)
+    clip = align_frames([frames[onset], frames[apex]], FaceLandmarker(), FaceConfig())
+    config = FeatureConfig(kind=FeatureKind.ONSET_APEX, size=28, method="tvl1", flow_size=28)
+    expected = compute_features(
+        np.stack(clip.frames), (onset, apex), onset, apex, offset, 30.0, clip.landmarks, config
+    )
+    np.testing.assert_allclose(seen[0][0], expected, atol=1e-5)
+    assert found.motion.shape == (128, 128)  # the map is drawn over the aligned face
 
 
 def test_an_event_that_cannot_be_recognised_keeps_its_timing(long_video, own_model, tmp_path):

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -67,3 +69,20 @@ def test_region_motion_subtraction_cancels_rigid_shift():
 def test_flow_rejects_mismatched_frames():
     with pytest.raises(ValueError, match="one shape"):
         compute_flow(np.zeros((10, 10), np.uint8), np.zeros((12, 10), np.uint8), "farneback")
+
+
+def test_onset_apex_flow_at_the_model_input_size():
+    """features.flow_size shrinks the aligned faces first: the flow is in px of that size."""
+    from mekit.motion.features import FeatureConfig, onset_apex_flow
+
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.integers(0, 255, (160, 160)).astype(np.float32), (0, 0), 3)
+    texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    onset, apex = texture[16:144, 16:144], texture[16:144, 12:140]  # moved 4 px right
+    landmarks = np.full((68, 2), 64.0, np.float32)
+    config = FeatureConfig(method="tvl1", head_motion=False)
+    full = onset_apex_flow(onset, apex, landmarks, config)
+    small = onset_apex_flow(onset, apex, landmarks, replace(config, flow_size=32))
+    assert full.shape == (2, 128, 128) and small.shape == (2, 32, 32)
+    assert np.median(full[0][20:-20, 20:-20]) == pytest.approx(4.0, abs=0.4)
+    assert np.median(small[0][5:-5, 5:-5]) == pytest.approx(1.0, abs=0.15)

@@ -50,7 +50,13 @@ from mekit.errors import MekitError, output_folder
 from mekit.pipeline import DEMO_MODEL_NAME
 from mekit.spot.learned_run import learned_spots
 from mekit.spot.metrics import Interval
-from mekit.spot.signals import DEFAULT_K_S, MotionSignals, compute_signals
+from mekit.spot.signals import (
+    DEFAULT_K_S,
+    VFR_NOTE,
+    MotionSignals,
+    compute_signals,
+    curve_times,
+)
 from mekit.spot.spotters import SpotConfig, SpotResult, spot_details
 from mekit.spot.track import TrackedFrame
 from mekit.spot.video import VideoInfo, open_video
@@ -74,16 +80,17 @@ Progress = Callable[[str, float], None]
 class AnalyzeConfig:
     """How to analyse a video.
 
-    spot: the spotter's settings. face_size, flow_method: the spotter's face crop (px) and flow
-    (see `mekit.spot.signals.compute_signals`). video: write annotated.mp4. max_side: the
-    annotated video is scaled so its longer side is at most this (px; smaller inputs keep
-    their size). crf, preset: its H.264 quality and speed. strip_seconds: the time the motion
-    strip of the annotated video shows.
+    spot: the spotter's settings. face_size, flow_method, k: the spotter's face crop (px), flow
+    and flow offset (see `mekit.spot.signals.compute_signals`). video: write annotated.mp4.
+    max_side: the annotated video is scaled so its longer side is at most this (px; smaller
+    inputs keep their size). crf, preset: its H.264 quality and speed. strip_seconds: the time
+    the motion strip of the annotated video shows.
     """
 
     spot: SpotConfig = SpotConfig()
     face_size: int = 64
     flow_method: str = "farneback"
+    k: int | None = None  # the spotter's flow offset, frames (None: 0.2 s)
     video: bool = True
     max_side: int = 1280
     crf: int = 23
@@ -232,6 +239,7 @@ def analyze_video(
     try:
         signals = compute_signals(
             video,
+            k=config.k,
             face_size=config.face_size,
             method=config.flow_method,
             progress=False,
@@ -239,22 +247,25 @@ def analyze_video(
             on_frame=on_frame,
         )
     except MekitError as e:
-        # The spotter's own advice (a smaller k, reference='first') names settings that
-        # analyze does not take: say what the user can change instead.
+        # The spotter's own advice names reference='first', which analyze does not take: say
+        # what the user can change here instead.
         if "no motion value could be computed" not in str(e):
             raise
+        gap = f"{config.k} frames" if config.k else f"{DEFAULT_K_S:g} s"
         raise MekitError(
             f"{video}: no motion could be measured in its {info.n_frames} frames: mekit analyze "
-            f"compares each frame with the one {DEFAULT_K_S:g} s earlier, the face in view in "
-            "both; give a clip of at least a second with the face in view throughout"
+            f"compares each frame with the one {gap} earlier, the face in view in both; give a "
+            "clip of at least a second with the face in view throughout, or a shorter gap with "
+            "--set signals.k=N (frames)"
         ) from None
     spotted = spot_details(signals, config.spot)
-    warnings += list(spotted.warnings)
+    warnings += [w for w in spotted.warnings if w != VFR_NOTE]  # said once, below
     intervals, spotter_name = list(spotted.intervals), "unsupervised"
     if spotter is not None:
         learned = learned_spots(video, [Path(spotter)], fps=float(signals.fps))
         intervals, spotter_name = learned.intervals, f"softnet: {spotter}"
     stages.end()
+    drawn_at = curve_times(signals)  # the curve on the events' time base
     facts = _facts(video, info, signals)
     if facts.variable_fps:
         warnings.append(
@@ -284,7 +295,7 @@ def analyze_video(
 
     if config.video:
         stages.start("rendering")
-        overlay = Overlay(boxes.boxes(), signals.time_s, spotted.z, spotted.threshold, events)
+        overlay = Overlay(boxes.boxes(), drawn_at, spotted.z, spotted.threshold, events)
         try:
             annotated = write_annotated_video(
                 video,
@@ -315,7 +326,7 @@ def analyze_video(
         f"{sum(e.kind == 'macro' for e in events)} macro); model {recogniser.info.name}"
     )
     plot_timeline(
-        out / FILES["timeline_png"], signals.time_s, spotted.z, spotted.threshold, events, title
+        out / FILES["timeline_png"], drawn_at, spotted.z, spotted.threshold, events, title
     )
     files["timeline_png"], files["html"] = FILES["timeline_png"], FILES["html"]
     analysis = replace(
@@ -377,6 +388,7 @@ def _events(
             apex_s=_seconds(signals, apex),
             offset_s=_seconds(signals, interval.offset),
             score=float(interval.score),
+            during=interval.during,
         )
         if isinstance(found, str):
             warnings.append(

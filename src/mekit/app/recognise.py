@@ -124,10 +124,15 @@ class Recogniser:
         probabilities = {
             label: float(p) for label, p in zip(self.loaded.labels, probs, strict=True)
         }
+        motion = magnitude(flow)
+        side = self.face.size
+        if motion.shape[-1] != side:  # the flow ran at the model's input size (flow_size)
+            motion = cv2.resize(motion, (side, side), interpolation=cv2.INTER_LINEAR)
+            motion *= np.float32(side / flow.shape[-1])  # px of the aligned face, as the map says
         return Recognition(
             probabilities=probabilities,
             apex_face=aligned[apex],
-            motion=magnitude(flow),
+            motion=motion,
             cam=self._cam(x, self.face.size),
         )
 

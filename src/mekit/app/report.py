@@ -208,7 +208,9 @@ def _card(event: AnalysedEvent, out: Path, labels: Sequence[str]) -> str:
         f'<span class="emotion">{e(event.emotion)}</span></h3>'
         f'<div class="muted">{event.onset_s:.2f} - {event.offset_s:.2f} s '
         f"(apex {event.apex_s:.2f} s; frames {event.onset}-{event.offset}, apex {event.apex}); "
-        f"spotter score {event.score:.2f}</div>"
+        f"spotter score {event.score:.2f}"
+        + (f"; during {e(event.during)}" if event.during else "")
+        + "</div>"
     )
     bars = []
     for label in labels:

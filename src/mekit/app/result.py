@@ -129,6 +129,7 @@ class AnalysedEvent:
     probabilities: dict[str, float] = field(default_factory=dict)
     motion_map: str | None = None
     explanation_map: str | None = None
+    during: str = ""  # "speech": the person was speaking (brows/eyes event); "" otherwise
 
     @property
     def confidence(self) -> float:
@@ -150,6 +151,7 @@ class AnalysedEvent:
             "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
             "motion_map": self.motion_map,
             "explanation_map": self.explanation_map,
+            "during": self.during,
         }
 
 

@@ -8,6 +8,7 @@ import os
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -190,18 +191,38 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_spot(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+def _spot_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """(SpotConfig, SignalConfig) from --config FILE.toml ([spot], [signals]) and --set
+    spot.KEY=VALUE / signals.KEY=VALUE (and spot's --p)."""
+    from mekit.config import from_mapping, load_toml, merge, parse_overrides
+    from mekit.spot.signals import SignalConfig
+    from mekit.spot.spotters import SpotConfig
 
+    values = load_toml(Path(args.config)) if getattr(args, "config", None) else {}
+    values = merge(values, parse_overrides(getattr(args, "set", None) or []))
+    if getattr(args, "p", None) is not None:
+        values = merge(values, {"spot": {"p": args.p}})
+    unknown = sorted(set(values) - {"spot", "signals"})
+    if unknown:
+        raise MekitError(
+            f"unknown setting section(s) {', '.join(unknown)}: use spot.KEY (the spotter, e.g. "
+            "spot.min_z=4) or signals.KEY (signals.k, signals.face_size, signals.method)"
+        )
+    for section in ("spot", "signals"):
+        if not isinstance(values.get(section, {}), dict):
+            raise MekitError(f"'{section}' must be a section, e.g. {section}.KEY=VALUE")
+    spot = from_mapping(SpotConfig, values.get("spot", {}), "spot.").validate()
+    return spot, from_mapping(SignalConfig, values.get("signals", {}), "signals.")
+
+
+def cmd_spot(args: argparse.Namespace) -> int:
     from mekit.spot.run import spot
 
     if args.apex:
         return _spot_apexes(args)
     if args.spotter:
         return _spot_learned(args)
-    from mekit.spot.spotters import SpotConfig
-
-    config = SpotConfig() if args.p is None else replace(SpotConfig(), p=args.p)
+    config, signal_config = _spot_settings(args)
     out = Path(args.out) if args.out else Path("spots") / Path(args.source).stem
     outcome = spot(
         Path(args.source),
@@ -210,6 +231,7 @@ def cmd_spot(args: argparse.Namespace) -> int:
         truth_csv=Path(args.truth) if args.truth else None,
         fps=args.fps,
         progress=not args.quiet,
+        signal_config=signal_config,
     )
     for v in outcome.videos:
         kinds = [i.kind for i in v.result.intervals]
@@ -223,7 +245,7 @@ def cmd_spot(args: argparse.Namespace) -> int:
             at = times.get(i.onset, float("nan"))
             print(
                 f"  {i.kind:<6} frames {i.onset}-{i.offset} (apex {i.apex}), "
-                f"{at:.2f} s  score {i.score:.2f}"
+                f"{at:.2f} s  score {i.score:.2f}" + (f"  (during {i.during})" if i.during else "")
             )
     for name, reason in outcome.failed:
         print(f"not spotted: {name}: {reason}")
@@ -319,12 +341,20 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     video = Path(args.video)
     out = Path(args.out) if args.out else Path("analyses") / video.stem
+    spot, signals = _spot_settings(args)
+    config = AnalyzeConfig(
+        spot=spot,
+        face_size=signals.face_size,
+        flow_method=signals.method,
+        k=signals.k,
+        video=not args.no_video,
+    )
     with _StageBars(enabled=not args.quiet) as bars:
         analysis = analyze_video(
             video,
             out,
             Path(args.model) if args.model else None,
-            AnalyzeConfig(video=not args.no_video),
+            config,
             progress=bars.progress if bars.enabled else None,
             spotter=Path(args.spotter) if args.spotter else None,
         )
@@ -349,6 +379,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             print(
                 f"  {e.index:>3} {e.kind:<6} {e.onset_s:>8.2f} {e.apex_s:>7.2f} "
                 f"{e.offset_s:>9.2f} {e.score:>6.2f}  {e.emotion}{share}"
+                + (f"  (during {e.during})" if e.during else "")
             )
     for warning in analysis.warnings:
         print(f"warning: {warning}")
@@ -748,6 +779,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="SOURCE is a corpus of annotated clips: spot each clip's apex (apex.csv)",
     )
     p.add_argument("--corpus-type", help="with --apex: the corpus layout (default: detected)")
+    p.add_argument("--config", help="TOML file with [spot] and [signals] sections")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set spot.min_z=4 --set signals.k=3 (spot.*: the "
+        "spotter, see SpotConfig; signals.*: k, face_size, method)",
+    )
     p.add_argument(
         "--spotter",
         action="append",
@@ -775,6 +814,14 @@ def build_parser() -> argparse.ArgumentParser:
         "run folder) instead of the unsupervised spotter",
     )
     p.add_argument("--no-video", action="store_true", help="skip annotated.mp4")
+    p.add_argument("--config", help="TOML file with [spot] and [signals] sections")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set spot.min_z=4 --set signals.k=3 (spot.*: the "
+        "spotter, see SpotConfig; signals.*: k, face_size, method)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)
 
@@ -894,6 +941,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # a video's problems are logged where they are found: once, not again as a Python warning
+    from mekit.spot.video import VideoWarning
+
+    warnings.simplefilter("ignore", VideoWarning)
     try:
         return int(args.func(args))
     except MekitError as e:

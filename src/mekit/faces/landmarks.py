@@ -6,6 +6,7 @@ importing that package (its import needs pkg_resources, which modern setuptools 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -35,6 +36,15 @@ def shape_predictor_path() -> Path:
     return path
 
 
+@functools.cache
+def dlib_models():
+    """dlib's HOG face detector and 68-point shape predictor, loaded once per process (about
+    1 s; shared by `FaceLandmarker` and the spotter's face track)."""
+    import dlib
+
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(shape_predictor_path()))
+
+
 class FaceLandmarker:
     """Finds the largest face and its 68 landmarks. Models load on first use (not picklable:
     build one per process)."""
@@ -45,10 +55,7 @@ class FaceLandmarker:
         self._predictor = None
 
     def _load(self) -> None:
-        import dlib
-
-        self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(str(shape_predictor_path()))
+        self._detector, self._predictor = dlib_models()
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         """(68, 2) float32 landmarks (x, y in px) of the largest face in a grey or RGB uint8

@@ -59,7 +59,8 @@ class Interval:
     confidence (not used by the MEGC metrics); `video` names the recording (optional: the keys of
     the per-video mappings are what the metrics use; when both are set they must agree);
     `emotion` is the predicted or annotated emotion label ("" when there is none), used only by
-    the spot-then-recognise score.
+    the spot-then-recognise score; `during` says what else was going on ("speech": the person
+    was speaking; "" otherwise), not used by the metrics.
     """
 
     onset: int
@@ -69,6 +70,7 @@ class Interval:
     score: float = 1.0
     video: str = ""
     emotion: str = ""
+    during: str = ""
 
     def __post_init__(self) -> None:
         for name in ("onset", "offset", "apex"):

@@ -26,13 +26,16 @@ import numpy as np  # noqa: E402
 
 from mekit.errors import MekitError  # noqa: E402
 from mekit.spot.metrics import Interval, apex_summary, match_corpus, spotting_report  # noqa: E402
-from mekit.spot.signals import MotionSignals, compute_signals  # noqa: E402
+from mekit.spot.signals import MotionSignals, SignalConfig, compute_signals  # noqa: E402
 from mekit.spot.spotters import SpotConfig, SpotResult, spot_details  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-COLUMNS = ("video", "onset", "apex", "offset", "onset_s", "apex_s", "offset_s", "kind", "score")
+COLUMNS = (
+    *("video", "onset", "apex", "offset", "onset_s", "apex_s", "offset_s", "kind", "score"),
+    "during",  # "speech" when the person was speaking (a brow/eye event), else empty
+)
 
 
 @dataclass(frozen=True)
@@ -129,9 +132,11 @@ def spot(
     truth_csv: Path | None = None,
     fps: float | None = None,
     progress: bool = True,
+    signal_config: SignalConfig = SignalConfig(),
 ) -> SpotOutcome:
     """Spot every video of `source` (a video, a folder of frames or of videos, or a long-video
-    corpus) into `out`; score against the truth when there is one."""
+    corpus) into `out`; score against the truth when there is one. `signal_config`: the motion
+    signals' flow offset, crop size and flow method."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = corpus_jobs(Path(source), fps) if Path(source).is_dir() and not truth_csv else None
@@ -145,14 +150,23 @@ def spot(
     for job in jobs:
         name, path = job.name, job.source
         try:
-            signals = compute_signals(path, fps=job.fps, progress=progress, name=name)
+            signals = compute_signals(
+                path,
+                fps=job.fps,
+                k=signal_config.k,
+                face_size=signal_config.face_size,
+                method=signal_config.method,
+                progress=progress,
+                name=name,
+            )
         except MekitError as e:  # one unreadable or faceless video must not stop the rest
             log.error("%s: %s", name, e)
             failed.append((name, str(e)))
             continue
         result = spot_details(signals, config)
         for w in result.warnings:
-            log.warning("%s: %s", name, w)
+            if w not in signals.notes:  # those were logged where they arose
+                log.warning("%s: %s", name, w)
         spots = VideoSpots(name, path, result, signals, job.truth)
         _write_video(out, spots)
         done.append(spots)
@@ -192,7 +206,7 @@ def _write_video(out: Path, spots: VideoSpots) -> None:
         for i in spots.result.intervals:
             writer.writerow(
                 [spots.video, i.onset, i.apex, i.offset, seconds(i.onset), seconds(i.apex)]
-                + [seconds(i.offset), i.kind, f"{i.score:.3f}"]
+                + [seconds(i.offset), i.kind, f"{i.score:.3f}", i.during]
             )
     with open(out / f"{spots.video}.vetoed.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -206,7 +220,10 @@ def _write_video(out: Path, spots: VideoSpots) -> None:
 def plot_spots(spots: VideoSpots, path: Path) -> Path:
     """The combined motion curve with the threshold, spotted intervals (green: micro, blue:
     macro), vetoed candidates (red) and, when known, the true events (grey bars above)."""
-    frames = spots.signals.frame
+    signals = spots.signals
+    frames = signals.frame
+    if signals.reference == "sliding":  # value t is the motion from t - k to t: on the events'
+        frames = frames - signals.k / 2.0  # time base (see `signals.curve_times`)
     result = spots.result
     fig, ax = plt.subplots(figsize=(12, 3.2), dpi=100)
     if len(result.z):
@@ -255,6 +272,7 @@ def _write_summary(
                     "offset": i.offset,
                     "kind": i.kind,
                     "score": round(float(i.score), 4),
+                    "during": i.during,
                 }
                 for i in v.result.intervals
             ],

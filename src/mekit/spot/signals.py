@@ -41,16 +41,53 @@ from tqdm.auto import tqdm
 
 from mekit.errors import MekitError
 from mekit.faces.landmarks import BROWS, MOUTH
+from mekit.spot.speech import audio_envelope, mouth_aperture
 from mekit.spot.track import LEFT_EYE, RIGHT_EYE, FaceTrack, TrackConfig, TrackedFrame
 from mekit.spot.video import Frame, VideoReader
 
 log = logging.getLogger(__name__)
 
 DEFAULT_K_S = 0.2
+VFR_NOTE = "variable frame rate: use time_s, not frame / fps"
 REGIONS = ("brows", "eyes", "mouth", "cheeks", "nose")
 METHODS = ("farneback", "dis")
 NOSE = tuple(range(27, 36))
 NOSE_BRIDGE = (29, 30)
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    """The settings of `compute_signals` a user may choose (`mekit spot/analyze --set
+    signals.KEY=VALUE`): k, the flow offset in frames (None: `default_k`, shrunk to fit a short
+    clip); face_size, the aligned crop's side in px; method, the flow ("farneback" or "dis")."""
+
+    k: int | None = None
+    face_size: int = 64
+    method: str = "farneback"
+
+    def __post_init__(self) -> None:
+        if self.k is not None and (isinstance(self.k, bool) or not int(self.k) >= 1):
+            raise MekitError(f"signals.k must be a whole number of frames >= 1, got {self.k!r}")
+        if not 32 <= int(self.face_size) <= 512:
+            raise MekitError(f"signals.face_size must be 32..512 px, got {self.face_size!r}")
+        if self.method not in METHODS:
+            raise MekitError(f"signals.method must be one of {', '.join(METHODS)}: {self.method}")
+
+
+def curve_times(signals: MotionSignals) -> np.ndarray:
+    """(N,) seconds at which to draw per-frame curves of `signals` (the spotter's z) so they
+    line up with the events spotted from them: value t of a sliding signal is the motion from
+    frame t - k to frame t, so a hump of it spans an expression's onset .. offset + k, and the
+    spotter puts the apex k / 2 frames before the dip; drawn at the time of frame t - k / 2
+    (linearly between frames; extended at the frame rate before the first)."""
+    times = np.asarray(signals.time_s, dtype=np.float64)
+    if signals.reference != "sliding" or len(times) == 0:
+        return times.copy()
+    index = np.arange(len(times), dtype=np.float64) - signals.k / 2.0
+    out = np.interp(index, np.arange(len(times)), times)
+    before = index < 0
+    out[before] = times[0] + index[before] / float(signals.fps)
+    return out
 
 
 def default_k(fps: float) -> int:
@@ -82,6 +119,10 @@ class MotionSignals:
         0.3 open, lower as the lids close; held between landmark updates).
     face_ok: (N,) bool the face was tracked and inside the frame at t.
     shot: (N,) int32 crop-transform id at t (-1 without a face).
+    mouth: (N,) float32 inner-lip gap over the outer-eye span at t (`mekit.spot.speech`; NaN
+        without a face), or None (signals saved before it existed).
+    audio_db: (N,) float32 sound level around frame t, dB re full scale, or None when the
+        source has no sound (`mekit.spot.speech.audio_envelope`).
 
     Motion values are NaN where they do not exist: the first k frames, and frames where the
     face was not ok at t or at t - k. `ear` is NaN where face_ok is False.
@@ -107,6 +148,8 @@ class MotionSignals:
     complete: bool = True
     variable_fps: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    mouth: np.ndarray | None = None
+    audio_db: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -154,6 +197,9 @@ class MotionSignals:
             )
         }
         arrays.update({f"region_{n}": v for n, v in self.regions.items()})
+        for name in ("mouth", "audio_db"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
         with path.open("wb") as handle:
             np.savez_compressed(handle, meta=np.array(json.dumps(meta)), **arrays)
         return path
@@ -365,6 +411,11 @@ def compute_signals(
         k = 0
     elif k is None:
         k = default_k(rate)
+        if total is not None and reader is not None and reader.info.n_frames_exact:
+            shortest = max(1, (total - 1) // 3)  # a few values even in a short clip
+            if k > shortest:
+                log.info("%s: %d frames only: flow offset k = %d, not %d", name, total, shortest, k)
+                k = shortest
     elif k < 1:
         raise MekitError(f"the flow offset k must be at least 1 frame, got {k}")
     config = track or TrackConfig()
@@ -373,7 +424,7 @@ def compute_signals(
     tracker = FaceTrack(rate, config, name=name)
     engine = FlowEngine(method)
 
-    columns = (*REGIONS, "strain", "eye_motion", "head", "ear", "face_ok", "shot")
+    columns = (*REGIONS, "strain", "eye_motion", "head", "ear", "face_ok", "shot", "aperture")
     rows = _Columns(len(columns))
     ring: deque[_Buffered] = deque(maxlen=k + 1)
     first: _Buffered | None = None
@@ -412,8 +463,15 @@ def compute_signals(
                 and past.shot == current.shot
             ):
                 values = _measure(engine(past.crop, current.crop), masks)
+            mouth = (
+                mouth_aperture(tracked.landmarks)
+                if tracked.face_ok and tracked.landmarks is not None
+                else math.nan
+            )
             rows.add(
-                tracked.index, tracked.time_s, (*values, tracked.ear, tracked.face_ok, tracked.shot)
+                tracked.index,
+                tracked.time_s,
+                (*values, tracked.ear, tracked.face_ok, tracked.shot, mouth),
             )
     finally:
         bar.close()
@@ -430,10 +488,14 @@ def compute_signals(
         time_s = (frame - frame[0]) / rate
     ok = data["face_ok"] > 0.5
     notes = []
+    short = _cut_short(reader, time_s) if start == 0 and stop is None else ""
     if reader is not None and reader.stopped:
         notes.append(f"stopped after {reader.n_read} frames: {reader.stopped}")
-    if reader is not None and reader.variable_fps:
-        notes.append("variable frame rate: use time_s, not frame / fps")
+    elif short:
+        notes.append(short)
+    cut = bool(short or (reader is not None and reader.stopped))
+    if reader is not None and reader.variable_fps and not cut:
+        notes.append(VFR_NOTE)
     if not ok.all():
         share = 100.0 * (1 - ok.mean())
         note = f"no usable face in {int((~ok).sum())} of {n} frames ({share:.1f} %)"
@@ -442,9 +504,13 @@ def compute_signals(
     if not np.isfinite(data["strain"]).any():
         raise MekitError(
             f"{name}: no motion value could be computed from {n} frames, {int(ok.sum())} with a "
-            f"face (k = {k} needs a face in frames k apart within one stream); use a smaller k, "
-            "or reference='first' for a short clip"
+            f"face (k = {k} needs a face in frames k apart within one stream); use a smaller k "
+            "(`mekit spot` / `mekit analyze`: --set signals.k=N), or reference='first' for the "
+            "apex of a short clip"
         )
+    audio = None
+    if reader is not None and not reader.info.is_folder:
+        audio = audio_envelope(reader.path, time_s)
     return MotionSignals(
         frame=frame,
         time_s=time_s,
@@ -461,10 +527,28 @@ def compute_signals(
         face_size=face_size,
         method=method,
         source=name,
-        complete=reader is None or reader.complete,
-        variable_fps=bool(reader is not None and reader.variable_fps),
+        complete=reader is None or (reader.complete and not short),
+        # uneven steps where a file was cut off are the cut, not the frame rate
+        variable_fps=bool(reader is not None and reader.variable_fps and not cut),
         notes=tuple(notes),
+        mouth=data["aperture"].copy(),
+        audio_db=audio,
     )
+
+
+def _cut_short(reader: VideoReader | None, time_s: np.ndarray) -> str:
+    """A note when a video read to its end stops clearly before the duration its header
+    announces (a truncated file whose container counts no frames, e.g. MKV, WebM; one that
+    does, MP4, the reader itself catches); "" otherwise. Times, not frame counts, so a
+    variable frame rate with dropped frames is not taken for a cut."""
+    if reader is None or reader.info.is_folder or reader.stopped is not None or not len(time_s):
+        return ""
+    expected = reader.info.n_frames / reader.fps if reader.fps > 0 else math.nan
+    step = float(np.median(np.diff(time_s))) if len(time_s) > 1 else 1.0 / reader.fps
+    ends = float(time_s[-1]) + step
+    if not math.isfinite(expected) or ends >= expected - max(2 * step, 0.02 * expected):
+        return ""
+    return f"the file ends at {ends:.2f} s, its header announces {expected:.2f} s: truncated?"
 
 
 def _measure(flow: np.ndarray, masks: RegionMasks) -> tuple[float, ...]:

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import cv2
@@ -59,11 +59,14 @@ from mekit.errors import MekitError
 from mekit.faces.landmarks import EYES, JAW
 from mekit.motion.flow import FlowMethod, compute_flow
 from mekit.spot.metrics import Interval
+from mekit.spot.speech import SpeechConfig, speaking
 
 MAD_TO_SIGMA = 1.4826
 EPS = 1e-9
 COMBINE = ("max", "mean")
 NOT_FACE = ("eyes", "nose")  # regions left out of "the rest of the face" in the vetoes
+SPEECH_REGIONS = ("mouth", "cheeks")  # regions speech moves
+NOISE_PERCENTILE = 10  # a region's motion in its stillest frames: the codec's and sensor's noise
 
 
 class SignalsLike(Protocol):
@@ -83,7 +86,10 @@ class SpotConfig:
 
     The defaults were tuned on synthetic long videos (`mekit.synth`, 30 and 200 fps, signals
     from `compute_signals` with its defaults) of development seeds 1, 3 and 101; the benchmark
-    (`benchmarks/spot_accuracy.py`) reports on another seed (0).
+    (`benchmarks/spot_accuracy.py`) reports on another seed (0). The noise floor, amplitude
+    and speech settings were set on seed 1 and the whole set of real talking-head videos of
+    `benchmarks/real_video.py`, with margin: talking stays at 0 micro-expressions for
+    `noise_floor_share` 0-1, `max_px` 5-50 and `speech_head_ratio` 0.5-2.
     """
 
     p: float = 0.55  # threshold factor: T = mean + p (max - mean), as SOFTNet
@@ -113,6 +119,17 @@ class SpotConfig:
     blink_margin_s: float = 0.03  # blink frames widened by this on each side
     head_dominance: float = 3.0  # veto when rigid motion >= this x the face's (0: off)
     max_bad_face: float = 0.5  # veto intervals with more than this share of unusable frames
+    # Amplitudes in px of a 64 px aligned face (scaled to the signals' face_size): a
+    # micro-expression moves the face by 1-3 px at 200 px, i.e. about 0.3-1 px here.
+    noise_floor_px: float = 0.01  # a region's noise scale is at least this ...
+    noise_floor_share: float = 0.5  # ... and this x its motion in its stillest frames (codec)
+    min_px: float = 0.05  # smaller peaks (largest region's contrast) are noise: "too small"
+    micro_max_px: float = 2.5  # micro-expressions move less; a larger short event is macro
+    max_px: float = 5.0  # larger is no facial expression (body, camera, cut): "too large"
+    speech_aware: bool = True  # find speech; mouth and cheeks do not count while speaking
+    speech: SpeechConfig = SpeechConfig()  # speaking segments (`mekit.spot.speech`)
+    speech_head_ratio: float = 1.0  # in speech, kept when brows/eyes move this x the head
+    speech_share: float = 0.5  # an event with this share of its frames in speech is "in speech"
 
     def validate(self) -> SpotConfig:
         """Raise `MekitError` naming the setting to change; return self when all is well."""
@@ -145,6 +162,18 @@ class SpotConfig:
             raise MekitError("spot.pair_mass_ratio must be >= 1 and spot.pair_cosine in [-1, 1]")
         if self.blink_dominance <= 1:
             raise MekitError(f"spot.blink_dominance must be > 1, got {self.blink_dominance}")
+        for name in ("noise_floor_px", "noise_floor_share", "min_px", "speech_head_ratio"):
+            if getattr(self, name) < 0:
+                raise MekitError(f"spot.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.min_px < self.micro_max_px < self.max_px:
+            raise MekitError(
+                "spot.min_px < spot.micro_max_px < spot.max_px is needed, got "
+                f"{self.min_px}, {self.micro_max_px}, {self.max_px}"
+            )
+        if not 0 < self.speech_share <= 1:
+            raise MekitError(f"spot.speech_share must be in (0, 1], got {self.speech_share}")
+        if self.speech.window_s <= 0 or self.speech.min_cycles < 1:
+            raise MekitError("spot.speech.window_s must be > 0 and spot.speech.min_cycles >= 1")
         if self.micro_max_ms / 1000 >= self.macro_max_s:
             raise MekitError("spot.micro_max_ms must be shorter than spot.macro_max_s")
         weights = dict(self.region_weights)
@@ -160,7 +189,9 @@ class SpotConfig:
 
 @dataclass(frozen=True)
 class Vetoed:
-    """A candidate interval that was dropped, and why: "blink", "head motion" or "no face"."""
+    """A candidate interval that was dropped, and why: "blink", "head motion", "no face",
+    "speech" (mouth motion while speaking), "too small" (under the noise floor) or "too large"
+    (more motion than any facial expression)."""
 
     interval: Interval
     reason: str
@@ -177,6 +208,7 @@ class SpotResult:
     blink: np.ndarray  # (N,) bool: signal frames a blink moves (widened by the margin)
     usable: np.ndarray  # (N,) bool: a tracked face and a motion value
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    speech: np.ndarray | None = None  # (N,) bool: frames where the person speaks
 
 
 @dataclass(frozen=True)
@@ -262,11 +294,17 @@ def region_contrasts(signals: SignalsLike, config: SpotConfig = SpotConfig()) ->
     smooth = _window(config.smoothing_s, fps)
     width = _window(config.baseline_s, fps)
     usable = usable_frames(signals)
+    unit = _px_unit(signals)
     px, z = {}, {}
     for region, x in signals.regions.items():
         xs = _smooth(_fill(x, usable), smooth)
         c = xs - baseline(xs, width)
         med, scale = _robust_scale(c[usable])
+        # the noise of a still or nearly still face is the codec's: its contrast's spread can be
+        # ~0, and then any flicker would count as many noise units
+        raw = np.asarray(x, dtype=np.float64)[usable]
+        level = float(np.percentile(raw, NOISE_PERCENTILE)) if len(raw) else 0.0
+        scale = max(scale, config.noise_floor_px * unit, config.noise_floor_share * level)
         px[region] = c
         z[region] = (c - med) / scale
     head = None
@@ -275,6 +313,25 @@ def region_contrasts(signals: SignalsLike, config: SpotConfig = SpotConfig()) ->
         hs = _smooth(_fill(raw, usable), smooth)
         head = hs - baseline(hs, width)
     return Contrasts(px, z, head, usable)
+
+
+def _px_unit(signals: SignalsLike) -> float:
+    """Crop px per px of the 64 px face the px settings are given for."""
+    size = getattr(signals, "face_size", 64)
+    return float(size) / 64.0 if isinstance(size, int | float) and size > 0 else 1.0
+
+
+def speech_mask(signals: SignalsLike, config: SpotConfig = SpotConfig()) -> np.ndarray:
+    """(N,) bool: frames where the person speaks (`mekit.spot.speech.speaking` on the signals'
+    mouth aperture and sound level; all False when the signals have no mouth aperture)."""
+    n = len(signals.face_ok)
+    mouth = getattr(signals, "mouth", None)
+    if not config.speech_aware or mouth is None or len(mouth) != n:
+        return np.zeros(n, dtype=bool)
+    times = getattr(signals, "time_s", None)
+    if times is None or len(times) != n:
+        times = np.arange(n) / float(signals.fps)
+    return speaking(mouth, times, getattr(signals, "audio_db", None), config.speech)
 
 
 def blink_mask(signals: SignalsLike, contrasts: Contrasts, config: SpotConfig) -> np.ndarray:
@@ -333,7 +390,8 @@ def combined_contrast(
 ) -> tuple[np.ndarray, np.ndarray, Contrasts]:
     """(z, blink, contrasts): the regions' contrasts combined, in noise units.
 
-    The eyes count only outside blinks; unusable frames read 0.
+    The eyes count only outside blinks, the mouth and cheeks only outside speech (unless
+    `speech_aware` is off); unusable frames read 0.
     """
     contrasts = region_contrasts(signals, config)
     weights = {r: w for r, w in config.region_weights if w > 0 and r in contrasts.z}
@@ -345,11 +403,16 @@ def combined_contrast(
         )
     blink = blink_mask(signals, contrasts, config)
     usable = contrasts.usable
+    # while the person speaks the lips, jaw and cheeks move with every syllable: only the brows
+    # and eyes can show an expression then (signal t reads frames t - k .. t)
+    talking = _widen(speech_mask(signals, config), 0, int(signals.k))
     parts = []
     for region, weight in weights.items():
         part = weight * contrasts.z[region]
         if region == "eyes":
             part = np.where(blink, 0.0, part)
+        if region in SPEECH_REGIONS and config.speech_aware:
+            part = np.where(talking, 0.0, part)
         parts.append(part)
     stack = np.stack(parts)
     if config.combine == "max":
@@ -598,12 +661,16 @@ def spot_details(signals: SignalsLike, config: SpotConfig = SpotConfig()) -> Spo
             "intervals mostly on them are dropped"
         )
     t = threshold(z[usable], config)
+    talking = speech_mask(signals, config)
+    unit = _px_unit(signals)
     kept: list[Interval] = []
     vetoed: list[Vetoed] = []
     humps = grow_humps(z, t, config, contrasts.px)
     real: list[Hump] = []
     for h in humps:
-        reason = _veto(h.a, h.b, blink, contrasts, config)
+        reason = _veto(h.a, h.b, blink, contrasts, config) or _judge(
+            h.a, h.b, k, blink, talking, contrasts, config, unit
+        )
         if reason:
             interval = _interval(signals, z, h.a, h.b, t, config)
             last = vetoed[-1] if vetoed else None
@@ -615,8 +682,99 @@ def spot_details(signals: SignalsLike, config: SpotConfig = SpotConfig()) -> Spo
         else:
             real.append(h)
     for a, b in merge_humps(real, z, config, fps, k, contrasts.px):
-        kept.append(_interval(signals, z, a, b, t, config))
-    return SpotResult(tuple(kept), tuple(vetoed), z, t, blink, usable, tuple(warnings))
+        interval = _interval(signals, z, a, b, t, config)
+        peak = _peak_px(contrasts, blink, a, b)
+        if interval.kind == "micro" and peak > config.micro_max_px * unit:
+            interval = replace(interval, kind="macro")  # too much motion for a micro-expression
+        if _in_speech(talking, a, b, k, config):
+            interval = replace(interval, during="speech")
+        kept.append(interval)
+    kept = resolve_overlaps(kept, signals, config)
+    return SpotResult(
+        tuple(kept), tuple(vetoed), z, t, blink, usable, tuple(warnings), speech=talking
+    )
+
+
+def _peak_px(contrasts: Contrasts, blink: np.ndarray, a: int, b: int) -> float:
+    """The largest regional contrast (px) over signal indices a..b, the nose left out and the
+    eyes outside blinks."""
+    span = slice(a, b + 1)
+    peaks = [0.0]
+    for region, c in contrasts.px.items():
+        if region == "nose":
+            continue
+        values = c[span] if region != "eyes" else np.where(blink[span], 0.0, c[span])
+        peaks.append(float(np.max(values)))
+    return max(peaks)
+
+
+def _in_speech(talking: np.ndarray, a: int, b: int, k: int, config: SpotConfig) -> bool:
+    """Region a..b of the signal (frames a - k .. b move it) lies mostly in speech."""
+    frames = talking[max(0, a - k) : b + 1]
+    return bool(len(frames)) and float(frames.mean()) >= config.speech_share
+
+
+def _judge(
+    a: int,
+    b: int,
+    k: int,
+    blink: np.ndarray,
+    talking: np.ndarray,
+    contrasts: Contrasts,
+    config: SpotConfig,
+    unit: float,
+) -> str:
+    """ "too small", "too large" or "speech" for region a..b of the signal ("" when none)."""
+    peak = _peak_px(contrasts, blink, a, b)
+    if peak < config.min_px * unit:
+        return "too small"
+    if peak > config.max_px * unit:
+        return "too large"
+    if _in_speech(talking, a, b, k, config):
+        # speaking moves the head with the jaw; the brows and eyes must move more than it
+        span = slice(a, b + 1)
+        upper = 0.0
+        for region in ("brows", "eyes"):
+            if region in contrasts.px:
+                c = contrasts.px[region][span]
+                if region == "eyes":
+                    c = np.where(blink[span], 0.0, c)
+                upper = max(upper, float(c.max()))
+        head = 0.0 if contrasts.head is None else float(contrasts.head[span].max())
+        if upper < config.speech_head_ratio * head:
+            return "speech"
+    return ""
+
+
+def resolve_overlaps(
+    intervals: list[Interval], signals: SignalsLike, config: SpotConfig = SpotConfig()
+) -> list[Interval]:
+    """Intervals in time order with no two sharing a frame: overlapping ones become one (their
+    union, the apex and score of the stronger, kind again by duration; macro if either was),
+    unless the union would be longer than `macro_max_s`: then the weaker is dropped."""
+    out: list[Interval] = []
+    frames = np.asarray(signals.frame)
+    for interval in sorted(intervals, key=lambda i: (i.onset, i.offset)):
+        if not out or interval.onset > out[-1].offset:
+            out.append(interval)
+            continue
+        last = out[-1]
+        strong = last if last.score >= interval.score else interval
+        onset, offset = min(last.onset, interval.onset), max(last.offset, interval.offset)
+        i, j = np.searchsorted(frames, onset), np.searchsorted(frames, offset)
+        seconds = _duration_s(signals, int(i), int(min(j, len(frames) - 1)))
+        if seconds > config.macro_max_s:
+            out[-1] = strong
+            continue
+        micro = seconds * 1000 <= config.micro_max_ms and "macro" not in (last.kind, interval.kind)
+        out[-1] = replace(
+            strong,
+            onset=onset,
+            offset=offset,
+            kind="micro" if micro else "macro",
+            during="speech" if "speech" in (last.during, interval.during) else "",
+        )
+    return out
 
 
 def _interval(
@@ -634,7 +792,11 @@ def _interval(
         on, off = int(math.floor(on - pad)), int(math.ceil(off + pad))
     on, off = max(on, 0), min(max(off, on), n - 1)
     on = min(on, off)
-    apex_i = int(round(min(max(apex, on), off)))
+    if not on < apex <= off and off > on:
+        # the rise/return dip was not found inside: the lag-k curve peaks where frame t - k is
+        # about the onset and t the apex
+        apex = a + float(np.argmax(z[a : b + 1]))
+    apex_i = int(round(min(max(apex, on + 1 if off > on else on), off)))
     peak = float(z[a : b + 1].max())
     micro = _duration_s(signals, on, off) * 1000 <= config.micro_max_ms
     return Interval(

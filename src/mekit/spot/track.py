@@ -16,14 +16,14 @@ Per frame, `FaceTrack.update` does only what that frame needs:
   first crop (normalised correlation below `min_similarity`), the detector is run on a region
   around the track; a face there but off the track (it jumped further than the predictor
   follows) -> the track is re-seated on it; no face there -> full-frame detection; none -> the
-  track is lost. A face whose landmarks leave the frame is flagged (`face_ok` False), and lost
-  once their centre leaves;
+  track is lost. A face whose landmarks other than the jaw line leave the frame is flagged
+  (`face_ok` False), and lost once their centre leaves;
 - shots: the crop transform (`mekit.faces.align.alignment_matrix`: eye line level, landmark box
-  plus forehead, `face_size` px square) is fixed for a stable shot and re-estimated only when
-  the smoothed face moved by more than `shot_move` x its width from where the shot began (or
-  scaled by more than that fraction, or rolled by more than `shot_roll_deg`) and came to rest,
-  or after a re-detection. Within a shot, crops of still frames are pixel-aligned, so small
-  facial motions are not swamped by crop jitter.
+  plus forehead, `face_size` px square, fitted inside the frame) is fixed for a stable shot and
+  re-estimated only when the smoothed face moved by more than `shot_move` x its width from where
+  the shot began (or scaled by more than that fraction, or rolled by more than `shot_roll_deg`) and
+  came to rest, or after a re-detection. Within a shot, crops of still frames are pixel-aligned, so
+  small facial motions are not swamped by crop jitter.
 
 The crop is taken from a region of interest reduced with Gaussian pyramid steps (cv2.pyrDown)
 to between 1 and 2 times the crop's resolution before the affine warp, so a large face shrunk
@@ -32,7 +32,6 @@ to 64 px is averaged, not aliased. Nothing is kept from frame to frame but the t
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections.abc import Iterable, Iterator
@@ -43,13 +42,14 @@ import numpy as np
 
 from mekit.errors import MekitError
 from mekit.faces.align import FaceConfig, alignment_matrix
-from mekit.faces.landmarks import shape_predictor_path
+from mekit.faces.landmarks import dlib_models
 
 log = logging.getLogger(__name__)
 
 LEFT_EYE = (36, 37, 38, 39, 40, 41)  # image-left eye: outer corner, upper lid x2, inner, lower x2
 RIGHT_EYE = (42, 43, 44, 45, 46, 47)
 STABLE = (36, 39, 42, 45, 27, 28, 29, 30)  # eye corners, nose bridge
+INNER_FACE = list(range(17, 68))  # brows, nose, eyes, mouth: all but the jaw line
 FACE_PER_EYE_SPAN = 1.8  # jaw width / outer-eye-corner span of a frontal face, about
 
 
@@ -232,7 +232,7 @@ class FaceTrack:
         return self.landmarks is not None
 
     def _load(self) -> None:
-        self._detector, self._predictor = _dlib_models()
+        self._detector, self._predictor = dlib_models()
 
     # -- detector and predictor --------------------------------------------------------------
     def _detect(self, image: np.ndarray, levels: tuple[int, ...] | None = None):
@@ -281,7 +281,7 @@ class FaceTrack:
 
     def _new_shot(self, image: np.ndarray) -> None:
         assert self.landmarks is not None
-        matrix = alignment_matrix(self.landmarks, self.face_config)
+        matrix = alignment_matrix(self.landmarks, self.face_config, image.shape)
         self._cropper = Cropper(matrix, self.config.face_size, image.shape[:2])
         self._shot_ref = (_anchor(self.landmarks), _span(self.landmarks), _roll(self.landmarks))
         self._ref_crop = None
@@ -421,8 +421,11 @@ class FaceTrack:
             return TrackedFrame(index, time_s, image, None, None, False, -1, None, math.nan, False)
         assert self.landmarks is not None
         h, w = image.shape[:2]
-        x0, y0 = self.landmarks.min(axis=0)
-        x1, y1 = self.landmarks.max(axis=0)
+        # the jaw line may leave the frame (a tightly cropped face): the crop is fitted inside
+        # the frame anyway, and no region but the chin's edge reads the jaw
+        inner = self.landmarks[INNER_FACE]
+        x0, y0 = inner.min(axis=0)
+        x1, y1 = inner.max(axis=0)
         slack = 0.02 * face_width(self.landmarks)
         inside = x0 >= -slack and y0 >= -slack and x1 <= w - 1 + slack and y1 <= h - 1 + slack
         crop = self._cropper(image) if inside else None
@@ -472,14 +475,6 @@ class FaceTrack:
                 f"first frame and then every {self.config.redetect_s:g} s); is a frontal face "
                 "visible, at least about 80 px wide?"
             )
-
-
-@functools.cache
-def _dlib_models():
-    """dlib's detector and 68-point predictor, loaded once per process (about 1 s)."""
-    import dlib
-
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(shape_predictor_path()))
 
 
 def _anchor(landmarks: np.ndarray) -> np.ndarray:
