@@ -125,15 +125,20 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.dropout = dropout
         self.record = False
+        # Softmax attention written out instead of the fused kernel: the same maths, and what
+        # vmap batches well (it has no batching rule for CPU flash attention), so fold-batched
+        # training (`mekit.train.batched`) switches it on.
+        self.explicit = False
         self.last_attention: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         p = self.dropout if self.training else 0.0
-        if self.record:  # explicit softmax so that the weights can be kept
+        if self.record or self.explicit:  # explicit softmax (weights kept when recording)
             weights = torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, dim=-1)
-            self.last_attention = weights.detach()
+            if self.record:
+                self.last_attention = weights.detach()
             out = F.dropout(weights, p, self.training) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)

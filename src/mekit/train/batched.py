@@ -162,6 +162,9 @@ def _fit_group(
             from mekit.train.transfer import transfer_weights  # transfer imports the loop
 
             transfer_weights(model, config.init_from)
+        for module in model.modules():
+            if hasattr(module, "explicit"):  # attention vmap can batch (models/mobilevitv3)
+                module.explicit = True
         models.append(model.to(device).train())
     spec = models[0].spec
     params, buffers = stack_module_state(models)
