@@ -11,6 +11,7 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,14 @@ from mekit.motion.extract import extract_features
 from mekit.spot.apex import APEX_MODES, spot_apexes
 from mekit.synth import SynthConfig, generate_corpus
 from mekit.train import LosoResult, TrainConfig, write_report
+from mekit.train.averaging import (
+    AverageConfig,
+    average_results,
+    averaged_model_name,
+    member_seed,
+    normalise_inputs,
+    train_average_and_save,
+)
 from mekit.train.classical import CLASSICAL_MODELS, run_loso_classical
 from mekit.train.executors import make_executor
 from mekit.train.export import train_and_save
@@ -70,6 +79,8 @@ class ExperimentConfig:
       (spot the apex of clips without an annotated one, e.g. SMIC) or "spot-all".
     allow_missing: with the composite protocol, score the listed samples that are there instead
       of stopping at the first missing one; every report then says "N of 442" in its title.
+    average: train several networks per run (seeds) on per-sample normalised input and average
+      their probabilities (`mekit.train.averaging`); the exported model file holds them all.
     """
 
     dataset: str = "auto"
@@ -86,6 +97,7 @@ class ExperimentConfig:
     face: FaceConfig = FaceConfig()
     features: FeatureConfig = FeatureConfig()  # kind, size and frames come from the model
     train: TrainConfig = TrainConfig()
+    average: AverageConfig = AverageConfig()
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -275,6 +287,10 @@ def run_experiment(
     sources = _sources(corpus, sheet)
     timings: dict[str, float] = {}
     spec = None if config.model in CLASSICAL_MODELS else get_spec(config.model)
+    if config.average.active:
+        if spec is None:
+            raise MekitError(f"average.* settings apply to networks, not {config.model}")
+        averaged_model_name(config.model)  # fails before any feature work
     if spec is None:
         feature_config = replace(config.features, kind=FeatureKind.LBPTOP)
     else:
@@ -339,7 +355,7 @@ def run_experiment(
     for seed in seed_list:
         run_config = replace(config, train=replace(config.train, seed=seed))
         run_dir = out if len(seed_list) == 1 else out / f"seed-{seed}"
-        result = _cross_validate(
+        result = _cross_validate_averaged(
             X, y, subjects, datasets, ids, labels, run_config, run_dir, progress
         )
         result.predictions.insert(1, "dataset", datasets)
@@ -365,7 +381,12 @@ def run_experiment(
         log.warning("%s is a classical model: no model file is exported", config.model)
     elif export is not None:
         t0 = time.perf_counter()
-        _, model_path = train_and_save(
+        save = (
+            partial(train_average_and_save, average=config.average)
+            if config.average.active
+            else train_and_save
+        )
+        _, model_path = save(
             export,
             X,
             y,
@@ -443,7 +464,12 @@ def _title(config: ExperimentConfig, data: LabelledCorpus) -> str:
     protocol = config.protocol
     if "composite_coverage" in data.notes:  # e.g. "composite, 333 of 442 samples"
         protocol = f"{protocol}, {data.notes['composite_coverage']} samples"
-    return f"{config.model} on {corpora} ({data.scheme.name}, {protocol})"
+    model = config.model
+    if config.average.active:
+        model = (
+            f"{model} x{config.average.members} averaged (input_norm {config.average.input_norm})"
+        )
+    return f"{model} on {corpora} ({data.scheme.name}, {protocol})"
 
 
 def _use_ensemble(config: ExperimentConfig) -> bool:
@@ -462,6 +488,35 @@ def _use_ensemble(config: ExperimentConfig) -> bool:
     if config.engine == "auto" and unsupported:
         log.info("engine auto: the plain loop (the ensemble lacks %s)", ", ".join(unsupported))
     return not unsupported
+
+
+def _cross_validate_averaged(
+    X: np.ndarray,
+    y: np.ndarray,
+    subjects: list[str],
+    datasets: list[str],
+    ids: list[str],
+    labels: list[str],
+    config: ExperimentConfig,
+    run_dir: Path,
+    progress: bool,
+) -> LosoResult:
+    """`_cross_validate`, or with `config.average` active, each member's cross-validation on
+    normalised input (member m with its member seed, folds under run_dir/member-m) and the
+    members' probabilities averaged."""
+    if not config.average.active:
+        return _cross_validate(X, y, subjects, datasets, ids, labels, config, run_dir, progress)
+    Xn = normalise_inputs(X, config.average.input_norm)
+    results = []
+    for m in range(config.average.members):
+        seed = member_seed(config.train.seed, m)
+        member = replace(config, train=replace(config.train, seed=seed))
+        results.append(
+            _cross_validate(
+                Xn, y, subjects, datasets, ids, labels, member, run_dir / f"member-{m}", progress
+            )
+        )
+    return replace(average_results(results), config=config.train)
 
 
 def _cross_validate(

@@ -1,0 +1,157 @@
+"""Probability averaging: several networks (seeds) trained alike, one prediction, one file.
+
+`AverageConfig` says how many members a run trains and how each sample's input is normalised
+first. Member m trains with seed `train.seed + MEMBER_SEED_STRIDE * m` (so in a LOSO run its
+fold i uses seed `train.seed + 1000 m + i`, never another member's). Cross-validation runs
+each member's folds as usual and `average_results` averages the members' probabilities per
+sample; `train_average_and_save` trains every member on all samples and writes one model file
+(registered model `<model>_average`, e.g. `ststnet_average`) whose output is that average.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mekit.errors import MekitError
+from mekit.models import create_model, get_spec
+from mekit.models.averaging import INPUT_NORMS, normalise_per_sample
+from mekit.train.checkpoint import save_model
+from mekit.train.loop import TrainConfig, fit
+from mekit.train.loso import LosoResult
+
+log = logging.getLogger(__name__)
+
+MEMBER_SEED_STRIDE = 1000
+
+
+@dataclass(frozen=True)
+class AverageConfig:
+    """members: networks trained per run (1: a plain run); input_norm: "none",
+    "standardize" or "minmax", per sample and channel (see `mekit.models.averaging`)."""
+
+    members: int = 1
+    input_norm: str = "none"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.members, bool) or not isinstance(self.members, int):
+            raise MekitError(f"average.members must be a whole number, got {self.members!r}")
+        if not 1 <= self.members <= 100:
+            raise MekitError(f"average.members must be in 1..100, got {self.members}")
+        if self.input_norm not in INPUT_NORMS:
+            raise MekitError(
+                f"average.input_norm = {self.input_norm!r} is not one of {', '.join(INPUT_NORMS)}"
+            )
+
+    @property
+    def active(self) -> bool:
+        """Whether runs differ from a plain single-network run."""
+        return self.members > 1 or self.input_norm != "none"
+
+
+def member_seed(seed: int, member: int) -> int:
+    return seed + MEMBER_SEED_STRIDE * member
+
+
+def averaged_model_name(model: str) -> str:
+    """The registered averaging model for `model` (e.g. "ststnet" -> "ststnet_average")."""
+    name = f"{model}_average"
+    try:
+        spec = get_spec(name)
+    except MekitError:
+        raise MekitError(
+            f"average.members / average.input_norm need a registered '{name}' model; "
+            f"{model} has none (set average.members = 1 and average.input_norm = 'none')"
+        ) from None
+    if spec.input_shape != get_spec(model).input_shape:
+        raise MekitError(f"internal: {name} takes other input than {model}")
+    return name
+
+
+def normalise_inputs(X: np.ndarray, mode: str) -> np.ndarray:
+    """X (N, C, H, W) float32 normalised per sample as the averaging model does it."""
+    if mode == "none":
+        return np.ascontiguousarray(X, dtype=np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    return normalise_per_sample(x, mode).numpy()
+
+
+def average_results(results: Sequence[LosoResult]) -> LosoResult:
+    """One `LosoResult` whose probabilities are the members' mean per sample (joined by id);
+    histories and best epochs are the first member's."""
+    if not results:
+        raise MekitError("no member results to average")
+    first = results[0]
+    frame = first.predictions.copy()
+    columns = [f"prob_{label}" for label in first.labels]
+    index = frame["id"].astype(str)
+    for other in results[1:]:
+        if other.labels != first.labels:
+            raise MekitError("members disagree on the labels; cannot average them")
+        probs = other.predictions.set_index(other.predictions["id"].astype(str))[columns]
+        if set(probs.index) != set(index):
+            raise MekitError("members predicted different samples; cannot average them")
+        frame[columns] = frame[columns].to_numpy() + probs.loc[index].to_numpy()
+    frame[columns] = frame[columns].to_numpy() / len(results)
+    names = np.asarray(first.labels, dtype=object)
+    frame["pred"] = names[frame[columns].to_numpy().argmax(axis=1)]
+    return replace(first, predictions=frame)
+
+
+def train_average_and_save(
+    path: str | Path,
+    X: np.ndarray,
+    y: np.ndarray,
+    labels: Sequence[str],
+    model_name: str,
+    train: TrainConfig,
+    average: AverageConfig,
+    *,
+    input: Mapping[str, Any],
+    config: Mapping[str, Any],
+    metrics: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Fit `average.members` copies of `model_name` on all of X (N, C, H, W), y (N,), each
+    with its member seed and `train`'s fixed schedule, on inputs normalised by
+    `average.input_norm`, and save them as one averaging model file at `path`."""
+    name = averaged_model_name(model_name)
+    schedule = replace(train, selection="fixed")
+    Xn = normalise_inputs(X, average.input_norm)
+    kwargs = {"members": average.members, "input_norm": average.input_norm}
+    with torch.random.fork_rng(devices=[]):
+        model = create_model(name, len(labels), **kwargs)
+    for m, member in enumerate(model.members):
+        fitted = fit(
+            model_name, len(labels), Xn, y, replace(schedule, seed=member_seed(train.seed, m))
+        )
+        member.load_state_dict(fitted.model.state_dict())
+    model.eval()
+    provenance = {
+        "samples": int(len(y)),
+        "epochs": schedule.epochs,
+        "selection": "fixed (all samples, no held-out data)",
+        "members": average.members,
+        "member_seeds": [member_seed(train.seed, m) for m in range(average.members)],
+        "input_norm": average.input_norm,
+        **dict(training or {}),
+    }
+    paths = save_model(
+        path,
+        model,
+        model_name=name,
+        labels=labels,
+        model_kwargs=kwargs,
+        input=input,
+        config=config,
+        metrics=metrics,
+        training=provenance,
+    )
+    log.info("%d-member model trained on all %d samples: %s", average.members, len(y), paths[1])
+    return paths
