@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from mekit.app.recognise import load_recogniser
 from mekit.cli.main import main
 from mekit.errors import MekitError
 from mekit.models import create_model
@@ -122,7 +123,8 @@ def test_a_recipe_run_writes_one_averaging_model_file_that_loads_and_evaluates(t
         "[train]\nepochs = 500\nbatch_size = 8\n[average]\nmembers = 2\n"
         'input_norm = "standardize"\n'
     )
-    assert _train(corpus, tmp_path / "run", "--recipe", str(recipe)) == 0  # epochs 20 wins
+    argv = ["--recipe", str(recipe), "--set", "abstain_below=0.55"]
+    assert _train(corpus, tmp_path / "run", *argv) == 0  # the command line's epochs 20 win
     run = tmp_path / "run"
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["epochs"] == 20 and config["train"]["batch_size"] == 8
@@ -135,6 +137,7 @@ def test_a_recipe_run_writes_one_averaging_model_file_that_loads_and_evaluates(t
     assert loaded.name == "ststnet_average" and len(loaded.model.members) == 2
     assert loaded.meta["training"]["member_seeds"] == [0, 1000]
     assert loaded.meta["model_kwargs"] == {"members": 2, "input_norm": "standardize"}
+    assert load_recogniser(run / "model.json").abstain_below == 0.55
     x = np.random.default_rng(0).normal(size=(4, 3, 28, 28)).astype(np.float32)
     assert np.allclose(predict_proba(loaded.model, x).sum(1), 1, atol=1e-5)
     capsys.readouterr()

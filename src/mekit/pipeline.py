@@ -81,6 +81,8 @@ class ExperimentConfig:
       of stopping at the first missing one; every report then says "N of 442" in its title.
     average: train several networks per run (seeds) on per-sample normalised input and average
       their probabilities (`mekit.train.averaging`); the exported model file holds them all.
+    abstain_below: recorded in the model file; `mekit analyze` and `serve` call an event
+      "uncertain" when no class reaches this probability (0: never).
     """
 
     dataset: str = "auto"
@@ -98,8 +100,11 @@ class ExperimentConfig:
     features: FeatureConfig = FeatureConfig()  # kind, size and frames come from the model
     train: TrainConfig = TrainConfig()
     average: AverageConfig = AverageConfig()
+    abstain_below: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.abstain_below < 1.0:
+            raise MekitError(f"abstain_below must be in [0, 1), got {self.abstain_below}")
         if self.protocol not in PROTOCOLS:
             raise MekitError(f"protocol '{self.protocol}' is not one of {', '.join(PROTOCOLS)}")
         if self.engine not in ("auto", "plain", "ensemble"):

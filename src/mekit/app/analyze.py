@@ -377,7 +377,7 @@ def _events(
         motion = f"events/event_{number:02d}_motion.png"
         cv2.imwrite(str(out / motion), motion_image(found))
         explanation = None
-        picture = explanation_image(found, found.emotion)
+        picture = explanation_image(found, found.predicted)
         if picture is not None:
             explanation = f"events/event_{number:02d}_explain.png"
             cv2.imwrite(str(out / explanation), picture)
