@@ -159,3 +159,25 @@ def test_averaging_needs_a_registered_averaging_model(tmp_path):
                 {"model": "off_apexnet", "labels": "raw", "average": {"members": 2}}
             ),
         )
+
+
+def test_a_minmax_model_sees_mekits_own_flow_as_it_saw_min_max_flow_images(tmp_path):
+    """Trained on flow images min-max scaled per image by whoever made them, a model with
+    input_norm "minmax" gets the same input from mekit's own flow (px) at analysis time."""
+    import cv2
+
+    from mekit.motion.extract import read_flow
+
+    rng = np.random.default_rng(1)
+    flow = rng.normal(0, 1.5, (3, 28, 28)).astype(np.float32)  # u, v in px, strain
+    flow[2] = np.abs(flow[2]) * 0.05
+    low, high = flow.min(axis=(1, 2), keepdims=True), flow.max(axis=(1, 2), keepdims=True)
+    image = np.round((flow - low) / (high - low) * 65535).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "flow.png"), image[::-1].transpose(1, 2, 0))  # RGB -> BGR
+    from_image = read_flow(tmp_path / "flow.png", 28, 28, "s/c")
+    x = torch.from_numpy(np.stack([flow, from_image]))
+    for norm, same in (("minmax", True), ("none", False)):
+        model = create_model("ststnet_average", 3, members=2, input_norm=norm).eval()
+        with torch.no_grad():
+            p = torch.softmax(model(x), 1)
+        assert torch.allclose(p[0], p[1], atol=1e-3) is same
