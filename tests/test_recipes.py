@@ -15,7 +15,14 @@ from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.models.averaging import normalise_per_sample
 from mekit.pipeline import ExperimentConfig
-from mekit.train.averaging import AverageConfig, average_results, member_seed
+from mekit.train.averaging import (
+    AverageConfig,
+    average_results,
+    expected_calibration_error,
+    fit_temperature,
+    member_seed,
+    tempered,
+)
 from mekit.train.checkpoint import load_model
 from mekit.train.loop import TrainConfig, predict_proba
 from mekit.train.loso import LosoResult
@@ -121,14 +128,14 @@ def test_a_recipe_run_writes_one_averaging_model_file_that_loads_and_evaluates(t
     recipe.write_text(
         'description = "two members"\nmodel = "ststnet"\nengine = "auto"\n'
         "[train]\nepochs = 500\nbatch_size = 8\n[average]\nmembers = 2\n"
-        'input_norm = "standardize"\n'
+        'input_norm = "standardize"\ncalibrate = true\n'
     )
     argv = ["--recipe", str(recipe), "--set", "abstain_below=0.55"]
     assert _train(corpus, tmp_path / "run", *argv) == 0  # the command line's epochs 20 win
     run = tmp_path / "run"
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["epochs"] == 20 and config["train"]["batch_size"] == 8
-    assert config["average"] == {"members": 2, "input_norm": "standardize"}
+    assert config["average"] == {"members": 2, "input_norm": "standardize", "calibrate": True}
     assert (run / "member-0").is_dir() or config["engine_used"] == "ensemble"
     predictions = pd.read_csv(run / "predictions.csv")
     probs = predictions[[c for c in predictions.columns if c.startswith("prob_")]].to_numpy()
@@ -136,7 +143,13 @@ def test_a_recipe_run_writes_one_averaging_model_file_that_loads_and_evaluates(t
     loaded = load_model(run / "model.json")
     assert loaded.name == "ststnet_average" and len(loaded.model.members) == 2
     assert loaded.meta["training"]["member_seeds"] == [0, 1000]
-    assert loaded.meta["model_kwargs"] == {"members": 2, "input_norm": "standardize"}
+    calibrated = loaded.meta["metrics"]["calibration"]
+    assert loaded.meta["model_kwargs"] == {
+        "members": 2,
+        "input_norm": "standardize",
+        "temperature": calibrated["temperature"],
+    }
+    assert calibrated["nll_after"] <= calibrated["nll_before"] + 1e-9
     assert load_recogniser(run / "model.json").abstain_below == 0.55
     x = np.random.default_rng(0).normal(size=(4, 3, 28, 28)).astype(np.float32)
     assert np.allclose(predict_proba(loaded.model, x).sum(1), 1, atol=1e-5)
@@ -181,3 +194,27 @@ def test_a_minmax_model_sees_mekits_own_flow_as_it_saw_min_max_flow_images(tmp_p
         with torch.no_grad():
             p = torch.softmax(model(x), 1)
         assert torch.allclose(p[0], p[1], atol=1e-3) is same
+
+
+def test_temperature_scaling_undoes_known_overconfidence():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 1.5, (4000, 3))
+    true = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    y = np.array([rng.choice(3, p=p) for p in true])
+    overconfident = tempered(true, 0.5)  # logits doubled
+    t = fit_temperature(overconfident, y)
+    assert 1.8 < t < 2.2
+    fixed = tempered(overconfident, t)
+    assert expected_calibration_error(fixed, y) < expected_calibration_error(overconfident, y) / 2
+    assert (fixed.argmax(1) == overconfident.argmax(1)).all()  # the winner never changes
+
+
+def test_a_tempered_averaging_model_outputs_the_tempered_mean():
+    model = create_model("ststnet_average", 3, members=2, temperature=2.0).eval()
+    plain = create_model("ststnet_average", 3, members=2).eval()
+    plain.load_state_dict(model.state_dict())
+    x = torch.randn(3, 3, 28, 28)
+    with torch.no_grad():
+        want = tempered(torch.softmax(plain(x), 1).double().numpy(), 2.0)
+        got = torch.softmax(model(x), 1).double().numpy()
+    assert np.allclose(got, want, atol=1e-5)

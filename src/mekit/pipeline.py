@@ -45,6 +45,7 @@ from mekit.train.averaging import (
     AverageConfig,
     average_results,
     averaged_model_name,
+    calibration,
     member_seed,
     normalise_inputs,
     train_average_and_save,
@@ -364,6 +365,8 @@ def run_experiment(
             X, y, subjects, datasets, ids, labels, run_config, run_dir, progress
         )
         result.predictions.insert(1, "dataset", datasets)
+        if seed == seed_list[0] and config.average.calibrate:  # for the model file
+            data.notes["calibration"] = calibration(result)
         extra = {"timings": timings, "feature_cache_hits": features.cache_hits, **data.notes}
         write_report(
             run_dir,
@@ -386,8 +389,9 @@ def run_experiment(
         log.warning("%s is a classical model: no model file is exported", config.model)
     elif export is not None:
         t0 = time.perf_counter()
+        temperature = data.notes.get("calibration", {}).get("temperature", 1.0)
         save = (
-            partial(train_average_and_save, average=config.average)
+            partial(train_average_and_save, average=config.average, temperature=temperature)
             if config.average.active
             else train_and_save
         )
@@ -451,6 +455,8 @@ def model_metrics(
         out["warning"] = ORACLE_WARNING
     if "composite_coverage" in notes:
         out["coverage"] = notes["composite_coverage"]
+    if "calibration" in notes:
+        out["calibration"] = dict(notes["calibration"])
     return out
 
 

@@ -47,9 +47,13 @@ def normalise_per_sample(x: torch.Tensor, mode: str) -> torch.Tensor:
 
 
 class ProbabilityAverage(nn.Module):
-    """Members (each (B, *input) -> (B, K) logits) -> (B, K) log of their mean probability."""
+    """Members (each (B, *input) -> (B, K) logits) -> (B, K) log of their mean probability,
+    divided by `temperature` (1: the mean itself; fitted on held-out predictions, it
+    calibrates the probabilities without changing which class wins)."""
 
-    def __init__(self, members: list[nn.Module], input_norm: str = "none") -> None:
+    def __init__(
+        self, members: list[nn.Module], input_norm: str = "none", temperature: float = 1.0
+    ) -> None:
         super().__init__()
         if not members:
             raise ValueError("ProbabilityAverage needs at least one member")
@@ -57,13 +61,17 @@ class ProbabilityAverage(nn.Module):
             raise ValueError(
                 f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {input_norm!r}"
             )
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature!r}")
         self.members = nn.ModuleList(members)
         self.input_norm = input_norm
+        self.temperature = float(temperature)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = normalise_per_sample(x, self.input_norm)
         log_probs = torch.stack([torch.log_softmax(m(x), dim=1) for m in self.members])
-        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+        mean = torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+        return mean if self.temperature == 1.0 else mean / self.temperature
 
 
 @register_model(
@@ -81,6 +89,7 @@ def ststnet_average(
     num_classes: int,
     members: int = 1,
     input_norm: str = "none",
+    temperature: float = 1.0,
     dropout: float = 0.5,
     stream_widths: tuple[int, ...] = STREAM_WIDTHS,
 ) -> nn.Module:
@@ -91,4 +100,4 @@ def ststnet_average(
         STSTNet(num_classes, dropout=dropout, stream_widths=tuple(stream_widths))
         for _ in range(members)
     ]
-    return ProbabilityAverage(nets, input_norm)
+    return ProbabilityAverage(nets, input_norm, temperature)

@@ -34,10 +34,13 @@ MEMBER_SEED_STRIDE = 1000
 @dataclass(frozen=True)
 class AverageConfig:
     """members: networks trained per run (1: a plain run); input_norm: "none",
-    "standardize" or "minmax", per sample and channel (see `mekit.models.averaging`)."""
+    "standardize" or "minmax", per sample and channel (see `mekit.models.averaging`);
+    calibrate: fit a temperature on the run's out-of-fold predictions (`fit_temperature`) and
+    write it into the model file, so its probabilities are calibrated (argmax unchanged)."""
 
     members: int = 1
     input_norm: str = "none"
+    calibrate: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.members, bool) or not isinstance(self.members, int):
@@ -52,7 +55,7 @@ class AverageConfig:
     @property
     def active(self) -> bool:
         """Whether runs differ from a plain single-network run."""
-        return self.members > 1 or self.input_norm != "none"
+        return self.members > 1 or self.input_norm != "none" or self.calibrate
 
 
 def member_seed(seed: int, member: int) -> int:
@@ -80,6 +83,62 @@ def normalise_inputs(X: np.ndarray, mode: str) -> np.ndarray:
         return np.ascontiguousarray(X, dtype=np.float32)
     x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
     return normalise_per_sample(x, mode).numpy()
+
+
+def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
+    """The temperature T in [0.2, 5] minimising the negative log-likelihood of
+    softmax(log(probs) / T) on labels y (N,): probs (N, K) held-out class probabilities."""
+    log_p = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0))
+    y = np.asarray(y, dtype=np.int64)
+    grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 401))
+    losses = [_nll(log_p / t, y) for t in grid]
+    return float(grid[int(np.argmin(losses))])
+
+
+def _nll(logits: np.ndarray, y: np.ndarray) -> float:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-log_softmax[np.arange(len(y)), y].mean())
+
+
+def tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log(probs) / temperature), row by row."""
+    logits = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)) / temperature
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """ECE: the sample-weighted mean |accuracy - confidence| over `bins` equal-width bins of
+    the top-class probability."""
+    probs = np.asarray(probs, dtype=np.float64)
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == np.asarray(y)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            total += inside.sum() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(total / len(confidence))
+
+
+def calibration(result: LosoResult) -> dict[str, float]:
+    """A temperature fitted on `result`'s out-of-fold probabilities, with the negative
+    log-likelihood and ECE before and after it."""
+    frame = result.predictions
+    probs = frame[[f"prob_{label}" for label in result.labels]].to_numpy()
+    y = frame["true"].map({label: k for k, label in enumerate(result.labels)}).to_numpy()
+    t = fit_temperature(probs, y)
+    after = tempered(probs, t)
+    return {
+        "temperature": t,
+        "nll_before": _nll(np.log(np.clip(probs, 1e-12, 1.0)), y),
+        "nll_after": _nll(np.log(after), y),
+        "ece_before": expected_calibration_error(probs, y),
+        "ece_after": expected_calibration_error(after, y),
+    }
 
 
 def average_results(results: Sequence[LosoResult]) -> LosoResult:
@@ -117,14 +176,18 @@ def train_average_and_save(
     config: Mapping[str, Any],
     metrics: Mapping[str, Any] | None = None,
     training: Mapping[str, Any] | None = None,
+    temperature: float = 1.0,
 ) -> tuple[Path, Path]:
     """Fit `average.members` copies of `model_name` on all of X (N, C, H, W), y (N,), each
     with its member seed and `train`'s fixed schedule, on inputs normalised by
-    `average.input_norm`, and save them as one averaging model file at `path`."""
+    `average.input_norm`, and save them as one averaging model file at `path` with
+    `temperature` (from `calibration` of the run's cross-validation)."""
     name = averaged_model_name(model_name)
     schedule = replace(train, selection="fixed")
     Xn = normalise_inputs(X, average.input_norm)
-    kwargs = {"members": average.members, "input_norm": average.input_norm}
+    kwargs: dict[str, Any] = {"members": average.members, "input_norm": average.input_norm}
+    if temperature != 1.0:
+        kwargs["temperature"] = float(temperature)
     with torch.random.fork_rng(devices=[]):
         model = create_model(name, len(labels), **kwargs)
     for m, member in enumerate(model.members):
