@@ -122,7 +122,10 @@ def _train(corpus, out, *extra):
     return main(argv)
 
 
-def test_a_recipe_run_writes_one_averaging_model_file_that_loads_and_evaluates(tmp_path, capsys):
+@pytest.mark.parametrize("engine", ["ensemble", "plain"])
+def test_a_recipe_run_writes_one_averaging_model_file_that_loads_and_evaluates(
+    tmp_path, capsys, engine
+):
     corpus = write_flow_corpus(tmp_path / "corpus", subjects=3, per_subject=6)
     recipe = tmp_path / "two.toml"
     recipe.write_text(
@@ -130,13 +133,14 @@ def test_a_recipe_run_writes_one_averaging_model_file_that_loads_and_evaluates(t
         "[train]\nepochs = 500\nbatch_size = 8\n[average]\nmembers = 2\n"
         'input_norm = "standardize"\ncalibrate = true\n'
     )
-    argv = ["--recipe", str(recipe), "--set", "abstain_below=0.55"]
+    argv = ["--recipe", str(recipe), "--set", "abstain_below=0.55", "--engine", engine]
     assert _train(corpus, tmp_path / "run", *argv) == 0  # the command line's epochs 20 win
     run = tmp_path / "run"
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["epochs"] == 20 and config["train"]["batch_size"] == 8
     assert config["average"] == {"members": 2, "input_norm": "standardize", "calibrate": True}
-    assert (run / "member-0").is_dir() or config["engine_used"] == "ensemble"
+    assert config["engine_used"] == engine
+    assert (run / "member-1" / "folds").is_dir() is (engine == "plain")  # plain: resumable
     predictions = pd.read_csv(run / "predictions.csv")
     probs = predictions[[c for c in predictions.columns if c.startswith("prob_")]].to_numpy()
     assert np.allclose(probs.sum(1), 1, atol=1e-5) and len(predictions) == 18

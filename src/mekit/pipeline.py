@@ -391,7 +391,12 @@ def run_experiment(
         t0 = time.perf_counter()
         temperature = data.notes.get("calibration", {}).get("temperature", 1.0)
         save = (
-            partial(train_average_and_save, average=config.average, temperature=temperature)
+            partial(
+                train_average_and_save,
+                average=config.average,
+                temperature=temperature,
+                ensemble=_use_ensemble(config),
+            )
             if config.average.active
             else train_and_save
         )

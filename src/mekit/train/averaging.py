@@ -25,6 +25,7 @@ from mekit.models.averaging import INPUT_NORMS, normalise_per_sample
 from mekit.train.checkpoint import save_model
 from mekit.train.loop import TrainConfig, fit
 from mekit.train.loso import LosoResult
+from mekit.train.splits import Fold
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,31 @@ def average_results(results: Sequence[LosoResult]) -> LosoResult:
     return replace(first, predictions=frame)
 
 
+def _fit_members(
+    model_name: str,
+    num_classes: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    train: TrainConfig,
+    average: AverageConfig,
+    ensemble: bool,
+) -> list[torch.nn.Module]:
+    """The members fitted on all of X, y, member m with seed `member_seed(train.seed, m)`."""
+    seeds = [member_seed(train.seed, m) for m in range(average.members)]
+    if not ensemble:
+        return [fit(model_name, num_classes, X, y, replace(train, seed=s)).model for s in seeds]
+    from mekit.train.ensemble import fit_fold_ensemble  # the ensemble imports loso, as we do
+
+    everything = np.arange(len(y), dtype=np.int64)
+    # one "fold" per member, all samples for training; fold index i trains with seed + i
+    folds = [
+        Fold(index=s - train.seed, test_subject=f"member-{m}", train_idx=everything,
+             test_idx=np.zeros(0, dtype=np.int64))
+        for m, s in enumerate(seeds)
+    ]  # fmt: skip
+    return fit_fold_ensemble(X, y, folds, num_classes, train, model_name=model_name).models
+
+
 def train_average_and_save(
     path: str | Path,
     X: np.ndarray,
@@ -177,11 +203,14 @@ def train_average_and_save(
     metrics: Mapping[str, Any] | None = None,
     training: Mapping[str, Any] | None = None,
     temperature: float = 1.0,
+    ensemble: bool = False,
 ) -> tuple[Path, Path]:
     """Fit `average.members` copies of `model_name` on all of X (N, C, H, W), y (N,), each
     with its member seed and `train`'s fixed schedule, on inputs normalised by
     `average.input_norm`, and save them as one averaging model file at `path` with
-    `temperature` (from `calibration` of the run's cross-validation)."""
+    `temperature` (from `calibration` of the run's cross-validation). With `ensemble`, the
+    members train side by side in the fold ensemble (`mekit.train.ensemble`, STSTNet), which
+    the caller has checked supports `train`."""
     name = averaged_model_name(model_name)
     schedule = replace(train, selection="fixed")
     Xn = normalise_inputs(X, average.input_norm)
