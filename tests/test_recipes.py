@@ -222,3 +222,16 @@ def test_a_tempered_averaging_model_outputs_the_tempered_mean():
         want = tempered(torch.softmax(plain(x), 1).double().numpy(), 2.0)
         got = torch.softmax(model(x), 1).double().numpy()
     assert np.allclose(got, want, atol=1e-5)
+
+
+def test_the_shipped_composite_best_recipe_trains_with_overrides(tmp_path):
+    corpus = write_flow_corpus(tmp_path / "corpus", subjects=3, per_subject=6)
+    argv = ["--recipe", "composite-best", "--set", "average.members=2", "--set", "train.epochs=3"]
+    assert _train(corpus, tmp_path / "run", *argv) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    recipe = load_recipe("composite-best").settings
+    assert config["average"] == {**recipe["average"], "members": 2}
+    assert config["train"]["epochs"] == 3 and config["abstain_below"] == recipe["abstain_below"]
+    loaded = load_model(tmp_path / "run" / "model.json")
+    assert loaded.name == "ststnet_average" and len(loaded.model.members) == 2
+    assert "temperature" in loaded.meta["model_kwargs"]  # calibrated
