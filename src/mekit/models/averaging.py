@@ -9,6 +9,9 @@ model's logits (prediction, Grad-CAM, a model file) works unchanged.
 same normalisation travels with a model file and runs on mekit's own flow at analysis time:
 - "none": the input as given;
 - "standardize": each channel of each sample to mean 0, standard deviation 1;
+- "median": each channel of each sample minus its median pixel, divided by its standard
+  deviation (most of a face does not move, so the median marks "no motion" even in a flow
+  image whose zero was moved by min-max scaling);
 - "minmax": each channel of each sample to [0, 1] (what a flow image made by min-max
   scaling per image holds, whatever scale the flow had).
 """
@@ -23,24 +26,27 @@ from torch import nn
 from mekit.models.registry import ModelSpec, register_model
 from mekit.models.ststnet import STREAM_WIDTHS, STSTNet
 
-INPUT_NORMS: tuple[str, ...] = ("none", "standardize", "minmax")
+INPUT_NORMS: tuple[str, ...] = ("none", "standardize", "median", "minmax")
 _EPS = 1e-6
 
 
 def normalise_per_sample(x: torch.Tensor, mode: str) -> torch.Tensor:
     """`x` (B, C, H, W) with each sample's channels normalised by `mode` (see module doc).
 
-    A constant channel becomes 0 under both "standardize" and "minmax".
+    A constant channel becomes 0 under every mode but "none".
     """
     if mode == "none":
         return x
     if mode not in INPUT_NORMS:
         raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {mode!r}")
     dims = tuple(range(2, x.dim()))
-    if mode == "standardize":
-        mean = x.mean(dim=dims, keepdim=True)
+    if mode in ("standardize", "median"):
         std = x.std(dim=dims, keepdim=True, unbiased=False)
-        return (x - mean) / (std + _EPS)
+        if mode == "standardize":
+            centre = x.mean(dim=dims, keepdim=True)
+        else:  # the lower median of the flattened pixels, as torch.median gives it
+            centre = x.flatten(2).median(dim=2).values.reshape(*x.shape[:2], *[1] * len(dims))
+        return (x - centre) / (std + _EPS)
     low = x.amin(dim=dims, keepdim=True)
     high = x.amax(dim=dims, keepdim=True)
     return (x - low) / (high - low + _EPS)
