@@ -236,3 +236,29 @@ def test_the_shipped_composite_best_recipe_trains_with_overrides(tmp_path):
     loaded = load_model(tmp_path / "run" / "model.json")
     assert loaded.name == "ststnet_average" and len(loaded.model.members) == 2
     assert "temperature" in loaded.meta["model_kwargs"]  # calibrated
+
+
+def test_every_member_gets_the_runs_own_folds(tmp_path, monkeypatch):
+    import mekit.pipeline as pipeline
+
+    seen = []
+    real = pipeline.protocol_folds
+
+    def spy(protocol, subjects, datasets, y, k, seed):
+        seen.append(seed)
+        return real(protocol, subjects, datasets, y, k, seed)
+
+    monkeypatch.setattr(pipeline, "protocol_folds", spy)
+    corpus = write_flow_corpus(tmp_path / "corpus", subjects=4, per_subject=3)
+    config = ExperimentConfig.from_dict(
+        {
+            "labels": "raw",
+            "protocol": "kfold",
+            "k": 2,
+            "engine": "ensemble",
+            "train": {"epochs": 2, "seed": 7},
+            "average": {"members": 3},
+        }
+    )
+    pipeline.run_experiment(corpus, tmp_path / "run", config, progress=False)
+    assert seen == [7, 7, 7]  # kfold draws its split from the seed: one split for all members

@@ -519,7 +519,7 @@ def _cross_validate_averaged(
 ) -> LosoResult:
     """`_cross_validate`, or with `config.average` active, each member's cross-validation on
     normalised input (member m with its member seed, folds under run_dir/member-m) and the
-    members' probabilities averaged."""
+    members' probabilities averaged. Every member gets the folds of the run's own seed."""
     if not config.average.active:
         return _cross_validate(X, y, subjects, datasets, ids, labels, config, run_dir, progress)
     Xn = normalise_inputs(X, config.average.input_norm)
@@ -529,7 +529,16 @@ def _cross_validate_averaged(
         member = replace(config, train=replace(config.train, seed=seed))
         results.append(
             _cross_validate(
-                Xn, y, subjects, datasets, ids, labels, member, run_dir / f"member-{m}", progress
+                Xn,
+                y,
+                subjects,
+                datasets,
+                ids,
+                labels,
+                member,
+                run_dir / f"member-{m}",
+                progress,
+                fold_seed=config.train.seed,
             )
         )
     return replace(average_results(results), config=config.train)
@@ -545,8 +554,10 @@ def _cross_validate(
     config: ExperimentConfig,
     run_dir: Path,
     progress: bool,
+    fold_seed: int | None = None,
 ) -> LosoResult:
-    folds = protocol_folds(config.protocol, subjects, datasets, y, config.k, config.train.seed)
+    seed = config.train.seed if fold_seed is None else fold_seed  # seeds kfold's draw
+    folds = protocol_folds(config.protocol, subjects, datasets, y, config.k, seed)
     if config.model in CLASSICAL_MODELS:
         return run_loso_classical(
             X, y, subjects, ids, labels, config.train, progress=progress, folds=folds
