@@ -11,6 +11,7 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,15 @@ from mekit.motion.extract import extract_features
 from mekit.spot.apex import APEX_MODES, spot_apexes
 from mekit.synth import SynthConfig, generate_corpus
 from mekit.train import LosoResult, TrainConfig, write_report
+from mekit.train.averaging import (
+    AverageConfig,
+    average_results,
+    averaged_model_name,
+    calibration,
+    member_seed,
+    normalise_inputs,
+    train_average_and_save,
+)
 from mekit.train.classical import CLASSICAL_MODELS, run_loso_classical
 from mekit.train.executors import make_executor
 from mekit.train.export import train_and_save
@@ -71,6 +81,10 @@ class ExperimentConfig:
       (spot the apex of clips without an annotated one, e.g. SMIC) or "spot-all".
     allow_missing: with the composite protocol, score the listed samples that are there instead
       of stopping at the first missing one; every report then says "N of 442" in its title.
+    average: train several networks per run (seeds) on per-sample normalised input and average
+      their probabilities (`mekit.train.averaging`); the exported model file holds them all.
+    abstain_below: recorded in the model file; `mekit analyze` and `serve` call an event
+      "uncertain" when no class reaches this probability (0: never).
     """
 
     dataset: str = "auto"
@@ -88,8 +102,12 @@ class ExperimentConfig:
     face: FaceConfig = FaceConfig()
     features: FeatureConfig = FeatureConfig()  # kind, size and frames come from the model
     train: TrainConfig = TrainConfig()
+    average: AverageConfig = AverageConfig()
+    abstain_below: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.abstain_below < 1.0:
+            raise MekitError(f"abstain_below must be in [0, 1), got {self.abstain_below}")
         if self.protocol not in PROTOCOLS:
             raise MekitError(f"protocol '{self.protocol}' is not one of {', '.join(PROTOCOLS)}")
         if self.engine not in ("auto", "plain", "ensemble"):
@@ -277,6 +295,10 @@ def run_experiment(
     sources = _sources(corpus, sheet)
     timings: dict[str, float] = {}
     spec = None if config.model in CLASSICAL_MODELS else get_spec(config.model)
+    if config.average.active:
+        if spec is None:
+            raise MekitError(f"average.* settings apply to networks, not {config.model}")
+        averaged_model_name(config.model)  # fails before any feature work
     if spec is None:
         feature_config = replace(config.features, kind=FeatureKind.LBPTOP)
     else:
@@ -339,10 +361,12 @@ def run_experiment(
     for seed in seed_list:
         run_config = replace(config, train=replace(config.train, seed=seed))
         run_dir = out if len(seed_list) == 1 else out / f"seed-{seed}"
-        result = _cross_validate(
+        result = _cross_validate_averaged(
             X, y, subjects, datasets, ids, labels, run_config, run_dir, progress
         )
         result.predictions.insert(1, "dataset", datasets)
+        if seed == seed_list[0] and config.average.calibrate:  # for the model file
+            data.notes["calibration"] = calibration(result)
         extra = {"timings": timings, "feature_cache_hits": features.cache_hits, **data.notes}
         write_report(
             run_dir,
@@ -365,7 +389,18 @@ def run_experiment(
         log.warning("%s is a classical model: no model file is exported", config.model)
     elif export is not None:
         t0 = time.perf_counter()
-        _, model_path = train_and_save(
+        temperature = data.notes.get("calibration", {}).get("temperature", 1.0)
+        save = (
+            partial(
+                train_average_and_save,
+                average=config.average,
+                temperature=temperature,
+                ensemble=_engine(config) == "kernel",
+            )
+            if config.average.active
+            else train_and_save
+        )
+        _, model_path = save(
             export,
             X,
             y,
@@ -425,6 +460,8 @@ def model_metrics(
         out["warning"] = ORACLE_WARNING
     if "composite_coverage" in notes:
         out["coverage"] = notes["composite_coverage"]
+    if "calibration" in notes:
+        out["calibration"] = dict(notes["calibration"])
     return out
 
 
@@ -443,7 +480,12 @@ def _title(config: ExperimentConfig, data: LabelledCorpus) -> str:
     protocol = config.protocol
     if "composite_coverage" in data.notes:  # e.g. "composite, 333 of 442 samples"
         protocol = f"{protocol}, {data.notes['composite_coverage']} samples"
-    return f"{config.model} on {corpora} ({data.scheme.name}, {protocol})"
+    model = config.model
+    if config.average.active:
+        model = (
+            f"{model} x{config.average.members} averaged (input_norm {config.average.input_norm})"
+        )
+    return f"{model} on {corpora} ({data.scheme.name}, {protocol})"
 
 
 def _engine(config: ExperimentConfig) -> str:
@@ -475,7 +517,7 @@ def _engine(config: ExperimentConfig) -> str:
     return "plain"
 
 
-def _cross_validate(
+def _cross_validate_averaged(
     X: np.ndarray,
     y: np.ndarray,
     subjects: list[str],
@@ -486,7 +528,47 @@ def _cross_validate(
     run_dir: Path,
     progress: bool,
 ) -> LosoResult:
-    folds = protocol_folds(config.protocol, subjects, datasets, y, config.k, config.train.seed)
+    """`_cross_validate`, or with `config.average` active, each member's cross-validation on
+    normalised input (member m with its member seed, folds under run_dir/member-m) and the
+    members' probabilities averaged. Every member gets the folds of the run's own seed."""
+    if not config.average.active:
+        return _cross_validate(X, y, subjects, datasets, ids, labels, config, run_dir, progress)
+    Xn = normalise_inputs(X, config.average.input_norm)
+    results = []
+    for m in range(config.average.members):
+        seed = member_seed(config.train.seed, m)
+        member = replace(config, train=replace(config.train, seed=seed))
+        results.append(
+            _cross_validate(
+                Xn,
+                y,
+                subjects,
+                datasets,
+                ids,
+                labels,
+                member,
+                run_dir / f"member-{m}",
+                progress,
+                fold_seed=config.train.seed,
+            )
+        )
+    return replace(average_results(results), config=config.train)
+
+
+def _cross_validate(
+    X: np.ndarray,
+    y: np.ndarray,
+    subjects: list[str],
+    datasets: list[str],
+    ids: list[str],
+    labels: list[str],
+    config: ExperimentConfig,
+    run_dir: Path,
+    progress: bool,
+    fold_seed: int | None = None,
+) -> LosoResult:
+    seed = config.train.seed if fold_seed is None else fold_seed  # seeds kfold's draw
+    folds = protocol_folds(config.protocol, subjects, datasets, y, config.k, seed)
     if config.model in CLASSICAL_MODELS:
         return run_loso_classical(
             X, y, subjects, ids, labels, config.train, progress=progress, folds=folds

@@ -400,7 +400,7 @@ def _events(
         motion = f"events/event_{number:02d}_motion.png"
         _write_png(out / motion, motion_image(found))
         explanation = None
-        picture = explanation_image(found, found.emotion)
+        picture = explanation_image(found, found.predicted)
         if picture is not None:
             explanation = f"events/event_{number:02d}_explain.png"
             _write_png(out / explanation, picture)

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from mekit.app.result import ModelInfo
+from mekit.app.result import UNCERTAIN, ModelInfo
 from mekit.config import from_mapping
 from mekit.errors import MekitError
 from mekit.faces import FaceConfig, FaceLandmarker, align_frames
@@ -57,16 +57,26 @@ class Recognition:
     apex_face: (S, S) uint8 aligned grey apex frame (S = `FaceConfig.size`). motion: (S, S)
     float32 onset -> apex flow magnitude, px of the aligned face, head motion removed. cam:
     (S, S) float32 Grad-CAM of the predicted class in [0, 1] (None when it could not be made).
+    abstain_below: the model's threshold; when no class reaches it, `emotion` is "uncertain".
     """
 
     probabilities: dict[str, float]
     apex_face: np.ndarray
     motion: np.ndarray
     cam: np.ndarray | None
+    abstain_below: float = 0.0
+
+    @property
+    def predicted(self) -> str:
+        """The most probable class, whatever its probability."""
+        return max(self.probabilities, key=self.probabilities.__getitem__)
 
     @property
     def emotion(self) -> str:
-        return max(self.probabilities, key=self.probabilities.__getitem__)
+        """The most probable class, or "uncertain" below the model's `abstain_below`."""
+        if self.probabilities[self.predicted] < self.abstain_below:
+            return UNCERTAIN
+        return self.predicted
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ class Recogniser:
     face: FaceConfig
     features: FeatureConfig  # as the model's input spec resolves it (kind, size, frames)
     notes: tuple[str, ...] = ()  # e.g. settings the sidecar did not record
+    abstain_below: float = 0.0  # the recipe's threshold (sidecar config), 0: never abstain
 
     def frame_numbers(self, onset: int, apex: int, offset: int) -> tuple[int, ...]:
         """Frames the event needs, in order: the feature's (onset first), and the apex."""
@@ -134,6 +145,7 @@ class Recogniser:
             apex_face=aligned[apex],
             motion=motion,
             cam=self._cam(x, self.face.size),
+            abstain_below=self.abstain_below,
         )
 
     def _cam(self, x: np.ndarray, size: int) -> np.ndarray | None:
@@ -184,7 +196,14 @@ def load_recogniser(path: Path) -> Recogniser:
         created=str(meta.get("created", "")),
         oracle=oracle,
     )
-    return Recogniser(loaded, info, face, features, tuple(notes))
+    return Recogniser(loaded, info, face, features, tuple(notes), abstain_below(meta))
+
+
+def abstain_below(meta: Mapping[str, Any]) -> float:
+    """The abstention threshold a model file's training config records (0 when none)."""
+    config = meta.get("config")
+    value = config.get("abstain_below", 0.0) if isinstance(config, dict) else 0.0
+    return float(value) if isinstance(value, int | float) and 0 <= value < 1 else 0.0
 
 
 def _section(meta: Mapping[str, Any], name: str) -> dict[str, Any] | None:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 UNKNOWN = "unknown"
+# An event recognised with no class above the model's abstention threshold.
+UNCERTAIN = "uncertain"
 
 FILES = {
     "json": "analysis.json",
@@ -45,6 +47,7 @@ EMOTION_COLOURS: dict[str, tuple[int, int, int]] = {
     "contempt": (188, 189, 34),
     "others": (23, 190, 207),
     UNKNOWN: (150, 150, 150),
+    UNCERTAIN: (120, 120, 120),
 }
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (31, 119, 180),
@@ -133,7 +136,10 @@ class AnalysedEvent:
 
     @property
     def confidence(self) -> float:
-        """The probability of the emotion given (NaN when unknown)."""
+        """The probability of the emotion given; for an "uncertain" event the highest class
+        probability (below the model's threshold); NaN when unknown."""
+        if self.emotion == UNCERTAIN and self.probabilities:
+            return max(self.probabilities.values())
         return self.probabilities.get(self.emotion, float("nan"))
 
     def to_json(self) -> dict[str, Any]:

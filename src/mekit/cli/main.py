@@ -96,7 +96,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = (
         Path(args.out)
         if args.out
-        else Path("runs") / time.strftime(f"{config.model}-{config.protocol}-%Y%m%d-%H%M%S")
+        else Path("runs")
+        / time.strftime(f"{args.recipe or config.model}-{config.protocol}-%Y%m%d-%H%M%S")
     )
     output_folder(out)
     t0 = time.perf_counter()
@@ -444,6 +445,17 @@ def _evaluate_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from mekit.train.recipes import list_recipes
+
+    recipes = list_recipes()
+    width = max(len(r.name) for r in recipes)
+    for recipe in recipes:
+        print(f"{recipe.name:<{width}}  {recipe.description}")
+    print("train with one: mekit train --corpus DIR --recipe NAME (options and --set override it)")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from mekit.train.runs import compare_table
 
@@ -455,7 +467,13 @@ def _experiment_config(args: argparse.Namespace):  # type: ignore[no-untyped-def
     from mekit.config import load_toml, merge, parse_overrides
     from mekit.pipeline import ExperimentConfig
 
-    values = load_toml(Path(args.config)) if args.config else {}
+    values = {}
+    if getattr(args, "recipe", None):
+        from mekit.train.recipes import load_recipe
+
+        values = load_recipe(args.recipe).settings
+    if args.config:
+        values = merge(values, load_toml(Path(args.config)))
     keys = ("dataset", "labels", "model", "workers", "protocol", "k", "engine", "executor")
     given = {k: getattr(args, k, None) for k in keys}
     if getattr(args, "ray_address", None):
@@ -700,6 +718,11 @@ def build_parser() -> argparse.ArgumentParser:
     _corpus_options(p)
     p.add_argument("--labels", help="label scheme: megc2019, casme2_5class, raw or a CSV path")
     p.add_argument(
+        "--recipe",
+        help="start from a named recipe (see `mekit recipes`) or a recipe .toml; --config, "
+        "options and --set override it",
+    )
+    p.add_argument(
         "--model",
         help="model name (see `mekit models`; default ststnet); softnet: the learned spotter, "
         "trained and LOSO-scored on the corpus's long videos",
@@ -883,6 +906,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the models with their input and parameter count")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("recipes", help="list the shipped training recipes (mekit train --recipe)")
+    p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser("serve", help="the web app: upload or record a video, see its analysis")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

@@ -1,0 +1,98 @@
+"""Recognition on real composite-style data: mekit's recipes (and any models) side by side.
+
+Reads a folder in mekit's generic format with a flow image (and/or apex crop) per sample, by
+default `../shared/realdata/composite-dev` (the MEGC 2019 composite, 48 of its 68 subjects;
+see its README: benchmarks may read it, nothing trained on it is shipped). Each recipe and
+model runs under the composite protocol (LOSO over all subjects, `--allow-missing`, the
+listed samples found), honest selection only (fixed schedules; no recipe or model may pick
+epochs on test subjects), and one table is printed: UF1 and UAR overall, UF1 per corpus,
+minutes.
+
+    python benchmarks/real_composite.py                       # every shipped recipe, LOSO
+    python benchmarks/real_composite.py --quick               # 5 folds of whole subjects
+    python benchmarks/real_composite.py --recipes composite-best,ststnet-default
+    python benchmarks/real_composite.py --models off_apexnet --recipes ststnet-default
+
+A folder that is absent is skipped with a message (exit 0): a user's clone has no real data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mekit.config import merge
+from mekit.pipeline import ExperimentConfig, run_experiment
+from mekit.train.recipes import load_recipe, recipe_names
+from mekit.train.runs import run_scores
+
+DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "composite-dev"
+CORPORA = ("casme2", "samm", "smic")
+
+
+def entries(recipes: list[str], models: list[str]) -> list[tuple[str, dict]]:
+    """(row name, experiment settings) for each recipe, then each plain model."""
+    out = [(f"recipe {name}", load_recipe(name).settings) for name in recipes]
+    out += [(f"model {name}", {"model": name, "engine": "auto"}) for name in models]
+    return out
+
+
+def protocol(quick: bool, k: int) -> dict:
+    if quick:
+        return {"protocol": "kfold", "k": k}
+    return {"protocol": "composite", "allow_missing": True}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dir", nargs="?", default=str(DEFAULT_DIR), help="generic-format folder")
+    parser.add_argument("--recipes", help="comma-separated recipe names (default: all shipped)")
+    parser.add_argument("--models", default="", help="comma-separated model names to add")
+    parser.add_argument("--quick", action="store_true", help="k folds of whole subjects, not LOSO")
+    parser.add_argument("--k", type=int, default=5, help="folds of --quick (default 5)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
+    args = parser.parse_args(argv)
+
+    root = Path(args.dir)
+    if not (root / "samples.csv").is_file():
+        print(f"skipped: no composite-style corpus at {root} (samples.csv); give its folder")
+        return 0
+    logging.basicConfig(level=logging.WARNING)
+    recipes = args.recipes.split(",") if args.recipes else recipe_names()
+    models = [m for m in args.models.split(",") if m]
+    out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="real_composite_"))
+    mode = f"{args.k}-fold on whole subjects (--quick)" if args.quick else "LOSO (composite)"
+    print(f"{root}: {mode}, seed {args.seed}, fixed schedules (no test-subject selection)")
+    header = "| run | UF1 | UAR | " + " | ".join(f"UF1 {c}" for c in CORPORA) + " | n | min |"
+    rows = [header, "|" + "---|" * (header.count("|") - 1)]
+    for name, settings in entries(recipes, models):
+        values = merge(
+            merge(settings, protocol(args.quick, args.k)), {"train": {"seed": args.seed}}
+        )
+        config = ExperimentConfig.from_dict(values)
+        if config.train.selection != "fixed":
+            print(f"{name}: selection {config.train.selection!r} is not honest here; skipped")
+            continue
+        run_dir = out_root / name.replace(" ", "-")
+        t0 = time.perf_counter()
+        run_experiment(root, run_dir, config, progress=False)
+        minutes = (time.perf_counter() - t0) / 60
+        s = run_scores(run_dir)
+        per = [f"{s.per_dataset[c]['uf1']:.3f}" if c in s.per_dataset else "-" for c in CORPORA]
+        rows.append(
+            f"| {name} | {s.mean['uf1']:.3f} | {s.mean['uar']:.3f} | {' | '.join(per)} "
+            f"| {s.n} | {minutes:.1f} |"
+        )
+        print(rows[-1], flush=True)
+    print("\n".join(["", *rows]))
+    print(f"run folders: {out_root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
