@@ -140,7 +140,7 @@ def test_a_recipe_run_writes_one_averaging_model_file_that_loads_and_evaluates(
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["epochs"] == 20 and config["train"]["batch_size"] == 8
     assert config["average"] == {"members": 2, "input_norm": "standardize", "calibrate": True}
-    assert config["engine_used"] == engine
+    assert config["engine_used"] == {"ensemble": "kernel", "plain": "plain"}[engine]
     assert (run / "member-1" / "folds").is_dir() is (engine == "plain")  # plain: resumable
     predictions = pd.read_csv(run / "predictions.csv")
     probs = predictions[[c for c in predictions.columns if c.startswith("prob_")]].to_numpy()
