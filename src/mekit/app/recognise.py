@@ -9,7 +9,9 @@ landmarks on the onset frame, align every frame the feature needs with that one 
 (`mekit.train.inputs.feature_config_for`: for STSTNet, onset -> apex (u, v, strain) TV-L1 flow
 with head motion removed, at 28 px), and run the model. It also gives the motion map (the
 onset -> apex flow magnitude over the aligned face, px) and Grad-CAM
-(`mekit.models.explain.grad_cam`) of the predicted class.
+(`mekit.models.explain.grad_cam`) of the predicted class, and the event's action units: the
+packaged AU model (`mekit.train.au_model`, trained on synthetic faces only) on the same
+onset -> apex flow at 28 px, each AU with its probability and the region (and side) it moved.
 
 `recognise_events` reads the video once more, streaming, keeping only the frames that events
 still waiting need and recognising each event as soon as its last frame has gone by: memory
@@ -39,6 +41,7 @@ from mekit.motion.features import compute_features, flow_features, frames_needed
 from mekit.motion.flow import magnitude
 from mekit.spot.metrics import Interval
 from mekit.spot.video import VideoReader
+from mekit.train.au_model import AU_INPUT_SIZE, AUDetector, AUFinding
 from mekit.train.checkpoint import LoadedModel, load_model, model_paths
 from mekit.train.export import model_is_oracle
 from mekit.train.inputs import feature_config_for, to_model_layout
@@ -63,6 +66,7 @@ class Recognition:
     apex_face: np.ndarray
     motion: np.ndarray
     cam: np.ndarray | None
+    aus: tuple[AUFinding, ...] = ()  # the action units the AU model found, most probable first
 
     @property
     def emotion(self) -> str:
@@ -78,6 +82,7 @@ class Recogniser:
     face: FaceConfig
     features: FeatureConfig  # as the model's input spec resolves it (kind, size, frames)
     notes: tuple[str, ...] = ()  # e.g. settings the sidecar did not record
+    au_detector: AUDetector | None = None  # the packaged AU model (None: no AUs reported)
 
     def frame_numbers(self, onset: int, apex: int, offset: int) -> tuple[int, ...]:
         """Frames the event needs, in order: the feature's (onset first), and the apex."""
@@ -124,11 +129,17 @@ class Recogniser:
         probabilities = {
             label: float(p) for label, p in zip(self.loaded.labels, probs, strict=True)
         }
+        motion = magnitude(flow)
+        aus: tuple[AUFinding, ...] = ()
+        if self.au_detector is not None:  # the same onset -> apex flow, at the AU model's 28 px
+            au_input = flow_features(flow, FeatureConfig(size=AU_INPUT_SIZE))
+            aus = tuple(self.au_detector.findings(au_input, motion))
         return Recognition(
             probabilities=probabilities,
             apex_face=aligned[apex],
-            motion=magnitude(flow),
+            motion=motion,
             cam=self._cam(x, self.face.size),
+            aus=aus,
         )
 
     def _cam(self, x: np.ndarray, size: int) -> np.ndarray | None:
@@ -179,7 +190,12 @@ def load_recogniser(path: Path) -> Recogniser:
         created=str(meta.get("created", "")),
         oracle=oracle,
     )
-    return Recogniser(loaded, info, face, features, tuple(notes))
+    detector = None
+    try:
+        detector = AUDetector.shipped()
+    except MekitError as e:
+        notes.append(f"no action units: {e}")
+    return Recogniser(loaded, info, face, features, tuple(notes), detector)
 
 
 def _section(meta: Mapping[str, Any], name: str) -> dict[str, Any] | None:
