@@ -62,7 +62,10 @@ def region_rule(features: np.ndarray) -> frozenset[int]:
     v = x[1] - np.median(x[1])
     motion = np.hypot(u, v)
     h = motion.shape[0]
-    rows = {name: slice(int(a * h), max(int(a * h) + 1, int(b * h))) for name, (a, b) in RULE_REGIONS.items()}
+    rows = {
+        name: slice(int(a * h), max(int(a * h) + 1, int(b * h)))
+        for name, (a, b) in RULE_REGIONS.items()
+    }
     best = max(rows, key=lambda name: float(motion[rows[name]].mean()))
     up = float(v[rows[best]].mean()) < 0
     if best == "brows":

@@ -9,16 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from mekit.app.au_training import AUTrainConfig, train_au_model
 from mekit.models import count_params, create_model, get_spec
 from mekit.models.au_net import AU_LABELS
 from mekit.synth.au_flows import AUS, au_flow_dataset
-from mekit.train.au_model import (
-    AUDetector,
-    AUTrainConfig,
-    _side,
-    shipped_model_path,
-    train_au_model,
-)
+from mekit.synth.aus import AU_NAMES as RENDERED_NAMES
+from mekit.train.au_model import AU_NAMES, AUDetector, _side, shipped_model_path
 from mekit.train.checkpoint import file_sha256, model_paths, read_sidecar
 
 TINY = AUTrainConfig(n_train=64, n_val=32, epochs=1, batch_size=32, width=4)
@@ -39,6 +35,7 @@ def test_aunet_takes_28_px_flow_and_gives_one_logit_per_au():
     assert model(torch.zeros(2, 3, 28, 28)).shape == (2, 14)
     assert [int(a.removeprefix("AU")) for a in AU_LABELS] == list(AUS)
     assert count_params(create_model("aunet", 14, width=16)) < 60_000
+    assert AU_NAMES == RENDERED_NAMES  # the names analyze reports are the generator's
 
 
 def test_training_is_bit_for_bit_reproducible(tiny, tmp_path):
@@ -49,6 +46,8 @@ def test_training_is_bit_for_bit_reproducible(tiny, tmp_path):
     assert meta["training"]["retrain"].endswith("--seed 0")
     assert "no real data" in meta["training"]["trained_on"]
     assert 0 <= meta["metrics"]["synthetic_macro_f1"] <= 1
+    assert meta["input"]["threshold"] == meta["metrics"]["threshold"]
+    assert AUDetector.load(tiny).threshold == meta["input"]["threshold"]
 
 
 def test_detector_reads_any_scale_and_reports_regions(tiny):
@@ -79,12 +78,14 @@ def test_the_shipped_model_is_small_and_says_how_to_retrain_it():
     assert weights.stat().st_size < 1_000_000
     meta = json.loads(sidecar.read_text())
     assert meta["model"] == "aunet" and meta["labels"] == list(AU_LABELS)
-    assert "python -m mekit.train.au_model" in meta["training"]["retrain"]
+    assert "python -m mekit.app.au_training" in meta["training"]["retrain"]
     assert "no real data" in meta["training"]["trained_on"]
     detector = AUDetector.shipped()
     x, y = au_flow_dataset(200, start=10_000_000)  # far beyond the training samples
-    hits = sum(bool(p & {a for a, t in zip(AUS, row, strict=True) if t})
-               for p, row in zip(detector.predict(x), y, strict=True))
+    hits = sum(
+        bool(p & {a for a, t in zip(AUS, row, strict=True) if t})
+        for p, row in zip(detector.predict(x), y, strict=True)
+    )
     assert hits > 0.6 * len(x)
 
 

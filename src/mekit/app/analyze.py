@@ -486,7 +486,7 @@ def _write_tables(analysis: Analysis, labels: Sequence[str]) -> None:
 
 
 def _au_detail(au: dict) -> str:
-    """"AU4 brow lowerer 0.83 brows" (", left" / ", right" for one side)."""
+    """ "AU4 brow lowerer 0.83 brows" (", left" / ", right" for one side)."""
     side = "" if au.get("side", "both") == "both" else f" {au['side']}"
     return f"AU{au['au']} {au['name']} {au['probability']:.2f} {au['region']}{side}"
 

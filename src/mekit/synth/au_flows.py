@@ -9,7 +9,9 @@ sample (`mekit.motion.normalise.minmax_flow`), as the shared composite flow imag
   corpus's identities are, then a random crop (scale, shift, roll) around mekit's alignment so
   tighter and looser face crops than mekit's own are covered;
 - AUs: a FACS-typical combination (`PROTOTYPES`) or a random set of 1-3 AUs, each at its own
-  intensity, a fifth of them on one side only (CASME II's L/R codes); a few samples have none;
+  intensity and its motion turned by up to 25 degrees (real people differ from the templates),
+  a fifth of them on one side only (CASME II's L/R codes), the brow AUs of most samples with
+  the forehead skin moving along (`SKIN_LIBRARY`); a few samples have none;
 - nuisances: a blink (labelled AU45) of any size, residual head motion (a small affine flow),
   smooth and pixel flow noise from signal-to-noise ratios far below 1 up to clean, and the odd
   outlier pixel (as TV-L1 gives at eye corners and hair), which min-max scaling makes matter.
@@ -30,7 +32,7 @@ from mekit.faces import FaceConfig
 from mekit.faces.align import alignment_matrix
 from mekit.motion.flow import optical_strain
 from mekit.motion.normalise import minmax_flow
-from mekit.synth.aus import AU_LIBRARY, EMOTION_AUS, au_field
+from mekit.synth.aus import AU_LIBRARY, EMOTION_AUS, Bump, au_field
 from mekit.synth.base_faces import BASE_FACES, MIRROR_PERMUTATION, load_landmarks
 from mekit.synth.identity import morph_landmarks
 
@@ -49,6 +51,23 @@ PROTOTYPES: tuple[tuple[int, ...], ...] = (
 )  # fmt: skip
 
 
+def _forehead(at: dict[int, float], out: float, down: float, weight: float) -> Bump:
+    """A broad bilateral bump on the forehead skin above the brows (landmark weights that
+    extrapolate from the eye through the brow)."""
+    return Bump(at, (out, down), weight, (0.09, 0.1))
+
+
+# The brow AUs with the forehead skin moving along (frontalis lifts it for AU1/AU2, the brow
+# lowerer drags it down): real flows move the whole band above the brows, the corpus's
+# templates only the brows. Drawn for `AUFlowConfig.forehead` of the samples.
+SKIN_LIBRARY: dict[int, tuple[Bump, ...]] = {
+    **AU_LIBRARY,
+    1: (*AU_LIBRARY[1], _forehead({21: 1.8, 39: -0.8}, 0.0, -1.0, 0.8)),
+    2: (*AU_LIBRARY[2], _forehead({18: 1.8, 37: -0.8}, 0.0, -1.0, 0.7)),
+    4: (*AU_LIBRARY[4], _forehead({20: 1.7, 38: -0.7}, -0.3, 1.0, 0.7)),
+}
+
+
 @dataclass(frozen=True)
 class AUFlowConfig:
     """How the samples are drawn (see the module doc); the defaults made the shipped model."""
@@ -60,6 +79,8 @@ class AUFlowConfig:
     blink_prob: float = 0.12
     crop_scale: tuple[float, float] = (0.85, 1.15)
     crop_shift: float = 0.06  # fraction of the crop side
+    turn_deg: float = 25.0  # each AU's motion turned by up to this: people differ from templates
+    forehead: float = 0.6  # share of samples whose brow AUs move the forehead too (SKIN_LIBRARY)
     crop_roll_deg: float = 5.0
     outlier_prob: float = 0.6  # a few flow outliers (px of extreme motion)
 
@@ -107,7 +128,9 @@ def _smooth_noise(rng: np.random.Generator, sigma: float) -> np.ndarray:
     return blurred / np.maximum(blurred.std(axis=(1, 2), keepdims=True), 1e-6)
 
 
-def au_flow_sample(index: int, config: AUFlowConfig = AUFlowConfig()) -> tuple[np.ndarray, np.ndarray]:  # noqa: B008
+def au_flow_sample(
+    index: int, config: AUFlowConfig = AUFlowConfig()
+) -> tuple[np.ndarray, np.ndarray]:  # noqa: B008
     """Sample `index`: ((3, 28, 28) float32 normalised u, v, strain, (len(AUS),) float32 0/1)."""
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7, index]))
     lm = _crop_landmarks(rng, config)
@@ -118,9 +141,15 @@ def au_flow_sample(index: int, config: AUFlowConfig = AUFlowConfig()) -> tuple[n
         for a in aus
         if rng.random() < config.unilateral
     }
+    library = SKIN_LIBRARY if rng.random() < config.forehead else AU_LIBRARY
     field = np.zeros((WORK, WORK, 2), np.float32)
+    for a in aus:  # each AU turned on its own, then summed
+        turn = np.radians(rng.uniform(-1, 1) * config.turn_deg)
+        cos, sin = np.float32(np.cos(turn)), np.float32(np.sin(turn))
+        part = au_field({a: weights[a]}, lm, (WORK, WORK), sides, library)
+        field[..., 0] += cos * part[..., 0] - sin * part[..., 1]
+        field[..., 1] += sin * part[..., 0] + cos * part[..., 1]
     if aus:
-        field = au_field(weights, lm, (WORK, WORK), sides)
         field /= max(float(np.sqrt((field**2).sum(-1)).max()), 1e-6)  # peak 1
     labels = set(aus)
     if rng.random() < config.blink_prob:
@@ -152,7 +181,9 @@ def au_flow_sample(index: int, config: AUFlowConfig = AUFlowConfig()) -> tuple[n
 
 
 def au_flow_dataset(
-    n: int, config: AUFlowConfig = AUFlowConfig(), start: int = 0  # noqa: B008
+    n: int,
+    config: AUFlowConfig = AUFlowConfig(),
+    start: int = 0,  # noqa: B008
 ) -> tuple[np.ndarray, np.ndarray]:
     """Samples start..start+n-1: ((n, 3, 28, 28) float32, (n, len(AUS)) float32 labels)."""
     xs, ys = zip(*(au_flow_sample(start + i, config) for i in range(n)), strict=True)

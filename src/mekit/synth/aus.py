@@ -182,7 +182,11 @@ def eye_height(landmarks: np.ndarray) -> float:
 
 
 def _bumps(
-    au: int, landmarks: np.ndarray, frame: FaceFrame, side: str = ""
+    au: int,
+    landmarks: np.ndarray,
+    frame: FaceFrame,
+    side: str = "",
+    library: Mapping[int, tuple[Bump, ...]] = AU_LIBRARY,
 ) -> list[tuple[np.ndarray, np.ndarray, float, tuple[float, float]]]:
     """(centre px, image direction, weight, sigma px) of every bump of `au`, both halves.
 
@@ -191,10 +195,10 @@ def _bumps(
     """
     if side not in SIDES:
         raise MekitError(f"unknown side '{side}'; valid: {', '.join(map(repr, SIDES))}")
-    if au not in AU_LIBRARY:
-        raise MekitError(f"unknown action unit {au}; valid: {', '.join(map(str, AU_LIBRARY))}")
+    if au not in library:
+        raise MekitError(f"unknown action unit {au}; valid: {', '.join(map(str, library))}")
     out = []
-    for bump in AU_LIBRARY[au]:
+    for bump in library[au]:
         halves = [(bump.at, -1.0), ({MIRROR_PERMUTATION[i]: w for i, w in bump.at.items()}, 1.0)]
         if side:
             halves = [halves[0] if side == "image_left" else halves[1]]
@@ -216,11 +220,13 @@ def au_field(
     landmarks: np.ndarray,
     shape: tuple[int, int],
     sides: Mapping[int, str] | None = None,
+    library: Mapping[int, tuple[Bump, ...]] = AU_LIBRARY,
 ) -> np.ndarray:
     """Unnormalised displacement field (H, W, 2) float32, (dx, dy) px, of AUs at intensities.
 
     `aus` maps AU -> intensity, or lists AUs at intensity 1. `sides` maps an AU to
     "image_left" or "image_right" for a unilateral AU (default: both halves, see `_bumps`).
+    `library` gives each AU's bumps (default `AU_LIBRARY`).
     """
     sides = sides or {}
     intensities = dict(aus) if isinstance(aus, Mapping) else {a: 1.0 for a in aus}
@@ -229,7 +235,9 @@ def au_field(
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     field = np.zeros((h, w, 2), np.float32)
     for au, level in intensities.items():
-        for centre, vec, weight, (sx, sy) in _bumps(au, landmarks, frame, sides.get(au, "")):
+        for centre, vec, weight, (sx, sy) in _bumps(
+            au, landmarks, frame, sides.get(au, ""), library
+        ):
             rx, ry = xs - np.float32(centre[0]), ys - np.float32(centre[1])
             along = rx * np.float32(frame.ex[0]) + ry * np.float32(frame.ex[1])
             across = rx * np.float32(frame.ey[0]) + ry * np.float32(frame.ey[1])

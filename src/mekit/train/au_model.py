@@ -1,23 +1,17 @@
-"""The action-unit model: train it on mekit's synthetic AU flows only, ship it, run it.
+"""The action-unit model: read the packaged one, run it, say where each AU was seen.
 
-    python -m mekit.train.au_model --out src/mekit/models/weights/au-motion --seed 0
-
-retrains the shipped model bit-for-bit (same weights file, same SHA-256) on a CPU: the samples
-come from `mekit.synth.au_flows` (seeded per sample), the weights, batch order, flips and
-dropout from `--seed`, and the thread count is fixed (1) because another count may sum floats
-in another order. No real face, and nothing derived from one, is used.
-
-`AUDetector` runs it: (3, 28, 28) u, v, strain of an onset -> apex flow (any scale: it is
-min-max normalised per sample here, as in training) -> the probability of each AU.
+`AUDetector` runs AUNet (`mekit.models.au_net`): (3, 28, 28) u, v, strain of an onset -> apex
+flow (any scale: it is min-max normalised per sample here, as in training) -> the probability
+of each AU (the mean over the flow and its mirror image); an AU is present from the threshold
+its file records. `findings` adds the face region each AU acts on and the side of the image
+that moved there. The packaged model is `shipped_model_path()`; it was trained on mekit's
+synthetic faces only by `mekit.app.au_training` (RETRAIN_COMMAND, bit-for-bit).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -29,18 +23,34 @@ from torch import nn
 from mekit.errors import MekitError
 from mekit.models.au_net import AU_LABELS
 from mekit.motion.normalise import minmax_flow
-from mekit.synth.au_flows import AUS, AUFlowConfig, au_flow_dataset
-from mekit.train.checkpoint import LoadedModel, load_model, model_paths, save_model
-from mekit.train.metrics import au_metrics
+from mekit.train.checkpoint import LoadedModel, load_model, model_paths
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "aunet"
 SHIPPED_STEM = "au-motion"  # src/mekit/models/weights/au-motion.{safetensors,json}
 AU_INPUT_SIZE = 28  # px of the (u, v, strain) input
-THRESHOLD = 0.5  # an AU is reported present from this probability on
-RETRAIN_COMMAND = "python -m mekit.train.au_model --out src/mekit/models/weights/au-motion"
+THRESHOLD = 0.5  # an AU is reported present from this probability on (unless the file says)
+RETRAIN_COMMAND = "python -m mekit.app.au_training --out src/mekit/models/weights/au-motion"
 
+AUS: tuple[int, ...] = tuple(int(label.removeprefix("AU")) for label in AU_LABELS)
+# FACS names, as `mekit.synth.aus.AU_NAMES` renders them (a test keeps the two equal).
+AU_NAMES: dict[int, str] = {
+    1: "inner brow raiser",
+    2: "outer brow raiser",
+    4: "brow lowerer",
+    6: "cheek raiser",
+    7: "lid tightener",
+    9: "nose wrinkler",
+    10: "upper lip raiser",
+    12: "lip corner puller",
+    14: "dimpler",
+    15: "lip corner depressor",
+    17: "chin raiser",
+    20: "lip stretcher",
+    25: "lips part",
+    45: "blink",
+}
 # The face region each AU acts on (FACS), for reports.
 AU_REGIONS: dict[int, str] = {
     1: "brows",
@@ -68,107 +78,22 @@ REGION_ROWS: dict[str, tuple[float, float]] = {
 }
 
 
-@dataclass(frozen=True)
-class AUTrainConfig:
-    seed: int = 0
-    n_train: int = 16000
-    n_val: int = 3000
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    width: int = 16
-    dropout: float = 0.2
-    threads: int = 1
-
-
-def _flip(x: torch.Tensor) -> torch.Tensor:
+def flip_flow(x: torch.Tensor) -> torch.Tensor:
     """Mirror normalised flows left-right: u changes sign (exact for min-max scaled u)."""
     out = torch.flip(x, dims=(-1,))
     out[:, 0] = -out[:, 0]
     return out
 
 
-def train_au_model(out: Path, config: AUTrainConfig = AUTrainConfig()) -> dict[str, object]:  # noqa: B008
-    """Train AUNet on synthetic AU flows, score it on held-out synthetic samples, save it to
-    `out` (stem); returns the synthetic validation metrics."""
-    started = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
-        data = AUFlowConfig(seed=config.seed)
-        x, y = au_flow_dataset(config.n_train, data)
-        xv, yv = au_flow_dataset(config.n_val, data, start=config.n_train)
-        log.info("%d training, %d validation samples", len(x), len(xv))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            model = _fit(x, y, config)
-        probs = _predict(model, xv)
-        pred = [{a for a, p in zip(AUS, row, strict=True) if p >= THRESHOLD} for row in probs]
-        truth = [{a for a, t in zip(AUS, row, strict=True) if t > 0} for row in yv]
-        metrics = au_metrics(truth, pred, AUS)
-        summary = {
-            "synthetic_macro_f1": metrics.macro_f1,
-            "synthetic_per_au_f1": {f"AU{a}": metrics.per_au[a]["f1"] for a in AUS},
-            "synthetic_validation_samples": config.n_val,
-        }
-        save_model(
-            out,
-            model,
-            model_name=MODEL_NAME,
-            labels=AU_LABELS,
-            model_kwargs={"width": config.width, "dropout": config.dropout},
-            input={
-                "normalisation": "minmax_per_sample",
-                "features": {"kind": "onset_apex", "size": 28},
-                "threshold": THRESHOLD,
-            },
-            config={"train": asdict(config), "data": asdict(data)},
-            metrics=summary,
-            training={
-                "trained_on": "mekit synthetic AU flows (mekit.synth.au_flows); no real data",
-                "retrain": f"{RETRAIN_COMMAND} --seed {config.seed}",
-                "seconds": round(time.perf_counter() - started, 1),
-            },
-        )
-        return summary
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fit(x: np.ndarray, y: np.ndarray, config: AUTrainConfig) -> nn.Module:
-    from mekit.models import create_model
-
-    model = create_model(MODEL_NAME, len(AU_LABELS), width=config.width, dropout=config.dropout)
-    gen = torch.Generator().manual_seed(config.seed)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * ((len(xt) + config.batch_size - 1) // config.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps)
-    loss_fn = nn.BCEWithLogitsLoss()
-    for epoch in range(config.epochs):
-        model.train()
-        order = torch.randperm(len(xt), generator=gen)
-        total = 0.0
-        for batch in torch.split(order, config.batch_size):
-            xb, yb = xt[batch], yt[batch]
-            flip = torch.rand(len(xb), generator=gen) < 0.5
-            xb = torch.where(flip[:, None, None, None], _flip(xb), xb)
-            loss = loss_fn(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(xb)
-        log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, total / len(xt))
+def au_probabilities(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """AU probabilities of normalised flows: the mean of the sigmoid for each flow and its
+    mirror image (AUs are labelled without a side, so both must agree)."""
     model.eval()
-    return model
-
-
-def _predict(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     with torch.no_grad():
         chunks = torch.split(torch.from_numpy(np.ascontiguousarray(x, np.float32)), batch_size)
-        return torch.cat([torch.sigmoid(model(c)) for c in chunks]).numpy()
+        return torch.cat(
+            [(torch.sigmoid(model(c)) + torch.sigmoid(model(flip_flow(c)))) / 2 for c in chunks]
+        ).numpy()
 
 
 def shipped_model_path() -> Path:
@@ -188,8 +113,6 @@ class AUFinding:
 
     @property
     def name(self) -> str:
-        from mekit.synth.aus import AU_NAMES
-
         return AU_NAMES.get(self.au, "")
 
     @property
@@ -227,7 +150,7 @@ class AUDetector:
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """(N, n AUs) probabilities for (N, 3, 28, 28) u, v, strain of any scale."""
-        return _predict(self.loaded.model, minmax_flow(features))
+        return au_probabilities(self.loaded.model, minmax_flow(features))
 
     def predict(self, features: np.ndarray) -> list[frozenset[int]]:
         """The AUs at or above the threshold, per sample."""
@@ -260,7 +183,7 @@ def _shipped() -> AUDetector:
 
 
 def _side(motion: np.ndarray, region: str | None, ratio: float = 1.5) -> str:
-    """"left" / "right" (of the image) when one half of `region`'s rows moved `ratio` times
+    """ "left" / "right" (of the image) when one half of `region`'s rows moved `ratio` times
     more than the other, else "both"."""
     h, w = motion.shape
     top, bottom = REGION_ROWS.get(region or "", (0.0, 1.0))
@@ -271,24 +194,3 @@ def _side(motion: np.ndarray, region: str | None, ratio: float = 1.5) -> str:
     if right > ratio * left:
         return "right"
     return "both"
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m mekit.train.au_model", description=__doc__.split("\n\n")[0]
-    )
-    defaults = AUTrainConfig()
-    parser.add_argument("--out", type=Path, required=True, help="model stem to write")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--n-train", type=int, default=defaults.n_train)
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = AUTrainConfig(seed=args.seed, n_train=args.n_train, epochs=args.epochs)
-    summary = train_au_model(args.out, config)
-    weights, _ = model_paths(args.out)
-    print(f"synthetic macro F1 {summary['synthetic_macro_f1']:.3f}; wrote {weights}")
-
-
-if __name__ == "__main__":
-    main()
