@@ -7,7 +7,7 @@ from mekit.errors import MekitError
 from mekit.motion.normalise import minmax_flow
 from mekit.synth import SynthConfig
 from mekit.synth.au_flows import AUS, AUFlowConfig, au_flow_dataset, au_flow_sample
-from mekit.synth.aus import au_field
+from mekit.synth.aus import AU_LIBRARY, au_field
 from mekit.synth.subjects import subject_identity
 
 
@@ -66,3 +66,14 @@ def test_the_field_sits_where_its_au_acts():
                 rows[au].append(np.argmax(np.hypot(u, v).mean(axis=1)))
     assert rows[4] and rows[17]
     assert np.median(rows[4]) < 10 < 18 < np.median(rows[17])
+
+
+def test_cancelling_aus_are_never_drawn_together_and_brows_can_carry_the_forehead():
+    from mekit.synth.au_flows import CANCELLING, SKIN_LIBRARY
+
+    _, y = au_flow_dataset(300)
+    for dropped, kept in CANCELLING:
+        both = (y[:, AUS.index(dropped)] > 0) & (y[:, AUS.index(kept)] > 0)
+        assert not both.any()
+    for au in (1, 2, 4, 12):
+        assert len(SKIN_LIBRARY[au]) == len(AU_LIBRARY[au]) + 1

@@ -238,7 +238,7 @@ def _au_rows(event: AnalysedEvent) -> str:
 
 def _card(event: AnalysedEvent, out: Path, labels: Sequence[str], demo: bool = False) -> str:
     e = html.escape
-    r, g, b = emotion_colour(event.emotion)
+    r, g, b = emotion_colour(event.emotion) if not demo else (91, 107, 140)
     if demo and event.emotion != UNKNOWN:
         title = f'<span class="emotion">{e(_motion_words(event))}</span>'
     else:

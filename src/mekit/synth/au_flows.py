@@ -9,9 +9,11 @@ sample (`mekit.motion.normalise.minmax_flow`), as the shared composite flow imag
   corpus's identities are, then a random crop (scale, shift, roll) around mekit's alignment so
   tighter and looser face crops than mekit's own are covered;
 - AUs: a FACS-typical combination (`PROTOTYPES`) or a random set of 1-3 AUs, each at its own
-  intensity and its motion turned by up to 25 degrees (real people differ from the templates),
+  intensity and its motion turned by up to 35 degrees, mirrored on the two halves (real people
+  differ from the templates),
   a fifth of them on one side only (CASME II's L/R codes), the brow AUs of most samples with
-  the forehead skin moving along (`SKIN_LIBRARY`); a few samples have none;
+  the forehead skin moving along (`SKIN_LIBRARY`), never AU1 with AU4 (`CANCELLING`); a few
+  samples have none;
 - nuisances: a blink (labelled AU45) of any size, residual head motion (a small affine flow),
   smooth and pixel flow noise from signal-to-noise ratios far below 1 up to clean, and the odd
   outlier pixel (as TV-L1 gives at eye corners and hair), which min-max scaling makes matter.
@@ -22,7 +24,7 @@ whatever the number of samples or workers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import cv2
@@ -59,12 +61,18 @@ def _forehead(at: dict[int, float], out: float, down: float, weight: float) -> B
 
 # The brow AUs with the forehead skin moving along (frontalis lifts it for AU1/AU2, the brow
 # lowerer drags it down): real flows move the whole band above the brows, the corpus's
-# templates only the brows. Drawn for `AUFlowConfig.forehead` of the samples.
+# templates only the brows; likewise the cheek under a smile. Drawn for
+# `AUFlowConfig.forehead` of the samples.
 SKIN_LIBRARY: dict[int, tuple[Bump, ...]] = {
     **AU_LIBRARY,
     1: (*AU_LIBRARY[1], _forehead({21: 1.8, 39: -0.8}, 0.0, -1.0, 0.8)),
     2: (*AU_LIBRARY[2], _forehead({18: 1.8, 37: -0.8}, 0.0, -1.0, 0.7)),
     4: (*AU_LIBRARY[4], _forehead({20: 1.7, 38: -0.7}, -0.3, 1.0, 0.7)),
+    # A strong lip corner pull lifts the cheek and the skin under the eye a little (FACS).
+    12: (
+        *AU_LIBRARY[12],
+        Bump({40: 0.3, 41: 0.3, 31: 0.1, 2: 0.3}, (0.15, -1.0), 0.4, (0.09, 0.09)),
+    ),
 }
 
 
@@ -79,7 +87,7 @@ class AUFlowConfig:
     blink_prob: float = 0.12
     crop_scale: tuple[float, float] = (0.85, 1.15)
     crop_shift: float = 0.06  # fraction of the crop side
-    turn_deg: float = 25.0  # each AU's motion turned by up to this: people differ from templates
+    turn_deg: float = 35.0  # each AU's motion turned by up to this: people differ from templates
     forehead: float = 0.6  # share of samples whose brow AUs move the forehead too (SKIN_LIBRARY)
     crop_roll_deg: float = 5.0
     outlier_prob: float = 0.6  # a few flow outliers (px of extreme motion)
@@ -108,13 +116,36 @@ def _crop_landmarks(rng: np.random.Generator, config: AUFlowConfig) -> np.ndarra
     return (pts - centre) @ rot.T + centre + shift
 
 
+def _turned(bumps: tuple[Bump, ...], degrees: float) -> tuple[Bump, ...]:
+    """`bumps` with their directions turned by `degrees` in the (out, down) frame of each half,
+    so a bilateral AU stays mirror-symmetric (e.g. the brow lowerer pulling more inwards)."""
+    t = np.radians(degrees)
+    c, s = float(np.cos(t)), float(np.sin(t))
+    return tuple(
+        replace(b, direction=(c * b.direction[0] - s * b.direction[1],
+                              s * b.direction[0] + c * b.direction[1]))
+        for b in bumps
+    )  # fmt: skip
+
+
+# AUs that pull the same skin opposite ways: drawn together, their flows cancel where they
+# meet (AU1 lifts the inner brow that AU4 lowers, leaving AU4's inward pull), so a label for
+# the first would name motion the flow does not show; the first is dropped.
+CANCELLING: tuple[tuple[int, int], ...] = ((1, 4),)
+
+
 def _draw_aus(rng: np.random.Generator, config: AUFlowConfig) -> tuple[int, ...]:
     if rng.random() < config.none_share:
         return ()
     if rng.random() < config.prototype_share:
-        return PROTOTYPES[int(rng.integers(len(PROTOTYPES)))]
-    n = int(rng.integers(1, 4))
-    return tuple(sorted(int(a) for a in rng.choice(EXPRESSION_AUS, size=n, replace=False)))
+        aus = set(PROTOTYPES[int(rng.integers(len(PROTOTYPES)))])
+    else:
+        n = int(rng.integers(1, 4))
+        aus = {int(a) for a in rng.choice(EXPRESSION_AUS, size=n, replace=False)}
+    for dropped, kept in CANCELLING:
+        if kept in aus:
+            aus.discard(dropped)
+    return tuple(sorted(aus))
 
 
 def _loguniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -141,15 +172,11 @@ def au_flow_sample(
         for a in aus
         if rng.random() < config.unilateral
     }
-    library = SKIN_LIBRARY if rng.random() < config.forehead else AU_LIBRARY
+    base = SKIN_LIBRARY if rng.random() < config.forehead else AU_LIBRARY
+    library = {a: _turned(base[a], rng.uniform(-1, 1) * config.turn_deg) for a in aus}
     field = np.zeros((WORK, WORK, 2), np.float32)
-    for a in aus:  # each AU turned on its own, then summed
-        turn = np.radians(rng.uniform(-1, 1) * config.turn_deg)
-        cos, sin = np.float32(np.cos(turn)), np.float32(np.sin(turn))
-        part = au_field({a: weights[a]}, lm, (WORK, WORK), sides, library)
-        field[..., 0] += cos * part[..., 0] - sin * part[..., 1]
-        field[..., 1] += sin * part[..., 0] + cos * part[..., 1]
     if aus:
+        field = au_field(weights, lm, (WORK, WORK), sides, library)
         field /= max(float(np.sqrt((field**2).sum(-1)).max()), 1e-6)  # peak 1
     labels = set(aus)
     if rng.random() < config.blink_prob:
