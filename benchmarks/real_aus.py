@@ -21,6 +21,12 @@ Macro F1 is over TARGET_AUS (the AUs with at least 10 examples in the MEGC compo
 rows): 1, 2, 4, 6, 7, 9, 10, 12, 14, 15, 17. Also printed: the model's macro F1 on held-out
 synthetic samples (another seed than training) and its CPU time per event (batch of 1, one
 thread). The last line is `macro F1 <model> baseline <best baseline>`.
+
+Honest figures: no real sample trained the model or set its threshold, but choices of the
+synthetic generator (`mekit.synth.au_flows`: no AU1 with AU4, forehead skin on brow AUs, the
+crop and noise ranges) were compared by this script on the whole of composite-dev over eight
+training runs, so its figures there are development figures; the held-back AU-coded samples
+give the unbiased one.
 """
 
 from __future__ import annotations
