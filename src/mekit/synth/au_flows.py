@@ -43,8 +43,9 @@ EXPRESSION_AUS: tuple[int, ...] = tuple(a for a in AUS if a != 45)
 WORK = 56  # px the field and its noise are made at
 SIZE = 28  # px of the output (STSTNet's 28 x 28)
 
-# FACS combinations common in spontaneous micro-expressions (CASME II / SAMM coding manuals'
-# prototypes), besides the generator's emotion combinations; from FACS, not from any data.
+# AU combinations common in spontaneous micro-expressions, besides the generator's emotion
+# combinations: written with the combinations CASME II's coding sheet holds most often in mind
+# (their counts in composite-dev were looked at; no flow of it trains anything).
 PROTOTYPES: tuple[tuple[int, ...], ...] = (
     *{c for combos in EMOTION_AUS.values() for c in combos},
     (4,), (4, 7), (7,), (17,), (15, 17), (4, 10), (10,), (12,), (14,), (15,), (1, 2), (1,),
