@@ -36,6 +36,7 @@ from mekit.synth.long_video import write_long_video
 from mekit.train.checkpoint import save_model
 from mekit.train.loop import TrainConfig, fit
 
+AU_CODES = (1, 2, 4, 6, 7, 9, 10, 12, 14, 15, 17, 20, 25, 45)
 LABELS = ["negative", "positive", "surprise"]
 LONG = SynthConfig(  # as tests/spot/test_run.py: 6 s at 30 fps, 2 micro + 1 macro events
     subjects=1,
@@ -59,6 +60,7 @@ EVENT_KEYS = {
     "score",
     "emotion",
     "probabilities",
+    "aus",
     "motion_map",
     "explanation_map",
     "during",
@@ -180,6 +182,13 @@ def test_analysis_json_has_the_schema(long_video, analysed):
         assert e["emotion"] == max(e["probabilities"], key=e["probabilities"].get)
         assert e["motion_map"] == f"events/event_{e['index']:02d}_motion.png"
         assert e["explanation_map"] == f"events/event_{e['index']:02d}_explain.png"
+        for au in e["aus"]:
+            assert set(au) == {"au", "name", "probability", "region", "side"}
+            assert au["au"] in AU_CODES and 0.5 <= au["probability"] <= 1
+            assert au["region"] in ("brows", "eyes", "nose", "mouth", "chin")
+            assert au["side"] in ("left", "right", "both")
+        probabilities = [au["probability"] for au in e["aus"]]
+        assert probabilities == sorted(probabilities, reverse=True)
 
 
 def test_timeline_csv_has_one_row_per_event(analysed):
@@ -199,8 +208,10 @@ def test_timeline_csv_has_one_row_per_event(analysed):
         "score",
         "emotion",
     ]
-    assert list(rows[0])[10:] == [f"prob_{label}" for label in LABELS]
+    assert list(rows[0])[10:] == [*(f"prob_{label}" for label in LABELS), "aus", "au_details"]
     for row, event in zip(rows, analysis.events, strict=True):
+        assert row["aus"] == "+".join(str(a["au"]) for a in event.aus)
+        assert row["au_details"].count("AU") == len(event.aus)
         assert int(row["onset"]) == event.onset and row["emotion"] == event.emotion
         assert float(row["offset_s"]) == pytest.approx(event.offset_s, abs=1e-3)
         assert float(row["prob_positive"]) == pytest.approx(event.probabilities["positive"], 1e-3)
@@ -237,6 +248,22 @@ def test_report_is_one_self_contained_file(analysed):
     assert DEMO_BANNER in text
     for e in analysis.events:
         assert f"#{e.index} {e.kind}" in text and e.emotion in text
+        for au in e.aus:  # the demo model: each event is headed by what moved, in FACS terms
+            assert f"{au['name']} (AU{au['au']})" in text
+    assert "demo model class (synthetic, not an emotion)" in text
+
+
+def test_the_planted_action_units_are_found(long_video, analysed):
+    """The video's expressions are AU renders: the packaged AU model, on the flow analyze
+    computes from the video, names at least one planted AU of at least 2 of the 3 events."""
+    _, truth = long_video
+    analysis, _, _ = analysed
+    hits = 0
+    for t in truth:
+        near = [e for e in analysis.events if abs(e.onset - int(t["onset"])) <= 6]
+        planted = {int(a) for a in t["aus"].split("+")}
+        hits += bool(near and planted & {a["au"] for a in near[0].aus})
+    assert hits >= 2
 
 
 def test_progress_goes_through_the_stages_in_order(analysed):

@@ -11,7 +11,8 @@ Stages (the names `progress(stage, fraction)` is called with, in order):
    of every event. The face box at each frame is kept for the video (16 bytes a frame).
 2. "recognising": a second streaming pass keeping only the frames events need: the face is
    aligned and the model's input computed as training does (`mekit.app.recognise`), the model
-   gives probabilities per label; a motion map and a Grad-CAM map per event (PNG).
+   gives probabilities per label, the packaged AU model the event's action units (with the
+   region each moved); a motion map and a Grad-CAM map per event (PNG).
 3. "rendering": annotated.mp4, every input frame with the face box, a motion strip and the
    event labels (`mekit.app.annotate`); skipped with `AnalyzeConfig(video=False)`.
 4. "report": timeline.png and the self-contained report.html (`mekit.app.report`).
@@ -326,7 +327,13 @@ def analyze_video(
         f"{sum(e.kind == 'macro' for e in events)} macro); model {recogniser.info.name}"
     )
     plot_timeline(
-        out / FILES["timeline_png"], drawn_at, spotted.z, spotted.threshold, events, title
+        out / FILES["timeline_png"],
+        drawn_at,
+        spotted.z,
+        spotted.threshold,
+        events,
+        title,
+        demo=recogniser.info.demo,
     )
     files["timeline_png"], files["html"] = FILES["timeline_png"], FILES["html"]
     analysis = replace(
@@ -411,6 +418,7 @@ def _events(
                 probabilities=dict(found.probabilities),
                 motion_map=motion,
                 explanation_map=explanation,
+                aus=tuple(a.to_json() for a in found.aus),
             )
         )
     return events
@@ -458,6 +466,8 @@ def _write_tables(analysis: Analysis, labels: Sequence[str]) -> None:
             "score",
             "emotion",
             *(f"prob_{label}" for label in labels),
+            "aus",
+            "au_details",
         ]
     ]
     for e in analysis.events:
@@ -477,12 +487,20 @@ def _write_tables(analysis: Analysis, labels: Sequence[str]) -> None:
                 f"{e.score:.3f}",
                 e.emotion or UNKNOWN,
                 *probs,
+                e.au_codes,
+                "; ".join(_au_detail(a) for a in e.aus),
             ]
         )
     tmp = out / f".{FILES['csv']}.tmp"
     with open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(rows)
     os.replace(tmp, out / FILES["csv"])
+
+
+def _au_detail(au: dict) -> str:
+    """ "AU4 brow lowerer 0.83 brows" (", left" / ", right" for one side)."""
+    side = "" if au.get("side", "both") == "both" else f" {au['side']}"
+    return f"AU{au['au']} {au['name']} {au['probability']:.2f} {au['region']}{side}"
 
 
 def _replace(path: Path, text: str) -> None:

@@ -9,7 +9,9 @@ landmarks on the onset frame, align every frame the feature needs with that one 
 (`mekit.train.inputs.feature_config_for`: for STSTNet, onset -> apex (u, v, strain) TV-L1 flow
 with head motion removed, at 28 px), and run the model. It also gives the motion map (the
 onset -> apex flow magnitude over the aligned face, px) and Grad-CAM
-(`mekit.models.explain.grad_cam`) of the predicted class.
+(`mekit.models.explain.grad_cam`) of the predicted class, and the event's action units: the
+packaged AU model (`mekit.train.au_model`, trained on synthetic faces only) on the same
+onset -> apex flow at 28 px, each AU with its probability and the region (and side) it moved.
 
 `recognise_events` reads the video once more, streaming, keeping only the frames that events
 still waiting need and recognising each event as soon as its last frame has gone by: memory
@@ -39,6 +41,7 @@ from mekit.motion.features import compute_features, flow_features, frames_needed
 from mekit.motion.flow import magnitude
 from mekit.spot.metrics import Interval
 from mekit.spot.video import VideoReader
+from mekit.train.au_model import AU_INPUT_SIZE, AUDetector, AUFinding
 from mekit.train.checkpoint import LoadedModel, load_model, model_paths
 from mekit.train.export import model_is_oracle
 from mekit.train.inputs import feature_config_for, to_model_layout
@@ -65,6 +68,7 @@ class Recognition:
     motion: np.ndarray
     cam: np.ndarray | None
     abstain_below: float = 0.0
+    aus: tuple[AUFinding, ...] = ()  # the action units the AU model found, most probable first
 
     @property
     def predicted(self) -> str:
@@ -89,6 +93,7 @@ class Recogniser:
     features: FeatureConfig  # as the model's input spec resolves it (kind, size, frames)
     notes: tuple[str, ...] = ()  # e.g. settings the sidecar did not record
     abstain_below: float = 0.0  # the recipe's threshold (sidecar config), 0: never abstain
+    au_detector: AUDetector | None = None  # the packaged AU model (None: no AUs reported)
 
     def frame_numbers(self, onset: int, apex: int, offset: int) -> tuple[int, ...]:
         """Frames the event needs, in order: the feature's (onset first), and the apex."""
@@ -140,12 +145,17 @@ class Recogniser:
         if motion.shape[-1] != side:  # the flow ran at the model's input size (flow_size)
             motion = cv2.resize(motion, (side, side), interpolation=cv2.INTER_LINEAR)
             motion *= np.float32(side / flow.shape[-1])  # px of the aligned face, as the map says
+        aus: tuple[AUFinding, ...] = ()
+        if self.au_detector is not None:  # the same onset -> apex flow, at the AU model's 28 px
+            au_input = flow_features(flow, FeatureConfig(size=AU_INPUT_SIZE))
+            aus = tuple(self.au_detector.findings(au_input, motion))
         return Recognition(
             probabilities=probabilities,
             apex_face=aligned[apex],
             motion=motion,
             cam=self._cam(x, self.face.size),
             abstain_below=self.abstain_below,
+            aus=aus,
         )
 
     def _cam(self, x: np.ndarray, size: int) -> np.ndarray | None:
@@ -196,7 +206,20 @@ def load_recogniser(path: Path) -> Recogniser:
         created=str(meta.get("created", "")),
         oracle=oracle,
     )
-    return Recogniser(loaded, info, face, features, tuple(notes), abstain_below(meta))
+    detector = None
+    try:
+        detector = AUDetector.shipped()
+    except MekitError as e:
+        notes.append(f"no action units: {e}")
+    return Recogniser(
+        loaded,
+        info,
+        face,
+        features,
+        tuple(notes),
+        abstain_below=abstain_below(meta),
+        au_detector=detector,
+    )
 
 
 def abstain_below(meta: Mapping[str, Any]) -> float:

@@ -4,7 +4,11 @@ report.html is one self-contained file to open and share: inline CSS, every pict
 a base64 `data:` URI, no script and no reference to anything outside it. It holds the video's
 facts, the model's (with a banner when it is the synthetic demo model), the warnings (and, when
 nothing was spotted, a notice saying so), the timeline and one card per event with its times,
-emotion, probability bars, motion map and explanation map.
+emotion, probability bars, action units (each with its probability and the face region it moved),
+motion map and explanation map. With the synthetic demo model the words describe motion: each
+event is headed by its action units (or "motion" when none was found), the timeline is
+labelled with them, and the demo model's class is shown below as a synthetic class, not as an
+emotion.
 """
 
 from __future__ import annotations
@@ -42,9 +46,11 @@ def plot_timeline(
     threshold: float,
     events: Sequence[AnalysedEvent],
     title: str,
+    demo: bool = False,
 ) -> Path:
     """The motion curve over time (s), its threshold and the events shaded in their emotion's
-    colour, each labelled with its number and emotion."""
+    colour, each labelled with its number and emotion (`demo`: with its action units instead,
+    and no emotion legend)."""
     fig, ax = plt.subplots(figsize=(12, 3.4), dpi=100)
     if len(times):
         ax.plot(times, curve, lw=0.8, color="black", label="motion (noise units)")
@@ -58,7 +64,7 @@ def plot_timeline(
         ax.text(
             (e.onset_s + e.offset_s) / 2,
             top * 1.04,
-            f"{e.index} {e.emotion}",
+            f"{e.index} {_motion_words(e, short=True) if demo else e.emotion}",
             ha="center",
             va="bottom",
             fontsize=7,
@@ -75,6 +81,7 @@ def plot_timeline(
     handles += [
         Patch(color=_rgb(emotion), alpha=0.5, label=emotion)
         for emotion in dict.fromkeys(e.emotion for e in events)
+        if not demo
     ]
     if handles:
         ax.legend(handles=handles, loc="upper right", fontsize=7, ncol=min(6, len(handles)))
@@ -179,7 +186,7 @@ def write_report(analysis: Analysis, path: Path, timeline_png: Path) -> Path:
     ]
     if analysis.events:
         parts.append('<h2>Events</h2><div class="cards">')
-        parts += [_card(ev, analysis.out, model.labels) for ev in analysis.events]
+        parts += [_card(ev, analysis.out, model.labels, model.demo) for ev in analysis.events]
         parts.append("</div>")
     files = ", ".join(e(name) for name in analysis.files.values() if name)
     parts += [
@@ -200,12 +207,44 @@ def _table(rows: Sequence[tuple[str, str]]) -> str:
     return f'<table class="kv">{cells}</table>'
 
 
-def _card(event: AnalysedEvent, out: Path, labels: Sequence[str]) -> str:
+def _motion_words(event: AnalysedEvent, short: bool = False) -> str:
+    """What moved, in FACS terms: "AU4+AU7" (short) or "brow lowerer (AU4), lid tightener
+    (AU7)"; "motion" when the AU model found none."""
+    if not event.aus:
+        return "motion"
+    if short:
+        return "+".join(f"AU{a['au']}" for a in event.aus)
+    return ", ".join(f"{a['name']} (AU{a['au']})" for a in event.aus)
+
+
+def _au_rows(event: AnalysedEvent) -> str:
     e = html.escape
-    r, g, b = emotion_colour(event.emotion)
+    rows = []
+    for a in event.aus:
+        side = "" if a.get("side", "both") == "both" else f", {a['side']} of the image"
+        p = float(a["probability"])
+        rows.append(
+            f'<div class="bar"><span class="name">AU{a["au"]}</span><span class="track">'
+            f'<div class="fill" style="width: {100 * p:.1f}%; background: #5b6b8c"></div>'
+            f'</span><span class="value">{100 * p:.1f} %</span></div>'
+            f'<div class="muted">{e(a["name"])}: {e(a["region"])}{e(side)}</div>'
+        )
+    if not rows:
+        return '<div class="muted">action units: none above the AU model\'s threshold</div>'
+    return '<div class="muted">action units (AU model trained on synthetic faces)</div>' + "".join(
+        rows
+    )
+
+
+def _card(event: AnalysedEvent, out: Path, labels: Sequence[str], demo: bool = False) -> str:
+    e = html.escape
+    r, g, b = emotion_colour(event.emotion) if not demo else (91, 107, 140)
+    if demo and event.emotion != UNKNOWN:
+        title = f'<span class="emotion">{e(_motion_words(event))}</span>'
+    else:
+        title = f'<span class="emotion">{e(event.emotion)}</span>'
     head = (
-        f"<h3>#{event.index} {e(event.kind)}: "
-        f'<span class="emotion">{e(event.emotion)}</span></h3>'
+        f"<h3>#{event.index} {e(event.kind)}: {title}</h3>"
         f'<div class="muted">{event.onset_s:.2f} - {event.offset_s:.2f} s '
         f"(apex {event.apex_s:.2f} s; frames {event.onset}-{event.offset}, apex {event.apex}); "
         f"spotter score {event.score:.2f}"
@@ -223,8 +262,12 @@ def _card(event: AnalysedEvent, out: Path, labels: Sequence[str]) -> str:
             f'<div class="fill" style="width: {100 * p:.1f}%; background: rgb({cr},{cg},{cb})">'
             f'</div></span><span class="value">{100 * p:.1f} %</span></div>'
         )
+    if demo and bars:
+        bars.insert(0, '<div class="muted">demo model class (synthetic, not an emotion)</div>')
     if event.emotion == UNKNOWN:
         bars.append('<div class="muted">not recognised (see the warnings)</div>')
+    else:
+        bars.insert(0, _au_rows(event))
     maps = []
     for name, alt in ((event.motion_map, "motion map"), (event.explanation_map, "Grad-CAM")):
         if name and (out / name).is_file():

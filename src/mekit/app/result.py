@@ -6,13 +6,17 @@
      "model": {"path", "name", "labels", "demo", "trained_on"},
      "events": [{"index" (1-based), "kind", "onset", "apex", "offset", "onset_s", "apex_s",
                  "offset_s", "score", "emotion", "probabilities": {label: p},
+                 "aus": [{"au", "name", "probability", "region", "side"}],
                  "motion_map", "explanation_map"}],
      "files": {"json", "csv", "timeline_png", "mp4", "html"}, "warnings": [...], "seconds",
      "spotter": "unsupervised" or "softnet: PATH"}
 
 Paths are relative to the output folder. An event whose face or flow step failed has emotion
 "unknown", empty probabilities and null maps (its timing is kept, and a warning says why); a
-file that was not written (`--no-video`: the MP4) is null in `files`.
+file that was not written (`--no-video`: the MP4) is null in `files`. `aus` are the action
+units the packaged AU model found (`mekit.train.au_model`), most probable first: "region" is
+where on the face it acts (brows, eyes, nose, mouth, chin), "side" the half of the image that
+moved most there ("left", "right" or "both"); empty when none reached its threshold.
 """
 
 from __future__ import annotations
@@ -133,6 +137,12 @@ class AnalysedEvent:
     motion_map: str | None = None
     explanation_map: str | None = None
     during: str = ""  # "speech": the person was speaking (brows/eyes event); "" otherwise
+    aus: tuple[dict[str, Any], ...] = ()  # {"au", "name", "probability", "region", "side"}
+
+    @property
+    def au_codes(self) -> str:
+        """The AUs as a FACS code, most probable first: "4+7" ("" when none)."""
+        return "+".join(str(a["au"]) for a in self.aus)
 
     @property
     def confidence(self) -> float:
@@ -155,6 +165,7 @@ class AnalysedEvent:
             "score": round(self.score, 4),
             "emotion": self.emotion,
             "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
+            "aus": [dict(a) for a in self.aus],
             "motion_map": self.motion_map,
             "explanation_map": self.explanation_map,
             "during": self.during,

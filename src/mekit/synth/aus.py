@@ -67,6 +67,9 @@ AU_NAMES: dict[int, str] = {
     45: "blink",
 }
 
+# A unilateral AU acts on one half of the image (the subject's right is the image left).
+SIDES: tuple[str, ...] = ("", "image_left", "image_right")
+
 # Landmarks of the image-left half: brow 17 (outer)..21 (inner), eye 36 (outer)..39 (inner),
 # upper lid 37-38, lower lid 40-41, nostril wing 31, lip corner 48, lower lip 58-59.
 AU_LIBRARY: dict[int, tuple[Bump, ...]] = {
@@ -179,23 +182,36 @@ def eye_height(landmarks: np.ndarray) -> float:
 
 
 def _bumps(
-    au: int, landmarks: np.ndarray, frame: FaceFrame
+    au: int,
+    landmarks: np.ndarray,
+    frame: FaceFrame,
+    side: str = "",
+    library: Mapping[int, tuple[Bump, ...]] = AU_LIBRARY,
 ) -> list[tuple[np.ndarray, np.ndarray, float, tuple[float, float]]]:
-    """(centre px, image direction, weight, sigma px) of every bump of `au`, both halves."""
-    if au not in AU_LIBRARY:
-        raise MekitError(f"unknown action unit {au}; valid: {', '.join(map(str, AU_LIBRARY))}")
+    """(centre px, image direction, weight, sigma px) of every bump of `au`, both halves.
+
+    side: "" both halves; "image_left" / "image_right" only the bilateral bumps of that half
+    of the image, plus the midline bumps at half weight (a unilateral AU, CASME II's L/R codes).
+    """
+    if side not in SIDES:
+        raise MekitError(f"unknown side '{side}'; valid: {', '.join(map(repr, SIDES))}")
+    if au not in library:
+        raise MekitError(f"unknown action unit {au}; valid: {', '.join(map(str, library))}")
     out = []
-    for bump in AU_LIBRARY[au]:
-        sides = [(bump.at, -1.0), ({MIRROR_PERMUTATION[i]: w for i, w in bump.at.items()}, 1.0)]
-        for at, side in sides if bump.bilateral else [(bump.at, 1.0)]:
+    for bump in library[au]:
+        halves = [(bump.at, -1.0), ({MIRROR_PERMUTATION[i]: w for i, w in bump.at.items()}, 1.0)]
+        if side:
+            halves = [halves[0] if side == "image_left" else halves[1]]
+        scale = 0.5 if side and not bump.bilateral else 1.0
+        for at, sign in halves if bump.bilateral else [(bump.at, 1.0)]:
             idx = list(at)
             weights = np.array([at[i] for i in idx]) / sum(at.values())
             centre = weights @ landmarks[idx]
             dx, dy = bump.direction
-            vec = (side * dx if bump.bilateral else dx) * frame.ex + dy * frame.ey
+            vec = (sign * dx if bump.bilateral else dx) * frame.ex + dy * frame.ey
             vec = vec / max(np.linalg.norm(vec), 1e-12)
             sigma = (bump.sigma[0] * frame.width, bump.sigma[1] * frame.width)
-            out.append((centre, vec, bump.weight, sigma))
+            out.append((centre, vec, bump.weight * scale, sigma))
     return out
 
 
@@ -203,18 +219,25 @@ def au_field(
     aus: Mapping[int, float] | Sequence[int],
     landmarks: np.ndarray,
     shape: tuple[int, int],
+    sides: Mapping[int, str] | None = None,
+    library: Mapping[int, tuple[Bump, ...]] = AU_LIBRARY,
 ) -> np.ndarray:
     """Unnormalised displacement field (H, W, 2) float32, (dx, dy) px, of AUs at intensities.
 
-    `aus` maps AU -> intensity, or lists AUs at intensity 1.
+    `aus` maps AU -> intensity, or lists AUs at intensity 1. `sides` maps an AU to
+    "image_left" or "image_right" for a unilateral AU (default: both halves, see `_bumps`).
+    `library` gives each AU's bumps (default `AU_LIBRARY`).
     """
+    sides = sides or {}
     intensities = dict(aus) if isinstance(aus, Mapping) else {a: 1.0 for a in aus}
     frame = face_frame(landmarks)
     h, w = shape
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     field = np.zeros((h, w, 2), np.float32)
     for au, level in intensities.items():
-        for centre, vec, weight, (sx, sy) in _bumps(au, landmarks, frame):
+        for centre, vec, weight, (sx, sy) in _bumps(
+            au, landmarks, frame, sides.get(au, ""), library
+        ):
             rx, ry = xs - np.float32(centre[0]), ys - np.float32(centre[1])
             along = rx * np.float32(frame.ex[0]) + ry * np.float32(frame.ex[1])
             across = rx * np.float32(frame.ey[0]) + ry * np.float32(frame.ey[1])

@@ -10,11 +10,15 @@ different (lower, and not comparable) number.
 A class in the truth but never predicted has F1 0 and recall 0. A class absent from the truth
 is listed in `per_class` (support 0) but does not enter UF1 or UAR. Undefined ratios (0 / 0)
 are reported as 0.0.
+
+Action units (multi-label): `parse_au_code` / `parse_aus` read FACS code strings ("4+L10"),
+`au_metrics` gives per-AU F1 and their macro mean for any samples that carry `aus`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import re
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,3 +105,110 @@ def classification_metrics(
         confusion=confusion.tolist(),
         n=n,
     )
+
+
+# --- Action units (multi-label) -------------------------------------------------------------
+
+_AU_TOKEN = re.compile(r"^(?:AU)?\s*([LRBU]?)\s*(\d+)\s*([A-E]?)$", re.IGNORECASE)
+
+
+def parse_au_code(code: str | None) -> dict[int, str]:
+    """AU number -> side ("L", "R" or "" for both) of a FACS code string.
+
+    CASME II, SAMM and CAS(ME)^3 sheets write AUs joined by "+" (or ","), with an optional side
+    prefix and intensity suffix: "4+L10" -> {4: "", 10: "L"}, "R12" -> {12: "R"},
+    "AU1+AU2" -> {1: "", 2: ""}, "12B" -> {12: ""}. Blank, "-", "?", "none" give {}. A token
+    that is not an AU raises `MekitError`. An AU given on both sides separately is both ("").
+    """
+    if code is None:
+        return {}
+    text = str(code).strip()
+    if text.lower() in ("", "-", "?", "none", "nan", "n/a"):
+        return {}
+    out: dict[int, str] = {}
+    for token in re.split(r"[+,;/\s]+", text):
+        if not token:
+            continue
+        match = _AU_TOKEN.match(token)
+        if match is None:
+            raise MekitError(f"'{token}' in AU code '{text}' is not an action unit (e.g. 4, L12)")
+        side = match.group(1).upper()
+        side = "" if side in ("B", "U") else side
+        au = int(match.group(2))
+        if au in out and out[au] != side:
+            side = ""
+        out[au] = side
+    return out
+
+
+def parse_aus(code: str | None) -> frozenset[int]:
+    """The AU numbers of a FACS code string, sides dropped: "4+L10" -> {4, 10}."""
+    return frozenset(parse_au_code(code))
+
+
+@dataclass(frozen=True)
+class AUMetrics:
+    """Per-AU F1 / precision / recall / support over a set of samples, and their macro F1.
+
+    `macro_f1` averages F1 over `aus` that have at least one true sample (support > 0).
+    """
+
+    aus: tuple[int, ...]
+    per_au: dict[int, dict[str, float]]
+    macro_f1: float
+    n: int
+
+    def macro_over(self, aus: Sequence[int]) -> float:
+        """Mean F1 over `aus` (each must be among `self.aus`)."""
+        missing = [a for a in aus if a not in self.per_au]
+        if missing:
+            raise MekitError(f"AUs {missing} were not scored; scored: {list(self.aus)}")
+        return float(np.mean([self.per_au[a]["f1"] for a in aus])) if aus else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "aus": list(self.aus),
+            "per_au": {str(a): dict(v) for a, v in self.per_au.items()},
+            "macro_f1": self.macro_f1,
+            "n": self.n,
+        }
+
+
+def _au_set(value: str | Iterable[int] | None) -> frozenset[int]:
+    if value is None or isinstance(value, str):
+        return parse_aus(value)
+    return frozenset(int(a) for a in value)
+
+
+def au_metrics(
+    y_true: Sequence[str | Iterable[int] | None],
+    y_pred: Sequence[str | Iterable[int] | None],
+    aus: Sequence[int] | None = None,
+) -> AUMetrics:
+    """Per-AU F1 and macro F1 of multi-label AU predictions, one set (or code string) per sample.
+
+    F1_a = 2 TP_a / (2 TP_a + FP_a + FN_a) over the samples; `aus` fixes which AUs are scored
+    (default: every AU in the truth). AUs outside `aus` are ignored in both truth and
+    prediction. Undefined ratios are 0.0.
+    """
+    truth = [_au_set(t) for t in y_true]
+    pred = [_au_set(p) for p in y_pred]
+    if len(truth) != len(pred):
+        raise MekitError(f"{len(truth)} true AU sets but {len(pred)} predictions")
+    if not truth:
+        raise MekitError("no AU predictions to score")
+    scored = tuple(sorted(set(aus) if aus is not None else set().union(*truth)))
+    per_au: dict[int, dict[str, float]] = {}
+    for a in scored:
+        tp = sum(a in t and a in p for t, p in zip(truth, pred, strict=True))
+        fp = sum(a not in t and a in p for t, p in zip(truth, pred, strict=True))
+        fn = sum(a in t and a not in p for t, p in zip(truth, pred, strict=True))
+        per_au[a] = {
+            "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+            "precision": _ratio(tp, tp + fp),
+            "recall": _ratio(tp, tp + fn),
+            "support": int(tp + fn),
+        }
+    present = [a for a in scored if per_au[a]["support"] > 0]
+    macro = float(np.mean([per_au[a]["f1"] for a in present])) if present else 0.0
+    return AUMetrics(aus=scored, per_au=per_au, macro_f1=macro, n=len(truth))

@@ -474,7 +474,12 @@ function renderEvents(events, labels, urls, player) {
             el("span", { class: "value", text: `${(100 * p).toFixed(0)}%` }),
           ];
         })),
-        el("div", { class: "maps" }, ...maps)));
+        el("div", { class: "maps" }, ...maps)),
+      el("div", { class: "aus" }, el("span", { class: "label", text: "Action units: " }),
+        (ev.aus || []).length
+          ? (ev.aus || []).map((a) => `AU${a.au} ${a.name} ${(100 * a.probability).toFixed(0)}% ` +
+              `(${a.region}${a.side && a.side !== "both" ? `, ${a.side}` : ""})`).join("; ")
+          : "none found"));
   }));
 }
 

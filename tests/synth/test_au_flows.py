@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mekit.errors import MekitError
+from mekit.motion.normalise import minmax_flow
+from mekit.synth import SynthConfig
+from mekit.synth.au_flows import AUS, AUFlowConfig, au_flow_dataset, au_flow_sample
+from mekit.synth.aus import AU_LIBRARY, au_field
+from mekit.synth.subjects import subject_identity
+
+
+@pytest.fixture(scope="module")
+def landmarks() -> np.ndarray:
+    return subject_identity(0, SynthConfig()).landmarks
+
+
+def test_a_unilateral_au_moves_one_half_of_the_image(landmarks):
+    both = np.hypot(*au_field([12], landmarks, (192, 192)).transpose(2, 0, 1))
+    middle = int(round(landmarks[27:31, 0].mean()))
+    for side, moving, still in (
+        ("image_left", slice(0, middle), slice(middle, None)),
+        ("image_right", slice(middle, None), slice(0, middle)),
+    ):
+        one = np.hypot(*au_field([12], landmarks, (192, 192), {12: side}).transpose(2, 0, 1))
+        assert one[:, moving].max() == pytest.approx(both[:, moving].max(), rel=0.05)
+        assert one[:, still].max() < 0.05 * both[:, still].max()
+
+
+def test_an_unknown_side_is_refused(landmarks):
+    with pytest.raises(MekitError, match="unknown side"):
+        au_field([12], landmarks, (64, 64), {12: "up"})
+
+
+def test_samples_are_normalised_labelled_and_reproducible():
+    x, y = au_flow_dataset(40)
+    assert x.shape == (40, 3, 28, 28) and x.dtype == np.float32
+    assert y.shape == (40, len(AUS)) and set(np.unique(y)) <= {0.0, 1.0}
+    assert x[:, :2].min() == -1.0 and x[:, :2].max() == 1.0
+    assert x[:, 2].min() == 0.0 and x[:, 2].max() == 1.0
+    np.testing.assert_array_equal(minmax_flow(x), x)  # already as an 8-bit flow image reads
+    again, labels = au_flow_dataset(5, start=10)
+    np.testing.assert_array_equal(again, x[10:15])  # per-sample streams: any slice, same bytes
+    np.testing.assert_array_equal(labels, y[10:15])
+    other, _ = au_flow_sample(10, AUFlowConfig(seed=1))
+    assert not np.array_equal(other, x[10])
+
+
+def test_every_au_is_drawn_and_samples_hold_one_to_a_few():
+    _, y = au_flow_dataset(300)
+    assert (y.sum(axis=0) >= 10).all(), dict(zip(AUS, y.sum(axis=0), strict=True))
+    assert 1.2 < y.sum(axis=1).mean() < 3
+
+
+def test_the_field_sits_where_its_au_acts():
+    """Without nuisances to speak of, AU4 moves the top of the crop and AU17 the bottom."""
+    config = AUFlowConfig(none_share=0, prototype_share=1, blink_prob=0, outlier_prob=0)
+    rows = {4: [], 17: []}
+    for i in range(200):
+        x, y = au_flow_sample(i, config)
+        present = {a for a, v in zip(AUS, y, strict=True) if v}
+        for au in rows:
+            if present == {au}:
+                u, v = x[0] - np.median(x[0]), x[1] - np.median(x[1])
+                rows[au].append(np.argmax(np.hypot(u, v).mean(axis=1)))
+    assert rows[4] and rows[17]
+    assert np.median(rows[4]) < 10 < 18 < np.median(rows[17])
+
+
+def test_cancelling_aus_are_never_drawn_together_and_brows_can_carry_the_forehead():
+    from mekit.synth.au_flows import CANCELLING, SKIN_LIBRARY
+
+    _, y = au_flow_dataset(300)
+    for dropped, kept in CANCELLING:
+        both = (y[:, AUS.index(dropped)] > 0) & (y[:, AUS.index(kept)] > 0)
+        assert not both.any()
+    for au in (1, 2, 4, 12):
+        assert len(SKIN_LIBRARY[au]) == len(AU_LIBRARY[au]) + 1

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mekit.app.au_training import AUTrainConfig, train_au_model
+from mekit.models import count_params, create_model, get_spec
+from mekit.models.au_net import AU_LABELS
+from mekit.synth.au_flows import AUS, au_flow_dataset
+from mekit.synth.aus import AU_NAMES as RENDERED_NAMES
+from mekit.train.au_model import AU_NAMES, AUDetector, _side, shipped_model_path
+from mekit.train.checkpoint import file_sha256, model_paths, read_sidecar
+
+TINY = AUTrainConfig(n_train=64, n_val=32, epochs=1, batch_size=32, width=4)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("au") / "a"
+    train_au_model(out, TINY)
+    return out
+
+
+def test_aunet_takes_28_px_flow_and_gives_one_logit_per_au():
+    spec = get_spec("aunet")
+    assert spec.input_shape == (3, 28, 28) and spec.channel_names == ("u", "v", "strain")
+    model = create_model("aunet", len(AU_LABELS))
+    assert model(torch.zeros(2, 3, 28, 28)).shape == (2, 14)
+    assert [int(a.removeprefix("AU")) for a in AU_LABELS] == list(AUS)
+    assert count_params(create_model("aunet", 14, width=16)) < 60_000
+    assert AU_NAMES == RENDERED_NAMES  # the names analyze reports are the generator's
+
+
+def test_training_is_bit_for_bit_reproducible(tiny, tmp_path):
+    again = tmp_path / "b"
+    train_au_model(again, TINY)
+    assert file_sha256(model_paths(again)[0]) == file_sha256(model_paths(tiny)[0])
+    meta = read_sidecar(tiny)
+    assert meta["training"]["retrain"].endswith("--seed 0")
+    assert "no real data" in meta["training"]["trained_on"]
+    assert 0 <= meta["metrics"]["synthetic_macro_f1"] <= 1
+    assert meta["input"]["threshold"] == meta["metrics"]["threshold"]
+    assert AUDetector.load(tiny).threshold == meta["input"]["threshold"]
+
+
+def test_detector_reads_any_scale_and_reports_regions(tiny):
+    detector = AUDetector.load(tiny)
+    x, _ = au_flow_dataset(3)
+    probs = detector.probabilities(x * 7 + 3)  # min-max normalised inside: scale is irrelevant
+    np.testing.assert_allclose(probs, detector.probabilities(x), atol=1e-6)
+    detector.threshold = 0.0  # every AU is "present"
+    found = detector.findings(x[0])
+    assert [f.au for f in found] == sorted(AUS, key=lambda a: -probs[0][AUS.index(a)])
+    by_au = {f.au: f for f in found}
+    assert by_au[4].region == "brows" and by_au[17].region == "chin" and by_au[45].region == "eyes"
+    assert by_au[12].name == "lip corner puller" and by_au[12].to_json()["au"] == 12
+
+
+def test_side_follows_the_half_that_moved():
+    motion = np.zeros((28, 28))
+    motion[20, 3] = 1.0  # mouth rows, image left
+    assert _side(motion, "mouth") == "left"
+    assert _side(motion, "brows") == "both"  # nothing moved there
+    motion[20, 24] = 0.9
+    assert _side(motion, "mouth") == "both"
+
+
+def test_the_shipped_model_is_small_and_says_how_to_retrain_it():
+    sidecar = shipped_model_path()
+    weights = model_paths(sidecar)[0]
+    assert weights.stat().st_size < 1_000_000
+    meta = json.loads(sidecar.read_text())
+    assert meta["model"] == "aunet" and meta["labels"] == list(AU_LABELS)
+    assert "python -m mekit.app.au_training" in meta["training"]["retrain"]
+    assert "no real data" in meta["training"]["trained_on"]
+    detector = AUDetector.shipped()
+    x, y = au_flow_dataset(200, start=10_000_000)  # far beyond the training samples
+    hits = sum(
+        bool(p & {a for a, t in zip(AUS, row, strict=True) if t})
+        for p, row in zip(detector.predict(x), y, strict=True)
+    )
+    assert hits > 0.6 * len(x)
+
+
+def test_benchmark_skips_cleanly_without_a_corpus(tmp_path):
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "real_aus.py"), str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0 and "skipped" in run.stdout
