@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -262,3 +263,32 @@ def test_every_member_gets_the_runs_own_folds(tmp_path, monkeypatch):
     )
     pipeline.run_experiment(corpus, tmp_path / "run", config, progress=False)
     assert seen == [7, 7, 7]  # kfold draws its split from the seed: one split for all members
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_exported_members_are_the_chosen_engines_fits_with_their_member_seeds(tmp_path, ensemble):
+    from mekit.train.averaging import normalise_inputs, train_average_and_save
+    from mekit.train.ensemble import fit_fold_ensemble
+    from mekit.train.loop import fit
+    from mekit.train.splits import Fold
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 3, 28, 28)).astype(np.float32)
+    y = np.arange(12) % 3
+    train = TrainConfig(epochs=2, batch_size=4, seed=5)
+    average = AverageConfig(members=2, input_norm="standardize")
+    train_average_and_save(
+        tmp_path / "m", X, y, ["a", "b", "c"], "ststnet", train, average,
+        input={}, config={}, ensemble=ensemble,
+    )  # fmt: skip
+    members = load_model(tmp_path / "m").model.members
+    Xn = normalise_inputs(X, "standardize")
+    everything, none = np.arange(12), np.zeros(0, dtype=np.int64)
+    if ensemble:
+        folds = [Fold(1000 * m, f"m{m}", everything, none) for m in range(2)]
+        want = fit_fold_ensemble(Xn, y, folds, 3, train).models
+    else:
+        want = [fit("ststnet", 3, Xn, y, replace(train, seed=5 + 1000 * m)).model for m in range(2)]
+    for member, reference in zip(members, want, strict=True):
+        for key, value in reference.state_dict().items():
+            assert torch.allclose(member.state_dict()[key], value), key

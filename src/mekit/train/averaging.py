@@ -35,7 +35,7 @@ MEMBER_SEED_STRIDE = 1000
 @dataclass(frozen=True)
 class AverageConfig:
     """members: networks trained per run (1: a plain run); input_norm: "none",
-    "standardize" or "minmax", per sample and channel (see `mekit.models.averaging`);
+    "standardize", "median" or "minmax", per sample and channel (`mekit.models.averaging`);
     calibrate: fit a temperature on the run's out-of-fold predictions (`fit_temperature`) and
     write it into the model file, so its probabilities are calibrated (argmax unchanged)."""
 
@@ -219,11 +219,9 @@ def train_average_and_save(
         kwargs["temperature"] = float(temperature)
     with torch.random.fork_rng(devices=[]):
         model = create_model(name, len(labels), **kwargs)
-    for m, member in enumerate(model.members):
-        fitted = fit(
-            model_name, len(labels), Xn, y, replace(schedule, seed=member_seed(train.seed, m))
-        )
-        member.load_state_dict(fitted.model.state_dict())
+    fitted = _fit_members(model_name, len(labels), Xn, y, schedule, average, ensemble)
+    for member, trained in zip(model.members, fitted, strict=True):
+        member.load_state_dict(trained.state_dict())
     model.eval()
     provenance = {
         "samples": int(len(y)),
