@@ -675,6 +675,17 @@ def _corpus_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _spot_settings_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML file with [spot] and [signals] sections")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set spot.min_z=4 --set signals.k=3 (spot.*: the "
+        "spotter, see SpotConfig; signals.*: k, face_size, method)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mekit",
@@ -802,14 +813,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="SOURCE is a corpus of annotated clips: spot each clip's apex (apex.csv)",
     )
     p.add_argument("--corpus-type", help="with --apex: the corpus layout (default: detected)")
-    p.add_argument("--config", help="TOML file with [spot] and [signals] sections")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set spot.min_z=4 --set signals.k=3 (spot.*: the "
-        "spotter, see SpotConfig; signals.*: k, face_size, method)",
-    )
+    _spot_settings_options(p)
     p.add_argument(
         "--spotter",
         action="append",
@@ -837,14 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run folder) instead of the unsupervised spotter",
     )
     p.add_argument("--no-video", action="store_true", help="skip annotated.mp4")
-    p.add_argument("--config", help="TOML file with [spot] and [signals] sections")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set spot.min_z=4 --set signals.k=3 (spot.*: the "
-        "spotter, see SpotConfig; signals.*: k, face_size, method)",
-    )
+    _spot_settings_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)
 

@@ -42,9 +42,8 @@ from tqdm.auto import tqdm
 
 from mekit.errors import MekitError
 from mekit.models import create_model
-from mekit.train.augment import random_affine, random_hflip, temporal_jitter
 from mekit.train.device import autocast_dtype, resolve_device
-from mekit.train.loop import TrainConfig, _flow_channels, predict_proba
+from mekit.train.loop import TrainConfig, _flow_channels, augment_batch, predict_proba
 from mekit.train.loso import LosoResult, _assemble, _FoldOutput, _validate, _validate_folds
 from mekit.train.losses import balanced_class_weights
 from mekit.train.splits import Fold, loso_folds
@@ -198,22 +197,7 @@ def _fit_group(
             xs, ys = [], []
             for f, (stream, g) in enumerate(zip(streams, generators, strict=True)):
                 idx = train_idx[f][stream.take(batch)]
-                xb = x_all[idx]
-                if config.augment_flip:
-                    xb = random_hflip(xb, spec.u_channel, g)
-                if config.augment_affine:
-                    xb = random_affine(
-                        xb,
-                        g,
-                        config.augment_rotation_deg,
-                        config.augment_scale,
-                        config.augment_translate,
-                        flow,
-                        magnitude,
-                    )
-                if config.augment_temporal_jitter:
-                    xb = temporal_jitter(xb, g, config.augment_temporal_jitter)
-                xs.append(xb)
+                xs.append(augment_batch(x_all[idx], config, spec, g, flow, magnitude))
                 ys.append(y_all[idx])
             xb = torch.stack(xs).to(device, non_blocking=True)
             yb = torch.stack(ys).to(device, non_blocking=True)

@@ -229,21 +229,7 @@ def _train_epoch(
     total = 0.0
     flow, magnitude = _flow_channels(spec) if config.augment_affine else (None, ())
     for idx in _batches(torch.randperm(len(y), generator=generator), config.batch_size):
-        xb = x[idx]
-        if config.augment_flip:
-            xb = random_hflip(xb, spec.u_channel, generator)
-        if config.augment_affine:
-            xb = random_affine(
-                xb,
-                generator,
-                config.augment_rotation_deg,
-                config.augment_scale,
-                config.augment_translate,
-                flow,
-                magnitude,
-            )
-        if config.augment_temporal_jitter:
-            xb = temporal_jitter(xb, generator, config.augment_temporal_jitter)
+        xb = augment_batch(x[idx], config, spec, generator, flow, magnitude)
         optimizer.zero_grad(set_to_none=True)
         xb, yb = xb.to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -257,6 +243,33 @@ def _train_epoch(
             optimizer.step()
         total += loss.item() * len(idx)
     return total / len(y)
+
+
+def augment_batch(
+    xb: torch.Tensor,
+    config: TrainConfig,
+    spec: ModelSpec,
+    generator: torch.Generator,
+    flow: tuple[int, int] | None,
+    magnitude: tuple[int, ...],
+) -> torch.Tensor:
+    """A training batch as `config` augments it (flip, then rotation/zoom/shift, then temporal
+    jitter), every draw from `generator`; `flow`, `magnitude`: `_flow_channels(spec)`."""
+    if config.augment_flip:
+        xb = random_hflip(xb, spec.u_channel, generator)
+    if config.augment_affine:
+        xb = random_affine(
+            xb,
+            generator,
+            config.augment_rotation_deg,
+            config.augment_scale,
+            config.augment_translate,
+            flow,
+            magnitude,
+        )
+    if config.augment_temporal_jitter:
+        xb = temporal_jitter(xb, generator, config.augment_temporal_jitter)
+    return xb
 
 
 V_NAMES: tuple[str, ...] = ("v", "dy")
