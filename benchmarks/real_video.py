@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from analyze_throughput import find_model  # the same model, or an untrained STSTNet
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TALKING = ROOT.parent / "shared" / "realdata" / "talking"
 DEFAULT_TIGHT = ROOT.parent / "shared" / "realdata" / "casme2-tight"
@@ -147,31 +149,6 @@ def tight(folder: Path) -> None:
         f"frames, k = {signals.k}, {int(signals.valid.sum())} motion values, "
         f"{time.perf_counter() - t0:.1f} s"
     )
-
-
-def find_model(given: str | None, work: Path) -> Path:
-    from mekit.app.analyze import resolve_model
-    from mekit.errors import MekitError
-
-    try:
-        return resolve_model(Path(given) if given else None)
-    except MekitError:
-        if given:
-            raise
-    from mekit.models import create_model
-    from mekit.train.checkpoint import save_model
-
-    print("no model found (run `make demo` for the demo model): using an untrained STSTNet")
-    return save_model(
-        work / "untrained-ststnet",
-        create_model("ststnet", 3),
-        model_name="ststnet",
-        labels=["negative", "positive", "surprise"],
-        model_kwargs={},
-        input={},
-        config={},
-        training={"trained_on": "nothing (benchmark)"},
-    )[1]
 
 
 def main() -> None:
