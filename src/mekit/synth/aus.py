@@ -15,6 +15,7 @@ from itertools import combinations
 
 import numpy as np
 
+from mekit.data.facs import AU_NAMES  # noqa: F401  (re-exported: the AUs this module renders)
 from mekit.errors import MekitError
 from mekit.synth.base_faces import MIRROR_PERMUTATION
 
@@ -49,23 +50,6 @@ def _b(at: Where, out: float, down: float, w: float = 1.0, s: Sigma = 0.06, both
 def _mid(at: Where, x: float, y: float, w: float = 1.0, s: Sigma = 0.06) -> Bump:
     return _b(at, x, y, w, s, both=False)
 
-
-AU_NAMES: dict[int, str] = {
-    1: "inner brow raiser",
-    2: "outer brow raiser",
-    4: "brow lowerer",
-    6: "cheek raiser",
-    7: "lid tightener",
-    9: "nose wrinkler",
-    10: "upper lip raiser",
-    12: "lip corner puller",
-    14: "dimpler",
-    15: "lip corner depressor",
-    17: "chin raiser",
-    20: "lip stretcher",
-    25: "lips part",
-    45: "blink",
-}
 
 # A unilateral AU acts on one half of the image (the subject's right is the image left).
 SIDES: tuple[str, ...] = ("", "image_left", "image_right")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mekit.data.facs import AU_NAMES
 from mekit.errors import MekitError
 from mekit.models.au_net import AU_LABELS
 from mekit.motion.normalise import minmax_flow
@@ -34,23 +35,6 @@ THRESHOLD = 0.5  # an AU is reported present from this probability on (unless th
 RETRAIN_COMMAND = "python -m mekit.app.au_training --out src/mekit/models/weights/au-motion"
 
 AUS: tuple[int, ...] = tuple(int(label.removeprefix("AU")) for label in AU_LABELS)
-# FACS names, as `mekit.synth.aus.AU_NAMES` renders them (a test keeps the two equal).
-AU_NAMES: dict[int, str] = {
-    1: "inner brow raiser",
-    2: "outer brow raiser",
-    4: "brow lowerer",
-    6: "cheek raiser",
-    7: "lid tightener",
-    9: "nose wrinkler",
-    10: "upper lip raiser",
-    12: "lip corner puller",
-    14: "dimpler",
-    15: "lip corner depressor",
-    17: "chin raiser",
-    20: "lip stretcher",
-    25: "lips part",
-    45: "blink",
-}
 # The face region each AU acts on (FACS), for reports.
 AU_REGIONS: dict[int, str] = {
     1: "brows",
