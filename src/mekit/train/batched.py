@@ -44,9 +44,9 @@ from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.train.device import autocast_dtype, resolve_device
 from mekit.train.loop import TrainConfig, _flow_channels, augment_batch, predict_proba
-from mekit.train.loso import LosoResult, _assemble, _FoldOutput, _validate, _validate_folds
+from mekit.train.loso import LosoResult, assemble_fitted, prepare_folds
 from mekit.train.losses import balanced_class_weights
-from mekit.train.splits import Fold, loso_folds
+from mekit.train.splits import Fold
 
 log = logging.getLogger(__name__)
 
@@ -239,12 +239,7 @@ def run_loso_batched(
     """`fit_folds` for every fold (default leave-one-subject-out), then each fold's model on its
     test samples: the same `LosoResult` as `mekit.train.loso.run_folds` (every fold keeps its
     last step; histories are empty: the folds have no per-epoch losses of their own here)."""
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    y = np.asarray(y, dtype=np.int64)
-    _validate(X, y, subjects, ids, labels)
-    subj = np.asarray([str(s) for s in subjects])
-    folds = list(folds) if folds is not None else loso_folds(subj)
-    _validate_folds(folds, len(y))
+    X, y, subj, folds = prepare_folds(X, y, subjects, ids, labels, folds)
     models = fit_folds(
         model_name,
         len(labels),
@@ -256,13 +251,5 @@ def run_loso_batched(
         folds_at_once=folds_at_once,
         progress=progress,
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.num_threads)  # predict as run_folds does (same float sums)
-    try:
-        outputs = [
-            _FoldOutput(fold.index, fold.test_subject, probs, [], config.epochs)
-            for fold, probs in zip(folds, predict_folds(models, X, folds), strict=True)
-        ]
-    finally:
-        torch.set_num_threads(threads)
-    return _assemble(outputs, list(folds), y, subj, ids, labels, model_name, config)
+    no_history: list[list[dict[str, float]]] = [[] for _ in folds]
+    return assemble_fitted(models, no_history, folds, X, y, subj, ids, labels, model_name, config)

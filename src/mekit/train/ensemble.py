@@ -61,10 +61,10 @@ from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.train.augment import hflip
 from mekit.train.device import autocast_dtype, resolve_device
-from mekit.train.loop import TrainConfig, _batches, predict_proba
-from mekit.train.loso import LosoResult, _assemble, _FoldOutput, _validate, _validate_folds
+from mekit.train.loop import TrainConfig, _batches
+from mekit.train.loso import LosoResult, assemble_fitted, prepare_folds
 from mekit.train.losses import balanced_class_weights
-from mekit.train.splits import Fold, loso_folds
+from mekit.train.splits import Fold
 
 log = logging.getLogger(__name__)
 
@@ -867,12 +867,7 @@ def run_loso_ensemble(
     warning). Returns a `LosoResult` like `run_loso`: every fold keeps its last epoch
     (best_epoch = epochs); histories hold the training loss per epoch.
     """
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    y = np.asarray(y, dtype=np.int64)
-    _validate(X, y, subjects, ids, labels)
-    subj = np.asarray([str(s) for s in subjects])
-    folds = list(folds) if folds is not None else loso_folds(subj)
-    _validate_folds(folds, len(y))
+    X, y, subj, folds = prepare_folds(X, y, subjects, ids, labels, folds)
     fitted = fit_fold_ensemble(
         X,
         y,
@@ -885,24 +880,9 @@ def run_loso_ensemble(
         backend=backend,
         progress=progress,
     )
-    outputs = []
-    # Predict on config.num_threads threads, as run_loso does (same float sums).
-    torch_threads = torch.get_num_threads()
-    torch.set_num_threads(config.num_threads)
-    try:
-        for fold, model, history in zip(folds, fitted.models, fitted.histories, strict=True):
-            outputs.append(
-                _FoldOutput(
-                    index=fold.index,
-                    test_subject=fold.test_subject,
-                    probs=predict_proba(model, X[fold.test_idx]),
-                    history=history,
-                    best_epoch=config.epochs,
-                )
-            )
-    finally:
-        torch.set_num_threads(torch_threads)
-    return _assemble(outputs, folds, y, subj, ids, labels, model_name, config)
+    return assemble_fitted(
+        fitted.models, fitted.histories, folds, X, y, subj, ids, labels, model_name, config
+    )
 
 
 def _train(

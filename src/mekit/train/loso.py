@@ -416,6 +416,58 @@ def run_loso(
     )
 
 
+def prepare_folds(
+    X: np.ndarray,
+    y: np.ndarray,
+    subjects: Sequence[str],
+    ids: Sequence[str],
+    labels: Sequence[str],
+    folds: Sequence[Fold] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Fold]]:
+    """The checked inputs of a trainer that fits every fold at once: (X float32 contiguous,
+    y int64, subjects as strings, folds: the given ones or leave-one-subject-out)."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    _validate(X, y, subjects, ids, labels)
+    subj = np.asarray([str(s) for s in subjects])
+    folds = list(folds) if folds is not None else loso_folds(subj)
+    _validate_folds(folds, len(y))
+    return X, y, subj, folds
+
+
+def assemble_fitted(
+    models: Sequence[torch.nn.Module],
+    histories: Sequence[list[dict[str, float]]],
+    folds: list[Fold],
+    X: np.ndarray,
+    y: np.ndarray,
+    subjects: np.ndarray,
+    ids: Sequence[str],
+    labels: Sequence[str],
+    model_name: str,
+    config: TrainConfig,
+) -> LosoResult:
+    """Each fold's fitted model on its test samples, as one `LosoResult` (every fold keeps its
+    last epoch). Predicts on `config.num_threads` threads, as `run_folds` does, so the float
+    sums (and the probabilities) are the same."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.num_threads)
+    try:
+        outputs = [
+            _FoldOutput(
+                index=fold.index,
+                test_subject=fold.test_subject,
+                probs=predict_proba(model, X[fold.test_idx]),
+                history=history,
+                best_epoch=config.epochs,
+            )
+            for fold, model, history in zip(folds, models, histories, strict=True)
+        ]
+    finally:
+        torch.set_num_threads(threads)
+    return _assemble(outputs, folds, y, subjects, ids, labels, model_name, config)
+
+
 def _assemble(
     outputs: list[_FoldOutput],
     folds: list[Fold],
