@@ -55,6 +55,7 @@ from mekit.spot.signals import (
     DEFAULT_K_S,
     VFR_NOTE,
     MotionSignals,
+    NoMotionError,
     compute_signals,
     curve_times,
 )
@@ -247,11 +248,9 @@ def analyze_video(
             name=str(video),
             on_frame=on_frame,
         )
-    except MekitError as e:
+    except NoMotionError:
         # The spotter's own advice names reference='first', which analyze does not take: say
         # what the user can change here instead.
-        if "no motion value could be computed" not in str(e):
-            raise
         gap = f"{config.k} frames" if config.k else f"{DEFAULT_K_S:g} s"
         raise MekitError(
             f"{video}: no motion could be measured in its {info.n_frames} frames: mekit analyze "

@@ -47,6 +47,12 @@ from mekit.spot.video import Frame, VideoReader
 
 log = logging.getLogger(__name__)
 
+
+class NoMotionError(MekitError):
+    """No frame pair k apart had a face in both: the clip is too short or the face too rarely
+    found for the motion signals (callers that take other settings reword its advice)."""
+
+
 DEFAULT_K_S = 0.2
 VFR_NOTE = "variable frame rate: use time_s, not frame / fps"
 REGIONS = ("brows", "eyes", "mouth", "cheeks", "nose")
@@ -502,7 +508,7 @@ def compute_signals(
         notes.append(note)
         log.warning("%s: %s", name, note)
     if not np.isfinite(data["strain"]).any():
-        raise MekitError(
+        raise NoMotionError(
             f"{name}: no motion value could be computed from {n} frames, {int(ok.sum())} with a "
             f"face (k = {k} needs a face in frames k apart within one stream); use a smaller k "
             "(`mekit spot` / `mekit analyze`: --set signals.k=N), or reference='first' for the "
