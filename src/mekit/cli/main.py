@@ -643,14 +643,18 @@ def _print_outcome(outcome, seconds: float) -> None:  # type: ignore[no-untyped-
     print(f"report: {outcome.run_dir / 'summary.md'} (predictions, metrics, confusion matrix)")
 
 
-def _corpus_options(p: argparse.ArgumentParser) -> None:
+def _corpus_options(
+    p: argparse.ArgumentParser,
+    *,
+    required: bool = True,
+    corpus_help: str = "corpus folder as distributed (layout detected, or named: "
+    "casme2=/data/CASME2); repeat for several corpora (composite, cross-dataset)",
+    settings: bool = True,
+) -> None:
+    """--corpus and what reads it (sheet, layout, corrections, workers, feature cache,
+    progress); with `settings`, --config and --set for the run's settings too."""
     p.add_argument(
-        "--corpus",
-        required=True,
-        action="append",
-        metavar="[LAYOUT=]PATH",
-        help="corpus folder as distributed (layout detected, or named: casme2=/data/CASME2); "
-        "repeat for several corpora (composite, cross-dataset)",
+        "--corpus", required=required, action="append", metavar="[LAYOUT=]PATH", help=corpus_help
     )
     p.add_argument("--sheet", help="annotation sheet (default: found in the corpus folder)")
     p.add_argument(
@@ -661,13 +665,14 @@ def _corpus_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--corrections", help="CSV of annotation corrections (id,field,value,reason)")
     p.add_argument("--workers", type=int, help="processes (default 2)")
-    p.add_argument("--config", help="TOML file: top-level keys and [face] [features] [train]")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set train.epochs=100 --set features.method=farneback",
-    )
+    if settings:
+        p.add_argument("--config", help="TOML file: top-level keys and [face] [features] [train]")
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override a setting, e.g. --set train.epochs=100 --set features.method=farneback",
+        )
     p.add_argument(
         "--cache", help="feature cache folder (default ~/.cache/mekit/features or $MEKIT_CACHE)"
     )
@@ -851,21 +856,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir", nargs="?", help="a finished run folder to re-score")
     p.add_argument("--model", help="a model file (RUN/model.json) to score on --corpus")
-    p.add_argument(
-        "--corpus",
-        action="append",
-        metavar="[LAYOUT=]PATH",
-        help="with --model: corpus folder(s) to score it on (repeat for several)",
+    _corpus_options(
+        p,
+        required=False,
+        corpus_help="with --model: corpus folder(s) to score it on (repeat for several)",
+        settings=False,
     )
     p.add_argument("--labels", help="label scheme for --corpus (default megc2019)")
-    p.add_argument("--sheet", help="annotation sheet of the one --corpus, if not found in it")
-    p.add_argument("--dataset", "--corpus-type", dest="dataset", help="layout (default: detected)")
-    p.add_argument("--corrections", help="CSV of annotation corrections (id,field,value,reason)")
-    p.add_argument("--workers", type=int, help="processes (default 2)")
     p.add_argument("--out", help="report folder (default runs/evaluate-MODEL-DATE)")
-    p.add_argument("--cache", help="feature cache folder (default as mekit train)")
-    p.add_argument("--no-cache", action="store_true")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("compare", help="table of several runs side by side")
