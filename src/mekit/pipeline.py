@@ -57,7 +57,7 @@ from mekit.train.inputs import feature_config_for, to_model_layout
 from mekit.train.loso import run_folds
 from mekit.train.metrics import ClassificationMetrics
 from mekit.train.report import ORACLE_WARNING, describe_protocol
-from mekit.train.runs import write_seed_summary
+from mekit.train.runs import seed_spread, write_seed_summary
 from mekit.train.splits import PROTOCOLS, protocol_folds
 from mekit.train.transfer import PretrainOutcome, pretrain
 
@@ -446,9 +446,7 @@ def model_metrics(
     first = results[0].to_dict()
     out: dict[str, Any] = {"protocol": config.protocol, **first}
     for key in ("accuracy", "uf1", "uar"):
-        values = np.array([getattr(r, key) for r in results], dtype=np.float64)
-        out[key] = float(values.mean())
-        out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        out[key], out[f"{key}_std"] = seed_spread([getattr(r, key) for r in results])
     out["seeds"] = list(seeds)
     out["per_seed"] = {
         str(seed): {k: getattr(r, k) for k in ("accuracy", "uf1", "uar")}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import statistics
 import sys
 import time
 import warnings
@@ -623,13 +622,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _print_outcome(outcome, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    from mekit.train.runs import seed_spread
+
     m, runs = outcome.metrics, outcome.per_seed
     print(f"\n{outcome.title}: {outcome.n_samples} samples ({len(outcome.skipped)} skipped)")
     if len(runs) > 1:
         print(f"  mean ± std over {len(runs)} seeds:")
         for key, name in (("accuracy", "accuracy"), ("uf1", "UF1"), ("uar", "UAR")):
-            values = [getattr(r, key) for r in runs]
-            print(f"  {name:<10}{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}")
+            mean, std = seed_spread([getattr(r, key) for r in runs])
+            print(f"  {name:<10}{mean:.3f} ± {std:.3f}")
         print(f"  per class, first seed ({outcome.run_dir / 'seed-*'} has each seed's):")
     else:
         for name, value in (("accuracy", m.accuracy), ("UF1", m.uf1), ("UAR", m.uar)):

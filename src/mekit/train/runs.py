@@ -40,6 +40,13 @@ class RunScores:
     per_dataset: dict[str, dict[str, float]]
 
 
+def seed_spread(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """(mean, sample standard deviation) of one score over seeds; the deviation is 0 for one
+    seed. Reports, `seeds.json` and model files all use this one definition."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MekitError(f"{path} not found: is {path.parent} a mekit run folder?")
@@ -87,8 +94,8 @@ def run_scores(run_dir: Path) -> RunScores:
         oracle=bool(first["oracle"]),
         n=int(first["overall"]["n"]),
         seeds=tuple(int(d.name.removeprefix("seed-")) for d in seeds),
-        mean={k: float(v.mean()) for k, v in values.items()},
-        std={k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()},
+        mean={k: seed_spread(v)[0] for k, v in values.items()},
+        std={k: seed_spread(v)[1] for k, v in values.items()},
         per_dataset=per_dataset,
     )
 
