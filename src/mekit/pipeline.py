@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mekit import __version__
-from mekit.config import from_mapping, to_dict
+from mekit.config import Choice, Config, check_range, choice_enum, from_mapping, to_dict
 from mekit.data.composite import (
     CompositeSelection,
     composite_shortfall,
@@ -64,8 +64,24 @@ from mekit.train.transfer import PretrainOutcome, pretrain
 log = logging.getLogger(__name__)
 
 
+# The protocols and apex modes are listed where they are implemented.
+EvalProtocol = choice_enum("EvalProtocol", PROTOCOLS, __name__)
+ApexMode = choice_enum("ApexMode", APEX_MODES, __name__)
+
+
+class Engine(Choice):
+    AUTO = "auto"
+    PLAIN = "plain"
+    ENSEMBLE = "ensemble"
+
+
+class ExecutorKind(Choice):
+    LOCAL = "local"
+    RAY = "ray"
+
+
 @dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(Config):
     """Everything a run needs besides the data paths; written to config.json.
 
     dataset: the corpus layout of a single corpus ("auto" detects it; see `mekit data info`).
@@ -90,13 +106,13 @@ class ExperimentConfig:
     dataset: str = "auto"
     labels: str = "megc2019"  # built-in scheme name or a CSV path (dataset,emotion,label)
     model: str = "ststnet"  # a registered network (`mekit models`) or "lbptop_svm"
-    protocol: str = "loso"
+    protocol: EvalProtocol = EvalProtocol("loso")
     k: int = 5  # folds of the kfold protocol
     workers: int = 2  # processes for faces/flow and for folds
-    engine: str = "plain"
-    executor: str = "local"
+    engine: Engine = Engine.PLAIN
+    executor: ExecutorKind = ExecutorKind.LOCAL
     ray_address: str = ""
-    apex: str = "given"
+    apex: ApexMode = ApexMode("given")
     allow_missing: bool = False
     folds_at_once: int = 0  # fold-batched training: folds per program (0: all; bounds memory)
     face: FaceConfig = FaceConfig()
@@ -105,17 +121,8 @@ class ExperimentConfig:
     average: AverageConfig = AverageConfig()
     abstain_below: float = 0.0
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.abstain_below < 1.0:
-            raise MekitError(f"abstain_below must be in [0, 1), got {self.abstain_below}")
-        if self.protocol not in PROTOCOLS:
-            raise MekitError(f"protocol '{self.protocol}' is not one of {', '.join(PROTOCOLS)}")
-        if self.engine not in ("auto", "plain", "ensemble"):
-            raise MekitError(f"engine '{self.engine}' is not one of auto, plain, ensemble")
-        if self.executor not in ("local", "ray"):
-            raise MekitError(f"executor '{self.executor}' is not one of local, ray")
-        if self.apex not in APEX_MODES:
-            raise MekitError(f"apex '{self.apex}' is not one of {', '.join(APEX_MODES)}")
+    def check(self) -> None:
+        check_range(self, "abstain_below", 0, 1, hi_open=True)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:

@@ -147,8 +147,8 @@ def test_clean_mode_has_no_noise_drift_or_blinks(clean_corpus):
     ],
 )
 def test_bad_config_raises_mekit_error(tmp_path, change, message):
-    config = SynthConfig(**{**TINY.__dict__, **change})
-    with pytest.raises(MekitError, match=message):
+    with pytest.raises(MekitError, match=message):  # when the config is made
+        config = SynthConfig(**{**TINY.__dict__, **change})
         generate_corpus(tmp_path / "out", config, progress=False)
     assert not (tmp_path / "out").exists()  # nothing written before validation
 

@@ -47,6 +47,7 @@ from mekit.app.recognise import (
 )
 from mekit.app.report import NOTHING_SPOTTED, plot_timeline, write_report
 from mekit.app.result import FILES, UNKNOWN, AnalysedEvent, Analysis, VideoFacts
+from mekit.config import Config
 from mekit.errors import MekitError, output_folder
 from mekit.pipeline import DEMO_MODEL_NAME
 from mekit.spot.learned_run import learned_spots
@@ -56,6 +57,7 @@ from mekit.spot.signals import (
     VFR_NOTE,
     MotionSignals,
     NoMotionError,
+    SignalMethod,
     compute_signals,
     curve_times,
 )
@@ -79,7 +81,7 @@ Progress = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)
-class AnalyzeConfig:
+class AnalyzeConfig(Config, section="analyze"):
     """How to analyse a video.
 
     spot: the spotter's settings. face_size, flow_method, k: the spotter's face crop (px), flow
@@ -91,7 +93,7 @@ class AnalyzeConfig:
 
     spot: SpotConfig = SpotConfig()
     face_size: int = 64
-    flow_method: str = "farneback"
+    flow_method: SignalMethod = SignalMethod("farneback")
     k: int | None = None  # the spotter's flow offset, frames (None: 0.2 s)
     video: bool = True
     max_side: int = 1280

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mekit.config import Config, check_range
 from mekit.models.au_net import AU_LABELS
 from mekit.synth.au_flows import AUS, AUFlowConfig, au_flow_dataset
 from mekit.train.au_model import MODEL_NAME, RETRAIN_COMMAND, au_probabilities, flip_flow
@@ -36,7 +37,7 @@ THRESHOLDS: tuple[float, ...] = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6
 
 
 @dataclass(frozen=True)
-class AUTrainConfig:
+class AUTrainConfig(Config, section="au_train"):
     """How the AU model is trained; the defaults made the packaged model."""
 
     seed: int = 0
@@ -49,6 +50,12 @@ class AUTrainConfig:
     width: int = 16
     dropout: float = 0.2
     threads: int = 1
+
+    def check(self) -> None:
+        for name in ("n_train", "n_val", "epochs", "batch_size", "width", "threads"):
+            check_range(self, name, 1)
+        check_range(self, "lr", 0, lo_open=True)
+        check_range(self, "dropout", 0, 1, hi_open=True)
 
 
 def train_au_model(out: Path, config: AUTrainConfig = AUTrainConfig()) -> dict[str, object]:  # noqa: B008

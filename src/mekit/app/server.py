@@ -38,6 +38,7 @@ from mekit.app.analyze import analyze_video
 from mekit.app.store import Job, JobStore, default_data_dir, is_valid_id, new_id
 from mekit.app.uploads import VIDEO_EXTENSIONS, UploadError, VideoLimits, receive_video
 from mekit.app.worker import ISOLATIONS, Layout, Worker
+from mekit.config import Config, choice_enum
 from mekit.errors import MekitError
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+Isolation = choice_enum("Isolation", ISOLATIONS, __name__)
+
+
 @dataclass(frozen=True)
-class ServeSettings:
+class ServeSettings(Config):
     """How `mekit serve` runs.
 
     data_dir: the history database (unless `db` is given), uploads/ and analyses/.
@@ -106,13 +110,16 @@ class ServeSettings:
     max_duration_s: float = 1800.0
     max_job_s: float = 3600.0
     jobs: int = 1
-    isolation: str = "process"
+    isolation: Isolation = Isolation("process")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("data_dir", "db", "model"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value).expanduser().resolve())
+
+    def check(self) -> None:
         for option, value in (
             ("--upload-timeout-s", self.upload_timeout_s),
             ("--max-frame-side", self.max_frame_side),
@@ -128,8 +135,6 @@ class ServeSettings:
             raise MekitError(f"--max-upload-mb {self.max_upload_mb:g}: give a positive size")
         if self.jobs < 1:
             raise MekitError(f"jobs={self.jobs}: at least one analysis must be able to run")
-        if self.isolation not in ISOLATIONS:
-            raise MekitError(f"isolation={self.isolation!r}: choose from {ISOLATIONS}")
 
     @property
     def db_path(self) -> Path:

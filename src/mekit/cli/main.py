@@ -211,7 +211,7 @@ def _spot_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     for section in ("spot", "signals"):
         if not isinstance(values.get(section, {}), dict):
             raise MekitError(f"'{section}' must be a section, e.g. {section}.KEY=VALUE")
-    spot = from_mapping(SpotConfig, values.get("spot", {}), "spot.").validate()
+    spot = from_mapping(SpotConfig, values.get("spot", {}), "spot.")
     return spot, from_mapping(SignalConfig, values.get("signals", {}), "signals.")
 
 

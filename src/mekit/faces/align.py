@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from mekit.config import Config
 from mekit.faces.landmarks import LEFT_EYE_INNER, RIGHT_EYE_INNER, FaceLandmarker
 
 
 @dataclass(frozen=True)
-class FaceConfig:
+class FaceConfig(Config, section="face"):
     size: int = 128  # output side, px
     margin: float = 0.05  # extra border around the landmark box, fraction of its side
     forehead: float = 0.15  # box grown upward by this fraction of its height (AU1/AU2 act there)

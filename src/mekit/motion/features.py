@@ -25,6 +25,7 @@ from enum import StrEnum
 import cv2
 import numpy as np
 
+from mekit.config import Config
 from mekit.faces.landmarks import EYES, JAW, NOSE_BRIDGE
 from mekit.motion.continuity import improved_farneback
 from mekit.motion.flow import (
@@ -73,7 +74,7 @@ CHANNELS: dict[FeatureKind, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(Config, section="features"):
     kind: FeatureKind = FeatureKind.ONSET_APEX
     method: FlowMethod = FlowMethod.TVL1
     size: int = 28  # output side, px (STSTNet's 28x28)

@@ -68,6 +68,7 @@ import torch
 from scipy.signal import find_peaks
 from tqdm.auto import tqdm
 
+from mekit.config import Choice, Config, check_range, choice_enum
 from mekit.data.schema import LongVideo
 from mekit.errors import MekitError
 from mekit.models.softnet import CHANNEL_NAMES, NORMALIZE, SoftNet
@@ -88,8 +89,21 @@ FORMAT_VERSION = 1
 # training
 
 
+class SpotKind(Choice):
+    MICRO = "micro"
+    MACRO = "macro"
+
+
+class Augment(Choice):
+    AUTO = "auto"  # for micro-expression models only, as the reference
+
+
+Optimizer = choice_enum("Optimizer", OPTIMIZERS, __name__)
+Normalize = choice_enum("Normalize", NORMALIZE, __name__)  # `mekit.models.softnet` owns them
+
+
 @dataclass(frozen=True)
-class SpotterConfig:
+class SpotterConfig(Config, section="spotter"):
     """How a SOFTNet spotter is trained and how its scores become intervals.
 
     kind: the expressions that are positives ("micro", "macro"; None: all): the reference
@@ -106,14 +120,14 @@ class SpotterConfig:
     torch threads while training (None: leave as is).
     """
 
-    kind: str | None = "micro"
+    kind: SpotKind | None = SpotKind.MICRO
     epochs: int = 10
     batch_size: int = 12
     lr: float = 1e-3
-    optimizer: str = "adam"
+    optimizer: Optimizer = Optimizer("adam")
     negative_keep: float = 0.5
-    augment: bool | str = "auto"
-    normalize: str = "minmax"
+    augment: bool | Augment = Augment.AUTO
+    normalize: Normalize = Normalize("minmax")
     kernel_size: int = 5
     hidden: int = 400
     p: float = DEFAULT_P
@@ -122,24 +136,14 @@ class SpotterConfig:
     threads: int | None = None
     train_rate: float | None = None
 
-    def validate(self) -> SpotterConfig:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise MekitError("spotter epochs and batch_size must be at least 1")
-        if not self.lr > 0:
-            raise MekitError(f"spotter lr must be > 0, got {self.lr}")
-        if self.optimizer not in OPTIMIZERS:
-            raise MekitError(f"spotter optimizer must be one of {', '.join(OPTIMIZERS)}")
-        if not 0 < self.negative_keep <= 1:
-            raise MekitError(f"negative_keep must be in (0, 1], got {self.negative_keep}")
-        if self.augment not in (True, False, "auto"):
-            raise MekitError(f"augment must be True, False or 'auto', got {self.augment!r}")
-        if self.normalize not in NORMALIZE:
-            raise MekitError(f"normalize must be one of {', '.join(NORMALIZE)}")
-        if not 0 < self.p < 1:
-            raise MekitError(f"p must be in (0, 1), got {self.p}")
-        if self.train_rate is not None and not self.train_rate > 0:
-            raise MekitError(f"train_rate must be > 0 or None, got {self.train_rate}")
-        return self
+    def check(self) -> None:
+        check_range(self, "epochs", 1)
+        check_range(self, "batch_size", 1)
+        check_range(self, "lr", 0, lo_open=True)
+        check_range(self, "negative_keep", 0, 1, lo_open=True)
+        check_range(self, "p", 0, 1, lo_open=True, hi_open=True)
+        if self.train_rate is not None:
+            check_range(self, "train_rate", 0, lo_open=True)
 
     @property
     def augments(self) -> bool:
@@ -186,7 +190,6 @@ def train_spotter(
     `config.kind`) or (X (N, 3, S, S), y (N,), subject) tuples. Returns the model in eval mode.
 
     Deterministic for a given `config.seed` (on one machine and torch version)."""
-    config.validate()
     if not videos:
         raise MekitError("no training video")
     parts = [_xy(v, config.kind, config.train_rate) for v in videos]
@@ -454,7 +457,6 @@ def loso_spotting(
     window length k fitted on the other subjects' annotations only (`mekit.spot.learned_run`);
     `videos` may then be the corpus's `LongVideo`s (only their ids and subjects are read). By
     default every fold uses `videos`, which must then be windows, as they are."""
-    config.validate()
     subjects = sorted({v.subject for v in videos})
     if len(subjects) < 2:
         raise MekitError(f"leave-one-subject-out needs at least 2 subjects, got {len(subjects)}")

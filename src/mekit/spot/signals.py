@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from mekit.config import Config, check_range, choice_enum
 from mekit.errors import MekitError
 from mekit.faces.landmarks import BROWS, MOUTH
 from mekit.spot.speech import audio_envelope, mouth_aperture
@@ -61,23 +62,23 @@ NOSE = tuple(range(27, 36))
 NOSE_BRIDGE = (29, 30)
 
 
+SignalMethod = choice_enum("SignalMethod", METHODS, __name__)
+
+
 @dataclass(frozen=True)
-class SignalConfig:
+class SignalConfig(Config, section="signals"):
     """The settings of `compute_signals` a user may choose (`mekit spot/analyze --set
     signals.KEY=VALUE`): k, the flow offset in frames (None: `default_k`, shrunk to fit a short
     clip); face_size, the aligned crop's side in px; method, the flow ("farneback" or "dis")."""
 
     k: int | None = None
     face_size: int = 64
-    method: str = "farneback"
+    method: SignalMethod = SignalMethod("farneback")
 
-    def __post_init__(self) -> None:
-        if self.k is not None and (isinstance(self.k, bool) or not int(self.k) >= 1):
-            raise MekitError(f"signals.k must be a whole number of frames >= 1, got {self.k!r}")
-        if not 32 <= int(self.face_size) <= 512:
-            raise MekitError(f"signals.face_size must be 32..512 px, got {self.face_size!r}")
-        if self.method not in METHODS:
-            raise MekitError(f"signals.method must be one of {', '.join(METHODS)}: {self.method}")
+    def check(self) -> None:
+        if self.k is not None:
+            check_range(self, "k", 1)
+        check_range(self, "face_size", 32, 512)
 
 
 def curve_times(signals: MotionSignals) -> np.ndarray:

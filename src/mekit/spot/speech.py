@@ -28,13 +28,15 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage, signal
 
+from mekit.config import Config, check_range
+
 log = logging.getLogger(__name__)
 
 INNER_LIPS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip points facing each other
 
 
 @dataclass(frozen=True)
-class SpeechConfig:
+class SpeechConfig(Config, section="spot.speech"):
     """How speaking segments are found (see the module doc). window_s: the stretch in which
     `min_cycles` mouth openings mean speech; min_opening: an opening's prominence, in outer-eye
     spans; audio_db: sound this far above the quiet level (its 10th percentile) is voice;
@@ -46,6 +48,10 @@ class SpeechConfig:
     audio_db: float = 15.0
     margin_s: float = 0.25
     bridge_s: float = 0.5
+
+    def check(self) -> None:
+        check_range(self, "window_s", 0, lo_open=True)
+        check_range(self, "min_cycles", 1)
 
 
 def mouth_aperture(landmarks: np.ndarray) -> float:

@@ -55,6 +55,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from mekit.config import Choice, Config, check_range
 from mekit.errors import MekitError
 from mekit.faces.landmarks import EYES, JAW
 from mekit.motion.flow import FlowMethod, compute_flow
@@ -63,7 +64,6 @@ from mekit.spot.speech import SpeechConfig, speaking
 
 MAD_TO_SIGMA = 1.4826
 EPS = 1e-9
-COMBINE = ("max", "mean")
 NOT_FACE = ("eyes", "nose")  # regions left out of "the rest of the face" in the vetoes
 SPEECH_REGIONS = ("mouth", "cheeks")  # regions speech moves
 NOISE_PERCENTILE = 10  # a region's motion in its stillest frames: the codec's and sensor's noise
@@ -80,8 +80,13 @@ class SignalsLike(Protocol):
     face_ok: np.ndarray  # (N,) bool
 
 
+class Combine(Choice):
+    MAX = "max"
+    MEAN = "mean"
+
+
 @dataclass(frozen=True)
-class SpotConfig:
+class SpotConfig(Config, section="spot"):
     """Settings of the unsupervised interval spotter (see the module docstring for each step).
 
     The defaults were tuned on synthetic long videos (`mekit.synth`, 30 and 200 fps, signals
@@ -95,7 +100,7 @@ class SpotConfig:
     p: float = 0.55  # threshold factor: T = mean + p (max - mean), as SOFTNet
     z_cap: float = 8.0  # z is clipped here for T: the max (and mean) in T are at most this
     min_z: float = 5.0  # T is never lower than this many noise units
-    combine: str = "max"  # how the regions' contrasts combine: max or (weighted) mean
+    combine: Combine = Combine.MAX  # how the regions' contrasts combine: max or (weighted) mean
     smoothing_s: float = 0.02  # moving-average window
     baseline_s: float = 5.0  # slow-drift baseline window (longer than any expression + k)
     low_fraction: float = 0.3  # a hump grows while z >= low_fraction x its peak
@@ -131,15 +136,10 @@ class SpotConfig:
     speech_head_ratio: float = 1.0  # in speech, kept when brows/eyes move this x the head
     speech_share: float = 0.5  # an event with this share of its frames in speech is "in speech"
 
-    def validate(self) -> SpotConfig:
-        """Raise `MekitError` naming the setting to change; return self when all is well."""
-        if not 0 < self.p < 1:
-            raise MekitError(f"spot.p must be in (0, 1), got {self.p}")
-        if self.combine not in COMBINE:
-            raise MekitError(f"spot.combine must be one of {', '.join(COMBINE)}: {self.combine}")
+    def check(self) -> None:
+        check_range(self, "p", 0, 1, lo_open=True, hi_open=True)
         for name in ("z_cap", "min_z", "baseline_s", "micro_max_ms", "macro_max_s"):
-            if not getattr(self, name) > 0:
-                raise MekitError(f"spot.{name} must be > 0, got {getattr(self, name)}")
+            check_range(self, name, 0, lo_open=True)
         for name in (
             "smoothing_s",
             "touch_gap_s",
@@ -149,31 +149,24 @@ class SpotConfig:
             "extend",
             "blink_eye_z",
             "head_dominance",
+            "noise_floor_px",
+            "noise_floor_share",
+            "min_px",
+            "speech_head_ratio",
         ):
-            if getattr(self, name) < 0:
-                raise MekitError(f"spot.{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 < self.low_fraction < 1:
-            raise MekitError(f"spot.low_fraction must be in (0, 1), got {self.low_fraction}")
-        if not 0 <= self.blink_ear_drop < 1:
-            raise MekitError(f"spot.blink_ear_drop must be in [0, 1), got {self.blink_ear_drop}")
-        if not 0 <= self.max_bad_face <= 1:
-            raise MekitError(f"spot.max_bad_face must be in [0, 1], got {self.max_bad_face}")
-        if self.pair_mass_ratio < 1 or not -1 <= self.pair_cosine <= 1:
-            raise MekitError("spot.pair_mass_ratio must be >= 1 and spot.pair_cosine in [-1, 1]")
-        if self.blink_dominance <= 1:
-            raise MekitError(f"spot.blink_dominance must be > 1, got {self.blink_dominance}")
-        for name in ("noise_floor_px", "noise_floor_share", "min_px", "speech_head_ratio"):
-            if getattr(self, name) < 0:
-                raise MekitError(f"spot.{name} must be >= 0, got {getattr(self, name)}")
+            check_range(self, name, 0)
+        check_range(self, "low_fraction", 0, 1, lo_open=True, hi_open=True)
+        check_range(self, "blink_ear_drop", 0, 1, hi_open=True)
+        check_range(self, "max_bad_face", 0, 1)
+        check_range(self, "pair_mass_ratio", 1)
+        check_range(self, "pair_cosine", -1, 1)
+        check_range(self, "blink_dominance", 1, lo_open=True)
         if not 0 <= self.min_px < self.micro_max_px < self.max_px:
             raise MekitError(
                 "spot.min_px < spot.micro_max_px < spot.max_px is needed, got "
                 f"{self.min_px}, {self.micro_max_px}, {self.max_px}"
             )
-        if not 0 < self.speech_share <= 1:
-            raise MekitError(f"spot.speech_share must be in (0, 1], got {self.speech_share}")
-        if self.speech.window_s <= 0 or self.speech.min_cycles < 1:
-            raise MekitError("spot.speech.window_s must be > 0 and spot.speech.min_cycles >= 1")
+        check_range(self, "speech_share", 0, 1, lo_open=True)
         if self.micro_max_ms / 1000 >= self.macro_max_s:
             raise MekitError("spot.micro_max_ms must be shorter than spot.macro_max_s")
         weights = dict(self.region_weights)
@@ -184,7 +177,6 @@ class SpotConfig:
                 "spot.region_weights must be >= 0 with a region other than the eyes and nose "
                 f"above 0, got {self.region_weights}"
             )
-        return self
 
 
 @dataclass(frozen=True)
@@ -640,7 +632,6 @@ def _duration_s(signals: SignalsLike, i: int, j: int) -> float:
 
 def spot_details(signals: SignalsLike, config: SpotConfig = SpotConfig()) -> SpotResult:
     """Spot micro- and macro-expression intervals; also return what was vetoed and the curve."""
-    config.validate()
     n = _check_signals(signals)
     fps, k = float(signals.fps), int(signals.k)
     if n == 0:
@@ -862,7 +853,6 @@ def spot_apex(
     first frame to t): the frame of the largest motion of the regions other than the eyes and
     nose (lightly smoothed), i.e. where the face is furthest from its onset.
     """
-    config.validate()
     reference = getattr(signals, "reference", "sliding")
     n = _check_signals(signals, reference=reference)
     frames = np.asarray(signals.frame)
@@ -899,8 +889,14 @@ def spot_apex(
     return int(min(max(int(frames[i]), onset), offset))
 
 
+class Rigid(Choice):
+    MEDIAN = "median"
+    NOSE = "nose"
+    NONE = "none"
+
+
 @dataclass(frozen=True)
-class ApexConfig:
+class ApexConfig(Config, section="apex"):
     """Settings of `apex_in_clip`.
 
     rigid: how head motion is removed from each flow: "median" (the median flow of the face
@@ -916,7 +912,7 @@ class ApexConfig:
     method: FlowMethod = FlowMethod.FARNEBACK
     smooth: int = 3  # moving average of the curve, frames
     detrend: bool = True
-    rigid: str = "median"
+    rigid: Rigid = Rigid.MEDIAN
     eye_margin: float = 0.06  # eye box margin, fraction of the face side
     blink_ratio: float = 3.0  # a blink frame: eye motion >= this x the rest of the face's ...
     blink_share: float = 0.5  # ... and >= this share of the clip's largest eye motion
@@ -1000,8 +996,6 @@ def apex_in_clip(
         raise MekitError(f"apex_in_clip needs frames (T, H, W), got shape {frames.shape}")
     if frames.dtype != np.uint8:
         raise MekitError(f"apex_in_clip needs uint8 grey frames, got {frames.dtype}")
-    if config.rigid not in ("median", "nose", "none"):
-        raise MekitError(f"ApexConfig.rigid must be median, nose or none, got {config.rigid!r}")
     t = len(frames)
     if t == 1:
         return 0, np.zeros(1)

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from mekit.config import Config
 from mekit.errors import MekitError
 from mekit.faces.align import FaceConfig, alignment_matrix
 from mekit.faces.landmarks import dlib_models
@@ -58,7 +59,7 @@ class NoFaceError(MekitError):
 
 
 @dataclass(frozen=True)
-class TrackConfig:
+class TrackConfig(Config, section="track"):
     """How the track is kept. Times are in seconds of video, so they hold at any frame rate.
 
     face_size: side of the aligned grey crop, px (small is fast: 64 px gives 200+ frames/s).

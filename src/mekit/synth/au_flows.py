@@ -30,6 +30,7 @@ from functools import cache
 import cv2
 import numpy as np
 
+from mekit.config import Config
 from mekit.faces import FaceConfig
 from mekit.faces.align import alignment_matrix
 from mekit.motion.flow import optical_strain
@@ -78,7 +79,7 @@ SKIN_LIBRARY: dict[int, tuple[Bump, ...]] = {
 
 
 @dataclass(frozen=True)
-class AUFlowConfig:
+class AUFlowConfig(Config, section="au_flows"):
     """How the samples are drawn (see the module doc); the defaults made the shipped model."""
 
     seed: int = 0

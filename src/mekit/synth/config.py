@@ -1,16 +1,17 @@
-"""The synthetic corpus's settings: one frozen dataclass, validated before anything is written."""
+"""The synthetic corpus's settings: one frozen dataclass, checked when it is made."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+from mekit.config import Config, check_range
 from mekit.errors import MekitError
 from mekit.synth.aus import EMOTION_AUS
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(Config, section="synth"):
     """What to generate. Lengths are px at output resolution, times ms, rates frames/s.
 
     `nuisances=False` is the clean mode: no blinks, head drift/rotation, flicker or sensor
@@ -48,23 +49,17 @@ class SynthConfig:
     macro_duration_ms: tuple[float, float] = (500.0, 2000.0)
     long_drift_px: float = 2.0  # slow head drift over a whole long video
 
-    def validate(self) -> SynthConfig:
-        """Raise `MekitError` naming the setting to change; return self when all is well."""
+    def check(self) -> None:
         bad = [e for e in self.emotions if e not in EMOTION_AUS]
         if bad or not self.emotions:
             raise MekitError(
                 f"unknown emotion(s) {bad or '(none given)'} in synth.emotions; "
                 f"valid: {', '.join(EMOTION_AUS)}"
             )
-        for name in ("subjects", "clips_per_subject", "frame_size"):
-            if int(getattr(self, name)) < 1:
-                raise MekitError(f"synth.{name} must be at least 1, got {getattr(self, name)}")
-        if self.subjects > 99:
-            raise MekitError(f"synth.subjects is at most 99 (sub01..sub99), got {self.subjects}")
-        if self.clips_per_subject > 99:
-            raise MekitError(f"synth.clips_per_subject is at most 99, got {self.clips_per_subject}")
-        if self.seed < 0:
-            raise MekitError(f"synth.seed must be >= 0, got {self.seed}")
+        check_range(self, "subjects", 1, 99)  # sub01..sub99
+        check_range(self, "clips_per_subject", 1, 99)
+        check_range(self, "frame_size", 1)
+        check_range(self, "seed", 0)
         if not self.fps > 0 or not all(f > 0 for f in self.long_video_fps):
             raise MekitError("synth.fps and synth.long_video_fps must be positive")
         if not 0 < self.face_width <= 0.9 * self.frame_size:
@@ -84,21 +79,21 @@ class SynthConfig:
             "macro_amplitude_px": (self.macro_amplitude_px, 0.0, math.inf),
             "macro_duration_ms": (self.macro_duration_ms, 0.0, math.inf),
         }
-        for name, (pair, lo, hi) in ranges.items():
-            if len(pair) != 2:
-                raise MekitError(f"synth.{name} must be a (low, high) pair, got {pair}")
+        for name, (pair, lo, hi) in ranges.items():  # each a (low, high) pair by its type
             a, b = pair
             if a > b:
                 raise MekitError(f"synth.{name} is reversed: low {a} > high {b}; swap them")
             if a < lo or b > hi or (name.endswith("_px") and a <= 0):
                 raise MekitError(f"synth.{name} {pair} must lie within ({lo}, {hi})")
-        if not 0 <= self.blink_prob <= 1:
-            raise MekitError(f"synth.blink_prob must be in [0, 1], got {self.blink_prob}")
-        for name in ("drift_px", "rotation_deg", "flicker", "identity_strength", "long_drift_px"):
-            if getattr(self, name) < 0:
-                raise MekitError(f"synth.{name} must be >= 0, got {getattr(self, name)}")
-        if self.micro_per_video < 0 or self.macro_per_video < 0:
-            raise MekitError("synth.micro_per_video and synth.macro_per_video must be >= 0")
-        if self.long_video_seconds <= 0:
-            raise MekitError(f"synth.long_video_seconds must be > 0, got {self.long_video_seconds}")
-        return self
+        check_range(self, "blink_prob", 0, 1)
+        for name in (
+            "drift_px",
+            "rotation_deg",
+            "flicker",
+            "identity_strength",
+            "long_drift_px",
+            "micro_per_video",
+            "macro_per_video",
+        ):
+            check_range(self, name, 0)
+        check_range(self, "long_video_seconds", 0, lo_open=True)

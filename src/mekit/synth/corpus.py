@@ -199,7 +199,6 @@ def render_clip(
 def true_apex_field(config: SynthConfig, subject: int, clip: int) -> np.ndarray:
     """The expression displacement (H, W, 2) px, onset -> apex, of clip `clip` (0-based) of
     subject `subject` (0-based), as rendered before head motion: the true flow in clean mode."""
-    config.validate()
     name, emotion = subject_schedule(subject, config)[clip]
     plan = plan_clip(subject, clip, name, emotion, config, stream(config.seed, CLIP, subject, clip))
     identity = subject_identity(subject, config)
@@ -288,7 +287,6 @@ def generate_corpus(
     subjects in parallel (default min(2, CPUs)); the output does not depend on it.
     """
     start = time.perf_counter()
-    config.validate()
     if config.long_videos:
         check_long_videos(config)  # fail before writing anything
     out = Path(out)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mekit.config import Config, check_range, choice_enum
 from mekit.errors import MekitError
 from mekit.models import create_model, get_spec
 from mekit.models.averaging import INPUT_NORMS, normalise_per_sample
@@ -32,26 +33,23 @@ log = logging.getLogger(__name__)
 MEMBER_SEED_STRIDE = 1000
 
 
+# One name per mode of `mekit.models.averaging.normalise_per_sample`, which owns the list.
+InputNorm = choice_enum("InputNorm", INPUT_NORMS, __name__)
+
+
 @dataclass(frozen=True)
-class AverageConfig:
+class AverageConfig(Config, section="average"):
     """members: networks trained per run (1: a plain run); input_norm: "none",
     "standardize", "median" or "minmax", per sample and channel (`mekit.models.averaging`);
     calibrate: fit a temperature on the run's out-of-fold predictions (`fit_temperature`) and
     write it into the model file, so its probabilities are calibrated (argmax unchanged)."""
 
     members: int = 1
-    input_norm: str = "none"
+    input_norm: InputNorm = InputNorm("none")
     calibrate: bool = False
 
-    def __post_init__(self) -> None:
-        if isinstance(self.members, bool) or not isinstance(self.members, int):
-            raise MekitError(f"average.members must be a whole number, got {self.members!r}")
-        if not 1 <= self.members <= 100:
-            raise MekitError(f"average.members must be in 1..100, got {self.members}")
-        if self.input_norm not in INPUT_NORMS:
-            raise MekitError(
-                f"average.input_norm = {self.input_norm!r} is not one of {', '.join(INPUT_NORMS)}"
-            )
+    def check(self) -> None:
+        check_range(self, "members", 1, 100)
 
     @property
     def active(self) -> bool:

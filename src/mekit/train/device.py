@@ -11,10 +11,20 @@ from __future__ import annotations
 
 import torch
 
+from mekit.config import Choice
 from mekit.errors import MekitError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class Precision(Choice):
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+PRECISIONS: tuple[str, ...] = tuple(p.value for p in Precision)
 
 
 def _mps_available() -> bool:

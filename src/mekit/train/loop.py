@@ -13,26 +13,62 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from mekit.config import Choice, Config, check_range, parsed_field
 from mekit.errors import MekitError
 from mekit.models import ModelSpec, create_model
 from mekit.train.augment import random_affine, random_hflip, temporal_jitter
-from mekit.train.device import DEVICES, PRECISIONS, autocast_dtype, resolve_device
+from mekit.train.device import DEVICES, Precision, autocast_dtype, resolve_device
 from mekit.train.losses import balanced_class_weights, make_loss
 
 log = logging.getLogger(__name__)
 
-Selection = Literal["fixed", "val-split", "test-oracle"]
-SELECTIONS: tuple[str, ...] = ("fixed", "val-split", "test-oracle")
+
+class Loss(Choice):
+    CE = "ce"
+    FOCAL = "focal"
+
+
+class ClassWeights(Choice):
+    NONE = "none"
+    BALANCED = "balanced"
+
+
+class Selection(Choice):
+    FIXED = "fixed"
+    VAL_SPLIT = "val-split"
+    TEST_ORACLE = "test-oracle"
+
+
+def _parse_alpha(value: object) -> tuple[float, ...] | None:
+    """focal_alpha as given (None, a sequence, or "0.25, 0.75") -> a tuple of floats."""
+    if value is None:
+        return None
+    items: object = value
+    if isinstance(value, str):
+        items = [part for part in value.replace(" ", "").split(",") if part]
+    try:
+        if isinstance(items, int | float):
+            raise TypeError
+        alpha = tuple(float(a) for a in items)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise MekitError(
+            f"train.focal_alpha wants one float per class, e.g. [0.25, 0.75], got {value!r}"
+        ) from None
+    if not alpha or any(not math.isfinite(a) or a < 0 for a in alpha) or not any(alpha):
+        raise MekitError(
+            f"train.focal_alpha wants finite non-negative floats, not all 0, got {value!r}"
+        )
+    return alpha
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config, section="train"):
     """How to train one model (one LOSO fold).
 
     Defaults are chosen to converge on a small corpus in seconds on a CPU: Adam at lr 1e-3 for
@@ -79,11 +115,11 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.0
-    loss: Literal["ce", "focal"] = "ce"
+    loss: Loss = Loss.CE
     focal_gamma: float = 2.0
-    focal_alpha: tuple[float, ...] | None = None
-    class_weights: Literal["none", "balanced"] = "none"
-    selection: Selection = "fixed"
+    focal_alpha: tuple[float, ...] | None = parsed_field(_parse_alpha, None)
+    class_weights: ClassWeights = ClassWeights.NONE
+    selection: Selection = Selection.FIXED
     val_fraction: float = 0.15
     patience: int = 30
     augment_flip: bool = True
@@ -95,29 +131,14 @@ class TrainConfig:
     seed: int = 0
     num_threads: int = 1
     device: str = "auto"
-    precision: str = "auto"
+    precision: Precision = Precision.AUTO
 
-    def __post_init__(self) -> None:
-        choices = {
-            "loss": ("ce", "focal"),
-            "class_weights": ("none", "balanced"),
-            "selection": SELECTIONS,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise MekitError(
-                    f"train.{name} = {getattr(self, name)!r} is not one of {', '.join(allowed)}"
-                )
+    def check(self) -> None:
         for name in ("epochs", "batch_size", "patience", "num_threads"):
-            if getattr(self, name) < 1:
-                raise MekitError(f"train.{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise MekitError(f"train.lr must be positive, got {self.lr}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise MekitError(f"train.val_fraction must be in (0, 1), got {self.val_fraction}")
-        if not self.focal_gamma >= 0:
-            raise MekitError(f"train.focal_gamma must be >= 0, got {self.focal_gamma}")
-        object.__setattr__(self, "focal_alpha", _parse_alpha(self.focal_alpha))
+            check_range(self, name, 1)
+        check_range(self, "lr", 0, lo_open=True)
+        check_range(self, "val_fraction", 0, 1, lo_open=True, hi_open=True)
+        check_range(self, "focal_gamma", 0)
         if self.focal_alpha is not None:
             if self.loss != "focal":
                 raise MekitError(
@@ -129,53 +150,17 @@ class TrainConfig:
                     "train.focal_alpha and train.class_weights = 'balanced' both set the "
                     "per-class alpha of focal loss; use one of them"
                 )
-        ranges = {
-            "augment_rotation_deg": ("[0, 180]", lambda v: 0 <= v <= 180),
-            "augment_scale": ("[0, 1)", lambda v: 0 <= v < 1),
-            "augment_translate": ("[0, 0.5]", lambda v: 0 <= v <= 0.5),
-        }
-        for name, (text, ok) in ranges.items():
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and ok(value)):
-                raise MekitError(f"train.{name} must be in {text}, got {value!r}")
+        check_range(self, "augment_rotation_deg", 0, 180)
+        check_range(self, "augment_scale", 0, 1, hi_open=True)
+        check_range(self, "augment_translate", 0, 0.5)
+        check_range(self, "augment_temporal_jitter", 0)
         if self.device.split(":", 1)[0] not in DEVICES:
             raise MekitError(f"train.device {self.device!r} is not one of {', '.join(DEVICES)}")
-        if self.precision not in PRECISIONS:
-            raise MekitError(
-                f"train.precision {self.precision!r} is not one of {', '.join(PRECISIONS)}"
-            )
-        jitter = self.augment_temporal_jitter
-        if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0:
-            raise MekitError(
-                f"train.augment_temporal_jitter must be a whole number >= 0, got {jitter!r}"
-            )
 
     @property
     def augment_affine(self) -> bool:
         """Whether the random rotation/zoom/shift step runs."""
         return bool(self.augment_rotation_deg or self.augment_scale or self.augment_translate)
-
-
-def _parse_alpha(value: object) -> tuple[float, ...] | None:
-    """focal_alpha as given (None, a sequence, or "0.25, 0.75") -> a tuple of floats."""
-    if value is None:
-        return None
-    items: object = value
-    if isinstance(value, str):
-        items = [part for part in value.replace(" ", "").split(",") if part]
-    try:
-        if isinstance(items, int | float):
-            raise TypeError
-        alpha = tuple(float(a) for a in items)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise MekitError(
-            f"train.focal_alpha wants one float per class, e.g. [0.25, 0.75], got {value!r}"
-        ) from None
-    if not alpha or any(not math.isfinite(a) or a < 0 for a in alpha) or not any(alpha):
-        raise MekitError(
-            f"train.focal_alpha wants finite non-negative floats, not all 0, got {value!r}"
-        )
-    return alpha
 
 
 @dataclass(frozen=True)
