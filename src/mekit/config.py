@@ -37,9 +37,8 @@ class Config:
     """Base of mekit's frozen dataclass configs; an invalid one cannot be constructed.
 
     `class TrainConfig(Config, section="train")`: `section` prefixes the setting names in
-    errors ("train.epochs"). A subclass puts its ranges and cross-field rules in `check`; one
-    field given in several forms (a list or "0.25,0.75") declares its parser with
-    `parsed_field`.
+    errors ("train.epochs"). A subclass puts its ranges and cross-field rules in `check`; a field
+    that takes several spellings (a list or "0.25,0.75") declares its parser with `parsed_field`.
     """
 
     section: ClassVar[str] = ""
@@ -133,13 +132,8 @@ def from_mapping(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
             raise MekitError(f"unknown setting '{where}{key}'; valid: {', '.join(sorted(fields))}")
         if _PARSE in fields[key].metadata:
             value = fields[key].metadata[_PARSE](value)
-        kwargs[key] = _coerce(hints[key], value, f"{where}{key}")
+        kwargs[key] = _convert(hints[key], value, f"{where}{key}", parse=True)
     return cls(**kwargs)
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    """`value` (from TOML, JSON or `--set`) as type `hint`, or a `MekitError` naming `where`."""
-    return _convert(hint, value, where, parse=True)
 
 
 @functools.cache
