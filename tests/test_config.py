@@ -58,6 +58,8 @@ from mekit.app.au_training import AUTrainConfig  # noqa: E402
 from mekit.app.server import ServeSettings  # noqa: E402
 from mekit.config import Choice, Config  # noqa: E402
 from mekit.faces.align import FaceConfig  # noqa: E402
+from mekit.models.mobilevitv3 import CONFIGS as MOBILEVIT_VARIANTS  # noqa: E402
+from mekit.models.mobilevitv3 import MobileViTv3Config  # noqa: E402
 from mekit.motion.features import FeatureConfig  # noqa: E402
 from mekit.pipeline import ExperimentConfig  # noqa: E402
 from mekit.spot.learned import SpotterConfig  # noqa: E402
@@ -109,7 +111,7 @@ CHOICE_FIELDS = [f for cls in CONFIGS for f in _choice_fields(cls)]
 
 def test_every_config_class_is_checked_here():
     mine = {c for c in _subclasses(Config) if c.__module__.startswith("mekit.")}
-    assert mine == set(CONFIGS)
+    assert mine == {*CONFIGS, MobileViTv3Config}  # the variant table has no defaults
     assert all(dataclasses.is_dataclass(c) and c.__dataclass_params__.frozen for c in CONFIGS)
 
 
@@ -121,6 +123,16 @@ def test_defaults_round_trip_through_to_dict(cls):
     assert to_dict(from_mapping(cls, written)) == written
     for value in written.values():  # plain TOML/JSON values: choices as strings
         assert type(value) in (str, int, float, bool, list, dict, type(None))
+
+
+@pytest.mark.parametrize("name", sorted(MOBILEVIT_VARIANTS))
+def test_model_variant_configs_round_trip_and_are_checked(name):
+    variant = MOBILEVIT_VARIANTS[name]
+    assert from_mapping(MobileViTv3Config, to_dict(variant)) == variant
+    with pytest.raises(MekitError, match=r"mobilevitv3.dims .* multiples of num_heads"):
+        dataclasses.replace(variant, num_heads=7)
+    with pytest.raises(MekitError, match=r"setting 'mobilevitv3.channels' wants a list of 3"):
+        dataclasses.replace(variant, channels=(8, 8))
 
 
 @pytest.mark.parametrize("cls", CONFIGS, ids=lambda c: c.__name__)

@@ -35,12 +35,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mekit.config import Config, check_range
 from mekit.errors import MekitError
 from mekit.models.registry import ModelSpec, register_model
 
 
 @dataclass(frozen=True)
-class MobileViTv3Config:
+class MobileViTv3Config(Config, section="mobilevitv3"):
     """Widths and depths of one variant.
 
     `mv2_channels`: outputs of the two MobileNetV2 stages (32 and 16 px at 64 px input);
@@ -59,6 +60,15 @@ class MobileViTv3Config:
     ffn_ratio: int = 2
     head_expansion: int = 4
     max_features: int = 960
+
+    def check(self) -> None:
+        for name in ("mv2_channels", "channels", "dims", "depths"):
+            if min(getattr(self, name)) < 1:
+                raise MekitError(f"{self.setting(name)} must be >= 1, got {getattr(self, name)}")
+        for name in ("expand_ratio", "stem_channels", "num_heads", "patch_size", "ffn_ratio"):
+            check_range(self, name, 1)
+        if any(d % self.num_heads for d in self.dims):
+            raise MekitError(f"{self.setting('dims')} {self.dims} must be multiples of num_heads")
 
     @property
     def num_features(self) -> int:
