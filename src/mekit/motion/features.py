@@ -20,12 +20,11 @@ Eulerian magnification and temporal interpolation are optional steps before the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 import cv2
 import numpy as np
 
-from mekit.config import Config
+from mekit.config import Choice, Config
 from mekit.faces.landmarks import EYES, JAW, NOSE_BRIDGE
 from mekit.motion.continuity import improved_farneback
 from mekit.motion.flow import (
@@ -50,7 +49,7 @@ from mekit.motion.magnify import eulerian_magnify
 FEATURE_VERSION = 3  # 3: crop-aware alignment (faces near the frame edge)
 
 
-class FeatureKind(StrEnum):
+class FeatureKind(Choice):
     ONSET_APEX = "onset_apex"
     KEYFRAMES = "keyframes"
     FLOW_CLIP = "flow_clip"

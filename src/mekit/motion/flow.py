@@ -6,13 +6,13 @@ first frame to the second (u to the right, v down).
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import cv2
 import numpy as np
 
+from mekit.config import Choice
 
-class FlowMethod(StrEnum):
+
+class FlowMethod(Choice):
     TVL1 = "tvl1"
     FARNEBACK = "farneback"
     DIS = "dis"
