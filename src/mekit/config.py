@@ -85,7 +85,7 @@ def choice_enum(name: str, values: Iterable[str], module: str) -> Any:
 
 def parsed_field(parse: Callable[[Any], Any], default: Any) -> Any:
     """A dataclass field whose value goes through `parse` (raising `MekitError`) before the
-    type check, both in the constructor and in `from_mapping`."""
+    type check, in the constructor and in `from_mapping` (so `parse` must take its own output)."""
     return dataclasses.field(default=default, metadata={_PARSE: parse})
 
 
