@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from mekit.errors import MekitError
+from mekit.models.layers import conv_relu, dense_relu
 from mekit.models.registry import ModelSpec, register_model
 
 Streams = Literal["fused", "spatial", "temporal"]
@@ -66,12 +67,8 @@ class FlowAlexNet(nn.Module):
         def conv(
             cin: int, cout: int, k: int, stride: int = 1, pool: bool = False
         ) -> list[nn.Module]:
-            return [
-                nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2),
-                nn.ReLU(inplace=False),
-                *([nn.MaxPool2d(kernel_size=3, stride=2)] if pool else []),
-                nn.GroupNorm(cout, cout),
-            ]
+            maxpool = nn.MaxPool2d(kernel_size=3, stride=2) if pool else None
+            return conv_relu(cin, cout, k, stride, maxpool, group_norm=True)
 
         self.features = nn.Sequential(
             *conv(in_channels, w1, 5, stride=2, pool=True),
@@ -164,9 +161,7 @@ class CNNLSTMFusion(nn.Module):
         fusion_in = (fc_dim if streams != "temporal" else 0) + (
             lstm_hidden if streams != "spatial" else 0
         )
-        self.fusion = nn.Sequential(
-            nn.Linear(fusion_in, fusion_dim), nn.ReLU(inplace=False), nn.Dropout(dropout)
-        )
+        self.fusion = dense_relu(fusion_in, fusion_dim, dropout)
         self.fusion.requires_grad_(trainable_fusion)
         self.classifier = nn.Linear(fusion_dim, num_classes)
 

@@ -29,6 +29,7 @@ outputs trail the weights after a few dozen high-learning-rate Adam steps.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mekit.errors import MekitError
+from mekit.models.layers import conv_bn_act
 from mekit.models.registry import ModelSpec, register_model
 
 
@@ -78,17 +80,8 @@ CONFIGS: dict[str, MobileViTv3Config] = {
 BN_MOMENTUM = 0.3
 
 
-def _conv_bn(
-    c_in: int, c_out: int, kernel_size: int = 1, stride: int = 1, groups: int = 1, act: bool = True
-) -> nn.Sequential:
-    """Conv2d (no bias) -> BatchNorm2d -> SiLU (optional): (B, c_in, H, W) -> (B, c_out, H', W')."""
-    layers: list[nn.Module] = [
-        nn.Conv2d(c_in, c_out, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(c_out, momentum=BN_MOMENTUM),
-    ]
-    if act:
-        layers.append(nn.SiLU())
-    return nn.Sequential(*layers)
+# Conv2d (no bias) -> BatchNorm2d -> SiLU (act=None: no SiLU): (B, c_in, H, W) -> (B, c_out, H', W')
+_conv_bn = functools.partial(conv_bn_act, act=nn.SiLU, momentum=BN_MOMENTUM)
 
 
 class InvertedResidual(nn.Module):
@@ -100,7 +93,7 @@ class InvertedResidual(nn.Module):
         layers = [_conv_bn(c_in, hidden)] if expand_ratio != 1 else []
         layers += [
             _conv_bn(hidden, hidden, 3, stride=stride, groups=hidden),
-            _conv_bn(hidden, c_out, act=False),
+            _conv_bn(hidden, c_out, act=None),
         ]
         self.conv = nn.Sequential(*layers)
         self.use_residual = stride == 1 and c_in == c_out

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mekit.models.layers import ChannelAttention, SpatialAttention
+from mekit.models.layers import ChannelAttention, SpatialAttention, conv_bn_act
 from mekit.models.registry import ModelSpec, register_model
 
 RESNET18_LAYERS: tuple[int, ...] = (2, 2, 2, 2)
@@ -66,10 +66,7 @@ class BasicBlock(nn.Module):
         self.attention: nn.Module = DualAttention(out_channels) if attention else nn.Identity()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                nn.BatchNorm2d(out_channels),
-            )
+            self.shortcut = conv_bn_act(in_channels, out_channels, 1, stride, act=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
@@ -95,10 +92,7 @@ class AttentionResNet(nn.Module):
         if len(layers) != len(widths):
             raise ValueError(f"{len(layers)} stage depths for {len(widths)} stage widths")
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(inplace=False),
-            nn.MaxPool2d(3, stride=2, padding=1),
+            *conv_bn_act(in_channels, widths[0], 7, 2), nn.MaxPool2d(3, stride=2, padding=1)
         )
         stages = []
         in_ch = widths[0]

@@ -32,6 +32,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mekit.models.layers import conv_relu, mlp_head
+
 STREAM_WIDTHS: tuple[int, ...] = (3, 5, 8)
 INPUT_SIZE = 42
 CHANNEL_NAMES: tuple[str, ...] = ("|u|", "|v|", "strain")
@@ -72,19 +74,12 @@ class SoftNet(nn.Module):
         self.normalize = normalize
         self.register_buffer("input_scale", torch.ones(len(self.stream_widths)))
         self.streams = nn.ModuleList(
-            nn.Sequential(
-                nn.Conv2d(1, width, kernel_size, padding=kernel_size // 2),
-                nn.ReLU(inplace=False),
-                nn.MaxPool2d(kernel_size=pool, stride=pool),
-            )
+            nn.Sequential(*conv_relu(1, width, kernel_size, pool=nn.MaxPool2d(pool, stride=pool)))
             for width in self.stream_widths
         )
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(sum(self.stream_widths) * side * side, hidden),
-            nn.ReLU(inplace=False),
-            nn.Linear(hidden, 1),
+            nn.Flatten(), *mlp_head(sum(self.stream_widths) * side * side, (hidden,), 1)
         )
         self.reset_parameters()
 
