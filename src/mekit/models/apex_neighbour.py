@@ -79,6 +79,7 @@ class ApexNeighbourFusion(nn.Module):
         channel_names=("apex", "dx", "dy", "magnitude"),
         description="Apex + neighbour frames (seed 001 d): CNN on the 64x64 apex image, 2-layer "
         "LSTM over CNN features of 8 dx/dy/magnitude flows, fused by concatenation + FC",
+        features="apex_flow_clip",
     )
 )
 def apex_neighbour_fusion(num_classes: int, dropout: float = 0.5) -> nn.Module:

@@ -19,11 +19,13 @@ same normalisation travels with a model file and runs on mekit's own flow at ana
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from torch import nn
 
-from mekit.models.registry import ModelSpec, register_model
+from mekit.models.registry import register_model
+from mekit.models.ststnet import SPEC as STSTNET_SPEC
 from mekit.models.ststnet import STREAM_WIDTHS, STSTNet
 
 INPUT_NORMS: tuple[str, ...] = ("none", "standardize", "median", "minmax")
@@ -81,12 +83,9 @@ class ProbabilityAverage(nn.Module):
 
 
 @register_model(
-    ModelSpec(
+    replace(
+        STSTNET_SPEC,
         name="ststnet_average",
-        input_kind="flow",
-        channels=3,
-        size=28,
-        channel_names=("u", "v", "strain"),
         description="STSTNet x members (seeds), per-sample input normalisation, probabilities "
         "averaged (the composite recipes' model)",
     )

@@ -194,6 +194,7 @@ def _spec(name: str, description: str) -> ModelSpec:
         frames=19,
         channel_names=("dx", "dy", "magnitude"),
         description=description,
+        features="flow_clip",  # dx, dy, magnitude of the whole clip, not keyframe u, v, strain
     )
 
 

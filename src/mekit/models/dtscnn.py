@@ -71,6 +71,7 @@ class DTSCNN(nn.Module):
         channel_names=("u", "v", "strain"),
         description="DTSCNN (Peng et al. 2017): two shallow 3D-CNN streams on 10 48x48 "
         "u/v/strain flows at full and half temporal rate",
+        features="keyframes",
     )
 )
 def dtscnn(num_classes: int, dropout: float = 0.5) -> nn.Module:

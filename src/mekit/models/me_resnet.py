@@ -118,6 +118,7 @@ def _spec(name: str, description: str) -> ModelSpec:
         frames=10,
         channel_names=("u", "v", "strain"),
         description=description,
+        features="keyframes",
     )
 
 

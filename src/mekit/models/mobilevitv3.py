@@ -415,6 +415,7 @@ def _flow_spec(name: str, description: str) -> ModelSpec:
         size=64,
         channel_names=("u", "v", "strain"),
         description=description,
+        features="onset_apex",
     )
 
 
@@ -445,6 +446,7 @@ def mobilevitv3_s(num_classes: int, dropout: float = 0.1) -> nn.Module:
         channel_names=("apex", "u", "v", "strain"),
         description="Two MobileViTv3-XS streams on 64x64 input, apex image and onset-apex "
         "u/v/strain; pooled features fused by a trainable layer",
+        features="apex_flow",
     )
 )
 def mobilevitv3_xs_two_stream(

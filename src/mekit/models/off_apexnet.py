@@ -53,6 +53,7 @@ class OffApexNet(nn.Module):
         channel_names=("u", "v"),
         description="Off-ApexNet (Gan et al. 2019): separate 2-conv streams on 28x28 "
         "onset-apex u and v, FC 1024-1024; ~2.66M parameters",
+        features="onset_apex",
     )
 )
 def off_apexnet(num_classes: int, dropout: float = 0.5) -> nn.Module:

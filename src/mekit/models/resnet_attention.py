@@ -130,6 +130,7 @@ def _spec(name: str, description: str) -> ModelSpec:
         size=112,
         channel_names=("apex",),
         description=description,
+        features="apex",
     )
 
 

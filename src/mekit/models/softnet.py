@@ -23,8 +23,9 @@ the motion); "scale" divides each channel by a constant fitted on training data 
 kept in the `input_scale` buffer, saved with the weights), which keeps the size of the motion;
 "none" passes the flow images through.
 
-Not in the recognition registry (`mekit.models.create_model`): it is a regressor with its own
-input, created directly as `SoftNet()`. A leaf module: torch only.
+Registered with task "spotting": `create_model("softnet")` (no classes: it regresses one
+score) or `SoftNet(...)` directly. Its input, features "softnet_windows", comes from
+`mekit.spot.softnet_windows`, not from the per-sample features of `mekit.motion`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch
 from torch import nn
 
 from mekit.models.layers import conv_relu, mlp_head
+from mekit.models.registry import ModelSpec, Task, register_model
 
 STREAM_WIDTHS: tuple[int, ...] = (3, 5, 8)
 INPUT_SIZE = 42
@@ -138,3 +140,21 @@ class SoftNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) raw flow images -> (B,) scores."""
         return self.body(self.prepare(x))
+
+
+@register_model(
+    ModelSpec(
+        name="softnet",
+        input_kind="flow",
+        channels=len(CHANNEL_NAMES),
+        size=INPUT_SIZE,
+        channel_names=CHANNEL_NAMES,
+        description="SOFTNet (Liong et al. 2021) spotter: 3 one-channel streams on 42x42 "
+        "|u|/|v|/strain flow windows, one score per window; ~315k parameters",
+        task=Task.SPOTTING,
+        features="softnet_windows",
+    )
+)
+def softnet(kernel_size: int = 5, hidden: int = 400, normalize: str = "minmax") -> nn.Module:
+    """SOFTNet on (B, 3, 42, 42) |u|/|v|/strain flow windows -> (B,) scores."""
+    return SoftNet(kernel_size=kernel_size, hidden=hidden, normalize=normalize)

@@ -16,20 +16,14 @@ from mekit.motion.features import CHANNELS, FeatureConfig, FeatureKind
 
 
 def feature_kind_for(spec: ModelSpec) -> FeatureKind:
-    if spec.input_kind == "flow":
-        return FeatureKind.ONSET_APEX
-    if spec.input_kind == "apex":
-        return FeatureKind.APEX
-    if spec.input_kind == "apex_flow":
-        return FeatureKind.APEX_FLOW
-    if spec.input_kind == "frames":
-        return FeatureKind.FRAMES
-    if spec.input_kind == "apex_flow_sequence":
-        return FeatureKind.APEX_FLOW_CLIP
-    # flow sequences: (dx, dy, magnitude) clips (CNN-LSTM) or u, v, strain keyframe flows
-    if spec.channel_names and spec.channel_names[0] == "dx":
-        return FeatureKind.FLOW_CLIP
-    return FeatureKind.KEYFRAMES
+    """The motion features the model declares (`spec.features`)."""
+    try:
+        return FeatureKind(spec.features)
+    except ValueError:
+        raise MekitError(
+            f"model {spec.name!r} ({spec.task} model) takes features {spec.features!r}, which "
+            f"mekit.motion does not compute per sample (it computes {', '.join(FeatureKind)})"
+        ) from None
 
 
 def feature_config_for(spec: ModelSpec, base: FeatureConfig = FeatureConfig()) -> FeatureConfig:
