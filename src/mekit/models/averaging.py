@@ -19,7 +19,6 @@ same normalisation travels with a model file and runs on mekit's own flow at ana
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import torch
 from torch import nn
@@ -83,11 +82,10 @@ class ProbabilityAverage(nn.Module):
 
 
 @register_model(
-    replace(
-        STSTNET_SPEC,
-        name="ststnet_average",
-        description="STSTNet x members (seeds), per-sample input normalisation, probabilities "
-        "averaged (the composite recipes' model)",
+    STSTNET_SPEC.variant(
+        "ststnet_average",
+        "STSTNet x members (seeds), per-sample input normalisation, probabilities averaged "
+        "(the composite recipes' model)",
     )
 )
 def ststnet_average(

@@ -185,26 +185,21 @@ class CNNLSTMFusion(nn.Module):
         return self.classifier(self.fusion(self.fusion_input(x)))
 
 
-def _spec(name: str, description: str) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        input_kind="flow_sequence",
-        channels=3,
-        size=96,
-        frames=19,
-        channel_names=("dx", "dy", "magnitude"),
-        description=description,
-        features="flow_clip",  # dx, dy, magnitude of the whole clip, not keyframe u, v, strain
-    )
-
-
-@register_model(
-    _spec(
-        "cnn_lstm_fusion",
-        "CNN + improved LSTM fusion (seed 004): AlexNet-style CNN on 19 96x96 dx/dy/magnitude "
-        "flow images, peephole LSTM over the per-frame FC7 features, trainable fusion after FC7",
-    )
+SPEC = ModelSpec(
+    name="cnn_lstm_fusion",
+    input_kind="flow_sequence",
+    channels=3,
+    size=96,
+    frames=19,
+    channel_names=("dx", "dy", "magnitude"),
+    features="flow_clip",  # dx, dy, magnitude of the whole clip, not keyframe u, v, strain
+    description="CNN + improved LSTM fusion (seed 004): AlexNet-style CNN on 19 96x96 "
+    "dx/dy/magnitude flow images, peephole LSTM over the per-frame FC7 features, trainable "
+    "fusion after FC7",
 )
+
+
+@register_model(SPEC)
 def cnn_lstm_fusion(
     num_classes: int, dropout: float = 0.5, trainable_fusion: bool = True
 ) -> nn.Module:
@@ -213,7 +208,7 @@ def cnn_lstm_fusion(
 
 
 @register_model(
-    _spec(
+    SPEC.variant(
         "cnn_lstm_spatial",
         "Ablation of cnn_lstm_fusion (seed 004): spatial features (FC7 time-mean) only, no LSTM",
     )
@@ -224,7 +219,7 @@ def cnn_lstm_spatial(num_classes: int, dropout: float = 0.5) -> nn.Module:
 
 
 @register_model(
-    _spec(
+    SPEC.variant(
         "cnn_lstm_temporal",
         "Ablation of cnn_lstm_fusion (seed 004): temporal features (LSTM last state) only",
     )

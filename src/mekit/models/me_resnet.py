@@ -109,33 +109,27 @@ class MEResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
 
 
-def _spec(name: str, description: str) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        input_kind="flow_sequence",
-        channels=3,
-        size=64,
-        frames=10,
-        channel_names=("u", "v", "strain"),
-        description=description,
-        features="keyframes",
-    )
-
-
-@register_model(
-    _spec(
-        "me_resnet",
-        "ME-ResNet (Jiang & Zhu 2024): 3D ResNet50 with CBAM bottlenecks, base width 16, on "
-        "10 consecutive 64x64 u/v/strain flows between 11 onset-apex keyframes",
-    )
+SPEC = ModelSpec(
+    name="me_resnet",
+    input_kind="flow_sequence",
+    channels=3,
+    size=64,
+    frames=10,
+    channel_names=("u", "v", "strain"),
+    features="keyframes",
+    description="ME-ResNet (Jiang & Zhu 2024): 3D ResNet50 with CBAM bottlenecks, base width 16, "
+    "on 10 consecutive 64x64 u/v/strain flows between 11 onset-apex keyframes",
 )
+
+
+@register_model(SPEC)
 def me_resnet(num_classes: int, base_width: int = 16) -> nn.Module:
     """ME-ResNet depth 50 on (B, 3, 10, 64, 64) u/v/strain flow sequences."""
     return MEResNet(num_classes, depth=50, base_width=base_width)
 
 
 @register_model(
-    _spec(
+    SPEC.variant(
         "me_resnet_small",
         "ME-ResNet with one CBAM bottleneck per stage (depth 14), base width 16, on 10 "
         "consecutive 64x64 u/v/strain flows",

@@ -407,31 +407,32 @@ def _received_attention(
     return up[:, 0]
 
 
-def _flow_spec(name: str, description: str) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        input_kind="flow",
-        channels=3,
-        size=64,
-        channel_names=("u", "v", "strain"),
-        description=description,
-        features="onset_apex",
-    )
+FLOW_SPEC = ModelSpec(
+    name="mobilevitv3_xxs",
+    input_kind="flow",
+    channels=3,
+    size=64,
+    channel_names=("u", "v", "strain"),
+    features="onset_apex",
+    description="MobileViTv3-XXS on 64x64 onset-apex u/v/strain",
+)
 
 
-@register_model(_flow_spec("mobilevitv3_xxs", "MobileViTv3-XXS on 64x64 onset-apex u/v/strain"))
+@register_model(FLOW_SPEC)
 def mobilevitv3_xxs(num_classes: int, dropout: float = 0.1) -> nn.Module:
     """MobileViTv3-XXS on (B, 3, 64, 64) u/v/strain; 737,987 parameters at 3 classes."""
     return MobileViTv3(num_classes, CONFIGS["xxs"], dropout=dropout)
 
 
-@register_model(_flow_spec("mobilevitv3_xs", "MobileViTv3-XS on 64x64 onset-apex u/v/strain"))
+@register_model(
+    FLOW_SPEC.variant("mobilevitv3_xs", "MobileViTv3-XS on 64x64 onset-apex u/v/strain")
+)
 def mobilevitv3_xs(num_classes: int, dropout: float = 0.1) -> nn.Module:
     """MobileViTv3-XS on (B, 3, 64, 64) u/v/strain; 1,851,283 parameters at 3 classes."""
     return MobileViTv3(num_classes, CONFIGS["xs"], dropout=dropout)
 
 
-@register_model(_flow_spec("mobilevitv3_s", "MobileViTv3-S on 64x64 onset-apex u/v/strain"))
+@register_model(FLOW_SPEC.variant("mobilevitv3_s", "MobileViTv3-S on 64x64 onset-apex u/v/strain"))
 def mobilevitv3_s(num_classes: int, dropout: float = 0.1) -> nn.Module:
     """MobileViTv3-S on (B, 3, 64, 64) u/v/strain; 4,805,795 parameters at 3 classes."""
     return MobileViTv3(num_classes, CONFIGS["s"], dropout=dropout)

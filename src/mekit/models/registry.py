@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal
 
@@ -117,6 +117,10 @@ class ModelSpec:
             raise ValueError(f"{self.name}: input_kind {self.input_kind!r} needs frames >= 1")
         if not temporal and self.frames is not None:
             raise ValueError(f"{self.name}: input_kind {self.input_kind!r} takes frames=None")
+
+    def variant(self, name: str, description: str) -> ModelSpec:
+        """This spec for another model of the same family and input (timm's variants)."""
+        return replace(self, name=name, description=description)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -122,32 +122,26 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
-def _spec(name: str, description: str) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        input_kind="apex",
-        channels=1,
-        size=112,
-        channel_names=("apex",),
-        description=description,
-        features="apex",
-    )
-
-
-@register_model(
-    _spec(
-        "resnet18_dual_attention",
-        "ResNet18 + spatial/channel dual attention in each residual unit (Xu et al. 2021) on "
-        "the 112x112 grey apex frame (paper: 224); ~11.2M parameters",
-    )
+SPEC = ModelSpec(
+    name="resnet18_dual_attention",
+    input_kind="apex",
+    channels=1,
+    size=112,
+    channel_names=("apex",),
+    features="apex",
+    description="ResNet18 + spatial/channel dual attention in each residual unit (Xu et al. 2021) "
+    "on the 112x112 grey apex frame (paper: 224); ~11.2M parameters",
 )
+
+
+@register_model(SPEC)
 def resnet18_dual_attention(num_classes: int) -> nn.Module:
     """ResNet18 with dual attention on (B, 1, 112, 112) apex frames."""
     return AttentionResNet(num_classes, layers=RESNET18_LAYERS, attention=True)
 
 
 @register_model(
-    _spec(
+    SPEC.variant(
         "resnet18",
         "Plain ResNet18 on the 112x112 grey apex frame (baseline of Xu et al. 2021); "
         "~11.2M parameters",
