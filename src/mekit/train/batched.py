@@ -43,10 +43,16 @@ from tqdm.auto import tqdm
 from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.train.device import autocast_dtype, resolve_device
-from mekit.train.loop import TrainConfig, _flow_channels, augment_batch, predict_proba
+from mekit.train.loop import (
+    TrainConfig,
+    _flow_channels,
+    augment_batch,
+    class_weights,
+    predict_proba,
+)
 from mekit.train.loso import LosoResult, assemble_fitted, prepare_folds
-from mekit.train.losses import balanced_class_weights
 from mekit.train.splits import Fold
+from mekit.train.warm_start import transfer_weights
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +79,8 @@ def _fold_loss(
 
 
 def _class_weights(y: np.ndarray, num_classes: int, config: TrainConfig) -> np.ndarray:
-    if config.focal_alpha is not None:
-        if len(config.focal_alpha) != num_classes:
-            raise MekitError(
-                f"train.focal_alpha has {len(config.focal_alpha)} values for {num_classes} "
-                "classes; give one per class, in label order"
-            )
-        return np.asarray(config.focal_alpha, dtype=np.float32)
-    if config.class_weights == "balanced":
-        return balanced_class_weights(y, num_classes)
-    return np.ones(num_classes, dtype=np.float32)
+    weights = class_weights(y, num_classes, config)
+    return weights if weights is not None else np.ones(num_classes, dtype=np.float32)
 
 
 class _Stream:
@@ -158,8 +156,6 @@ def _fit_group(
             torch.manual_seed(config.seed + fold.index)
             model = create_model(model_name, num_classes, **model_kwargs)
         if config.init_from:
-            from mekit.train.transfer import transfer_weights  # transfer imports the loop
-
             transfer_weights(model, config.init_from)
         for module in model.modules():
             if hasattr(module, "explicit"):  # attention vmap can batch (models/mobilevitv3)
