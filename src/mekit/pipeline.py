@@ -51,7 +51,7 @@ from mekit.train.averaging import (
     train_average_and_save,
 )
 from mekit.train.classical import CLASSICAL_MODELS, SVMTrainer
-from mekit.train.estimators import FoldTrainer, NetworkTrainer
+from mekit.train.estimators import NetworkTrainer, Trainer
 from mekit.train.executors import make_executor
 from mekit.train.export import train_and_save
 from mekit.train.inputs import feature_config_for, to_model_layout
@@ -583,7 +583,7 @@ def _cross_validate(
     )
 
 
-def _trainer(config: ExperimentConfig, num_classes: int) -> FoldTrainer:
+def _trainer(config: ExperimentConfig, num_classes: int) -> Trainer:
     """How this run's model is trained under cross-validation (its engine's trainer)."""
     if config.model in CLASSICAL_MODELS:
         return SVMTrainer(config.train)

@@ -51,7 +51,6 @@ class MeanTrainer:
     made: dict[str, Any] = field(default_factory=dict)
     model_name: str = "mean"
     config: TrainConfig = TINY
-    fits_all_folds = False
     peeks_at_test = False
 
     def estimator(self, fold):

@@ -28,12 +28,11 @@ Selection must be "fixed" (no held-out data is looked at).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,9 +44,8 @@ from tqdm.auto import tqdm
 from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.train.device import autocast_dtype, resolve_device
-from mekit.train.estimators import FittedNetwork, fitted_networks
+from mekit.train.estimators import AllFoldsNetworks
 from mekit.train.loop import TrainConfig, _flow_channels, augment_batch, predict_proba
-from mekit.train.loso import LosoResult, cross_validate
 from mekit.train.losses import balanced_class_weights
 from mekit.train.splits import Fold
 
@@ -219,31 +217,20 @@ def _fit_group(
 
 
 @dataclass(frozen=True)
-class BatchedTrainer:
-    """The fold runner's trainer for fold-batched training (`fit_folds`): all folds at once,
-    `folds_at_once` per program (0: all); every fold keeps its last step."""
+class BatchedTrainer(AllFoldsNetworks):
+    """The fold runner's trainer for fold-batched training (`fit_folds`), `folds_at_once`
+    folds per program (0: all). No per-epoch losses: the folds share their steps."""
 
-    model_name: str
-    num_classes: int
-    config: TrainConfig
-    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     folds_at_once: int = 0
-    fits_all_folds = True
-    peeks_at_test = False
+    engine = "batched"
 
     def groups(self, folds: Sequence[Fold]) -> list[list[Fold]]:
         chunk = len(folds) if self.folds_at_once <= 0 else self.folds_at_once
         return [list(folds[i : i + chunk]) for i in range(0, len(folds), chunk)]
 
-    def fit_folds(
-        self,
-        X: np.ndarray,
-        y: np.ndarray,
-        subjects: np.ndarray,
-        folds: Sequence[Fold],
-        *,
-        progress: bool = False,
-    ) -> list[FittedNetwork]:
+    def _fit(
+        self, X: np.ndarray, y: np.ndarray, folds: list[Fold], progress: bool
+    ) -> tuple[list[nn.Module], list[list[dict[str, float]]]]:
         models = fit_folds(
             self.model_name,
             self.num_classes,
@@ -255,17 +242,7 @@ class BatchedTrainer:
             folds_at_once=self.folds_at_once,
             progress=progress,
         )
-        # No per-epoch losses: the folds share their steps here.
-        return fitted_networks(models, [[] for _ in folds], self.config)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "engine": "batched",
-            "model": self.model_name,
-            "model_kwargs": dict(self.model_kwargs),
-            "config": dataclasses.asdict(self.config),
-            "folds_at_once": self.folds_at_once,
-        }
+        return models, [[] for _ in folds]
 
 
 def predict_folds(
@@ -273,36 +250,3 @@ def predict_folds(
 ) -> list[np.ndarray]:
     """Each fold's model on its own test samples: (n_test, K) probabilities per fold."""
     return [predict_proba(m, X[f.test_idx]) for m, f in zip(models, folds, strict=True)]
-
-
-def run_loso_batched(
-    X: np.ndarray,
-    y: np.ndarray,
-    subjects: Sequence[str],
-    ids: Sequence[str],
-    labels: Sequence[str],
-    config: TrainConfig,
-    model_name: str,
-    folds: Sequence[Fold] | None = None,
-    *,
-    model_kwargs: Mapping[str, Any] | None = None,
-    folds_at_once: int = 0,
-    progress: bool = True,
-) -> LosoResult:
-    """`cross_validate` with a `BatchedTrainer`: every fold (default leave-one-subject-out)
-    trained at once, then each fold's model on its test samples: the same `LosoResult` as
-    `mekit.train.loso.run_folds` (every fold keeps its last step; histories are empty)."""
-    trainer = BatchedTrainer(
-        model_name, len(labels), config, dict(model_kwargs or {}), folds_at_once
-    )
-    return cross_validate(
-        X,
-        y,
-        subjects,
-        ids,
-        labels,
-        trainer,
-        folds,
-        progress=progress,
-        desc=f"fold-batched {model_name}",
-    )

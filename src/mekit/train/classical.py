@@ -3,7 +3,6 @@ evaluated with the same LOSO folds, predictions table and reports as the network
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from mekit.train.loop import TrainConfig
-from mekit.train.loso import LosoResult, cross_validate
 from mekit.train.splits import Fold
 
 CLASSICAL_MODELS = ("lbptop_svm",)
@@ -65,7 +63,6 @@ class SVMTrainer:
 
     config: TrainConfig
     model_name: str = "lbptop_svm"
-    fits_all_folds = False
     peeks_at_test = False
 
     def estimator(self, fold: Fold) -> LbpTopSVM:
@@ -73,28 +70,3 @@ class SVMTrainer:
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.model_name, "params": LbpTopSVM().get_params()}
-
-
-def run_loso_classical(
-    X: np.ndarray,
-    y: np.ndarray,
-    subjects: Sequence[str],
-    ids: Sequence[str],
-    labels: Sequence[str],
-    config: TrainConfig,
-    progress: bool = True,
-    folds: Sequence[Fold] | None = None,
-) -> LosoResult:
-    """Cross-validation with `LbpTopSVM` (LOSO unless `folds` are given): one fit per fold on
-    its training samples only (`cross_validate` with an `SVMTrainer`)."""
-    return cross_validate(
-        X,
-        y,
-        subjects,
-        ids,
-        labels,
-        SVMTrainer(config),
-        folds,
-        progress=progress,
-        desc="LOSO lbptop_svm",
-    )

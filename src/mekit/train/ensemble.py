@@ -61,7 +61,7 @@ from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.train.augment import hflip
 from mekit.train.device import autocast_dtype, resolve_device
-from mekit.train.estimators import FittedNetwork, fitted_networks
+from mekit.train.estimators import AllFoldsNetworks
 from mekit.train.loop import TrainConfig, _batches
 from mekit.train.loso import LosoResult, cross_validate
 from mekit.train.losses import balanced_class_weights
@@ -885,31 +885,18 @@ def run_loso_ensemble(
 
 
 @dataclasses.dataclass(frozen=True)
-class KernelTrainer:
-    """The fold runner's trainer for the fused STSTNet ensemble (`fit_fold_ensemble`): all
-    folds at once; every fold keeps its last epoch, with its per-epoch training losses."""
+class KernelTrainer(AllFoldsNetworks):
+    """The fold runner's trainer for the fused STSTNet ensemble (`fit_fold_ensemble`), with
+    each fold's training loss per epoch. The thread count is not part of its description: the
+    native backend's results do not depend on it."""
 
-    model_name: str
-    num_classes: int
-    config: TrainConfig
-    model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    threads: int | None = None
+    threads: int | None = dataclasses.field(default=None, compare=False)
     backend: Backend = "auto"
-    fits_all_folds = True
-    peeks_at_test = False
+    engine = "kernel"
 
-    def groups(self, folds: Sequence[Fold]) -> list[list[Fold]]:
-        return [list(folds)]
-
-    def fit_folds(
-        self,
-        X: np.ndarray,
-        y: np.ndarray,
-        subjects: np.ndarray,
-        folds: Sequence[Fold],
-        *,
-        progress: bool = False,
-    ) -> list[FittedNetwork]:
+    def _fit(
+        self, X: np.ndarray, y: np.ndarray, folds: list[Fold], progress: bool
+    ) -> tuple[list[torch.nn.Module], list[list[dict[str, float]]]]:
         fitted = fit_fold_ensemble(
             X,
             y,
@@ -922,17 +909,12 @@ class KernelTrainer:
             backend=self.backend,
             progress=progress,
         )
-        return fitted_networks(fitted.models, fitted.histories, self.config)
+        return fitted.models, fitted.histories
 
     def describe(self) -> dict[str, Any]:
-        # The thread count is left out: the native backend's results do not depend on it.
-        return {
-            "engine": "kernel",
-            "backend": self.backend,
-            "model": self.model_name,
-            "model_kwargs": dict(self.model_kwargs),
-            "config": dataclasses.asdict(self.config),
-        }
+        described = super().describe()
+        del described["threads"]
+        return described
 
 
 def _train(

@@ -4,10 +4,11 @@ Every model family is trained under cross-validation the same way: a `FoldTraine
 A per-fold trainer hands out one `Estimator` per fold (scikit-learn's contract: `fit` on the
 fold's training samples returns the estimator, `predict_proba` scores samples), and the runner
 fits it wherever its executor runs folds (here, worker processes, Ray). An all-folds trainer
-(`fits_all_folds = True`) fits every fold at once in this process (fold-batched `vmap`, the
-fused STSTNet kernel) and returns one fitted estimator per fold. Either way the runner alone
-chooses what a fold sees: its training samples, and its test samples only for prediction
-(or, for the test-oracle protocol kept for comparison with the literature, for selection).
+(an `AllFoldsNetworks`) fits every fold of a group at once in this process (fold-batched
+`vmap`, the fused STSTNet kernel) and returns one fitted estimator per fold. Either way the
+runner alone chooses what a fold sees: its training samples, and its test samples only for
+prediction (or, for the test-oracle protocol kept for comparison with the literature, for
+selection).
 
 Trainers are small frozen dataclasses: picklable (they travel to worker processes) and
 fingerprintable (`describe()` enters the checkpoint stamp, so a checkpoint written by one
@@ -54,31 +55,14 @@ class FoldTrainer(Protocol):
 
     model_name: str
     config: TrainConfig
-    fits_all_folds: bool
     peeks_at_test: bool
+
+    def estimator(self, fold: Fold) -> Estimator:
+        """A fresh, unfitted estimator for `fold` (seeded for it)."""
+        ...
 
     def describe(self) -> dict[str, Any]:
         """Everything besides the data that determines the fold outputs (JSON-able)."""
-        ...
-
-
-class AllFoldsTrainer(FoldTrainer, Protocol):
-    """A trainer that fits folds together (`fits_all_folds = True`)."""
-
-    def groups(self, folds: Sequence[Fold]) -> list[list[Fold]]:
-        """The folds in the groups `fit_folds` trains together (fixed by the whole list)."""
-        ...
-
-    def fit_folds(
-        self,
-        X: np.ndarray,
-        y: np.ndarray,
-        subjects: np.ndarray,
-        folds: Sequence[Fold],
-        *,
-        progress: bool = False,
-    ) -> list[Estimator]:
-        """One fitted estimator per fold of one group, each on its `train_idx` only."""
         ...
 
 
@@ -178,7 +162,6 @@ class NetworkTrainer:
     num_classes: int
     config: TrainConfig
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    fits_all_folds = False
 
     @property
     def peeks_at_test(self) -> bool:
@@ -195,3 +178,57 @@ class NetworkTrainer:
             "model_kwargs": dict(self.model_kwargs),
             "config": dataclasses.asdict(self.config),
         }
+
+
+@dataclass(frozen=True)
+class AllFoldsNetworks:
+    """Base of the trainers that fit every fold of a group at once, here in one process: a
+    subclass implements `_fit` (the fold models and their histories) and names its `engine`;
+    every fold keeps its last epoch."""
+
+    model_name: str
+    num_classes: int
+    config: TrainConfig
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    peeks_at_test = False
+    engine = "all-folds"
+
+    def groups(self, folds: Sequence[Fold]) -> list[list[Fold]]:
+        """The folds in the groups `fit_folds` trains together (fixed by the whole list)."""
+        return [list(folds)]
+
+    def fit_folds(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        subjects: np.ndarray,
+        folds: Sequence[Fold],
+        *,
+        progress: bool = False,
+    ) -> list[FittedNetwork]:
+        """One fitted network per fold of one group, each on its `train_idx` only."""
+        models, histories = self._fit(X, y, list(folds), progress)
+        return fitted_networks(models, histories, self.config)
+
+    def _fit(
+        self, X: np.ndarray, y: np.ndarray, folds: list[Fold], progress: bool
+    ) -> tuple[list[nn.Module], list[list[dict[str, float]]]]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        settings = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("model_name", "num_classes", "config", "model_kwargs")
+        }
+        return {
+            "engine": self.engine,
+            "model": self.model_name,
+            "model_kwargs": dict(self.model_kwargs),
+            "config": dataclasses.asdict(self.config),
+            **settings,
+        }
+
+
+# What the fold runner takes: a per-fold trainer or one that fits folds together.
+Trainer = FoldTrainer | AllFoldsNetworks

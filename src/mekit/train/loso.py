@@ -1,7 +1,7 @@
 """Cross-validation: one model per fold, predictions joined by id.
 
 `cross_validate` is the one fold runner: it runs any list of `Fold`s (leave-one-subject-out,
-k-fold, leave-one-corpus-out...) with any `FoldTrainer` (`mekit.train.estimators`: a network
+k-fold, leave-one-corpus-out...) with any `Trainer` (`mekit.train.estimators`: a network
 per fold, all folds at once, the SVM). `run_folds` is the per-fold network loop on top of it
 and `run_loso` leave-one-subject-out on top of that. A fold's `test_subject` is the name of
 the group it holds out (a subject, a corpus, "fold3"...).
@@ -34,7 +34,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mekit.errors import MekitError
-from mekit.train.estimators import Estimator, FoldTrainer, NetworkTrainer
+from mekit.train.estimators import AllFoldsNetworks, Estimator, NetworkTrainer, Trainer
 from mekit.train.executors import FoldExecutor, SequentialExecutor, make_executor
 from mekit.train.loop import TrainConfig
 from mekit.train.metrics import ClassificationMetrics, classification_metrics
@@ -278,7 +278,7 @@ def cross_validate(
     subjects: Sequence[str],
     ids: Sequence[str],
     labels: Sequence[str],
-    trainer: FoldTrainer,
+    trainer: Trainer,
     folds: Sequence[Fold] | None = None,
     *,
     executor: FoldExecutor | None = None,
@@ -312,7 +312,8 @@ def cross_validate(
     # An all-folds trainer's fold depends on the folds trained with it (shared steps and
     # dropout draws): a group is resumed whole or trained again whole, so a resumed run
     # still equals an uninterrupted one.
-    groups = trainer.groups(folds) if trainer.fits_all_folds else [[f] for f in folds]
+    together = isinstance(trainer, AllFoldsNetworks)
+    groups = trainer.groups(folds) if together else [[f] for f in folds]
     done = [g for g in groups if all(f.index in saved for f in g)]
     outputs = [saved[f.index] for g in done for f in g]
     todo = [g for g in groups if g not in done]
@@ -324,8 +325,8 @@ def cross_validate(
             len(folds),
             saver.directory,
         )
-    where = "all folds at once" if trainer.fits_all_folds else "one per fold"
-    if not trainer.fits_all_folds:
+    where = "folds trained together"
+    if not together:
         executor = executor if executor is not None else SequentialExecutor()
         where = f"executor={executor.describe()}"
     log.info(
@@ -345,7 +346,7 @@ def cross_validate(
 
 
 def _fit_folds(
-    trainer: FoldTrainer,
+    trainer: Trainer,
     groups: list[list[Fold]],
     X: np.ndarray,
     y: np.ndarray,
@@ -360,9 +361,9 @@ def _fit_folds(
     error)."""
     if not groups:
         return
-    if trainer.fits_all_folds:
+    if isinstance(trainer, AllFoldsNetworks):
         for group in groups:
-            fitted = trainer.fit_folds(X, y, subjects, group, progress=progress)  # type: ignore[attr-defined]
+            fitted = trainer.fit_folds(X, y, subjects, group, progress=progress)
             for estimator, fold in zip(fitted, group, strict=True):
                 yield _fold_output(estimator, fold, X, num_classes)
         return
@@ -393,7 +394,7 @@ class _Checkpoints:
         y: np.ndarray,
         subjects: np.ndarray,
         labels: Sequence[str],
-        trainer: FoldTrainer,
+        trainer: Trainer,
         folds: Sequence[Fold],
     ) -> None:
         self.directory = directory
