@@ -43,21 +43,23 @@ if TYPE_CHECKING:  # the heavy modules load when a function is called, not on `i
     from mekit.spot.signals import MotionSignals, SignalConfig
     from mekit.spot.spotters import SpotConfig
 
+# In the order of docs/api.md: the functions, then their results.
 __all__ = [
+    "analyze",
+    "spot",
+    "load_corpus",
+    "train",
+    "evaluate",
+    "load_model",
+    "signals_frame",
+    "default_cache_dir",
+    "run_folder",
     "Analysis",
+    "Spotting",
     "Corpus",
+    "TrainRun",
     "Evaluation",
     "Model",
-    "Spotting",
-    "TrainRun",
-    "analyze",
-    "default_cache_dir",
-    "evaluate",
-    "load_corpus",
-    "load_model",
-    "run_folder",
-    "spot",
-    "train",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -78,7 +80,8 @@ def default_cache_dir() -> Path:
 class Analysis:
     """What `analyze` found in one video; every file of it is in `out`.
 
-    details: the library's result (`mekit.app.result.Analysis`, the analysis.json document).
+    details: the library's result (`mekit.app.result.Analysis`, the analysis.json document);
+    settings: the `AnalyzeConfig` it ran with.
     """
 
     details: app_result.Analysis
@@ -128,6 +131,7 @@ class Analysis:
 
     @property
     def warnings(self) -> tuple[str, ...]:
+        """What the user should know: events not recognised, a variable frame rate..."""
         return self.details.warnings
 
     def plot(self) -> Figure:
@@ -155,6 +159,7 @@ _EVENT_COLUMNS += ("emotion",)
 
 def analyze(
     video: PathLike,
+    /,
     *,
     model: PathLike | None = None,
     spotter: PathLike | None = None,
@@ -170,7 +175,8 @@ def analyze(
     model: a model file (.json/.safetensors, e.g. RUN/model.json); default $MEKIT_MODEL, else
     the demo model. spotter: trained SOFTNet spotters (a `mekit train --model softnet` run)
     instead of the unsupervised spotter. settings: fields of `mekit.app.analyze.AnalyzeConfig`
-    over `config`, e.g. `video=False` (no MP4), `k=3` (flow offset, frames), `spot={"p": 0.6}`.
+    over `config`, e.g. `video=False` (no MP4; `video` the file is positional), `k=3` (flow
+    offset, frames), `spot={"p": 0.6}`.
     progress: called as `progress(stage, fraction 0..1)`.
     """
     from mekit.app.analyze import AnalyzeConfig, analyze_video
@@ -202,6 +208,7 @@ class Spotting:
 
     @property
     def out(self) -> Path:
+        """The output folder (NAME.intervals.csv, NAME.png, spots.json, summary.md)."""
         return self.details.out
 
     @property
@@ -389,6 +396,7 @@ class TrainRun:
 
     @property
     def run_dir(self) -> Path:
+        """The run's folder (summary.md, metrics.json, predictions.csv, confusion.png)."""
         return self.details.run_dir
 
     @property
@@ -521,11 +529,10 @@ class Model:
 
     @property
     def labels(self) -> tuple[str, ...]:
+        """The classes it outputs, in the order of its probabilities."""
         return self.details.info.labels
 
-    def predict(
-        self, video: PathLike, events: pd.DataFrame | Sequence[Sequence[int]]
-    ) -> pd.DataFrame:
+    def predict(self, video: PathLike, events: pd.DataFrame | Events) -> pd.DataFrame:
         """The emotion of each event of `video`: `events` are (onset, apex, offset) frames, as
         rows of a DataFrame with those columns (e.g. `spot(video).events`) or as tuples.
 
