@@ -110,19 +110,23 @@ def test_load_corpus_gives_samples_by_id_and_problems(tmp_path):
         [
             ["01", "EP01", "", 1, 3, 5, "", "4", "disgust"],
             ["01", "EP02", "", 1, 3, 5, "", "12", "happiness"],
-            ["02", "EP01", "", 1, 2, 5, "", "14", "fear"],  # not in megc2019
+            ["01", "EP03", "", 1, 3, 5, "", "14", "fear"],  # not in megc2019
+            ["02", "EP01", "", 1, 2, 5, "", "14", "disgust"],  # its folder is missing
         ],
-        {("sub01", "EP01"): range(1, 6), ("sub01", "EP02"): range(1, 6)},
+        {("sub01", clip): range(1, 6) for clip in ("EP01", "EP02", "EP03")},
     )
     corpus = mekit.load_corpus(root)
     assert corpus.layout == "casme2"
     samples = corpus.samples
-    assert list(samples.index) == ["casme2/sub01/EP01", "casme2/sub01/EP02"]
+    assert list(samples.index) == [f"casme2/sub01/EP0{n}" for n in (1, 2, 3)]
     assert samples.loc["casme2/sub01/EP02", "emotion"] == "happiness"
     assert samples.loc["casme2/sub01/EP01", "n_frames"] == 5
+    assert list(samples["label"].fillna("(none)")) == ["negative", "positive", "(none)"]
     problems = dict(zip(corpus.problems["id"], corpus.problems["problem"], strict=True))
-    assert "casme2/sub02/EP01" in problems  # its folder is missing
-    assert len(mekit.load_corpus(root, "casme2", "raw").samples) == 2
+    assert set(problems) == {"casme2/sub01/EP03", "casme2/sub02/EP01"}
+    assert "not in label scheme megc2019" in problems["casme2/sub01/EP03"]
+    raw = mekit.load_corpus(root, "casme2", "raw")
+    assert list(raw.samples["label"]) == ["disgust", "happiness", "fear"]
 
 
 def test_missing_files_are_named_in_the_error(tmp_path, model):

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # the heavy modules load when a function is called, not on `i
     from mekit.app.recognise import Recogniser
     from mekit.data.corrections import Corrections
     from mekit.data.inspect import CorpusSummary
+    from mekit.data.labels import LabelScheme
     from mekit.data.schema import LoadResult
     from mekit.pipeline import CorpusSource, ExperimentConfig, RunOutcome
     from mekit.spot.run import SpotOutcome
@@ -153,8 +154,7 @@ class Analysis:
         return folder
 
 
-_EVENT_COLUMNS = ("kind", "onset", "apex", "offset", "onset_s", "apex_s", "offset_s", "score")
-_EVENT_COLUMNS += ("emotion",)
+_EVENT_COLUMNS = tuple("kind onset apex offset onset_s apex_s offset_s score emotion".split())
 
 
 def analyze(
@@ -183,6 +183,7 @@ def analyze(
 
     video = Path(video)
     config = _configured(AnalyzeConfig, config, settings)
+    config.spot.validate()  # a spot={...} mapping is built, not yet checked
     result = analyze_video(
         video,
         Path(out) if out is not None else Path("analyses") / video.stem,
@@ -214,7 +215,7 @@ class Spotting:
     @property
     def events(self) -> pd.DataFrame:
         """One row per spotted interval: video, onset, apex, offset (frames), onset_s, apex_s,
-        offset_s (seconds), kind ("micro"/"macro"), score (motion contrast, noise units),
+        offset_s (seconds), kind ("micro"/"macro"), score (the spotter's confidence, 0..1),
         during ("speech" or "")."""
         import pandas as pd
 
@@ -322,32 +323,38 @@ class Corpus:
     """A corpus as its loader read it, under a label scheme.
 
     details: what the loader found (`mekit.data.schema.LoadResult`); summary: counts per class
-    and subject and every problem (`mekit.data.inspect.CorpusSummary`, `mekit data info`).
+    and subject and every problem (`mekit.data.inspect.CorpusSummary`, `mekit data info`);
+    scheme: the label scheme (`mekit.data.labels.LabelScheme`).
     """
 
     layout: str
     details: LoadResult
     summary: CorpusSummary
+    scheme: LabelScheme
 
     @property
     def samples(self) -> pd.DataFrame:
-        """One row per usable sample, indexed by sample id: dataset, subject, clip, onset,
-        apex, offset (the corpus's frame numbers), emotion (as annotated), aus, fps, kind,
+        """One row per sample the loader read, indexed by sample id: dataset, subject, clip,
+        onset, apex, offset (the corpus's frame numbers), emotion (as annotated), label (its
+        class under the scheme; missing where the scheme leaves it out), aus, fps (frames/s), kind,
         apex_source, n_frames (frames on disk)."""
         import pandas as pd
 
-        keys = ("dataset", "subject", "clip", "onset", "apex", "offset", "emotion", "aus", "fps")
+        keys = ("dataset", "subject", "clip", "onset", "apex", "offset", "emotion")
         rows = [
             {
                 "id": s.id,
                 **{k: getattr(s, k) for k in keys},
+                "label": self.scheme.label_of(s),
+                "aus": s.aus,
+                "fps": s.fps,
                 "kind": s.kind,
                 "apex_source": s.apex_source,
                 "n_frames": len(s.frames),
             }
             for s in self.details.samples
         ]
-        columns = ["id", *keys, "kind", "apex_source", "n_frames"]
+        columns = ["id", *keys, "label", "aus", "fps", "kind", "apex_source", "n_frames"]
         return pd.DataFrame(rows, columns=columns).set_index("id")
 
     @property
@@ -371,15 +378,13 @@ def load_corpus(
     it is not in the folder. corrections: a CSV of annotation corrections (id,field,value,reason).
     """
     from mekit.data.corpora import load_corpus as load_layout
-    from mekit.data.corrections import load_corrections
     from mekit.data.inspect import summarise
     from mekit.data.labels import load_scheme
 
-    if corrections is not None and isinstance(corrections, str | os.PathLike):
-        corrections = load_corrections(corrections)
-    layout, loaded = load_layout(Path(path), corpus, sheet=sheet, corrections=corrections)
+    fixes = _corrections(corrections)
+    layout, loaded = load_layout(Path(path), corpus, sheet=sheet, corrections=fixes)
     scheme = load_scheme(labels, raw_labels=tuple({s.emotion for s in loaded.samples}))
-    return Corpus(layout, loaded, summarise(layout, loaded, scheme))
+    return Corpus(layout, loaded, summarise(layout, loaded, scheme), scheme)
 
 
 # --- training and evaluation ------------------------------------------------------------------
