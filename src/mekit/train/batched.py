@@ -32,6 +32,7 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ from tqdm.auto import tqdm
 from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.train.device import autocast_dtype, resolve_device
+from mekit.train.estimators import AllFoldsNetworks
 from mekit.train.loop import (
     TrainConfig,
     _flow_channels,
@@ -50,7 +52,6 @@ from mekit.train.loop import (
     class_weights,
     predict_proba,
 )
-from mekit.train.loso import LosoResult, assemble_fitted, prepare_folds
 from mekit.train.splits import Fold
 from mekit.train.warm_start import transfer_weights
 
@@ -211,41 +212,37 @@ def _fit_group(
     return out
 
 
+@dataclass(frozen=True)
+class BatchedTrainer(AllFoldsNetworks):
+    """The fold runner's trainer for fold-batched training (`fit_folds`), `folds_at_once`
+    folds per program (0: all). No per-epoch losses: the folds share their steps."""
+
+    folds_at_once: int = 0
+    engine = "batched"
+
+    def groups(self, folds: Sequence[Fold]) -> list[list[Fold]]:
+        chunk = len(folds) if self.folds_at_once <= 0 else self.folds_at_once
+        return [list(folds[i : i + chunk]) for i in range(0, len(folds), chunk)]
+
+    def _fit(
+        self, X: np.ndarray, y: np.ndarray, folds: list[Fold], progress: bool
+    ) -> tuple[list[nn.Module], list[list[dict[str, float]]]]:
+        models = fit_folds(
+            self.model_name,
+            self.num_classes,
+            X,
+            y,
+            folds,
+            self.config,
+            model_kwargs=self.model_kwargs,
+            folds_at_once=self.folds_at_once,
+            progress=progress,
+        )
+        return models, [[] for _ in folds]
+
+
 def predict_folds(
     models: Sequence[nn.Module], X: np.ndarray, folds: Sequence[Fold]
 ) -> list[np.ndarray]:
     """Each fold's model on its own test samples: (n_test, K) probabilities per fold."""
     return [predict_proba(m, X[f.test_idx]) for m, f in zip(models, folds, strict=True)]
-
-
-def run_loso_batched(
-    X: np.ndarray,
-    y: np.ndarray,
-    subjects: Sequence[str],
-    ids: Sequence[str],
-    labels: Sequence[str],
-    config: TrainConfig,
-    model_name: str,
-    folds: Sequence[Fold] | None = None,
-    *,
-    model_kwargs: Mapping[str, Any] | None = None,
-    folds_at_once: int = 0,
-    progress: bool = True,
-) -> LosoResult:
-    """`fit_folds` for every fold (default leave-one-subject-out), then each fold's model on its
-    test samples: the same `LosoResult` as `mekit.train.loso.run_folds` (every fold keeps its
-    last step; histories are empty: the folds have no per-epoch losses of their own here)."""
-    X, y, subj, folds = prepare_folds(X, y, subjects, ids, labels, folds)
-    models = fit_folds(
-        model_name,
-        len(labels),
-        X,
-        y,
-        folds,
-        config,
-        model_kwargs=model_kwargs,
-        folds_at_once=folds_at_once,
-        progress=progress,
-    )
-    no_history: list[list[dict[str, float]]] = [[] for _ in folds]
-    return assemble_fitted(models, no_history, folds, X, y, subj, ids, labels, model_name, config)

@@ -61,8 +61,9 @@ from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.train.augment import hflip
 from mekit.train.device import autocast_dtype, resolve_device
+from mekit.train.estimators import AllFoldsNetworks
 from mekit.train.loop import TrainConfig, _batches
-from mekit.train.loso import LosoResult, assemble_fitted, prepare_folds
+from mekit.train.loso import LosoResult, cross_validate
 from mekit.train.losses import balanced_class_weights
 from mekit.train.splits import Fold
 
@@ -867,22 +868,53 @@ def run_loso_ensemble(
     warning). Returns a `LosoResult` like `run_loso`: every fold keeps its last epoch
     (best_epoch = epochs); histories hold the training loss per epoch.
     """
-    X, y, subj, folds = prepare_folds(X, y, subjects, ids, labels, folds)
-    fitted = fit_fold_ensemble(
+    trainer = KernelTrainer(
+        model_name, len(labels), config, dict(model_kwargs or {}), threads, backend
+    )
+    return cross_validate(
         X,
         y,
+        subjects,
+        ids,
+        labels,
+        trainer,
         folds,
-        len(labels),
-        config,
-        model_name=model_name,
-        model_kwargs=model_kwargs,
-        threads=threads,
-        backend=backend,
         progress=progress,
+        desc=f"ensemble {model_name}",
     )
-    return assemble_fitted(
-        fitted.models, fitted.histories, folds, X, y, subj, ids, labels, model_name, config
-    )
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelTrainer(AllFoldsNetworks):
+    """The fold runner's trainer for the fused STSTNet ensemble (`fit_fold_ensemble`), with
+    each fold's training loss per epoch. The thread count is not part of its description: the
+    native backend's results do not depend on it."""
+
+    threads: int | None = dataclasses.field(default=None, compare=False)
+    backend: Backend = "auto"
+    engine = "kernel"
+
+    def _fit(
+        self, X: np.ndarray, y: np.ndarray, folds: list[Fold], progress: bool
+    ) -> tuple[list[torch.nn.Module], list[list[dict[str, float]]]]:
+        fitted = fit_fold_ensemble(
+            X,
+            y,
+            folds,
+            self.num_classes,
+            self.config,
+            model_name=self.model_name,
+            model_kwargs=self.model_kwargs,
+            threads=self.threads,
+            backend=self.backend,
+            progress=progress,
+        )
+        return fitted.models, fitted.histories
+
+    def describe(self) -> dict[str, Any]:
+        described = super().describe()
+        del described["threads"]
+        return described
 
 
 def _train(
