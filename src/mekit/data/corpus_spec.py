@@ -1,0 +1,165 @@
+"""A corpus described as data, and the one loop that turns its rows into samples.
+
+A `ClipSheet` says what a corpus's sheet is called, which columns it needs (in their official
+spelling, with other spellings seen in the wild), which column holds which field, and how its
+frame cells read. `row_sample` turns one row into a checked `Sample` (via `make_sample`);
+`collect` runs the rows, skips bad ones with the reason and the sheet row, and refuses a
+repeated id. What stays in a loader is only its corpus's own: where the sheet and frames are,
+how a subject cell names its folder, and which folder holds a clip.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from mekit.data.corrections import Corrections
+from mekit.data.records import frame_number, make_sample
+from mekit.data.schema import LoadResult, RowError, Sample, Skipped
+from mekit.data.sheets import read_book, records, select_columns
+from mekit.errors import MekitError
+
+
+@dataclass(frozen=True)
+class ClipSheet:
+    """A sheet with one row per clip folder: its columns and how its cells read.
+
+    `required` are the columns read, in their official spelling; `aliases` maps other
+    (normalised) spellings to them. `onset`, `apex`, `offset`, `emotion`, `aus` name the
+    columns holding those fields; `must_have` the frame columns that may not be empty (the
+    others default to the clip's first/last frame or its midpoint); `negative_apex` says
+    that an apex below 0 means "not annotated" (SAMM's -1). `repeat` is the reason given to a
+    row whose id an earlier row had (`{row}` is that row). `number` reads a frame file's
+    number (default: the last digits of its name)."""
+
+    what: str
+    required: tuple[str, ...]
+    onset: str
+    apex: str
+    offset: str
+    emotion: str
+    aus: str
+    repeat: str
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    must_have: tuple[str, ...] = ()
+    negative_apex: bool = False
+    number: Callable[[str], int | None] | None = None
+
+    def read(self, path: Path) -> list[tuple[int, dict[str, str]]]:
+        """(spreadsheet row, {official column: text}) of a sheet with its header on row 1."""
+        df = read_book(path, self.what, lambda p: pd.read_excel(p, dtype=str))
+        return list(records(select_columns(df, self.required, f"{self.what} {path}")))
+
+    def frame(self, record: Mapping[str, str], column: str, sample_id: str) -> int | None:
+        """The frame number in `column` of `record`; RowError when a needed one is empty."""
+        number = frame_number(record[column], column, sample_id)
+        if number is None and column in self.must_have:
+            raise RowError(sample_id, f"{column} is empty")
+        if number is not None and number < 0 and self.negative_apex and column == self.apex:
+            return None
+        return number
+
+
+def row_sample(
+    spec: ClipSheet,
+    record: Mapping[str, str],
+    *,
+    sample_id: str,
+    dataset: str,
+    subject: str,
+    clip: str,
+    folder: Path,
+    fps: float,
+    corrections: Corrections | None,
+) -> Sample:
+    """The checked sample of one clip row (frames listed from `folder`)."""
+    return make_sample(
+        sample_id=sample_id,
+        dataset=dataset,
+        subject=subject,
+        clip=clip,
+        onset=spec.frame(record, spec.onset, sample_id),
+        apex=spec.frame(record, spec.apex, sample_id),
+        offset=spec.frame(record, spec.offset, sample_id),
+        emotion=record[spec.emotion],
+        aus=record[spec.aus],
+        fps=fps,
+        folder=folder,
+        corrections=corrections,
+        number=spec.number,
+    )
+
+
+def corpus_root(root: Path | str) -> Path:
+    """`root` as a Path; a MekitError naming --corpus when it is not a folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MekitError(f"corpus folder {root} does not exist; check --corpus")
+    return root
+
+
+def found(*finders: Callable[[], object]) -> bool:
+    """True when every finder (a loader's find_sheet/frames_dir) finds its part."""
+    try:
+        for find in finders:
+            find()
+    except (MekitError, OSError):
+        return False
+    return True
+
+
+def row_in(sheet: Path) -> Callable[[int], str]:
+    """Where a row of a sheet with its header on row 1 is, for skip reasons."""
+    return lambda line: f"{sheet.name} row {line}"
+
+
+def collect(
+    rows: Iterable[tuple[int, Mapping[str, str]]],
+    build: Callable[[int, Mapping[str, str]], Sample],
+    where: Callable[[int], str],
+    repeat: str,
+) -> tuple[list[Sample], list[Skipped]]:
+    """The samples `build(row, record)` makes of `rows`, and the rows skipped with the
+    reason and `where(row)`; a sample whose id an earlier row had is skipped (`repeat`)."""
+    samples: list[Sample] = []
+    skipped: list[Skipped] = []
+    seen: dict[str, int] = {}
+    for line, record in rows:
+        try:
+            sample = build(line, record)
+            if sample.id in seen:
+                raise RowError(sample.id, repeat.format(row=seen[sample.id]))
+            seen[sample.id] = line
+            samples.append(sample)
+        except RowError as e:
+            skipped.append(Skipped(e.sample_id, f"{e.reason} ({where(line)})"))
+    return samples, skipped
+
+
+def finish(
+    log: logging.Logger,
+    dataset: str,
+    samples: Iterable[Sample],
+    skipped: Iterable[Skipped],
+    base: Path,
+) -> LoadResult:
+    """The LoadResult of a clip corpus, each skipped row logged as a warning."""
+    result = LoadResult(tuple(samples), tuple(skipped))
+    log_skipped(log, result.skipped)
+    log.info(
+        "%s: %d samples from %s (%d skipped)",
+        dataset,
+        len(result.samples),
+        base,
+        len(result.skipped),
+    )
+    return result
+
+
+def log_skipped(log: logging.Logger, skipped: Iterable[Skipped]) -> None:
+    for s in skipped:
+        log.warning("skipping %s: %s", s.id, s.reason)
