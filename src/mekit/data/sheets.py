@@ -40,14 +40,21 @@ def cell(value: object) -> str:
     return re.sub(r"^(\d+)\.0$", r"\1", text)
 
 
-def read_book(path: Path, what: str, read: Callable[[Path], Any] | None = None) -> Any:
+def read_book(
+    path: Path,
+    what: str,
+    read: Callable[[Path], Any] | None = None,
+    *,
+    fix: str = "check --sheet",
+) -> Any:
     """`read(path)` (default: every sheet of a workbook, cells as text, no header), with the
-    one place that turns a missing, corrupt or wrong file into a MekitError naming it."""
+    one place that turns a missing, corrupt or wrong file into a MekitError naming it (and,
+    for a missing one, the `fix`)."""
     read = read or (lambda p: pd.read_excel(p, sheet_name=None, header=None, dtype=str))
     try:
         return read(path)
     except FileNotFoundError:
-        raise MekitError(f"{what} {path} not found; check --sheet") from None
+        raise MekitError(f"{what} {path} not found; {fix}") from None
     except Exception as e:  # xlrd/openpyxl/pandas raise many kinds for corrupt or wrong files
         raise MekitError(f"cannot read {what} {path}: {e}") from None
 
