@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from mekit.data.corpus_spec import (
-    ClipSheet,
-    collect,
-    corpus_root,
-    finish,
-    found,
-    row_sample,
-)
+from mekit.data.corpus_spec import Clip, ClipCorpus, ClipSheet
 from mekit.data.corrections import Corrections
-from mekit.data.schema import LoadResult, Sample
+from mekit.data.schema import LoadResult
 from mekit.data.sheets import find_workbook
 from mekit.errors import MekitError
 
@@ -85,35 +79,15 @@ def load_casme2(
     corrections: Corrections | None = None,
 ) -> LoadResult:
     """Samples of a CASME II-layout corpus; unusable rows are returned in `skipped` with why."""
-    root = corpus_root(root)
-    sheet_path = Path(sheet) if sheet is not None else find_sheet(root)
-    rows = SHEET.read(sheet_path)
-    base = frames_dir(root)
-
-    def build(line: int, record: dict[str, str]) -> Sample:
-        subject = _subject(record["Subject"])
-        clip = record["Filename"]
-        return row_sample(
-            SHEET,
-            record,
-            sample_id=f"{dataset}/{subject}/{clip}",
-            dataset=dataset,
-            subject=subject,
-            clip=clip,
-            folder=base / subject / clip,
-            fps=fps,
-            corrections=corrections,
-        )
-
-    samples, skipped = collect(
-        rows, build, lambda line: f"{sheet_path.name} row {line}", SHEET.repeat
-    )
-    return finish(log, dataset, samples, skipped, base)
+    return CORPUS.load(root, sheet, dataset=dataset, fps=fps, corrections=corrections)
 
 
-def looks_like(root: Path) -> bool:
-    """True when `root` has CASME II's layout: sub* clip folders and a *coding* sheet."""
-    return found(lambda: find_sheet(root), lambda: frames_dir(root))
+def _locate(base: Path, dataset: str) -> Callable[[int, Mapping[str, str]], Clip]:
+    def clip(line: int, record: Mapping[str, str]) -> Clip:
+        subject, name = _subject(record["Subject"]), record["Filename"]
+        return Clip(f"{dataset}/{subject}/{name}", subject, name, base / subject / name)
+
+    return clip
 
 
 def _subject(cell: str) -> str:
@@ -122,3 +96,7 @@ def _subject(cell: str) -> str:
         return f"sub{int(float(text)):02d}"
     except ValueError:
         return f"sub{text}"
+
+
+CORPUS = ClipCorpus(SHEET, find_sheet, frames_dir, _locate, log)
+looks_like = CORPUS.looks_like  # True when `root` holds both the sheet and the frames

@@ -32,7 +32,7 @@ import pandas as pd
 
 from mekit.data.corpus_spec import collect, corpus_root, finish, found
 from mekit.data.corrections import Corrections
-from mekit.data.records import RowError, cut_frames, frame_number, make_sample, numbered_frames
+from mekit.data.records import RowError, event_sample, frame_number, make_event, numbered_frames
 from mekit.data.schema import LoadResult, Sample
 from mekit.data.sheets import find_workbook, read_book, records, select_columns
 from mekit.errors import MekitError
@@ -195,30 +195,24 @@ def _sample(
     }
     if corrections is not None:
         fields = corrections.apply(sample_id, fields)  # raises RowError for an exclusion
-    onset, apex, offset = fields["onset"], fields["apex"], fields["offset"]
+    onset, offset = fields["onset"], fields["offset"]
     for value, column in ((onset, "Onset"), (offset, "Offset")):
         if value is None:
             raise RowError(
                 sample_id, f"{column} is empty; add a correction (id,field,value,reason)"
             )
-    if offset < onset:
+    if offset < onset:  # before the folder is looked for, as the sheet is the problem
         raise RowError(sample_id, f"offset {offset} is before onset {onset}")
     folder = finder.folder(subject, filename, sample_id)
-    cut = cut_frames(sample_id, finder.frames(folder), onset, offset, folder)
-    sample = make_sample(
-        sample_id=sample_id,
+    sample = event_sample(
+        sample_id,
+        make_event(sample_id, fields, "micro"),
         dataset=dataset,
         subject=subject,
         clip=clip,
-        onset=onset,
-        apex=apex,
-        offset=offset,
-        emotion=fields["emotion"],
-        aus=fields["aus"],
-        fps=fps,
         folder=folder,
-        frames=cut,
-        video=folder,
+        frames=finder.frames(folder),
+        fps=fps,
     )
     if fields.get("apex_source"):
         sample = dataclasses.replace(sample, apex_source=str(fields["apex_source"]))

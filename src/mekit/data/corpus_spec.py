@@ -20,7 +20,7 @@ import pandas as pd
 from mekit.data.corrections import Corrections
 from mekit.data.records import frame_number, make_sample
 from mekit.data.schema import LoadResult, RowError, Sample, Skipped
-from mekit.data.sheets import read_book, records, select_columns
+from mekit.data.sheets import canonical, read_book, read_table, records, select_columns
 from mekit.errors import MekitError
 
 
@@ -48,11 +48,16 @@ class ClipSheet:
     must_have: tuple[str, ...] = ()
     negative_apex: bool = False
     number: Callable[[str], int | None] | None = None
+    header_search: bool = False  # the header is below a block of notes (found by content)
 
-    def read(self, path: Path) -> list[tuple[int, dict[str, str]]]:
-        """(spreadsheet row, {official column: text}) of a sheet with its header on row 1."""
+    def read(self, path: Path) -> tuple[list[tuple[int, dict[str, str]]], Callable[[int], str]]:
+        """(spreadsheet row, {official column: text}) of each row, and where a row is."""
+        if self.header_search:
+            table = read_table(path, self.required, what=self.what)
+            return [(n, canonical(r, self.required)) for n, r in table.rows], table.where
         df = read_book(path, self.what, lambda p: pd.read_excel(p, dtype=str))
-        return list(records(select_columns(df, self.required, f"{self.what} {path}")))
+        rows = list(records(select_columns(df, self.required, f"{self.what} {path}")))
+        return rows, lambda line: f"{path.name} row {line}"
 
     def frame(self, record: Mapping[str, str], column: str, sample_id: str) -> int | None:
         """The frame number in `column` of `record`; RowError when a needed one is empty."""
@@ -62,6 +67,66 @@ class ClipSheet:
         if number is not None and number < 0 and self.negative_apex and column == self.apex:
             return None
         return number
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Where one row's clip is: its sample id, subject, clip name and frames folder."""
+
+    sample_id: str
+    subject: str
+    clip: str
+    folder: Path
+
+
+@dataclass(frozen=True)
+class ClipCorpus:
+    """A corpus of one sheet row per clip folder, described as data: its sheet, where the
+    sheet and the frames are (`find_sheet(root)`, `frames_dir(root)`), and `locate(base,
+    dataset)`, which gives the row -> `Clip` rule over the frames folder `base`."""
+
+    sheet: ClipSheet
+    find_sheet: Callable[[Path], Path]
+    frames_dir: Callable[[Path], Path]
+    locate: Callable[[Path, str], Callable[[int, Mapping[str, str]], Clip]]
+    log: logging.Logger
+
+    def load(
+        self,
+        root: Path | str,
+        sheet: Path | str | None,
+        *,
+        dataset: str,
+        fps: float,
+        corrections: Corrections | None,
+    ) -> LoadResult:
+        """The samples of every row; unusable rows are returned in `skipped` with why."""
+        root = corpus_root(root)
+        sheet_path = Path(sheet) if sheet is not None else self.find_sheet(root)
+        rows, where = self.sheet.read(sheet_path)
+        base = self.frames_dir(root)
+        clip_of = self.locate(base, dataset)
+
+        def build(line: int, record: Mapping[str, str]) -> Sample:
+            clip = clip_of(line, record)
+            return row_sample(
+                self.sheet,
+                record,
+                sample_id=clip.sample_id,
+                dataset=dataset,
+                subject=clip.subject,
+                clip=clip.clip,
+                folder=clip.folder,
+                fps=fps,
+                corrections=corrections,
+            )
+
+        samples, skipped = collect(rows, build, where, self.sheet.repeat)
+        return finish(self.log, dataset, samples, skipped, base)
+
+    def looks_like(self, root: Path) -> bool:
+        """True when both the sheet and the frames folder are found from `root`."""
+        return found(lambda: self.frames_dir(root), lambda: self.find_sheet(root))
 
 
 def row_sample(

@@ -20,19 +20,13 @@ Subject as the sheet writes it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from mekit.data.corpus_spec import (
-    ClipSheet,
-    collect,
-    corpus_root,
-    finish,
-    found,
-    row_sample,
-)
+from mekit.data.corpus_spec import Clip, ClipCorpus, ClipSheet
 from mekit.data.corrections import Corrections
 from mekit.data.records import RowError
-from mekit.data.schema import LoadResult, Sample
+from mekit.data.schema import LoadResult
 from mekit.data.sheets import find_workbook, norm
 from mekit.errors import MekitError
 
@@ -102,38 +96,21 @@ def load_mmew(
     corrections: Corrections | None = None,
 ) -> LoadResult:
     """Samples of MMEW's micro-expressions; unusable rows are returned in `skipped` with why."""
-    root = corpus_root(root)
-    sheet_path = Path(sheet) if sheet is not None else find_sheet(root)
-    rows = SHEET.read(sheet_path)
-    base = frames_dir(root)
+    return CORPUS.load(root, sheet, dataset=dataset, fps=fps, corrections=corrections)
+
+
+def _locate(base: Path, dataset: str) -> Callable[[int, Mapping[str, str]], Clip]:
     finder = _Clips(base)
 
-    def build(line: int, record: dict[str, str]) -> Sample:
-        subject, filename = record["Subject"], record["Filename"]
-        sample_id = f"{dataset}/{subject or '?'}/{filename or '?'}"
-        if not subject or not filename:
+    def clip(line: int, record: Mapping[str, str]) -> Clip:
+        subject, name = record["Subject"], record["Filename"]
+        sample_id = f"{dataset}/{subject or '?'}/{name or '?'}"
+        if not subject or not name:
             raise RowError(sample_id, "Subject or Filename is empty")
-        return row_sample(
-            SHEET,
-            record,
-            sample_id=sample_id,
-            dataset=dataset,
-            subject=subject,
-            clip=filename,
-            folder=finder.folder(record["Estimated Emotion"], filename, sample_id),
-            fps=fps,
-            corrections=corrections,
-        )
+        folder = finder.folder(record["Estimated Emotion"], name, sample_id)
+        return Clip(sample_id, subject, name, folder)
 
-    samples, skipped = collect(
-        rows, build, lambda line: f"{sheet_path.name} row {line}", SHEET.repeat
-    )
-    return finish(log, dataset, samples, skipped, base)
-
-
-def looks_like(root: Path) -> bool:
-    """True when `root` has MMEW's layout: a Micro_Expression folder and a *Micro_Exp* sheet."""
-    return found(lambda: frames_dir(root), lambda: find_sheet(root))
+    return clip
 
 
 class _Clips:
@@ -170,3 +147,7 @@ class _Clips:
                             below.append(p)
                 level = below
         return self._index
+
+
+CORPUS = ClipCorpus(SHEET, find_sheet, frames_dir, _locate, log)
+looks_like = CORPUS.looks_like  # True when `root` holds both the sheet and the frames

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from mekit.data.corpus_spec import ClipSheet, collect, corpus_root, finish, found, row_sample
+from mekit.data.corpus_spec import Clip, ClipCorpus, ClipSheet
 from mekit.data.corrections import Corrections
 from mekit.data.records import RowError, frame_number
-from mekit.data.schema import LoadResult, Sample
-from mekit.data.sheets import canonical, read_table, workbooks
+from mekit.data.schema import LoadResult
+from mekit.data.sheets import workbooks
 from mekit.errors import MekitError
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ SHEET = ClipSheet(
     aus="Action Units",
     must_have=("Onset Frame", "Offset Frame"),
     negative_apex=True,
+    header_search=True,
     repeat="Filename repeats row {row}; delete one",
 )
 REQUIRED = SHEET.required
@@ -110,40 +112,7 @@ def load_samm(
     corrections: Corrections | None = None,
 ) -> LoadResult:
     """Samples of a SAMM-layout corpus; unusable rows are returned in `skipped` with why."""
-    root = corpus_root(root)
-    sheet_path = Path(sheet) if sheet is not None else find_sheet(root)
-    table = read_table(sheet_path, REQUIRED, what=SHEET.what)
-    base = frames_dir(root)
-
-    def build(line: int, raw: dict[str, str]) -> Sample:
-        record = canonical(raw, REQUIRED)
-        subject = subject_id(record["Subject"])
-        clip = record["Filename"]
-        sample_id = f"{dataset}/{subject or '?'}/{clip or f'row{line}'}"
-        if not subject:
-            raise RowError(sample_id, "Subject is empty")
-        if not clip:
-            raise RowError(sample_id, "Filename is empty")
-        return row_sample(
-            SHEET,
-            record,
-            sample_id=sample_id,
-            dataset=dataset,
-            subject=subject,
-            clip=clip,
-            folder=base / subject / clip,
-            fps=fps,
-            corrections=corrections,
-        )
-
-    samples, skipped = collect(table.rows, build, table.where, SHEET.repeat)
-    return finish(log, dataset, samples, skipped, base)
-
-
-def looks_like(root: Path) -> bool:
-    """True when `root` has SAMM's layout: three-digit subject folders and a *SAMM* sheet that
-    is not the Long Videos one."""
-    return found(lambda: frames_dir(root), lambda: find_sheet(root))
+    return CORPUS.load(root, sheet, dataset=dataset, fps=fps, corrections=corrections)
 
 
 def subject_id(cell: str) -> str:
@@ -161,5 +130,22 @@ def apex_frame(cell: str, column: str, sample_id: str) -> int | None:
     return None if number is None or number < 0 else number
 
 
+def _locate(base: Path, dataset: str) -> Callable[[int, Mapping[str, str]], Clip]:
+    def clip(line: int, record: Mapping[str, str]) -> Clip:
+        subject, name = subject_id(record["Subject"]), record["Filename"]
+        sample_id = f"{dataset}/{subject or '?'}/{name or f'row{line}'}"
+        if not subject:
+            raise RowError(sample_id, "Subject is empty")
+        if not name:
+            raise RowError(sample_id, "Filename is empty")
+        return Clip(sample_id, subject, name, base / subject / name)
+
+    return clip
+
+
 def _has_subject_dirs(folder: Path) -> bool:
     return any(p.is_dir() and _SUBJECT_DIR.match(p.name) for p in folder.iterdir())
+
+
+CORPUS = ClipCorpus(SHEET, find_sheet, frames_dir, _locate, log)
+looks_like = CORPUS.looks_like  # True when `root` holds both the sheet and the frames
