@@ -54,8 +54,15 @@ import pandas as pd
 
 from mekit.data.corpus_spec import corpus_root, log_skipped
 from mekit.data.corrections import Corrections
-from mekit.data.records import RowError, event_sample, frame_number, make_event, numbered_frames
-from mekit.data.schema import Event, LoadResult, LongVideo, Sample, Skipped
+from mekit.data.records import (
+    RowError,
+    event_sample,
+    frame_number,
+    long_video,
+    make_event,
+    numbered_frames,
+)
+from mekit.data.schema import Event, LoadResult, Sample, Skipped
 from mekit.data.sheets import cell, find_workbook, norm, read_book
 from mekit.errors import MekitError
 
@@ -248,14 +255,13 @@ def load_casme_sq(
             reason = f"{e.reason}; the event is kept for spotting ({table.where(line)})"
             skipped.append(Skipped(e.sample_id, reason))
     long_videos = tuple(
-        LongVideo(
-            id=f"{dataset}/{v.subject}/{v.name}",
-            dataset=dataset,
-            subject=v.subject,
-            fps=fps,
-            events=tuple(sorted(v.events, key=lambda e: (e.onset, e.offset))),
-            frames=v.frames[1],
-            frame_numbers=v.frames[0],
+        long_video(
+            dataset,
+            v.subject,
+            v.name,
+            fps,
+            v.events,
+            v.frames,
             video=None if v.folder is not None else v.file,
         )
         for _, v in sorted(videos.items(), key=lambda kv: _video_key(kv[0]))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mekit.data.corrections import Corrections
-from mekit.data.schema import Event, RowError, Sample
+from mekit.data.schema import Event, LongVideo, RowError, Sample
 
 Frames = tuple[tuple[int, ...], tuple[Path, ...]]  # (frame numbers, their files)
 
@@ -195,6 +195,28 @@ def event_sample(
         frames=cut_frames(sample_id, frames, event.onset, event.offset, folder),
         kind=event.kind,
         video=folder,
+    )
+
+
+def long_video(
+    dataset: str,
+    subject: str,
+    name: str,
+    fps: float,
+    events: Iterable[Event],
+    frames: Frames = ((), ()),
+    video: Path | None = None,
+) -> LongVideo:
+    """The long video `{dataset}/{subject}/{name}` with its events sorted by onset."""
+    return LongVideo(
+        id=f"{dataset}/{subject}/{name}",
+        dataset=dataset,
+        subject=subject,
+        fps=fps,
+        events=tuple(sorted(events, key=lambda e: (e.onset, e.offset))),
+        frames=frames[1],
+        frame_numbers=frames[0],
+        video=video,
     )
 
 

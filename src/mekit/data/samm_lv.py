@@ -45,8 +45,15 @@ from pathlib import Path
 from mekit.data import samm
 from mekit.data.corpus_spec import corpus_root, found, log_skipped
 from mekit.data.corrections import Corrections
-from mekit.data.records import RowError, event_sample, frame_number, make_event, numbered_frames
-from mekit.data.schema import Event, LoadResult, LongVideo, Sample, Skipped
+from mekit.data.records import (
+    RowError,
+    event_sample,
+    frame_number,
+    long_video,
+    make_event,
+    numbered_frames,
+)
+from mekit.data.schema import Event, LoadResult, Sample, Skipped
 from mekit.data.sheets import canonical, find_workbook, norm, read_table
 from mekit.errors import MekitError
 
@@ -161,15 +168,7 @@ def load_samm_lv(
             reason = f"{e.reason}; the event is kept for spotting ({table.where(line)})"
             skipped.append(Skipped(e.sample_id, reason))
     videos = tuple(
-        LongVideo(
-            id=f"{dataset}/{_subject_of(p.name)}/{p.name}",
-            dataset=dataset,
-            subject=_subject_of(p.name),
-            fps=fps,
-            events=tuple(sorted(events[p.name], key=lambda e: (e.onset, e.offset))),
-            frames=frames[p.name][1],
-            frame_numbers=frames[p.name][0],
-        )
+        long_video(dataset, _subject_of(p.name), p.name, fps, events[p.name], frames[p.name])
         for p in folders
     )
     log_skipped(log, skipped)

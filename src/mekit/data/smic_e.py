@@ -54,12 +54,13 @@ from mekit.data.records import (
     RowError,
     check_interval,
     frame_number,
+    long_video,
     make_event,
     make_sample,
     numbered_frames,
     subset_frames,
 )
-from mekit.data.schema import Event, LoadResult, LongVideo, Sample, Skipped
+from mekit.data.schema import Event, LoadResult, Sample, Skipped
 from mekit.data.sheets import read_book
 from mekit.data.smic import FPS, SUBSETS, frame_number_of, near_midpoint
 from mekit.errors import MekitError
@@ -255,18 +256,8 @@ def load_smic_e(
             reason = "no usable event; left out of spotting (see the skipped events)"
             skipped.append(Skipped(ids[folder], reason))
             continue
-        numbers, paths = frames[folder]
-        videos.append(
-            LongVideo(
-                id=ids[folder],
-                dataset=dataset,
-                subject=folder.parent.name,
-                fps=fps,
-                events=tuple(sorted(found, key=lambda e: (e.onset, e.offset))),
-                frames=paths,
-                frame_numbers=numbers,
-            )
-        )
+        subject = folder.parent.name  # ids[folder] is {dataset}/{subject}/{folder.name}
+        videos.append(long_video(dataset, subject, folder.name, fps, found, frames[folder]))
     for folder in folders:
         if folder not in events:
             video_id = f"{dataset}/{folder.parent.name}/{folder.name}"
