@@ -32,8 +32,8 @@ import pandas as pd
 
 from mekit.data.corpus_spec import collect, corpus_root, finish, found
 from mekit.data.corrections import Corrections
-from mekit.data.records import RowError, event_sample, frame_number, make_event, numbered_frames
-from mekit.data.schema import LoadResult, Sample
+from mekit.data.records import event_sample, frame_number, make_event, numbered_frames
+from mekit.data.schema import LoadResult, RowError, Sample
 from mekit.data.sheets import find_workbook, read_book, records, select_columns
 from mekit.errors import MekitError
 

@@ -43,26 +43,19 @@ Corrections (by sample id, e.g. `casme_sq/s15/disgust1_1`) apply to the event an
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
-from mekit.data.corpus_spec import corpus_root, log_skipped
+from mekit.data.corpus_spec import Gathered, corpus_root, log_skipped
 from mekit.data.corrections import Corrections
-from mekit.data.records import (
-    RowError,
-    event_sample,
-    frame_number,
-    long_video,
-    make_event,
-    numbered_frames,
-)
-from mekit.data.schema import Event, LoadResult, Sample, Skipped
+from mekit.data.records import event_sample, frame_number, long_video, make_event, numbered_frames
+from mekit.data.schema import Event, LoadResult, RowError, Sample
 from mekit.data.sheets import cell, find_workbook, norm, read_book
 from mekit.errors import MekitError
 
@@ -225,17 +218,15 @@ def load_casme_sq(
     if label == "self_report" and not any(len(r) > _SELF for _, r in table.rows):
         raise MekitError(f"{sheet_path} has no '{EVENT_COLUMNS[_SELF]}' column (column 9)")
     videos = _videos(root, frames)
-    samples: list[Sample] = []
-    skipped: list[Skipped] = []
+    out = Gathered()
     fills: list[tuple[str, str, str, str, str]] = []
-    seen: dict[str, int] = {}
     for line, cells in table.rows:
         try:
             video, event, sample_id, corrected, fill = _event(
                 cells, table, videos, dataset, label, missing_offset, corrections
             )
         except RowError as e:
-            skipped.append(Skipped(e.sample_id, f"{e.reason} ({table.where(line)})"))
+            out.skip(e, table.where(line))
             continue
         video.events.append(event)
         if fill is not None:
@@ -243,17 +234,14 @@ def load_casme_sq(
             log.warning("%s: offset filled: %s", fill[0], fill[4])
         if event.kind not in kinds:
             continue
-        try:
-            if sample_id in seen:
-                raise RowError(sample_id, f"event name repeats row {seen[sample_id]}")
-            seen[sample_id] = line
-            sample = _sample(sample_id, cells[_NAME], video, event, dataset, fps)
-            if corrected:
-                sample = dataclasses.replace(sample, apex_source="corrected")
-            samples.append(sample)
-        except RowError as e:
-            reason = f"{e.reason}; the event is kept for spotting ({table.where(line)})"
-            skipped.append(Skipped(e.sample_id, reason))
+        out.add_event_sample(
+            line,
+            sample_id,
+            partial(_sample, sample_id, cells[_NAME], video, event, dataset, fps),
+            corrected=corrected,
+            repeat="event name repeats row {row}",
+            where=table.where(line),
+        )
     long_videos = tuple(
         long_video(
             dataset,
@@ -266,7 +254,7 @@ def load_casme_sq(
         )
         for _, v in sorted(videos.items(), key=lambda kv: _video_key(kv[0]))
     )
-    log_skipped(log, skipped)
+    log_skipped(log, out.skipped)
     counts = Counter(e.kind for v in long_videos for e in v.events)
     log.info(
         "%s: %d videos (%d micro, %d macro events), %d samples from %s (%d skipped, "
@@ -275,12 +263,12 @@ def load_casme_sq(
         len(long_videos),
         counts["micro"],
         counts["macro"],
-        len(samples),
+        len(out.samples),
         root,
-        len(skipped),
+        len(out.skipped),
         len(fills),
     )
-    return LoadResult(tuple(samples), tuple(skipped), long_videos, tuple(fills))
+    return LoadResult(tuple(out.samples), tuple(out.skipped), long_videos, tuple(fills))
 
 
 def looks_like(root: Path) -> bool:

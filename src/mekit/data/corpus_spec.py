@@ -10,6 +10,7 @@ how a subject cell names its folder, and which folder holds a clip.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -182,6 +183,50 @@ def row_in(sheet: Path) -> Callable[[int], str]:
     return lambda line: f"{sheet.name} row {line}"
 
 
+@dataclass
+class Gathered:
+    """The samples and skipped rows of one load, in sheet order, each sample id once."""
+
+    samples: list[Sample] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, error: RowError, where: str, note: str = "") -> None:
+        self.skipped.append(Skipped(error.sample_id, f"{error.reason}{note} ({where})"))
+
+    def claim(self, sample_id: str, line: int, repeat: str) -> None:
+        """Record that row `line` makes `sample_id`; RowError (`repeat`, where `{row}` is the
+        earlier row) when an earlier row made it."""
+        if sample_id in self.seen:
+            raise RowError(sample_id, repeat.format(row=self.seen[sample_id]))
+        self.seen[sample_id] = line
+
+    def add_event_sample(
+        self,
+        line: int,
+        sample_id: str,
+        build: Callable[[], Sample],
+        *,
+        corrected: bool,
+        repeat: str,
+        where: str,
+    ) -> None:
+        """The recognition sample of an event that stays in its video for spotting whatever
+        happens here; `corrected` marks an apex set by a correction."""
+        try:
+            self.claim(sample_id, line, repeat)
+            sample = build()
+        except RowError as e:
+            self.skip(e, where, KEPT_FOR_SPOTTING)
+            return
+        if corrected:
+            sample = dataclasses.replace(sample, apex_source="corrected")
+        self.samples.append(sample)
+
+
+KEPT_FOR_SPOTTING = "; the event is kept for spotting"
+
+
 def collect(
     rows: Iterable[tuple[int, Mapping[str, str]]],
     build: Callable[[int, Mapping[str, str]], Sample],
@@ -190,19 +235,15 @@ def collect(
 ) -> tuple[list[Sample], list[Skipped]]:
     """The samples `build(row, record)` makes of `rows`, and the rows skipped with the
     reason and `where(row)`; a sample whose id an earlier row had is skipped (`repeat`)."""
-    samples: list[Sample] = []
-    skipped: list[Skipped] = []
-    seen: dict[str, int] = {}
+    out = Gathered()
     for line, record in rows:
         try:
             sample = build(line, record)
-            if sample.id in seen:
-                raise RowError(sample.id, repeat.format(row=seen[sample.id]))
-            seen[sample.id] = line
-            samples.append(sample)
+            out.claim(sample.id, line, repeat)
+            out.samples.append(sample)
         except RowError as e:
-            skipped.append(Skipped(e.sample_id, f"{e.reason} ({where(line)})"))
-    return samples, skipped
+            out.skip(e, where(line))
+    return out.samples, out.skipped
 
 
 def finish(

@@ -36,24 +36,17 @@ Corrections (by event id, e.g. `samm_lv/020/020_6_5`) apply to the event and the
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 from mekit.data import samm
-from mekit.data.corpus_spec import corpus_root, found, log_skipped
+from mekit.data.corpus_spec import Gathered, corpus_root, found, log_skipped
 from mekit.data.corrections import Corrections
-from mekit.data.records import (
-    RowError,
-    event_sample,
-    frame_number,
-    long_video,
-    make_event,
-    numbered_frames,
-)
-from mekit.data.schema import Event, LoadResult, Sample, Skipped
+from mekit.data.records import event_sample, frame_number, long_video, make_event, numbered_frames
+from mekit.data.schema import Event, LoadResult, RowError
 from mekit.data.sheets import canonical, find_workbook, norm, read_table
 from mekit.errors import MekitError
 
@@ -132,9 +125,7 @@ def load_samm_lv(
     )
     frames = {p.name: numbered_frames(p) for p in folders}
     events: dict[str, list[Event]] = {p.name: [] for p in folders}
-    samples: list[Sample] = []
-    skipped: list[Skipped] = []
-    seen: dict[str, int] = {}
+    out = Gathered()
     for line, raw in table.rows:
         record = canonical(raw, REQUIRED)
         try:
@@ -142,16 +133,16 @@ def load_samm_lv(
                 record, dataset, emotions, events, base, corrections
             )
         except RowError as e:
-            skipped.append(Skipped(e.sample_id, f"{e.reason} ({table.where(line)})"))
+            out.skip(e, table.where(line))
             continue
         events[video].append(event)
         if event.kind != "micro":
             continue
-        try:
-            if sample_id in seen:
-                raise RowError(sample_id, f"Filename repeats row {seen[sample_id]}")
-            seen[sample_id] = line
-            sample = event_sample(
+        out.add_event_sample(
+            line,
+            sample_id,
+            partial(
+                event_sample,
                 sample_id,
                 event,
                 dataset=dataset,
@@ -160,18 +151,16 @@ def load_samm_lv(
                 folder=base / video,
                 frames=frames[video],
                 fps=fps,
-            )
-            if corrected:
-                sample = dataclasses.replace(sample, apex_source="corrected")
-            samples.append(sample)
-        except RowError as e:
-            reason = f"{e.reason}; the event is kept for spotting ({table.where(line)})"
-            skipped.append(Skipped(e.sample_id, reason))
+            ),
+            corrected=corrected,
+            repeat="Filename repeats row {row}",
+            where=table.where(line),
+        )
     videos = tuple(
         long_video(dataset, _subject_of(p.name), p.name, fps, events[p.name], frames[p.name])
         for p in folders
     )
-    log_skipped(log, skipped)
+    log_skipped(log, out.skipped)
     kinds = Counter(e.kind for v in videos for e in v.events)
     log.info(
         "%s: %d videos (%d micro, %d macro events), %d micro samples from %s (%d skipped)",
@@ -179,11 +168,11 @@ def load_samm_lv(
         len(videos),
         kinds["micro"],
         kinds["macro"],
-        len(samples),
+        len(out.samples),
         base,
-        len(skipped),
+        len(out.skipped),
     )
-    return LoadResult(tuple(samples), tuple(skipped), videos)
+    return LoadResult(tuple(out.samples), tuple(out.skipped), videos)
 
 
 def looks_like(root: Path) -> bool:

@@ -51,7 +51,6 @@ from mekit.data.corpus_spec import corpus_root, log_skipped
 from mekit.data.corrections import Corrections
 from mekit.data.records import (
     Frames,
-    RowError,
     check_interval,
     frame_number,
     long_video,
@@ -60,7 +59,7 @@ from mekit.data.records import (
     numbered_frames,
     subset_frames,
 )
-from mekit.data.schema import Event, LoadResult, Sample, Skipped
+from mekit.data.schema import Event, LoadResult, RowError, Sample, Skipped
 from mekit.data.sheets import read_book
 from mekit.data.smic import FPS, SUBSETS, frame_number_of, near_midpoint
 from mekit.errors import MekitError
