@@ -14,8 +14,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from mekit.data.corpus_spec import Clip, ClipCorpus, ClipSheet
-from mekit.data.corrections import Corrections
-from mekit.data.schema import LoadResult
 from mekit.data.sheets import find_workbook
 from mekit.errors import MekitError
 
@@ -51,13 +49,14 @@ _FRAME = re.compile(r"^(?:reg_)?img(\d+)\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE)
 
 def find_sheet(root: Path) -> Path:
     """The coding sheet inside `root` (or its parent): a .xlsx/.xls whose name has 'coding'."""
-    hit = find_workbook((root, root.parent), lambda name: "coding" in name.lower())
-    if hit is None:
-        raise MekitError(
+    return find_workbook(
+        (root, root.parent),
+        lambda name: "coding" in name.lower(),
+        missing=(
             f"no coding sheet (*coding*.xlsx or .xls) found in {root} or its parent; "
             "pass the sheet explicitly (--sheet PATH; CASME II ships CASME2-coding-20140508.xlsx)"
-        )
-    return hit
+        ),
+    )
 
 
 def frames_dir(root: Path) -> Path:
@@ -69,17 +68,6 @@ def frames_dir(root: Path) -> Path:
         f"no subject folders (sub01, sub02, ...) found in {root} or {root / 'Cropped'}; "
         "point --corpus at the folder that holds them"
     )
-
-
-def load_casme2(
-    root: Path | str,
-    sheet: Path | str | None = None,
-    dataset: str = "casme2",
-    fps: float = FPS,
-    corrections: Corrections | None = None,
-) -> LoadResult:
-    """Samples of a CASME II-layout corpus; unusable rows are returned in `skipped` with why."""
-    return CORPUS.load(root, sheet, dataset=dataset, fps=fps, corrections=corrections)
 
 
 def _locate(base: Path, dataset: str) -> Callable[[int, Mapping[str, str]], Clip]:
@@ -98,5 +86,7 @@ def _subject(cell: str) -> str:
         return f"sub{text}"
 
 
-CORPUS = ClipCorpus(SHEET, find_sheet, frames_dir, _locate, log)
+CORPUS = ClipCorpus("casme2", FPS, SHEET, find_sheet, frames_dir, _locate, log)
+# load_casme2(root, sheet=None, dataset="casme2", fps=FPS, corrections=None) -> LoadResult
+load_casme2 = CORPUS.load
 looks_like = CORPUS.looks_like  # True when `root` holds both the sheet and the frames

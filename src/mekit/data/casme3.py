@@ -77,13 +77,15 @@ _SUBJECT_DIR = re.compile(r"^spno\.?\d+$", re.IGNORECASE)
 def find_sheet(root: Path) -> Path:
     """The part A ME label sheet (`*ME_label*.xlsx/.xls`, the newest version) near `root`."""
     folders = (*(root / rel for rel in SHEET_FOLDERS), root.parent)
-    hit = find_workbook(folders, lambda name: "_me_label" in name.lower(), newest=True)
-    if hit is not None:
-        return hit
-    raise MekitError(
-        f"no CAS(ME)^3 part A label sheet (cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx) found in "
-        f"{root}, its annotation/ or part_A/annotation/ folder or its parent; pass it with "
-        "--sheet PATH"
+    return find_workbook(
+        folders,
+        lambda name: "_me_label" in name.lower(),
+        newest=True,
+        missing=(
+            f"no CAS(ME)^3 part A label sheet (cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx) found in "
+            f"{root}, its annotation/ or part_A/annotation/ folder or its parent; pass it with "
+            "--sheet PATH"
+        ),
     )
 
 

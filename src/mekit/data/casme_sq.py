@@ -118,12 +118,13 @@ class _Video:
 
 def find_sheet(root: Path) -> Path:
     """The annotation workbook in `root` or its parent: a .xlsx/.xls named *code_final*."""
-    hit = find_workbook((root, root.parent), lambda name: "codefinal" in norm(name))
-    if hit is not None:
-        return hit
-    raise MekitError(
-        f"no CAS(ME)^2 annotation workbook (code_final.xlsx or CAS(ME)^2code_final.xlsx) found in "
-        f"{root} or its parent; pass it explicitly with --sheet PATH"
+    return find_workbook(
+        (root, root.parent),
+        lambda name: "codefinal" in norm(name),
+        missing=(
+            "no CAS(ME)^2 annotation workbook (code_final.xlsx or CAS(ME)^2code_final.xlsx) "
+            f"found in {root} or its parent; pass it explicitly with --sheet PATH"
+        ),
     )
 
 

@@ -82,10 +82,14 @@ class Clip:
 
 @dataclass(frozen=True)
 class ClipCorpus:
-    """A corpus of one sheet row per clip folder, described as data: its sheet, where the
-    sheet and the frames are (`find_sheet(root)`, `frames_dir(root)`), and `locate(base,
-    dataset)`, which gives the row -> `Clip` rule over the frames folder `base`."""
+    """A corpus of one sheet row per clip folder, described as data: its default `dataset`
+    name and frame rate, its sheet, where the sheet and the frames are (`find_sheet(root)`,
+    `frames_dir(root)`), and `locate(base, dataset)`, which gives the row -> `Clip` rule over
+    the frames folder `base`. A corpus module's `load_*` and `looks_like` are its `load` and
+    `looks_like`."""
 
+    dataset: str
+    fps: float
     sheet: ClipSheet
     find_sheet: Callable[[Path], Path]
     frames_dir: Callable[[Path], Path]
@@ -95,13 +99,16 @@ class ClipCorpus:
     def load(
         self,
         root: Path | str,
-        sheet: Path | str | None,
-        *,
-        dataset: str,
-        fps: float,
-        corrections: Corrections | None,
+        sheet: Path | str | None = None,
+        dataset: str | None = None,
+        fps: float | None = None,
+        corrections: Corrections | None = None,
     ) -> LoadResult:
-        """The samples of every row; unusable rows are returned in `skipped` with why."""
+        """The samples of every row (named `dataset`, default the corpus's own; at `fps`,
+        default the corpus's frame rate); unusable rows are returned in `skipped` with why.
+        `sheet` replaces the sheet found next to `root`."""
+        dataset = dataset or self.dataset
+        fps = self.fps if fps is None else fps
         root = corpus_root(root)
         sheet_path = Path(sheet) if sheet is not None else self.find_sheet(root)
         rows, where = self.sheet.read(sheet_path)

@@ -24,9 +24,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from mekit.data.corpus_spec import Clip, ClipCorpus, ClipSheet
-from mekit.data.corrections import Corrections
 from mekit.data.records import RowError
-from mekit.data.schema import LoadResult
 from mekit.data.sheets import find_workbook, norm
 from mekit.errors import MekitError
 
@@ -62,15 +60,15 @@ SEARCH_DEPTH = 3  # how deep below Micro_Expression/ a clip folder is looked for
 def find_sheet(root: Path) -> Path:
     """The micro-expression sheet (`*Micro_Exp*.xlsx/.xls`) in `root`, root/MMEW_Final or the
     parent of `root` (the newest-sorting one when there are several)."""
-    hit = find_workbook(
-        (root, root / "MMEW_Final", root.parent), lambda name: "microexp" in norm(name), newest=True
-    )
-    if hit is None:
-        raise MekitError(
+    return find_workbook(
+        (root, root / "MMEW_Final", root.parent),
+        lambda name: "microexp" in norm(name),
+        newest=True,
+        missing=(
             f"no MMEW sheet (MMEW_Micro_Exp.xlsx) found in {root}, {root / 'MMEW_Final'} or the "
             "parent folder; pass it explicitly with --sheet PATH"
-        )
-    return hit
+        ),
+    )
 
 
 def frames_dir(root: Path) -> Path:
@@ -85,18 +83,6 @@ def frames_dir(root: Path) -> Path:
         f"no Micro_Expression folder found in {root} (or MMEW_Final/ below it); point --corpus "
         "at the MMEW folder that holds Micro_Expression/"
     )
-
-
-def load_mmew(
-    root: Path | str,
-    sheet: Path | str | None = None,
-    *,
-    dataset: str = "mmew",
-    fps: float = FPS,
-    corrections: Corrections | None = None,
-) -> LoadResult:
-    """Samples of MMEW's micro-expressions; unusable rows are returned in `skipped` with why."""
-    return CORPUS.load(root, sheet, dataset=dataset, fps=fps, corrections=corrections)
 
 
 def _locate(base: Path, dataset: str) -> Callable[[int, Mapping[str, str]], Clip]:
@@ -149,5 +135,7 @@ class _Clips:
         return self._index
 
 
-CORPUS = ClipCorpus(SHEET, find_sheet, frames_dir, _locate, log)
+CORPUS = ClipCorpus("mmew", FPS, SHEET, find_sheet, frames_dir, _locate, log)
+# load_mmew(root, sheet=None, dataset="mmew", fps=FPS, corrections=None) -> LoadResult
+load_mmew = CORPUS.load
 looks_like = CORPUS.looks_like  # True when `root` holds both the sheet and the frames

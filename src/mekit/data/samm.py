@@ -25,9 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from mekit.data.corpus_spec import Clip, ClipCorpus, ClipSheet
-from mekit.data.corrections import Corrections
 from mekit.data.records import RowError, frame_number
-from mekit.data.schema import LoadResult
 from mekit.data.sheets import workbooks
 from mekit.errors import MekitError
 
@@ -103,18 +101,6 @@ def frames_dir(root: Path) -> Path:
     )
 
 
-def load_samm(
-    root: Path | str,
-    sheet: Path | str | None = None,
-    *,
-    dataset: str = "samm",
-    fps: float = FPS,
-    corrections: Corrections | None = None,
-) -> LoadResult:
-    """Samples of a SAMM-layout corpus; unusable rows are returned in `skipped` with why."""
-    return CORPUS.load(root, sheet, dataset=dataset, fps=fps, corrections=corrections)
-
-
 def subject_id(cell: str) -> str:
     """SAMM's subject folder name for a Subject cell: 6, '6.0' and '006' are all '006'."""
     text = str(cell).strip()
@@ -147,5 +133,7 @@ def _has_subject_dirs(folder: Path) -> bool:
     return any(p.is_dir() and _SUBJECT_DIR.match(p.name) for p in folder.iterdir())
 
 
-CORPUS = ClipCorpus(SHEET, find_sheet, frames_dir, _locate, log)
+CORPUS = ClipCorpus("samm", FPS, SHEET, find_sheet, frames_dir, _locate, log)
+# load_samm(root, sheet=None, dataset="samm", fps=FPS, corrections=None) -> LoadResult
+load_samm = CORPUS.load
 looks_like = CORPUS.looks_like  # True when `root` holds both the sheet and the frames

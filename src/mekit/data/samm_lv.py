@@ -83,13 +83,15 @@ _EVENT = re.compile(r"^(\d+_\d+)_(\d+)$")
 
 def find_sheet(root: Path) -> Path:
     """The Long Videos sheet in `root` or its parent: *LongVideos*.xlsx, the newest release."""
-    hit = find_workbook((root, root.parent), lambda name: "longvideo" in norm(name), newest=True)
-    if hit is None:
-        raise MekitError(
+    return find_workbook(
+        (root, root.parent),
+        lambda name: "longvideo" in norm(name),
+        newest=True,
+        missing=(
             f"no SAMM Long Videos sheet (e.g. SAMM_LongVideos_V3_Release.xlsx) found in {root} "
             "or its parent; pass the sheet explicitly with --sheet PATH"
-        )
-    return hit
+        ),
+    )
 
 
 def frames_dir(root: Path) -> Path:

@@ -71,10 +71,11 @@ def workbooks(folder: Path) -> list[Path]:
 
 
 def find_workbook(
-    folders: Iterable[Path], match: Callable[[str], bool], *, newest: bool = False
-) -> Path | None:
+    folders: Iterable[Path], match: Callable[[str], bool], *, missing: str, newest: bool = False
+) -> Path:
     """The first folder's workbook whose name `match`es (by sorted name; the last one, e.g. a
-    _v2 over a _v1, when `newest`); a warning names the choice when there are several."""
+    _v2 over a _v1, when `newest`); a warning names the choice when there are several, and
+    a MekitError saying `missing` is raised when no folder has one."""
     for folder in folders:
         hits = sorted(p for p in workbooks(folder) if match(p.name))
         if hits:
@@ -82,7 +83,7 @@ def find_workbook(
             if len(hits) > 1:
                 log.warning("several matching sheets in %s; using %s", folder, pick.name)
             return pick
-    return None
+    raise MekitError(missing)
 
 
 def renamed_columns(columns: Iterable[object], spellings: Mapping[str, str]) -> dict[object, str]:
