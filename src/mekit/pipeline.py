@@ -50,11 +50,12 @@ from mekit.train.averaging import (
     normalise_inputs,
     train_average_and_save,
 )
-from mekit.train.classical import CLASSICAL_MODELS, run_loso_classical
+from mekit.train.classical import CLASSICAL_MODELS, SVMTrainer
+from mekit.train.estimators import FoldTrainer, NetworkTrainer
 from mekit.train.executors import make_executor
 from mekit.train.export import train_and_save
 from mekit.train.inputs import feature_config_for, to_model_layout
-from mekit.train.loso import run_folds
+from mekit.train.loso import cross_validate
 from mekit.train.metrics import ClassificationMetrics
 from mekit.train.report import ORACLE_WARNING, describe_protocol
 from mekit.train.runs import seed_spread, write_seed_summary
@@ -567,54 +568,37 @@ def _cross_validate(
 ) -> LosoResult:
     seed = config.train.seed if fold_seed is None else fold_seed  # seeds kfold's draw
     folds = protocol_folds(config.protocol, subjects, datasets, y, config.k, seed)
-    if config.model in CLASSICAL_MODELS:
-        return run_loso_classical(
-            X, y, subjects, ids, labels, config.train, progress=progress, folds=folds
-        )
-    engine = _engine(config)
-    if engine == "batched":
-        from mekit.train.batched import run_loso_batched
-
-        return run_loso_batched(
-            X,
-            y,
-            subjects,
-            ids,
-            labels,
-            config.train,
-            config.model,
-            folds,
-            folds_at_once=config.folds_at_once,
-            progress=progress,
-        )
-    if engine == "kernel":
-        from mekit.train.ensemble import run_loso_ensemble
-
-        return run_loso_ensemble(
-            X,
-            y,
-            subjects,
-            ids,
-            labels,
-            config.train,
-            model_name=config.model,
-            progress=progress,
-            folds=folds,
-        )
-    executor = make_executor(config.executor, config.workers, config.ray_address or None)
-    return run_folds(
+    return cross_validate(
         X,
         y,
         subjects,
         ids,
         labels,
-        config.model,
-        config.train,
+        _trainer(config, len(labels)),
         folds,
-        executor=executor,
+        executor=make_executor(config.executor, config.workers, config.ray_address or None),
         checkpoint_dir=run_dir / "folds",
         progress=progress,
+        desc=f"{config.protocol} {config.model}",
     )
+
+
+def _trainer(config: ExperimentConfig, num_classes: int) -> FoldTrainer:
+    """How this run's model is trained under cross-validation (its engine's trainer)."""
+    if config.model in CLASSICAL_MODELS:
+        return SVMTrainer(config.train)
+    engine = _engine(config)
+    if engine == "batched":
+        from mekit.train.batched import BatchedTrainer
+
+        return BatchedTrainer(
+            config.model, num_classes, config.train, folds_at_once=config.folds_at_once
+        )
+    if engine == "kernel":
+        from mekit.train.ensemble import KernelTrainer
+
+        return KernelTrainer(config.model, num_classes, config.train)
+    return NetworkTrainer(config.model, num_classes, config.train)
 
 
 def evaluate_model(

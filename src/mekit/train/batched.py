@@ -28,10 +28,12 @@ Selection must be "fixed" (no held-out data is looked at).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,8 +45,9 @@ from tqdm.auto import tqdm
 from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.train.device import autocast_dtype, resolve_device
+from mekit.train.estimators import FittedNetwork, fitted_networks
 from mekit.train.loop import TrainConfig, _flow_channels, augment_batch, predict_proba
-from mekit.train.loso import LosoResult, assemble_fitted, prepare_folds
+from mekit.train.loso import LosoResult, cross_validate
 from mekit.train.losses import balanced_class_weights
 from mekit.train.splits import Fold
 
@@ -215,6 +218,56 @@ def _fit_group(
     return out
 
 
+@dataclass(frozen=True)
+class BatchedTrainer:
+    """The fold runner's trainer for fold-batched training (`fit_folds`): all folds at once,
+    `folds_at_once` per program (0: all); every fold keeps its last step."""
+
+    model_name: str
+    num_classes: int
+    config: TrainConfig
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    folds_at_once: int = 0
+    fits_all_folds = True
+    peeks_at_test = False
+
+    def groups(self, folds: Sequence[Fold]) -> list[list[Fold]]:
+        chunk = len(folds) if self.folds_at_once <= 0 else self.folds_at_once
+        return [list(folds[i : i + chunk]) for i in range(0, len(folds), chunk)]
+
+    def fit_folds(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        subjects: np.ndarray,
+        folds: Sequence[Fold],
+        *,
+        progress: bool = False,
+    ) -> list[FittedNetwork]:
+        models = fit_folds(
+            self.model_name,
+            self.num_classes,
+            X,
+            y,
+            folds,
+            self.config,
+            model_kwargs=self.model_kwargs,
+            folds_at_once=self.folds_at_once,
+            progress=progress,
+        )
+        # No per-epoch losses: the folds share their steps here.
+        return fitted_networks(models, [[] for _ in folds], self.config)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "engine": "batched",
+            "model": self.model_name,
+            "model_kwargs": dict(self.model_kwargs),
+            "config": dataclasses.asdict(self.config),
+            "folds_at_once": self.folds_at_once,
+        }
+
+
 def predict_folds(
     models: Sequence[nn.Module], X: np.ndarray, folds: Sequence[Fold]
 ) -> list[np.ndarray]:
@@ -236,20 +289,20 @@ def run_loso_batched(
     folds_at_once: int = 0,
     progress: bool = True,
 ) -> LosoResult:
-    """`fit_folds` for every fold (default leave-one-subject-out), then each fold's model on its
-    test samples: the same `LosoResult` as `mekit.train.loso.run_folds` (every fold keeps its
-    last step; histories are empty: the folds have no per-epoch losses of their own here)."""
-    X, y, subj, folds = prepare_folds(X, y, subjects, ids, labels, folds)
-    models = fit_folds(
-        model_name,
-        len(labels),
+    """`cross_validate` with a `BatchedTrainer`: every fold (default leave-one-subject-out)
+    trained at once, then each fold's model on its test samples: the same `LosoResult` as
+    `mekit.train.loso.run_folds` (every fold keeps its last step; histories are empty)."""
+    trainer = BatchedTrainer(
+        model_name, len(labels), config, dict(model_kwargs or {}), folds_at_once
+    )
+    return cross_validate(
         X,
         y,
+        subjects,
+        ids,
+        labels,
+        trainer,
         folds,
-        config,
-        model_kwargs=model_kwargs,
-        folds_at_once=folds_at_once,
         progress=progress,
+        desc=f"fold-batched {model_name}",
     )
-    no_history: list[list[dict[str, float]]] = [[] for _ in folds]
-    return assemble_fitted(models, no_history, folds, X, y, subj, ids, labels, model_name, config)

@@ -62,8 +62,9 @@ from mekit.fileio import atomic_write
 from mekit.models import create_model
 from mekit.train.augment import hflip
 from mekit.train.device import autocast_dtype, resolve_device
+from mekit.train.estimators import FittedNetwork, fitted_networks
 from mekit.train.loop import TrainConfig, _batches
-from mekit.train.loso import LosoResult, assemble_fitted, prepare_folds
+from mekit.train.loso import LosoResult, cross_validate
 from mekit.train.losses import balanced_class_weights
 from mekit.train.splits import Fold
 
@@ -865,22 +866,71 @@ def run_loso_ensemble(
     warning). Returns a `LosoResult` like `run_loso`: every fold keeps its last epoch
     (best_epoch = epochs); histories hold the training loss per epoch.
     """
-    X, y, subj, folds = prepare_folds(X, y, subjects, ids, labels, folds)
-    fitted = fit_fold_ensemble(
+    trainer = KernelTrainer(
+        model_name, len(labels), config, dict(model_kwargs or {}), threads, backend
+    )
+    return cross_validate(
         X,
         y,
+        subjects,
+        ids,
+        labels,
+        trainer,
         folds,
-        len(labels),
-        config,
-        model_name=model_name,
-        model_kwargs=model_kwargs,
-        threads=threads,
-        backend=backend,
         progress=progress,
+        desc=f"ensemble {model_name}",
     )
-    return assemble_fitted(
-        fitted.models, fitted.histories, folds, X, y, subj, ids, labels, model_name, config
-    )
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelTrainer:
+    """The fold runner's trainer for the fused STSTNet ensemble (`fit_fold_ensemble`): all
+    folds at once; every fold keeps its last epoch, with its per-epoch training losses."""
+
+    model_name: str
+    num_classes: int
+    config: TrainConfig
+    model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    threads: int | None = None
+    backend: Backend = "auto"
+    fits_all_folds = True
+    peeks_at_test = False
+
+    def groups(self, folds: Sequence[Fold]) -> list[list[Fold]]:
+        return [list(folds)]
+
+    def fit_folds(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        subjects: np.ndarray,
+        folds: Sequence[Fold],
+        *,
+        progress: bool = False,
+    ) -> list[FittedNetwork]:
+        fitted = fit_fold_ensemble(
+            X,
+            y,
+            folds,
+            self.num_classes,
+            self.config,
+            model_name=self.model_name,
+            model_kwargs=self.model_kwargs,
+            threads=self.threads,
+            backend=self.backend,
+            progress=progress,
+        )
+        return fitted_networks(fitted.models, fitted.histories, self.config)
+
+    def describe(self) -> dict[str, Any]:
+        # The thread count is left out: the native backend's results do not depend on it.
+        return {
+            "engine": "kernel",
+            "backend": self.backend,
+            "model": self.model_name,
+            "model_kwargs": dict(self.model_kwargs),
+            "config": dataclasses.asdict(self.config),
+        }
 
 
 def _train(
