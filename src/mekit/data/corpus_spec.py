@@ -2,7 +2,7 @@
 
 A `ClipSheet` says what a corpus's sheet is called, which columns it needs (in their official
 spelling, with other spellings seen in the wild), which column holds which field, and how its
-frame cells read. `row_sample` turns one row into a checked `Sample` (via `make_sample`);
+frame cells read. `ClipSheet.sample` turns one row into a checked `Sample` (`make_sample`);
 `collect` runs the rows, skips bad ones with the reason and the sheet row, and refuses a
 repeated id. What stays in a loader is only its corpus's own: where the sheet and frames are,
 how a subject cell names its folder, and which folder holds a clip.
@@ -60,6 +60,29 @@ class ClipSheet:
         rows = list(records(select_columns(df, self.required, f"{self.what} {path}")))
         return rows, lambda line: f"{path.name} row {line}"
 
+    def sample(
+        self,
+        record: Mapping[str, str],
+        clip: Clip,
+        *,
+        dataset: str,
+        fps: float,
+        corrections: Corrections | None,
+    ) -> Sample:
+        """The checked sample of one clip row (frames listed from the clip's folder)."""
+        return make_sample(
+            **vars(clip),  # sample_id, subject, clip, folder: make_sample's own names
+            dataset=dataset,
+            onset=self.frame(record, self.onset, clip.sample_id),
+            apex=self.frame(record, self.apex, clip.sample_id),
+            offset=self.frame(record, self.offset, clip.sample_id),
+            emotion=record[self.emotion],
+            aus=record[self.aus],
+            fps=fps,
+            corrections=corrections,
+            number=self.number,
+        )
+
     def frame(self, record: Mapping[str, str], column: str, sample_id: str) -> int | None:
         """The frame number in `column` of `record`; RowError when a needed one is empty."""
         number = frame_number(record[column], column, sample_id)
@@ -116,17 +139,8 @@ class ClipCorpus:
         clip_of = self.locate(base, dataset)
 
         def build(line: int, record: Mapping[str, str]) -> Sample:
-            clip = clip_of(line, record)
-            return row_sample(
-                self.sheet,
-                record,
-                sample_id=clip.sample_id,
-                dataset=dataset,
-                subject=clip.subject,
-                clip=clip.clip,
-                folder=clip.folder,
-                fps=fps,
-                corrections=corrections,
+            return self.sheet.sample(
+                record, clip_of(line, record), dataset=dataset, fps=fps, corrections=corrections
             )
 
         samples, skipped = collect(rows, build, where, self.sheet.repeat)
@@ -135,36 +149,6 @@ class ClipCorpus:
     def looks_like(self, root: Path) -> bool:
         """True when both the sheet and the frames folder are found from `root`."""
         return found(lambda: self.frames_dir(root), lambda: self.find_sheet(root))
-
-
-def row_sample(
-    spec: ClipSheet,
-    record: Mapping[str, str],
-    *,
-    sample_id: str,
-    dataset: str,
-    subject: str,
-    clip: str,
-    folder: Path,
-    fps: float,
-    corrections: Corrections | None,
-) -> Sample:
-    """The checked sample of one clip row (frames listed from `folder`)."""
-    return make_sample(
-        sample_id=sample_id,
-        dataset=dataset,
-        subject=subject,
-        clip=clip,
-        onset=spec.frame(record, spec.onset, sample_id),
-        apex=spec.frame(record, spec.apex, sample_id),
-        offset=spec.frame(record, spec.offset, sample_id),
-        emotion=record[spec.emotion],
-        aus=record[spec.aus],
-        fps=fps,
-        folder=folder,
-        corrections=corrections,
-        number=spec.number,
-    )
 
 
 def corpus_root(root: Path | str) -> Path:
@@ -183,11 +167,6 @@ def found(*finders: Callable[[], object]) -> bool:
     except (MekitError, OSError):
         return False
     return True
-
-
-def row_in(sheet: Path) -> Callable[[int], str]:
-    """Where a row of a sheet with its header on row 1 is, for skip reasons."""
-    return lambda line: f"{sheet.name} row {line}"
 
 
 @dataclass
