@@ -181,19 +181,14 @@ def event_sample(
 ) -> Sample:
     """The recognition sample of one event, its frames cut from the recording in `folder`."""
     return make_sample(
+        **vars(event),  # onset, apex, offset, kind, emotion, aus: make_sample's own names
         sample_id=sample_id,
         dataset=dataset,
         subject=subject,
         clip=clip,
-        onset=event.onset,
-        apex=event.apex,
-        offset=event.offset,
-        emotion=event.emotion,
-        aus=event.aus,
         fps=fps,
         folder=folder,
         frames=cut_frames(sample_id, frames, event.onset, event.offset, folder),
-        kind=event.kind,
         video=folder,
     )
 
