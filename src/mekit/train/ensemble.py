@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mekit.errors import MekitError
+from mekit.fileio import atomic_write
 from mekit.models import create_model
 from mekit.train.augment import hflip
 from mekit.train.device import autocast_dtype, resolve_device
@@ -182,10 +183,7 @@ def _compile(cc: list[str], flags: list[str], out: Path) -> None:
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cc)} failed: {proc.stderr.strip()[-2000:]}")
         # Atomic: a concurrent process sees no library or the complete one.
-        fd, tmp_out = tempfile.mkstemp(prefix=".ensemble-", suffix=".so", dir=out.parent)
-        os.close(fd)
-        shutil.copyfile(lib, tmp_out)
-        os.replace(tmp_out, out)
+        atomic_write(out, lambda tmp_out: shutil.copyfile(lib, tmp_out))
 
 
 def _build_kernel() -> ctypes.CDLL:
