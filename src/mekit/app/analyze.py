@@ -48,6 +48,7 @@ from mekit.app.recognise import (
 from mekit.app.report import NOTHING_SPOTTED, plot_timeline, write_report
 from mekit.app.result import FILES, UNKNOWN, AnalysedEvent, Analysis, VideoFacts
 from mekit.errors import MekitError, output_folder
+from mekit.fileio import atomic_open, atomic_write
 from mekit.pipeline import DEMO_MODEL_NAME
 from mekit.spot.learned_run import learned_spots
 from mekit.spot.metrics import Interval
@@ -546,10 +547,8 @@ def _write_tables(analysis: Analysis, labels: Sequence[str]) -> None:
                 "; ".join(_au_detail(a) for a in e.aus),
             ]
         )
-    tmp = out / f".{FILES['csv']}.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(out / FILES["csv"], "w", newline="") as f:
         csv.writer(f).writerows(rows)
-    os.replace(tmp, out / FILES["csv"])
 
 
 def _au_detail(au: dict) -> str:
@@ -559,6 +558,4 @@ def _au_detail(au: dict) -> str:
 
 
 def _replace(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, text)

@@ -70,6 +70,7 @@ from tqdm.auto import tqdm
 
 from mekit.data.schema import LongVideo
 from mekit.errors import MekitError
+from mekit.fileio import atomic_write
 from mekit.models.softnet import CHANNEL_NAMES, NORMALIZE, SoftNet
 from mekit.spot.metrics import Interval, SpotScores, spotting_scores
 from mekit.spot.softnet_windows import SpotterVideo, WindowStream
@@ -581,9 +582,7 @@ def save_spotter(
         "sha256": digest,
         **_plain(extra),
     }
-    tmp_meta = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
-    tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp_meta, sidecar)
+    atomic_write(sidecar, json.dumps(meta, indent=2, sort_keys=True))
     return weights, sidecar
 
 

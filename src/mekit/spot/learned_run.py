@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 from mekit.data.schema import LongVideo  # noqa: E402
 from mekit.errors import MekitError  # noqa: E402
+from mekit.fileio import atomic_write  # noqa: E402
 from mekit.spot.learned import (  # noqa: E402
     SpotterConfig,
     combine_kinds,
@@ -76,8 +77,8 @@ def _windows(video, k_s: float, cache: Path, layout: str, face_size: int) -> Spo
     if path.is_file():
         return load_windows(path)
     data = video_windows(video, k_s=k_s, layout=layout, face_size=face_size)
-    save_windows(data, path.with_suffix(".partial.npz"))
-    path.with_suffix(".partial.npz").replace(path)  # complete files only: resumable
+    # Complete files only (written aside, then renamed): a killed run resumes cleanly.
+    atomic_write(path, lambda tmp: save_windows(data, tmp))
     return data
 
 

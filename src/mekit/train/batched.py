@@ -151,17 +151,10 @@ def _fit_group(
     batch = min(config.batch_size, min(sizes))
     steps = math.ceil(config.epochs * max(sizes) / batch)
 
-    models = []
-    for fold in folds:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed + fold.index)
-            model = create_model(model_name, num_classes, **model_kwargs)
-        if config.init_from:
-            transfer_weights(model, config.init_from)
-        for module in model.modules():
-            if hasattr(module, "explicit"):  # attention vmap can batch (models/mobilevitv3)
-                module.explicit = True
-        models.append(model.to(device).train())
+    models = [
+        _fold_model(model_name, num_classes, model_kwargs, config, fold).to(device).train()
+        for fold in folds
+    ]
     spec = models[0].spec
     params, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
@@ -203,13 +196,43 @@ def _fit_group(
                 p.grad = grads[name]
             optimizer.step()
 
-    out = []
-    for f in range(len(folds)):
+    return [
+        _unstacked(model_name, num_classes, model_kwargs, {**params, **buffers}, f)
+        for f in range(len(folds))
+    ]
+
+
+def _fold_model(
+    model_name: str,
+    num_classes: int,
+    model_kwargs: dict[str, Any],
+    config: TrainConfig,
+    fold: Fold,
+) -> nn.Module:
+    """Fold `fold`'s initial model: the weights `fit` draws with seed config.seed + index,
+    then `train.init_from` loaded, with attention written out so vmap can batch it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + fold.index)
         model = create_model(model_name, num_classes, **model_kwargs)
-        state = {k: v[f].detach().to("cpu") for k, v in {**params, **buffers}.items()}
-        model.load_state_dict(state)
-        out.append(model.eval())
-    return out
+    if config.init_from:
+        transfer_weights(model, config.init_from)
+    for module in model.modules():
+        if hasattr(module, "explicit"):  # attention vmap can batch (models/mobilevitv3)
+            module.explicit = True
+    return model
+
+
+def _unstacked(
+    model_name: str,
+    num_classes: int,
+    model_kwargs: dict[str, Any],
+    stacked: dict[str, torch.Tensor],
+    f: int,
+) -> nn.Module:
+    """Fold f's trained model (CPU, eval mode) from the stacked parameters and buffers."""
+    model = create_model(model_name, num_classes, **model_kwargs)
+    model.load_state_dict({k: v[f].detach().to("cpu") for k, v in stacked.items()})
+    return model.eval()
 
 
 @dataclass(frozen=True)

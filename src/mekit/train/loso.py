@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mekit.errors import MekitError
+from mekit.fileio import atomic_open
 from mekit.train.estimators import AllFoldsNetworks, Estimator, NetworkTrainer, Trainer
 from mekit.train.executors import FoldExecutor, SequentialExecutor, make_executor
 from mekit.train.loop import TrainConfig
@@ -218,24 +218,16 @@ def _checkpoint_path(directory: Path, index: int) -> Path:
 
 def _save_checkpoint(path: Path, out: _FoldOutput, fingerprint: str) -> None:
     """Write atomically: a reader sees the old file or the complete new one, never a part."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                fingerprint=np.array(fingerprint),
-                index=np.array(out.index, dtype=np.int64),
-                test_subject=np.array(out.test_subject),
-                probs=np.asarray(out.probs, dtype=np.float32),
-                history=np.array(json.dumps(out.history)),
-                best_epoch=np.array(out.best_epoch, dtype=np.int64),
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb", fsync=True) as f:
+        np.savez(
+            f,
+            fingerprint=np.array(fingerprint),
+            index=np.array(out.index, dtype=np.int64),
+            test_subject=np.array(out.test_subject),
+            probs=np.asarray(out.probs, dtype=np.float32),
+            history=np.array(json.dumps(out.history)),
+            best_epoch=np.array(out.best_epoch, dtype=np.int64),
+        )
 
 
 def _load_checkpoint(
