@@ -81,3 +81,6 @@ def test_every_classifier_declares_features_that_carry_its_channels(model_spec):
 def test_a_spotter_has_no_per_sample_features():
     with pytest.raises(MekitError, match="softnet_windows"):
         feature_config_for(get_spec("softnet"))
+    unknown = ModelSpec(name="m", input_kind="flow", channels=3, size=8, features="voxels")
+    with pytest.raises(MekitError, match="'voxels'.*onset_apex"):
+        feature_kind_for(unknown)

@@ -11,18 +11,24 @@ from dataclasses import replace
 import numpy as np
 
 from mekit.errors import MekitError
-from mekit.models.registry import TEMPORAL_KINDS, ModelSpec
+from mekit.models.registry import TEMPORAL_KINDS, ModelSpec, Task
 from mekit.motion.features import CHANNELS, FeatureConfig, FeatureKind
 
 
 def feature_kind_for(spec: ModelSpec) -> FeatureKind:
     """The motion features the model declares (`spec.features`)."""
+    if spec.task is Task.SPOTTING:
+        raise MekitError(
+            f"model {spec.name!r} spots expressions in long videos from {spec.features!r}, "
+            "not from per-sample features; train it with mekit.spot.learned "
+            f"(`mekit train --model {spec.name}`)"
+        )
     try:
         return FeatureKind(spec.features)
     except ValueError:
         raise MekitError(
-            f"model {spec.name!r} ({spec.task} model) takes features {spec.features!r}, which "
-            f"mekit.motion does not compute per sample (it computes {', '.join(FeatureKind)})"
+            f"model {spec.name!r} takes features {spec.features!r}, which mekit.motion does "
+            f"not compute (it computes {', '.join(FeatureKind)})"
         ) from None
 
 
