@@ -86,8 +86,9 @@ def _device_options(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mekit import api
+    from mekit.models import Task, list_models
 
-    if args.model == "softnet":
+    if args.model in {spec.name for spec in list_models(task=Task.SPOTTING)}:
         return _train_spotter(args)
     config = experiment_config(args)
     out = Path(args.out) if args.out else api.run_folder(args.recipe or config.model, config)
