@@ -1,6 +1,6 @@
 """Per-frame motion signals of a long video, computed in one streaming pass.
 
-`compute_signals` reads the video (`mekit.spot.video`), follows the face (`mekit.spot.track`)
+`compute_signals` reads the video (`mekit.spot.input.video`), follows the face (`mekit.spot.input.track`)
 and, at every frame t, computes the dense optical flow between the aligned face crops of frames
 t - k and t (k frames earlier in the stream), removes rigid head motion (the mean flow of the
 nose bridge, which no action unit moves much, is subtracted from the whole field), and reduces
@@ -18,7 +18,7 @@ instead compares every frame with the first frame of the stream (apex spotting i
 onset..offset clip: the apex is where the face is furthest from its onset).
 
 Regions are masks in the aligned crop built from the landmarks at the start of each shot
-(`mekit.spot.track`): brows (with the forehead strip above them), eyes (lids), mouth (lips
+(`mekit.spot.input.track`): brows (with the forehead strip above them), eyes (lids), mouth (lips
 and chin), cheeks and nose, and the lower nose bridge (landmarks 29-30, away from the eyes,
 whose blinks a flow solver would smear into it) for the rigid motion. When the crop transform
 changes (a new shot), the frames in the ring buffer are cropped again with the new transform,
@@ -41,9 +41,9 @@ from tqdm.auto import tqdm
 
 from mekit.errors import MekitError
 from mekit.faces.landmarks import BROWS, MOUTH
+from mekit.spot.input.track import LEFT_EYE, RIGHT_EYE, FaceTrack, TrackConfig, TrackedFrame
+from mekit.spot.input.video import Frame, VideoReader
 from mekit.spot.speech import audio_envelope, mouth_aperture
-from mekit.spot.track import LEFT_EYE, RIGHT_EYE, FaceTrack, TrackConfig, TrackedFrame
-from mekit.spot.video import Frame, VideoReader
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class MotionSignals:
     """Per-frame motion of one video. Every array has one entry per frame read, in order.
 
     frame: (N,) int64 frame index (video: 0-based position; folder: the file's number).
-    time_s: (N,) float64 seconds since the source's first frame (`mekit.spot.video`): from the
+    time_s: (N,) float64 seconds since the source's first frame (`mekit.spot.input.video`): from the
         presentation timestamps in a video (true times under a variable frame rate),
         (number - first number) / fps in a folder, position / fps for frames given directly.
     fps: nominal frame rate. k: the flow offset in frames (0 with reference="first").

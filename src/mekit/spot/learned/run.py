@@ -33,7 +33,8 @@ import numpy as np  # noqa: E402
 from mekit.data.schema import LongVideo  # noqa: E402
 from mekit.errors import MekitError  # noqa: E402
 from mekit.fileio import atomic_write  # noqa: E402
-from mekit.spot.learned import (  # noqa: E402
+from mekit.spot.input.video import open_video  # noqa: E402
+from mekit.spot.learned.spotter import (  # noqa: E402
     SpotterConfig,
     combine_kinds,
     load_spotter,
@@ -45,8 +46,7 @@ from mekit.spot.learned import (  # noqa: E402
     spot_from_scores,
     train_spotter,
 )
-from mekit.spot.metrics import Interval, spotting_scores  # noqa: E402
-from mekit.spot.softnet_windows import (  # noqa: E402
+from mekit.spot.learned.windows import (  # noqa: E402
     SpotterVideo,
     expression_k_s,
     k_for,
@@ -55,7 +55,7 @@ from mekit.spot.softnet_windows import (  # noqa: E402
     save_windows,
     video_windows,
 )
-from mekit.spot.video import open_video  # noqa: E402
+from mekit.spot.metrics import Interval, spotting_scores  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """SOFTNet's input: the flow windows of long videos, their pseudo-labels, and window caches.
 
-Steps 1 and 2 of the learned spotter (`mekit.spot.learned` describes the method and where it
+Steps 1 and 2 of the learned spotter (`mekit.spot.learned.spotter` describes the method and where it
 follows or departs from the authors' code): `flow_windows` / `WindowStream` stream a video's
 (3, 42, 42) flow images, window a..a+k for each frame a; `pseudo_labels` marks the windows that
 overlap an annotated interval; `video_windows` does both for a corpus's long video
@@ -39,10 +39,10 @@ from tqdm.auto import tqdm
 from mekit.data.schema import Event, LongVideo
 from mekit.errors import MekitError
 from mekit.motion.flow import optical_strain
+from mekit.spot.input.signals import FlowEngine
+from mekit.spot.input.track import LEFT_EYE, RIGHT_EYE, FaceTrack, TrackConfig
+from mekit.spot.input.video import Frame, VideoReader, VideoWarning
 from mekit.spot.metrics import Interval
-from mekit.spot.signals import FlowEngine
-from mekit.spot.track import LEFT_EYE, RIGHT_EYE, FaceTrack, TrackConfig
-from mekit.spot.video import Frame, VideoReader, VideoWarning
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ class WindowStream:
     """Streams the flow windows of one video: iterate for (frame a, (3, size, size) image).
 
     `source`: a video file or a folder of numbered frames (path), or frames given directly (an
-    iterable of `mekit.spot.video.Frame`s, (index, image) pairs or images; `fps` needed, as
+    iterable of `mekit.spot.input.video.Frame`s, (index, image) pairs or images; `fps` needed, as
     for a folder). `k`: window length in frames. `fps` overrides the video's rate (it sets the
     track's timings only). See `flow_windows` for the other arguments.
 
