@@ -11,6 +11,7 @@ import torch
 from mekit.data.schema import Event, LongVideo
 from mekit.errors import MekitError
 from mekit.models.softnet import SoftNet
+from mekit.spot.input.video import iter_frames
 from mekit.spot.learned import spotter, windows
 from mekit.spot.learned.spotter import (
     SpotterConfig,
@@ -23,7 +24,6 @@ from mekit.spot.learned.spotter import (
     spot_from_scores,
     train_spotter,
 )
-from mekit.spot.metrics import Interval, iou
 from mekit.spot.learned.windows import (
     SpotterVideo,
     flow_windows,
@@ -33,7 +33,7 @@ from mekit.spot.learned.windows import (
     synth_long_videos,
     video_windows,
 )
-from mekit.spot.input.video import iter_frames
+from mekit.spot.metrics import Interval, iou
 from mekit.synth import SynthConfig
 from mekit.synth.long_video import write_long_videos
 

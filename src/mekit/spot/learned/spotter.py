@@ -9,8 +9,8 @@ the authors' public code (SoftNet-SpotME: `extraction_preprocess.py`, `training.
    aligned face at frames a and a + k. k is half the average expression length (the
    reference's `cal_k`: k = int((N + 1) / 2), N the mean offset - onset in frames;
    `softnet_k`), so one k, and one model, per expression kind. Here the face comes from the
-   streaming track (`mekit.spot.input.track`: crop transform fixed per stable shot) and the flow from
-   OpenCV's Farneback on an 84 px crop (the reference: TV-L1 on a 128 px crop). As in the
+   streaming track (`mekit.spot.input.track`: crop transform fixed per stable shot) and the flow
+   from OpenCV's Farneback on an 84 px crop (the reference: TV-L1 on a 128 px crop). As in the
    reference, the mean flow of an 11 px box (in 128) on the nose bridge (landmark 28) is
    subtracted (rigid head motion), u and v are taken as absolute values, the optical strain is
    computed and its nose-box mean subtracted, the eyes are masked (each eye's landmark hexagon
