@@ -1,11 +1,11 @@
 """How the folds of a run are trained: the engine (one model per fold, the fused STSTNet fold
-ensemble, or all folds vmapped at once), and the cross-validation of one run, averaged over
-members when `config.average` is active."""
+ensemble, or all folds vmapped at once), and the cross-validation of one run on its input
+(`Design`), averaged over members when `config.average` is active."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,51 +55,43 @@ def fold_engine(config: ExperimentConfig) -> str:
     return "plain"
 
 
+@dataclass(frozen=True)
+class Design:
+    """The cross-validation's input, row i = sample `ids[i]`: X in the model's layout, y the
+    class index into `labels`, each sample's dataset and subject ("dataset/subject" when the
+    run reads several corpora, so that subjects of different corpora stay apart)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    ids: list[str]
+    datasets: list[str]
+    subjects: list[str]
+    labels: list[str]
+
+
 def run_cross_validation(
-    X: np.ndarray,
-    y: np.ndarray,
-    subjects: list[str],
-    datasets: list[str],
-    ids: list[str],
-    labels: list[str],
-    config: ExperimentConfig,
-    run_dir: Path,
-    progress: bool,
+    design: Design, config: ExperimentConfig, run_dir: Path, progress: bool
 ) -> LosoResult:
     """One cross-validation (`_train_folds`), or with `config.average` active, each member's
     on normalised input (member m with its member seed, folds under run_dir/member-m) and the
     members' probabilities averaged. Every member gets the folds of the run's own seed."""
     if not config.average.active:
-        return _train_folds(X, y, subjects, datasets, ids, labels, config, run_dir, progress)
-    Xn = normalise_inputs(X, config.average.input_norm)
+        return _train_folds(design, config, run_dir, progress)
+    normalised = replace(design, X=normalise_inputs(design.X, config.average.input_norm))
     results = []
     for m in range(config.average.members):
         seed = member_seed(config.train.seed, m)
         member = replace(config, train=replace(config.train, seed=seed))
         results.append(
             _train_folds(
-                Xn,
-                y,
-                subjects,
-                datasets,
-                ids,
-                labels,
-                member,
-                run_dir / f"member-{m}",
-                progress,
-                fold_seed=config.train.seed,
+                normalised, member, run_dir / f"member-{m}", progress, fold_seed=config.train.seed
             )
         )
     return replace(average_results(results), config=config.train)
 
 
 def _train_folds(
-    X: np.ndarray,
-    y: np.ndarray,
-    subjects: list[str],
-    datasets: list[str],
-    ids: list[str],
-    labels: list[str],
+    design: Design,
     config: ExperimentConfig,
     run_dir: Path,
     progress: bool,
@@ -107,12 +99,13 @@ def _train_folds(
 ) -> LosoResult:
     """The folds of `config.protocol`, trained by the engine the settings choose."""
     seed = config.train.seed if fold_seed is None else fold_seed  # seeds kfold's draw
-    folds = protocol_folds(config.protocol, subjects, datasets, y, config.k, seed)
+    X, y, labels = design.X, design.y, design.labels
+    folds = protocol_folds(config.protocol, design.subjects, design.datasets, y, config.k, seed)
     return cross_validate(
         X,
         y,
-        subjects,
-        ids,
+        design.subjects,
+        design.ids,
         labels,
         _trainer(config, len(labels)),
         folds,

@@ -25,7 +25,7 @@ from mekit.faces import FaceConfig
 from mekit.models import ModelSpec, get_spec
 from mekit.motion import FeatureConfig, FeatureKind
 from mekit.motion.extract import FeatureSet, extract_features
-from mekit.pipeline.cross_validation import fold_engine, run_cross_validation
+from mekit.pipeline.cross_validation import Design, fold_engine, run_cross_validation
 from mekit.pipeline.labelled import (
     CorpusSource,
     LabelledCorpus,
@@ -120,20 +120,6 @@ class RunOutcome:
     per_seed: tuple[ClassificationMetrics, ...] = ()
     model_path: Path | None = None  # the sidecar of the model trained on all samples, if any
     title: str = ""  # the reports' title, e.g. "ststnet on casme2 (megc2019, loso)"
-
-
-@dataclass(frozen=True)
-class Design:
-    """The cross-validation's input, row i = sample `ids[i]`: X in the model's layout, y the
-    class index into `labels`, each sample's dataset and subject ("dataset/subject" when the
-    run reads several corpora, so that subjects of different corpora stay apart)."""
-
-    X: np.ndarray
-    y: np.ndarray
-    ids: list[str]
-    datasets: list[str]
-    subjects: list[str]
-    labels: list[str]
 
 
 def run_experiment(
@@ -299,10 +285,7 @@ def _run_seeds(
     for seed in seed_list:
         run_config = replace(config, train=replace(config.train, seed=seed))
         run_dir = out if len(seed_list) == 1 else out / f"seed-{seed}"
-        result = run_cross_validation(
-            design.X, design.y, design.subjects, design.datasets, design.ids, design.labels,
-            run_config, run_dir, progress,
-        )  # fmt: skip
+        result = run_cross_validation(design, run_config, run_dir, progress)
         result.predictions.insert(1, "dataset", design.datasets)
         if seed == seed_list[0] and config.average.calibrate:  # for the model file
             data.notes["calibration"] = calibration(result)
