@@ -121,10 +121,10 @@ class PeakSampler(threading.Thread):
 
 def child(video: str, method: str, face_size: int) -> None:
     """Run in a fresh process: time compute_signals on `video`, print a JSON line."""
+    from mekit.faces.landmarks import dlib_models
     from mekit.spot.input.signals import compute_signals
-    from mekit.spot.input.track import _dlib_models
 
-    _dlib_models()  # model loading is not part of the per-frame cost
+    dlib_models()  # model loading is not part of the per-frame cost
     before = current_rss_mb()
     sampler = PeakSampler()
     sampler.start()
