@@ -40,8 +40,8 @@ if TYPE_CHECKING:  # the heavy modules load when a function is called, not on `i
     from mekit.data.labels import LabelScheme
     from mekit.data.schema import LoadResult
     from mekit.pipeline import CorpusSource, ExperimentConfig, RunOutcome
+    from mekit.spot.input.signals import MotionSignals, SignalConfig
     from mekit.spot.run import SpotOutcome
-    from mekit.spot.signals import MotionSignals, SignalConfig
     from mekit.spot.spotters import SpotConfig
 
 # In the order of docs/api.md: the functions, then their results.
@@ -121,7 +121,7 @@ class Analysis:
     def signals(self) -> pd.DataFrame:
         """The per-frame motion signals (see `signals_frame`), computed on first use by one
         more pass over the video with the analysis's settings (the analysis keeps none)."""
-        from mekit.spot.signals import compute_signals
+        from mekit.spot.input.signals import compute_signals
 
         s = self.settings
         video = self.details.video.path
@@ -279,8 +279,8 @@ def spot(
     settings (`SignalConfig` or a mapping of k (frames), face_size (px), method).
     """
     from mekit.config import from_mapping
+    from mekit.spot.input.signals import SignalConfig
     from mekit.spot.run import spot as spot_source
-    from mekit.spot.signals import SignalConfig
     from mekit.spot.spotters import SpotConfig
 
     source = Path(source)
@@ -303,7 +303,7 @@ def spot(
 def signals_frame(signals: MotionSignals) -> pd.DataFrame:
     """`MotionSignals` as a DataFrame, one row per frame: frame, time_s (seconds), one column
     per face region (flow magnitude, crop px), strain, eye_motion, head (crop px), ear, face_ok,
-    and mouth / audio_db where recorded (see `mekit.spot.signals.MotionSignals`)."""
+    and mouth / audio_db where recorded (see `mekit.spot.input.signals.MotionSignals`)."""
     import pandas as pd
 
     columns: dict[str, Any] = {"frame": signals.frame, "time_s": signals.time_s}

@@ -6,7 +6,7 @@
         print(event.onset_s, event.kind, event.emotion, event.probabilities)
 
 Stages (the names `progress(stage, fraction)` is called with, in order):
-1. "spotting": one streaming pass of the unsupervised spotter (`mekit.spot.signals`,
+1. "spotting": one streaming pass of the unsupervised spotter (`mekit.spot.input.signals`,
    `mekit.spot.spotters`): the face track, the per-frame motion and the onset / apex / offset
    of every event. The face box at each frame is kept for the video (16 bytes a frame).
 2. "recognising": a second streaming pass keeping only the frames events need: the face is
@@ -50,9 +50,7 @@ from mekit.app.result import FILES, UNKNOWN, AnalysedEvent, Analysis, VideoFacts
 from mekit.errors import MekitError, output_folder
 from mekit.fileio import atomic_open, atomic_write
 from mekit.pipeline import DEMO_MODEL_NAME
-from mekit.spot.learned_run import learned_spots
-from mekit.spot.metrics import Interval
-from mekit.spot.signals import (
+from mekit.spot.input.signals import (
     DEFAULT_K_S,
     VFR_NOTE,
     MotionSignals,
@@ -60,9 +58,11 @@ from mekit.spot.signals import (
     compute_signals,
     curve_times,
 )
+from mekit.spot.input.track import TrackedFrame
+from mekit.spot.input.video import VideoInfo, open_video
+from mekit.spot.learned.run import learned_spots
+from mekit.spot.metrics import Interval
 from mekit.spot.spotters import SpotConfig, SpotResult, spot_details
-from mekit.spot.track import TrackedFrame
-from mekit.spot.video import VideoInfo, open_video
 from mekit.train.checkpoint import model_paths
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class AnalyzeConfig:
     """How to analyse a video.
 
     spot: the spotter's settings. face_size, flow_method, k: the spotter's face crop (px), flow
-    and flow offset (see `mekit.spot.signals.compute_signals`). video: write annotated.mp4.
+    and flow offset (see `mekit.spot.input.signals.compute_signals`). video: write annotated.mp4.
     max_side: the annotated video is scaled so its longer side is at most this (px; smaller
     inputs keep their size). crf, preset: its H.264 quality and speed. strip_seconds: the time
     the motion strip of the annotated video shows.

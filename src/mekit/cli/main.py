@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     # a video's problems are logged where they are found: once, not again as a Python warning
-    from mekit.spot.video import VideoWarning
+    from mekit.spot.input.video import VideoWarning
 
     warnings.simplefilter("ignore", VideoWarning)
     try:

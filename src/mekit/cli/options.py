@@ -15,7 +15,7 @@ from mekit.errors import MekitError
 
 if TYPE_CHECKING:
     from mekit.pipeline import CorpusSource, ExperimentConfig
-    from mekit.spot.signals import SignalConfig
+    from mekit.spot.input.signals import SignalConfig
     from mekit.spot.spotters import SpotConfig
 
 CORPUS_HELP = (
@@ -76,7 +76,7 @@ def spot_settings(args: argparse.Namespace) -> tuple[SpotConfig, SignalConfig]:
     """(SpotConfig, SignalConfig) from --config FILE.toml ([spot], [signals]) and --set
     spot.KEY=VALUE / signals.KEY=VALUE (and spot's --p)."""
     from mekit.config import from_mapping, load_toml, merge, parse_overrides
-    from mekit.spot.signals import SignalConfig
+    from mekit.spot.input.signals import SignalConfig
     from mekit.spot.spotters import SpotConfig
 
     values = load_toml(Path(args.config)) if getattr(args, "config", None) else {}

@@ -71,8 +71,8 @@ def _analyzer(spotter: str | None):  # type: ignore[no-untyped-def]
 
     if not spotter:
         return analyze_video
-    from mekit.spot.learned import load_spotter
-    from mekit.spot.learned_run import spotter_files
+    from mekit.spot.learned.run import spotter_files
+    from mekit.spot.learned.spotter import load_spotter
 
     path = Path(spotter).resolve()
     for file in spotter_files([path]):

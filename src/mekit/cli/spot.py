@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _spot_learned(args: argparse.Namespace) -> int:
-    from mekit.spot.learned_run import spot_with_spotters
+    from mekit.spot.learned.run import spot_with_spotters
 
     out = _out(args)
     source = Path(args.source)

@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _train_spotter(args: argparse.Namespace) -> int:
     from mekit.config import from_mapping, parse_overrides
-    from mekit.spot.learned import SpotterConfig
-    from mekit.spot.learned_run import train_spotters
+    from mekit.spot.learned.run import train_spotters
+    from mekit.spot.learned.spotter import SpotterConfig
 
     if len(args.corpus) != 1:
         raise MekitError("the softnet spotter trains on one long-video corpus (one --corpus)")

@@ -5,8 +5,8 @@ videos" (ICIP 2021). Each frame t of a long video is described by the optical fl
 frames t and t + k of the aligned face, as a (3, 42, 42) image with channels |u|, |v| and optical
 strain; the network regresses a spotting score per frame (trained on pseudo-labels: 1 where the
 window t..t+k overlaps an expression, 0 elsewhere, with a mean squared error loss). The spotting
-itself (score smoothing, threshold, peaks -> intervals) lives in `mekit.spot.learned`, its
-input (the flow windows) in `mekit.spot.softnet_windows`.
+itself (score smoothing, threshold, peaks -> intervals) lives in `mekit.spot.learned.spotter`, its
+input (the flow windows) in `mekit.spot.learned.windows`.
 
 Architecture, as in the authors' Keras code (SoftNet-SpotME, `training.py`): one stream per
 input channel (stream i sees channel i only), a 'same'-padded convolution with 3, 5 and 8
