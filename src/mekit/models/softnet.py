@@ -25,7 +25,7 @@ kept in the `input_scale` buffer, saved with the weights), which keeps the size 
 
 Registered with task "spotting": `create_model("softnet")` (no classes: it regresses one
 score) or `SoftNet(...)` directly. Its input, features "softnet_windows", comes from
-`mekit.spot.softnet_windows`, not from the per-sample features of `mekit.motion`.
+`mekit.spot.learned.windows`, not from the per-sample features of `mekit.motion`.
 """
 
 from __future__ import annotations
