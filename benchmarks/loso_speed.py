@@ -27,10 +27,11 @@ import time
 import numpy as np
 import torch
 
-from mekit.train.batched import run_loso_batched
+from mekit.train.batched import BatchedTrainer
 from mekit.train.device import resolve_device
 from mekit.train.ensemble import native_kernel_available, run_loso_ensemble
 from mekit.train.loop import TrainConfig, fit, predict_proba
+from mekit.train.loso import cross_validate
 from mekit.train.metrics import classification_metrics
 from mekit.train.splits import Fold, loso_folds
 
@@ -192,9 +193,8 @@ def main() -> None:
             progress=False,
         )
     else:  # the fused kernel is CPU code: on a GPU all folds go through vmap
-        result = run_loso_batched(
-            X, y, subjects, ids, LABELS, config, "ststnet", ens_folds, progress=False
-        )
+        trainer = BatchedTrainer("ststnet", len(LABELS), config)
+        result = cross_validate(X, y, subjects, ids, LABELS, trainer, ens_folds, progress=False)
     ens_s, ens_cpu = time.perf_counter() - start, time.process_time() - cpu
     load.append(os.getloadavg()[0])
     print(f"  ensemble: {ens_s:.1f} s", flush=True)

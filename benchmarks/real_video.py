@@ -114,7 +114,7 @@ def tight(folder: Path) -> None:
 
     from mekit.faces import FaceConfig, FaceLandmarker, align_frames
     from mekit.faces.align import alignment_matrix, outside_share
-    from mekit.spot.signals import compute_signals
+    from mekit.spot.input.signals import compute_signals
 
     frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".png", ".bmp"))
     print(f"\nTight crops: {len(frames)} frames in {folder}")

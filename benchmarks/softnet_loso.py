@@ -2,7 +2,7 @@
 
 Writes `--videos` synthetic long videos (`mekit.synth`, seed `--seed`, half at 30 fps and
 half at 200 fps, each with micro- and macro-expressions among blinks, head shifts, drift,
-flicker and noise; one subject per video), then runs `mekit.spot.learned_run.train_spotters`
+flicker and noise; one subject per video), then runs `mekit.spot.learned.run.train_spotters`
 with the default `SpotterConfig` (nothing tuned on these videos): per kind, each video is
 scored by the model of the fold that held its subject out. Prints the MEGC scores (IoU >= 0.5,
 one-to-one) per kind and combined, and the time taken. The unsupervised spotter's figures on
@@ -19,8 +19,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from mekit.spot.learned import SpotterConfig
-from mekit.spot.learned_run import train_spotters
+from mekit.spot.learned.run import train_spotters
+from mekit.spot.learned.spotter import SpotterConfig
 from mekit.synth import SynthConfig
 from mekit.synth.long_video import write_long_videos
 

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from mekit.faces import FaceConfig, FaceLandmarker, align_frames
+from mekit.spot.input.signals import compute_signals
 from mekit.spot.metrics import Interval, apex_summary, match_corpus, spotting_report
-from mekit.spot.signals import compute_signals
 from mekit.spot.spotters import SpotConfig, apex_in_clip, spot_details
 from mekit.synth import SynthConfig, generate_corpus
 

@@ -4,7 +4,7 @@ Builds a 640 x 480, 200 fps H.264 test video (not timed): a synthetic long video
 (`mekit.synth`, micro and macro expressions among blinks, head shifts, drift, flicker and
 noise) scaled x2 (face about 250 px wide) onto a textured 640 x 480 background; then a copy
 `--repeat` times as long (the same packets, stream-copied with shifted timestamps). Each video
-runs `mekit.spot.signals.compute_signals` in a fresh process, which reports frames/s (wall
+runs `mekit.spot.input.signals.compute_signals` in a fresh process, which reports frames/s (wall
 clock and per CPU second), its resident memory once the dlib models are loaded and the peak
 while it runs (sampled every 20 ms): the growth shows whether memory stays flat in the
 video's length.
@@ -121,10 +121,10 @@ class PeakSampler(threading.Thread):
 
 def child(video: str, method: str, face_size: int) -> None:
     """Run in a fresh process: time compute_signals on `video`, print a JSON line."""
-    from mekit.spot.signals import compute_signals
-    from mekit.spot.track import _dlib_models
+    from mekit.faces.landmarks import dlib_models
+    from mekit.spot.input.signals import compute_signals
 
-    _dlib_models()  # model loading is not part of the per-frame cost
+    dlib_models()  # model loading is not part of the per-frame cost
     before = current_rss_mb()
     sampler = PeakSampler()
     sampler.start()

@@ -141,15 +141,15 @@ def test_train_lbptop_svm_baseline(tmp_path, capsys):
 
 
 def test_demo_recovers_from_an_interrupted_synthesis(tmp_path, monkeypatch):
-    import mekit.pipeline as pipeline
+    from mekit.pipeline import demo
 
     def interrupted(out, config, progress=True):
         (out / "sub01").mkdir(parents=True)  # a half-written corpus, no synth.json
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "generate_corpus", interrupted)
+    monkeypatch.setattr(demo, "generate_corpus", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        pipeline.run_demo(tmp_path, subjects=2, clips_per_subject=2, workers=1, progress=False)
+        demo.run_demo(tmp_path, subjects=2, clips_per_subject=2, workers=1, progress=False)
     assert not (tmp_path / "corpus").exists()  # nothing that a rerun would mistake for done
     calls = []
 
@@ -158,7 +158,7 @@ def test_demo_recovers_from_an_interrupted_synthesis(tmp_path, monkeypatch):
         (out / "synth.json").parent.mkdir(parents=True)
         raise RuntimeError("stop after synthesis")  # the rest of the demo is tested elsewhere
 
-    monkeypatch.setattr(pipeline, "generate_corpus", complete)
+    monkeypatch.setattr(demo, "generate_corpus", complete)
     with pytest.raises(RuntimeError):
-        pipeline.run_demo(tmp_path, subjects=2, clips_per_subject=2, workers=1, progress=False)
+        demo.run_demo(tmp_path, subjects=2, clips_per_subject=2, workers=1, progress=False)
     assert calls == [tmp_path / "corpus.partial"]  # the leftover was cleared and rewritten

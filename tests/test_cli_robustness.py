@@ -15,6 +15,7 @@ from tests.app.fakes import write_video
 
 from mekit.app import analyze as analyze_module
 from mekit.cli import main as cli
+from mekit.cli import models as models_command
 from mekit.errors import MekitError, describe_os_error, output_folder
 from mekit.models import create_model
 from mekit.train.checkpoint import save_model
@@ -102,7 +103,7 @@ def test_an_unchecked_os_error_is_still_one_line(capsys, monkeypatch):
     def full_disk(args):
         raise OSError(errno.ENOSPC, "No space left on device", "/data/out/timeline.png")
 
-    monkeypatch.setattr(cli, "cmd_models", full_disk)
+    monkeypatch.setattr(models_command, "run", full_disk)
     code, err = _run(capsys, "models")
     line = _one_error_line(err)
     assert code == 2 and "/data/out/timeline.png" in line and "disk is full" in line

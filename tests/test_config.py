@@ -55,18 +55,18 @@ from typing import Literal  # noqa: E402
 
 from mekit.app.analyze import AnalyzeConfig  # noqa: E402
 from mekit.app.au_training import AUTrainConfig  # noqa: E402
-from mekit.app.server import ServeSettings  # noqa: E402
+from mekit.app.server.settings import ServeSettings  # noqa: E402
 from mekit.config import Choice, Config  # noqa: E402
 from mekit.faces.align import FaceConfig  # noqa: E402
 from mekit.models.mobilevitv3 import CONFIGS as MOBILEVIT_VARIANTS  # noqa: E402
 from mekit.models.mobilevitv3 import MobileViTv3Config  # noqa: E402
 from mekit.motion.features import FeatureConfig  # noqa: E402
-from mekit.pipeline import ExperimentConfig  # noqa: E402
-from mekit.spot.learned import SpotterConfig  # noqa: E402
-from mekit.spot.signals import SignalConfig  # noqa: E402
+from mekit.pipeline.experiment import ExperimentConfig  # noqa: E402
+from mekit.spot.input.signals import SignalConfig  # noqa: E402
+from mekit.spot.input.track import TrackConfig  # noqa: E402
+from mekit.spot.learned.spotter import SpotterConfig  # noqa: E402
 from mekit.spot.speech import SpeechConfig  # noqa: E402
 from mekit.spot.spotters import ApexConfig, SpotConfig  # noqa: E402
-from mekit.spot.track import TrackConfig  # noqa: E402
 from mekit.synth.au_flows import AUFlowConfig  # noqa: E402
 from mekit.synth.config import SynthConfig  # noqa: E402
 from mekit.train.averaging import AverageConfig  # noqa: E402

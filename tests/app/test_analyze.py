@@ -29,8 +29,8 @@ from mekit.errors import MekitError
 from mekit.faces import FaceConfig, FaceLandmarker, align_frames
 from mekit.motion import FeatureConfig, FeatureKind
 from mekit.motion.features import compute_features
+from mekit.spot.input.video import iter_frames
 from mekit.spot.metrics import Interval
-from mekit.spot.video import iter_frames
 from mekit.synth import SynthConfig
 from mekit.synth.long_video import write_long_video
 from mekit.train.checkpoint import save_model
@@ -492,8 +492,8 @@ def test_a_trained_spotter_finds_the_events_instead(long_video, own_model, tmp_p
     import torch
 
     from mekit.models.softnet import SoftNet
-    from mekit.spot.learned import SpotterConfig, save_spotter
-    from mekit.spot.learned_run import learned_spots
+    from mekit.spot.learned.run import learned_spots
+    from mekit.spot.learned.spotter import SpotterConfig, save_spotter
 
     torch.manual_seed(0)
     _, sidecar = save_spotter(

@@ -524,7 +524,7 @@ def test_mekit_serve_binds_a_trained_spotter(tmp_path, monkeypatch, capsys):
 
     from mekit.app.analyze import analyze_video
     from mekit.models.softnet import SoftNet
-    from mekit.spot.learned import save_spotter
+    from mekit.spot.learned.spotter import save_spotter
 
     runs = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: runs.append(app))

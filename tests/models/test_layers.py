@@ -3,10 +3,19 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
 import torch
+from torch import nn
 
 import mekit.models.layers as layers
-from mekit.models.layers import CBAM, ChannelAttention, ConvReluBn, SpatialAttention
+from mekit.models.layers import (
+    CBAM,
+    ChannelAttention,
+    ConvReluBn,
+    SpatialAttention,
+    conv_bn_act,
+    mlp_head,
+)
 
 
 def test_conv_relu_bn_shape_and_order():
@@ -27,6 +36,40 @@ def test_cbam_keeps_shape_and_rescales():
     y = CBAM(16, reduction=4)(x)
     assert y.shape == x.shape
     assert (y.abs() <= x.abs() + 1e-6).all()  # weights in (0, 1) can only shrink
+
+
+def test_cbam_in_3d_pools_over_time_too():
+    x = torch.randn(2, 16, 3, 6, 6)
+    cbam = CBAM(16, reduction=4, kernel_size=(3, 7, 7), dims=3)
+    assert cbam.channel(x).shape == (2, 16, 1, 1, 1) and cbam.spatial(x).shape == (2, 1, 3, 6, 6)
+    assert cbam.spatial.conv.padding == (1, 3, 3)
+    torch.testing.assert_close(cbam(x), cbam.spatial(cbam.channel(x) * x) * cbam.channel(x) * x)
+    with pytest.raises(ValueError, match="dims"):
+        CBAM(16, dims=1)
+
+
+def test_conv_bn_act_keeps_size_at_stride_one_and_can_drop_the_activation():
+    block = conv_bn_act(3, 8, (3, 7, 7), dims=3)
+    assert [type(m) for m in block] == [nn.Conv3d, nn.BatchNorm3d, nn.ReLU]
+    assert block(torch.randn(2, 3, 4, 9, 9)).shape == (2, 8, 4, 9, 9)
+    assert block[0].bias is None
+    shortcut = conv_bn_act(3, 8, 1, 2, act=None, momentum=0.3)
+    assert [type(m) for m in shortcut] == [nn.Conv2d, nn.BatchNorm2d]
+    assert shortcut[1].momentum == 0.3 and shortcut(torch.randn(1, 3, 8, 8)).shape == (1, 8, 4, 4)
+
+
+def test_mlp_head_puts_dropout_before_the_output_layer_only():
+    head = nn.Sequential(*mlp_head(10, (6, 4), 3, dropout=0.5))
+    assert [type(m) for m in head] == [
+        nn.Linear,
+        nn.ReLU,
+        nn.Linear,
+        nn.ReLU,
+        nn.Dropout,
+        nn.Linear,
+    ]
+    assert head(torch.randn(2, 10)).shape == (2, 3)
+    assert [type(m) for m in mlp_head(10, (), 3)] == [nn.Linear]
 
 
 def test_layers_is_a_leaf_module():

@@ -9,7 +9,16 @@ import torch
 from torch import nn
 
 from mekit.errors import MekitError
-from mekit.models import ModelSpec, create_model, get_spec, list_models, register_model, registry
+from mekit.models import (
+    CLASSIFIER_TASKS,
+    ModelSpec,
+    Task,
+    create_model,
+    get_spec,
+    list_models,
+    register_model,
+    registry,
+)
 
 SPECS = list_models()
 NAMES = [s.name for s in SPECS]
@@ -173,3 +182,44 @@ def test_u_channel_found_by_name_for_fusion_inputs():
     apex = ModelSpec(name="a", input_kind="apex", channels=1, size=8)
     assert (fused.u_channel, seq.u_channel, apex.u_channel) == (1, 1, None)
     assert seq.input_shape == (4, 3, 8, 8)
+
+
+def test_tasks_and_the_default_listing():
+    assert get_spec("ststnet").task is Task.RECOGNITION and get_spec("aunet").task is Task.AU
+    assert get_spec("softnet").task is Task.SPOTTING
+    assert "softnet" not in NAMES  # the default lists the classifiers, as `mekit models` does
+    assert {s.task for s in SPECS} == set(CLASSIFIER_TASKS)
+    assert [s.name for s in list_models(task="spotting")] == ["softnet"]
+    recognition = list_models(task=Task.RECOGNITION)
+    assert "aunet" not in [s.name for s in recognition] and "ststnet" in NAMES
+    every = list_models(task=None)
+    assert len(every) == len(SPECS) + 1
+    assert [s.name for s in every] == sorted(s.name for s in every)
+    with pytest.raises(MekitError, match="unknown task"):
+        list_models(task="detection")
+    with pytest.raises(ValueError, match="task"):
+        ModelSpec(name="x", input_kind="flow", channels=3, size=28, task="detection")
+
+
+def test_features_default_to_the_input_kind_and_are_declared_by_every_model():
+    assert ModelSpec(name="x", input_kind="flow", channels=3, size=28).features == "onset_apex"
+    assert get_spec("cnn_lstm_fusion").features == "flow_clip"
+    assert get_spec("me_resnet").features == "keyframes"
+
+
+def test_softnet_is_created_by_name_without_classes():
+    from mekit.models.softnet import SoftNet
+
+    torch.manual_seed(0)
+    model = create_model("softnet", hidden=32)
+    torch.manual_seed(0)
+    direct = SoftNet(hidden=32)
+    assert isinstance(model, SoftNet) and model.spec is get_spec("softnet")
+    assert list(model.state_dict()) == list(direct.state_dict())
+    x = torch.rand(2, 3, 42, 42)
+    torch.testing.assert_close(model.eval()(x), direct.eval()(x))
+    assert model(x).shape == (2,)
+    with pytest.raises(MekitError, match="no classes"):
+        create_model("softnet", 3)
+    with pytest.raises(MekitError, match=r"\(B, 3, 42, 42\)"):
+        model(torch.rand(2, 3, 40, 40))

@@ -11,8 +11,9 @@ import torch
 from mekit.data.schema import Event, LongVideo
 from mekit.errors import MekitError
 from mekit.models.softnet import SoftNet
-from mekit.spot import learned, softnet_windows
-from mekit.spot.learned import (
+from mekit.spot.input.video import iter_frames
+from mekit.spot.learned import spotter, windows
+from mekit.spot.learned.spotter import (
     SpotterConfig,
     load_spotter,
     loso_scores,
@@ -23,8 +24,7 @@ from mekit.spot.learned import (
     spot_from_scores,
     train_spotter,
 )
-from mekit.spot.metrics import Interval, iou
-from mekit.spot.softnet_windows import (
+from mekit.spot.learned.windows import (
     SpotterVideo,
     flow_windows,
     k_for,
@@ -33,7 +33,7 @@ from mekit.spot.softnet_windows import (
     synth_long_videos,
     video_windows,
 )
-from mekit.spot.video import iter_frames
+from mekit.spot.metrics import Interval, iou
 from mekit.synth import SynthConfig
 from mekit.synth.long_video import write_long_videos
 
@@ -79,9 +79,9 @@ def test_k_is_half_the_mean_length():
     video = LongVideo(
         "v", "d", "s", 100.0, (Event(0, None, 20, "micro"), Event(50, None, 150, "macro"))
     )
-    assert softnet_windows.expression_k_s([video], "micro") == pytest.approx(0.1)
+    assert windows.expression_k_s([video], "micro") == pytest.approx(0.1)
     with pytest.raises(MekitError, match="micro"):
-        softnet_windows.expression_k_s([LongVideo("v", "d", "s", 30.0, ())], "micro")
+        windows.expression_k_s([LongVideo("v", "d", "s", 30.0, ())], "micro")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,10 +176,10 @@ def test_spot_from_scores_floor_and_edges():
 def test_combine_kinds_drops_micro_spots_inside_macro_ones():
     micro = [Interval(10, 18, "micro"), Interval(52, 60, "micro"), Interval(95, 103, "micro")]
     macro = [Interval(50, 90, "macro")]
-    out = learned.combine_kinds(micro, macro)
+    out = spotter.combine_kinds(micro, macro)
     # 52..60 lies inside 50..90; 95..103 does not; 10..18 neither
     assert [(x.onset, x.kind) for x in out] == [(10, "micro"), (50, "macro"), (95, "micro")]
-    assert learned.combine_kinds(micro, []) == micro
+    assert spotter.combine_kinds(micro, []) == micro
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,13 +227,13 @@ def test_loso_scores_each_video_with_the_fold_that_held_its_subject_out(monkeypa
         planted_video("c1", "C", 4),
     ]
     seen: list[set[str]] = []
-    real = learned.train_spotter
+    real = spotter.train_spotter
 
     def spy(train, config, **kwargs):
         seen.append({v.subject for v in train})
         return real(train, config, **kwargs)
 
-    monkeypatch.setattr(learned, "train_spotter", spy)
+    monkeypatch.setattr(spotter, "train_spotter", spy)
     curves = loso_spotting(videos, FAST)
     assert seen == [{"B", "C"}, {"A", "C"}, {"A", "B"}]
     assert set(curves) == {"a1", "a2", "b1", "c1"}
@@ -267,7 +267,7 @@ def test_save_and_load_spotter(tmp_path):
 
 def test_windows_round_trip(tmp_path):
     video = planted_video("v", "s", 0)
-    again = softnet_windows.load_windows(softnet_windows.save_windows(video, tmp_path / "v.npz"))
+    again = windows.load_windows(windows.save_windows(video, tmp_path / "v.npz"))
     assert again.truth == video.truth and again.k == video.k and again.fps == video.fps
     assert np.array_equal(again.X, video.X) and np.array_equal(again.frames, video.frames)
 
@@ -313,7 +313,7 @@ def test_end_to_end_on_two_synthetic_videos(synth_folder):
         intervals = spot_from_scores(d.frames, scores, d.fps, d.k, kind="micro")
         assert all(0 <= x.onset <= x.offset <= d.last_frame for x in intervals)
     # streamed scoring gives the same scores as windows-then-score
-    frames, streamed = learned.score_source(model, videos[0].video, data[0].k, batch_size=32)
+    frames, streamed = spotter.score_source(model, videos[0].video, data[0].k, batch_size=32)
     assert np.array_equal(frames, data[0].frames)
     assert np.allclose(streamed, score_video(model, data[0].X), atol=1e-5)
 

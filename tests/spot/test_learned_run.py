@@ -9,17 +9,17 @@ import pytest
 
 from mekit.cli.main import main
 from mekit.errors import MekitError
-from mekit.spot.learned import (
-    SpotterConfig,
-    load_spotter,
-)
-from mekit.spot.learned_run import (
+from mekit.spot.learned.run import (
     long_videos_in,
     spot_with_spotters,
     spotter_files,
     train_spotters,
 )
-from mekit.spot.softnet_windows import expression_k_s, k_for
+from mekit.spot.learned.spotter import (
+    SpotterConfig,
+    load_spotter,
+)
+from mekit.spot.learned.windows import expression_k_s, k_for
 from mekit.synth import SynthConfig
 from mekit.synth.long_video import write_long_videos
 

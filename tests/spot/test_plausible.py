@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from tests.spot.test_spotters import Event, build
 
+from mekit.spot.input.signals import compute_signals
 from mekit.spot.metrics import Interval
-from mekit.spot.signals import compute_signals
 from mekit.spot.spotters import SpotConfig, resolve_overlaps, spot_details, spot_intervals
 from mekit.synth import SynthConfig
 from mekit.synth.subjects import subject_identity

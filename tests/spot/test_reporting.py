@@ -13,8 +13,8 @@ import pytest
 from tests.spot.test_spotters import Event, build
 
 from mekit.cli.main import main
+from mekit.spot.input.signals import VFR_NOTE, compute_signals, curve_times
 from mekit.spot.run import spot
-from mekit.spot.signals import VFR_NOTE, compute_signals, curve_times
 from mekit.spot.spotters import spot_details
 from mekit.synth import SynthConfig
 from mekit.synth.subjects import subject_identity

@@ -78,7 +78,7 @@ def test_a_long_video_corpus_is_spotted_with_its_own_annotations(videos, tmp_pat
     import pandas as pd
 
     from mekit.data.samm_lv import SHEET_HEADER, SHEET_NAME
-    from mekit.spot.video import iter_frames
+    from mekit.spot.input.video import iter_frames
 
     folder, path = videos
     root = tmp_path / "SAMM_LV"

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from mekit.errors import MekitError
-from mekit.spot.signals import (
+from mekit.spot.input.signals import (
     REGIONS,
     MotionSignals,
     compute_signals,
     default_k,
     region_masks,
 )
-from mekit.spot.video import VideoWarning
+from mekit.spot.input.video import VideoWarning
 from mekit.synth import SynthConfig
 from mekit.synth.long_video import write_long_video
 from mekit.synth.subjects import subject_identity

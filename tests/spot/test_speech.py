@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mekit.spot.signals import compute_signals
+from mekit.spot.input.signals import compute_signals
 from mekit.spot.speech import SpeechConfig, audio_envelope, speaking
 from mekit.spot.spotters import SpotConfig, spot_details
 from mekit.synth import SynthConfig

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from mekit.errors import MekitError
+from mekit.spot.input.signals import REGIONS, MotionSignals
 from mekit.spot.metrics import Interval, iou, match_intervals
-from mekit.spot.signals import REGIONS, MotionSignals
 from mekit.spot.spotters import (
     ApexConfig,
     SpotConfig,
@@ -363,7 +363,7 @@ def test_apex_in_clip_finds_the_synthetic_apex_within_3_frames(clips):
 
 @pytest.mark.slow
 def test_a_synthetic_long_video_gives_its_events(tmp_path):
-    from mekit.spot.signals import compute_signals
+    from mekit.spot.input.signals import compute_signals
     from mekit.synth import SynthConfig
     from mekit.synth.long_video import write_long_video
 

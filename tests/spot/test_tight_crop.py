@@ -10,8 +10,8 @@ import pytest
 
 from mekit.faces import FaceConfig, FaceLandmarker, align_frames, alignment_matrix
 from mekit.faces.align import outside_share
-from mekit.spot.signals import compute_signals
-from mekit.spot.track import FaceTrack, TrackConfig
+from mekit.spot.input.signals import compute_signals
+from mekit.spot.input.track import FaceTrack, TrackConfig
 from mekit.synth import SynthConfig
 from mekit.synth.subjects import subject_identity
 

@@ -11,7 +11,7 @@ import pytest
 
 from mekit.errors import MekitError
 from mekit.faces.landmarks import LEFT_EYE_INNER, RIGHT_EYE_INNER
-from mekit.spot.track import (
+from mekit.spot.input.track import (
     Cropper,
     FaceTrack,
     NoFaceError,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mekit.errors import MekitError
-from mekit.spot.video import (
+from mekit.spot.input.video import (
     VideoReader,
     VideoWarning,
     grey_plane,

@@ -11,8 +11,9 @@ import torch
 from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.models.registry import list_models
-from mekit.train.batched import batched_unsupported, fit_folds, run_loso_batched
+from mekit.train.batched import BatchedTrainer, batched_unsupported, fit_folds
 from mekit.train.loop import TrainConfig, fit
+from mekit.train.loso import cross_validate
 from mekit.train.splits import loso_folds
 
 FAST = TrainConfig(epochs=2, batch_size=4)
@@ -70,12 +71,13 @@ def test_without_dropout_it_is_the_per_fold_loop(toy_flow):
 def test_reports_like_the_other_engines_and_is_deterministic(toy_flow):
     X, y, subjects, ids = toy_flow(3, 6)
     config = TrainConfig(epochs=2, batch_size=4)
-    result = run_loso_batched(X, y, subjects, ids, ["neg", "pos"], config, "ststnet")
+    trainer = BatchedTrainer("ststnet", 2, config)
+    result = cross_validate(X, y, subjects, ids, ["neg", "pos"], trainer, progress=False)
     p = result.predictions
     assert p["id"].tolist() == ids and len(p) == len(y)
     names = dict(enumerate(sorted(set(subjects))))
     assert (p["subject"] == p["fold"].map(names)).all()  # predicted by the fold holding it out
-    again = run_loso_batched(X, y, subjects, ids, ["neg", "pos"], config, "ststnet")
+    again = cross_validate(X, y, subjects, ids, ["neg", "pos"], trainer, progress=False)
     assert again.predictions.equals(p)
 
 

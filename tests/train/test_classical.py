@@ -2,7 +2,8 @@ import numpy as np
 from sklearn.base import clone
 
 from mekit.train import TrainConfig
-from mekit.train.classical import LbpTopSVM, run_loso_classical
+from mekit.train.classical import LbpTopSVM, SVMTrainer
+from mekit.train.loso import cross_validate
 
 
 def blobs(n_per_class=12, n_subjects=4, seed=0):
@@ -29,14 +30,13 @@ def test_svm_is_a_proper_sklearn_estimator():
 def test_loso_classical_predicts_every_sample_from_its_held_out_fold():
     X, y, subjects = blobs()
     ids = [f"id{i}" for i in range(len(y))]
-    result = run_loso_classical(X, y, subjects, ids, ["a", "b", "c"], TrainConfig(), progress=False)
+    svm = SVMTrainer(TrainConfig())
+    result = cross_validate(X, y, subjects, ids, ["a", "b", "c"], svm, progress=False)
     preds = result.predictions
     assert list(preds["id"]) == ids and set(preds["fold"]) == {0, 1, 2, 3}
     assert result.metrics().uf1 > 0.9
     # a class missing from one fold's training subjects still gets a probability column
     y2 = y.copy()
     y2[(y == 2) & (np.array(subjects) != "s0")] = 1
-    result2 = run_loso_classical(
-        X, y2, subjects, ids, ["a", "b", "c"], TrainConfig(), progress=False
-    )
+    result2 = cross_validate(X, y2, subjects, ids, ["a", "b", "c"], svm, progress=False)
     assert result2.predictions.loc[np.array(subjects) == "s0", "prob_c"].eq(0).all()

@@ -110,3 +110,31 @@ def test_fit_input_errors(data):
         fit("ststnet", 2, X, y + 1, TrainConfig(epochs=1))
     with pytest.raises(MekitError, match="28x28"):
         fit("ststnet", 2, X[:, :, :20, :20], y, TrainConfig(epochs=1))
+
+
+def test_class_weights_come_from_focal_alpha_or_the_training_labels():
+    from mekit.train.loop import class_weights
+
+    y = np.array([0, 0, 0, 1])
+    assert class_weights(y, 2, TrainConfig()) is None
+    np.testing.assert_allclose(
+        class_weights(y, 2, TrainConfig(class_weights="balanced")), [4 / 6, 4 / 2]
+    )
+    alpha = class_weights(y, 2, TrainConfig(loss="focal", focal_alpha=(0.25, 0.75)))
+    np.testing.assert_allclose(alpha, [0.25, 0.75])
+    with pytest.raises(MekitError, match="one per class"):
+        class_weights(y, 3, TrainConfig(loss="focal", focal_alpha=(0.25, 0.75)))
+
+
+def test_the_loop_does_not_import_the_pretraining_driver():
+    # transfer.py trains with the loop; the loop warm-starts through warm_start.py instead
+    import ast
+    import inspect
+
+    import mekit.train.loop as loop
+    from mekit.train import transfer, warm_start
+
+    tree = ast.parse(inspect.getsource(loop))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "mekit.train.transfer" not in imported and "mekit.train.warm_start" in imported
+    assert transfer.transfer_weights is warm_start.transfer_weights

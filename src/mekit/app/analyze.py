@@ -6,7 +6,7 @@
         print(event.onset_s, event.kind, event.emotion, event.probabilities)
 
 Stages (the names `progress(stage, fraction)` is called with, in order):
-1. "spotting": one streaming pass of the unsupervised spotter (`mekit.spot.signals`,
+1. "spotting": one streaming pass of the unsupervised spotter (`mekit.spot.input.signals`,
    `mekit.spot.spotters`): the face track, the per-frame motion and the onset / apex / offset
    of every event. The face box at each frame is kept for the video (16 bytes a frame).
 2. "recognising": a second streaming pass keeping only the frames events need: the face is
@@ -49,10 +49,9 @@ from mekit.app.report import NOTHING_SPOTTED, plot_timeline, write_report
 from mekit.app.result import FILES, UNKNOWN, AnalysedEvent, Analysis, VideoFacts
 from mekit.config import Config
 from mekit.errors import MekitError, output_folder
+from mekit.fileio import atomic_open, atomic_write
 from mekit.pipeline import DEMO_MODEL_NAME
-from mekit.spot.learned_run import learned_spots
-from mekit.spot.metrics import Interval
-from mekit.spot.signals import (
+from mekit.spot.input.signals import (
     DEFAULT_K_S,
     VFR_NOTE,
     MotionSignals,
@@ -61,9 +60,11 @@ from mekit.spot.signals import (
     compute_signals,
     curve_times,
 )
+from mekit.spot.input.track import TrackedFrame
+from mekit.spot.input.video import VideoInfo, open_video
+from mekit.spot.learned.run import learned_spots
+from mekit.spot.metrics import Interval
 from mekit.spot.spotters import SpotConfig, SpotResult, spot_details
-from mekit.spot.track import TrackedFrame
-from mekit.spot.video import VideoInfo, open_video
 from mekit.train.checkpoint import model_paths
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class AnalyzeConfig(Config, section="analyze"):
     """How to analyse a video.
 
     spot: the spotter's settings. face_size, flow_method, k: the spotter's face crop (px), flow
-    and flow offset (see `mekit.spot.signals.compute_signals`). video: write annotated.mp4.
+    and flow offset (see `mekit.spot.input.signals.compute_signals`). video: write annotated.mp4.
     max_side: the annotated video is scaled so its longer side is at most this (px; smaller
     inputs keep their size). crf, preset: its H.264 quality and speed. strip_seconds: the time
     the motion strip of the annotated video shows.
@@ -204,6 +205,25 @@ def probe(video: Path) -> VideoInfo:
     return info
 
 
+@dataclass(frozen=True)
+class _Spotting:
+    """What the spotting pass found: the motion signals, the unsupervised spotter's result
+    (its curve is drawn even when a learned spotter gives the events), the events' intervals,
+    the spotter that gave them ("unsupervised" or "softnet: PATH") and the face box per frame
+    (see `_Boxes`)."""
+
+    signals: MotionSignals
+    curve: SpotResult
+    intervals: list[Interval]
+    spotter: str
+    boxes: np.ndarray
+
+    @property
+    def drawn_at(self) -> np.ndarray:
+        """The curve's times on the events' time base (s)."""
+        return curve_times(self.signals)
+
+
 def analyze_video(
     video: Path,
     out: Path,
@@ -233,12 +253,71 @@ def analyze_video(
     warnings: list[str] = list(recogniser.notes)
 
     stages.start("spotting")
+    spotting = _spot(video, info, config, spotter, stages.update)
+    warnings += [w for w in spotting.curve.warnings if w != VFR_NOTE]  # said once, below
+    stages.end()
+    facts = _facts(video, info, spotting.signals)
+    if facts.variable_fps:
+        warnings.append(
+            f"variable frame rate: times come from the timestamps; annotated.mp4 is written at "
+            f"a constant {facts.fps:g} frames/s"
+        )
+
+    stages.start("recognising")
+    recognitions = recognise_events(
+        video, spotting.intervals, recogniser, facts.fps, progress=stages.update
+    )
+    events = _events(spotting.intervals, recognitions, spotting.signals, out, warnings)
+    if not events:
+        warnings.append(_nothing_spotted(spotting.curve if spotter is None else None))
+    stages.end()
+    files: dict[str, str | None] = {**FILES, "timeline_png": None, "mp4": None, "html": None}
+    analysis = Analysis(
+        out,
+        facts,
+        recogniser.info,
+        tuple(events),
+        files,
+        tuple(warnings),
+        0.0,
+        stages.timings,
+        spotting.spotter,
+    )
+    _write_tables(analysis, recogniser.info.labels)
+
+    if config.video:
+        stages.start("rendering")
+        files["mp4"] = _render(video, out, spotting, analysis, config, warnings, stages.update)
+        stages.end()
+
+    stages.start("report")
+    _plot_timeline(analysis, spotting)
+    files["timeline_png"], files["html"] = FILES["timeline_png"], FILES["html"]
+    analysis = replace(
+        analysis, files=files, warnings=tuple(warnings), seconds=time.perf_counter() - started
+    )
+    write_report(analysis, out / FILES["html"], out / FILES["timeline_png"])
+    stages.end()
+    analysis = replace(analysis, seconds=time.perf_counter() - started, timings=stages.timings)
+    _write_tables(analysis, recogniser.info.labels)
+    return analysis
+
+
+def _spot(
+    video: Path,
+    info: VideoInfo,
+    config: AnalyzeConfig,
+    spotter: Path | None,
+    progress: Callable[[float], None],
+) -> _Spotting:
+    """The spotting pass: one streaming read of `video` for the motion signals and face boxes,
+    then the unsupervised spotter, and the learned `spotter` when one is given."""
     boxes = _Boxes(info.n_frames)
     total = max(1, info.n_frames)
 
     def on_frame(tracked: TrackedFrame) -> None:
         boxes.add(tracked)
-        stages.update((tracked.index + 1) / total)
+        progress((tracked.index + 1) / total)
 
     try:
         signals = compute_signals(
@@ -260,91 +339,69 @@ def analyze_video(
             "clip of at least a second with the face in view throughout, or a shorter gap with "
             "--set signals.k=N (frames)"
         ) from None
-    spotted = spot_details(signals, config.spot)
-    warnings += [w for w in spotted.warnings if w != VFR_NOTE]  # said once, below
-    intervals, spotter_name = list(spotted.intervals), "unsupervised"
-    if spotter is not None:
-        learned = learned_spots(video, [Path(spotter)], fps=float(signals.fps))
-        intervals, spotter_name = learned.intervals, f"softnet: {spotter}"
-    stages.end()
-    drawn_at = curve_times(signals)  # the curve on the events' time base
-    facts = _facts(video, info, signals)
-    if facts.variable_fps:
-        warnings.append(
-            f"variable frame rate: times come from the timestamps; annotated.mp4 is written at "
-            f"a constant {facts.fps:g} frames/s"
+    curve = spot_details(signals, config.spot)
+    if spotter is None:
+        return _Spotting(signals, curve, list(curve.intervals), "unsupervised", boxes.boxes())
+    learned = learned_spots(video, [Path(spotter)], fps=float(signals.fps))
+    return _Spotting(signals, curve, learned.intervals, f"softnet: {spotter}", boxes.boxes())
+
+
+def _render(
+    video: Path,
+    out: Path,
+    spotting: _Spotting,
+    analysis: Analysis,
+    config: AnalyzeConfig,
+    warnings: list[str],
+    progress: Callable[[float], None],
+) -> str | None:
+    """Write annotated.mp4 and give its name; None, with a warning saying why, when it could
+    not be written (the results already written stay)."""
+    facts = analysis.video
+    curve = spotting.curve
+    overlay = Overlay(spotting.boxes, spotting.drawn_at, curve.z, curve.threshold, analysis.events)
+    try:
+        annotated = write_annotated_video(
+            video,
+            out / FILES["mp4"],
+            overlay,
+            facts.fps,
+            max_side=config.max_side,
+            crf=config.crf,
+            preset=config.preset,
+            strip_seconds=config.strip_seconds,
+            progress=progress,
+            n_frames=facts.n_frames,
         )
+    except (MekitError, OSError) as e:
+        warnings.append(f"annotated.mp4 could not be written: {e}")
+        log.warning("%s: annotated.mp4 could not be written: %s", video, e)
+        return None
+    if annotated.frames != facts.n_frames:
+        warnings.append(
+            f"annotated.mp4 has {annotated.frames} frames, the analysis read "
+            f"{facts.n_frames}" + (f" ({annotated.stopped})" if annotated.stopped else "")
+        )
+    return FILES["mp4"]
 
-    stages.start("recognising")
-    recognitions = recognise_events(video, intervals, recogniser, facts.fps, progress=stages.update)
-    events = _events(intervals, recognitions, signals, out, warnings)
-    if not events:
-        warnings.append(_nothing_spotted(spotted if spotter is None else None))
-    stages.end()
-    files: dict[str, str | None] = {**FILES, "timeline_png": None, "mp4": None, "html": None}
-    analysis = Analysis(
-        out,
-        facts,
-        recogniser.info,
-        tuple(events),
-        files,
-        tuple(warnings),
-        0.0,
-        stages.timings,
-        spotter_name,
-    )
-    _write_tables(analysis, recogniser.info.labels)
 
-    if config.video:
-        stages.start("rendering")
-        overlay = Overlay(boxes.boxes(), drawn_at, spotted.z, spotted.threshold, events)
-        try:
-            annotated = write_annotated_video(
-                video,
-                out / FILES["mp4"],
-                overlay,
-                facts.fps,
-                max_side=config.max_side,
-                crf=config.crf,
-                preset=config.preset,
-                strip_seconds=config.strip_seconds,
-                progress=stages.update,
-                n_frames=facts.n_frames,
-            )
-            files["mp4"] = FILES["mp4"]
-            if annotated.frames != facts.n_frames:
-                warnings.append(
-                    f"annotated.mp4 has {annotated.frames} frames, the analysis read "
-                    f"{facts.n_frames}" + (f" ({annotated.stopped})" if annotated.stopped else "")
-                )
-        except (MekitError, OSError) as e:  # the results above stay; say what is missing
-            warnings.append(f"annotated.mp4 could not be written: {e}")
-            log.warning("%s: annotated.mp4 could not be written: %s", video, e)
-        stages.end()
-
-    stages.start("report")
+def _plot_timeline(analysis: Analysis, spotting: _Spotting) -> None:
+    """timeline.png: the motion curve, its threshold and the events, titled with the counts."""
+    events, info = analysis.events, analysis.model
     title = (
-        f"{facts.name}: {len(events)} events ({sum(e.kind == 'micro' for e in events)} micro, "
-        f"{sum(e.kind == 'macro' for e in events)} macro); model {recogniser.info.name}"
+        f"{analysis.video.name}: {len(events)} events "
+        f"({sum(e.kind == 'micro' for e in events)} micro, "
+        f"{sum(e.kind == 'macro' for e in events)} macro); model {info.name}"
     )
     plot_timeline(
-        out / FILES["timeline_png"],
-        drawn_at,
-        spotted.z,
-        spotted.threshold,
+        analysis.out / FILES["timeline_png"],
+        spotting.drawn_at,
+        spotting.curve.z,
+        spotting.curve.threshold,
         events,
         title,
-        demo=recogniser.info.demo,
+        demo=info.demo,
     )
-    files["timeline_png"], files["html"] = FILES["timeline_png"], FILES["html"]
-    analysis = replace(
-        analysis, files=files, warnings=tuple(warnings), seconds=time.perf_counter() - started
-    )
-    write_report(analysis, out / FILES["html"], out / FILES["timeline_png"])
-    stages.end()
-    analysis = replace(analysis, seconds=time.perf_counter() - started, timings=stages.timings)
-    _write_tables(analysis, recogniser.info.labels)
-    return analysis
 
 
 def _facts(video: Path, info: VideoInfo, signals: MotionSignals) -> VideoFacts:
@@ -492,10 +549,8 @@ def _write_tables(analysis: Analysis, labels: Sequence[str]) -> None:
                 "; ".join(_au_detail(a) for a in e.aus),
             ]
         )
-    tmp = out / f".{FILES['csv']}.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(out / FILES["csv"], "w", newline="") as f:
         csv.writer(f).writerows(rows)
-    os.replace(tmp, out / FILES["csv"])
 
 
 def _au_detail(au: dict) -> str:
@@ -505,6 +560,4 @@ def _au_detail(au: dict) -> str:
 
 
 def _replace(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, text)

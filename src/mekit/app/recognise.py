@@ -39,8 +39,8 @@ from mekit.models.explain import grad_cam
 from mekit.motion import FeatureConfig, FeatureKind
 from mekit.motion.features import compute_features, flow_features, frames_needed, onset_apex_flow
 from mekit.motion.flow import magnitude
+from mekit.spot.input.video import VideoReader
 from mekit.spot.metrics import Interval
-from mekit.spot.video import VideoReader
 from mekit.train.au_model import AU_INPUT_SIZE, AUDetector, AUFinding
 from mekit.train.checkpoint import LoadedModel, load_model, model_paths
 from mekit.train.export import model_is_oracle

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import pandas as pd
-
-from mekit.data.corrections import Corrections
-from mekit.data.records import RowError, frame_number, make_sample
-from mekit.data.schema import LoadResult, Sample, Skipped
+from mekit.data.corpus_spec import Clip, ClipCorpus, ClipSheet
+from mekit.data.sheets import find_workbook
 from mekit.errors import MekitError
 
 log = logging.getLogger(__name__)
@@ -34,31 +32,30 @@ SHEET_HEADER: tuple[str | None, ...] = (
     "Action Units",
     "Estimated Emotion",
 )
-COLUMNS = {
-    "subject": "Subject",
-    "filename": "Filename",
-    "onsetframe": "OnsetFrame",
-    "apexframe": "ApexFrame",
-    "offsetframe": "OffsetFrame",
-    "actionunits": "Action Units",
-    "estimatedemotion": "Estimated Emotion",
-}
+SHEET = ClipSheet(
+    what="coding sheet",
+    required=tuple(c for c in SHEET_HEADER if c is not None),
+    onset="OnsetFrame",
+    apex="ApexFrame",
+    offset="OffsetFrame",
+    emotion="Estimated Emotion",
+    aus="Action Units",
+    must_have=("OnsetFrame", "OffsetFrame"),
+    repeat="same Subject and Filename as row {row}; delete one",
+    number=lambda name: int(m.group(1)) if (m := _FRAME.match(name)) else None,
+)
 _FRAME = re.compile(r"^(?:reg_)?img(\d+)\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE)
 
 
 def find_sheet(root: Path) -> Path:
     """The coding sheet inside `root` (or its parent): a .xlsx/.xls whose name has 'coding'."""
-    for folder in (root, root.parent):
-        hits = sorted(
-            p
-            for p in folder.glob("*.xls*")
-            if "coding" in p.name.lower() and not p.name.startswith("~$")
-        )
-        if hits:
-            return hits[0]
-    raise MekitError(
-        f"no coding sheet (*coding*.xlsx or .xls) found in {root} or its parent; "
-        "pass the sheet explicitly (--sheet PATH; CASME II ships CASME2-coding-20140508.xlsx)"
+    return find_workbook(
+        (root, root.parent),
+        lambda name: "coding" in name.lower(),
+        missing=(
+            f"no coding sheet (*coding*.xlsx or .xls) found in {root} or its parent; "
+            "pass the sheet explicitly (--sheet PATH; CASME II ships CASME2-coding-20140508.xlsx)"
+        ),
     )
 
 
@@ -73,102 +70,12 @@ def frames_dir(root: Path) -> Path:
     )
 
 
-def read_sheet(sheet: Path) -> pd.DataFrame:
-    """The coding sheet with canonical column names (see COLUMNS); cells kept as text."""
-    try:
-        df = pd.read_excel(sheet, dtype=str)
-    except FileNotFoundError:
-        raise MekitError(f"coding sheet {sheet} not found; check --sheet") from None
-    except Exception as e:  # xlrd/openpyxl raise many kinds for corrupt or wrong files
-        raise MekitError(f"cannot read coding sheet {sheet}: {e}") from None
-    renamed = {c: COLUMNS[_norm(c)] for c in df.columns if _norm(c) in COLUMNS}
-    missing = sorted(set(COLUMNS.values()) - set(renamed.values()))
-    if missing:
-        raise MekitError(
-            f"coding sheet {sheet} lacks column(s) {', '.join(missing)}; "
-            f"found {', '.join(map(str, df.columns))}"
-        )
-    return df.rename(columns=renamed)[list(COLUMNS.values())].dropna(how="all")
+def _locate(base: Path, dataset: str) -> Callable[[int, Mapping[str, str]], Clip]:
+    def clip(line: int, record: Mapping[str, str]) -> Clip:
+        subject, name = _subject(record["Subject"]), record["Filename"]
+        return Clip(f"{dataset}/{subject}/{name}", subject, name, base / subject / name)
 
-
-def load_casme2(
-    root: Path | str,
-    sheet: Path | str | None = None,
-    dataset: str = "casme2",
-    fps: float = FPS,
-    corrections: Corrections | None = None,
-) -> LoadResult:
-    """Samples of a CASME II-layout corpus; unusable rows are returned in `skipped` with why."""
-    root = Path(root)
-    if not root.is_dir():
-        raise MekitError(f"corpus folder {root} does not exist; check --corpus")
-    sheet_path = Path(sheet) if sheet is not None else find_sheet(root)
-    table = read_sheet(sheet_path)
-    base = frames_dir(root)
-    samples: list[Sample] = []
-    skipped: list[Skipped] = []
-    seen: dict[str, int] = {}
-    for line, row in enumerate(table.itertuples(index=False), start=2):
-        record = dict(zip(table.columns, row, strict=True))
-        try:
-            sample = _sample(record, base, dataset, fps, corrections)
-            if sample.id in seen:
-                raise RowError(
-                    sample.id, f"same Subject and Filename as row {seen[sample.id]}; delete one"
-                )
-            seen[sample.id] = line
-            samples.append(sample)
-        except RowError as e:
-            skipped.append(Skipped(e.sample_id, f"{e.reason} ({sheet_path.name} row {line})"))
-    for s in skipped:
-        log.warning("skipping %s: %s", s.id, s.reason)
-    log.info("%s: %d samples from %s (%d skipped)", dataset, len(samples), base, len(skipped))
-    return LoadResult(tuple(samples), tuple(skipped))
-
-
-def looks_like(root: Path) -> bool:
-    """True when `root` has CASME II's layout: sub* clip folders and a *coding* sheet."""
-    try:
-        find_sheet(root)
-        frames_dir(root)
-    except MekitError:
-        return False
-    return True
-
-
-def _sample(
-    record: dict[str, str], base: Path, dataset: str, fps: float, corrections: Corrections | None
-) -> Sample:
-    subject = _subject(record["Subject"])
-    clip = str(record["Filename"]).strip()
-    sample_id = f"{dataset}/{subject}/{clip}"
-    return make_sample(
-        sample_id=sample_id,
-        dataset=dataset,
-        subject=subject,
-        clip=clip,
-        onset=_required(record["OnsetFrame"], "OnsetFrame", sample_id),
-        apex=frame_number(record["ApexFrame"], "ApexFrame", sample_id),
-        offset=_required(record["OffsetFrame"], "OffsetFrame", sample_id),
-        emotion=record["Estimated Emotion"],
-        aus=record["Action Units"],
-        fps=fps,
-        folder=base / subject / clip,
-        corrections=corrections,
-        number=_casme2_number,
-    )
-
-
-def _casme2_number(name: str) -> int | None:
-    m = _FRAME.match(name)
-    return int(m.group(1)) if m else None
-
-
-def _required(cell: str, column: str, sample_id: str) -> int:
-    number = frame_number(cell, column, sample_id)
-    if number is None:
-        raise RowError(sample_id, f"{column} is empty")
-    return number
+    return clip
 
 
 def _subject(cell: str) -> str:
@@ -179,5 +86,7 @@ def _subject(cell: str) -> str:
         return f"sub{text}"
 
 
-def _norm(name: object) -> str:
-    return re.sub(r"[^a-z]", "", str(name).lower())
+CORPUS = ClipCorpus("casme2", FPS, SHEET, find_sheet, frames_dir, _locate, log)
+# load_casme2(root, sheet=None, dataset="casme2", fps=FPS, corrections=None) -> LoadResult
+load_casme2 = CORPUS.load
+looks_like = CORPUS.looks_like  # True when `root` holds both the sheet and the frames

@@ -30,9 +30,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from mekit.data.corpus_spec import collect, corpus_root, finish, found
 from mekit.data.corrections import Corrections
-from mekit.data.records import RowError, frame_number, make_sample, numbered_frames, subset_frames
-from mekit.data.schema import LoadResult, Sample, Skipped
+from mekit.data.records import event_sample, frame_number, make_event, numbered_frames
+from mekit.data.schema import LoadResult, RowError, Sample
+from mekit.data.sheets import find_workbook, read_book, records, select_columns
 from mekit.errors import MekitError
 
 log = logging.getLogger(__name__)
@@ -74,22 +76,16 @@ _SUBJECT_DIR = re.compile(r"^spno\.?\d+$", re.IGNORECASE)
 
 def find_sheet(root: Path) -> Path:
     """The part A ME label sheet (`*ME_label*.xlsx/.xls`, the newest version) near `root`."""
-    for folder in (*(root / rel for rel in SHEET_FOLDERS), root.parent):
-        if not folder.is_dir():
-            continue
-        hits = sorted(
-            p
-            for p in folder.glob("*.xls*")
-            if "_me_label" in p.name.lower() and not p.name.startswith("~$")
-        )
-        if hits:
-            if len(hits) > 1:
-                log.warning("several ME label sheets in %s; using %s", folder, hits[-1].name)
-            return hits[-1]
-    raise MekitError(
-        f"no CAS(ME)^3 part A label sheet (cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx) found in "
-        f"{root}, its annotation/ or part_A/annotation/ folder or its parent; pass it with "
-        "--sheet PATH"
+    folders = (*(root / rel for rel in SHEET_FOLDERS), root.parent)
+    return find_workbook(
+        folders,
+        lambda name: "_me_label" in name.lower(),
+        newest=True,
+        missing=(
+            f"no CAS(ME)^3 part A label sheet (cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx) found in "
+            f"{root}, its annotation/ or part_A/annotation/ folder or its parent; pass it with "
+            "--sheet PATH"
+        ),
     )
 
 
@@ -109,28 +105,15 @@ def frames_dir(root: Path) -> Path:
 
 def read_sheet(path: Path) -> tuple[str, pd.DataFrame]:
     """(sheet name, table with canonical column names, cells as text) of the label sheet."""
-    try:
-        names = pd.ExcelFile(path).sheet_names
+
+    def read(p: Path) -> tuple[str, pd.DataFrame]:
+        names = pd.ExcelFile(p).sheet_names
         name = next((n for n in names if str(n).strip().lower() == SHEET_NAME), names[0])
-        df = pd.read_excel(path, sheet_name=name, dtype=str)
-    except FileNotFoundError:
-        raise MekitError(f"label sheet {path} not found; check --sheet") from None
-    except Exception as e:  # xlrd/openpyxl raise many kinds for corrupt or wrong files
-        raise MekitError(f"cannot read label sheet {path}: {e}") from None
-    wanted = {_norm(c): c for c in REQUIRED}
-    wanted.setdefault("actionunits", "AU")
-    renamed: dict[object, str] = {}
-    for column in df.columns:
-        canonical = wanted.get(_norm(column))
-        if canonical is not None and canonical not in renamed.values():
-            renamed[column] = canonical
-    missing = [c for c in REQUIRED if c not in renamed.values()]
-    if missing:
-        raise MekitError(
-            f"label sheet {path} (sheet '{name}') lacks column(s) {', '.join(missing)}; "
-            f"found {', '.join(map(str, df.columns))}"
-        )
-    return str(name), df.rename(columns=renamed)[list(REQUIRED)].dropna(how="all")
+        return str(name), pd.read_excel(p, sheet_name=name, dtype=str)
+
+    name, df = read_book(path, "label sheet", read)
+    where = f"label sheet {path} (sheet '{name}')"
+    return name, select_columns(df, REQUIRED, where, aliases={"actionunits": "AU"})
 
 
 def load_casme3(
@@ -142,45 +125,24 @@ def load_casme3(
     corrections: Corrections | None = None,
 ) -> LoadResult:
     """Samples of CAS(ME)^3 part A; unusable rows are returned in `skipped` with why."""
-    root = Path(root)
-    if not root.is_dir():
-        raise MekitError(f"corpus folder {root} does not exist; check --corpus")
+    root = corpus_root(root)
     sheet_path = Path(sheet) if sheet is not None else find_sheet(root)
     sheet_name, table = read_sheet(sheet_path)
     base = frames_dir(root)
     finder = _Recordings(base)
-    samples: list[Sample] = []
-    skipped: list[Skipped] = []
-    seen: dict[str, int] = {}
-    for index, row in zip(table.index, table.itertuples(index=False), strict=True):
-        line = int(index) + 2  # the header is spreadsheet row 1
-        record = {c: _cell(v) for c, v in zip(table.columns, row, strict=True)}
-        where = f"{sheet_path.name} sheet '{sheet_name}' row {line}"
-        try:
-            sample = _sample(record, finder, dataset, fps, corrections)
-            if sample.id in seen:
-                raise RowError(
-                    sample.id, f"same subject, Filename and Onset as row {seen[sample.id]}"
-                )
-            seen[sample.id] = line
-            samples.append(sample)
-        except RowError as e:
-            skipped.append(Skipped(e.sample_id, f"{e.reason} ({where})"))
-    for s in skipped:
-        log.warning("skipping %s: %s", s.id, s.reason)
-    log.info("%s: %d samples from %s (%d skipped)", dataset, len(samples), base, len(skipped))
-    return LoadResult(tuple(samples), tuple(skipped))
+    samples, skipped = collect(
+        records(table),
+        lambda line, record: _sample(record, finder, dataset, fps, corrections),
+        lambda line: f"{sheet_path.name} sheet '{sheet_name}' row {line}",
+        "same subject, Filename and Onset as row {row}",
+    )
+    return finish(log, dataset, samples, skipped, base)
 
 
 def looks_like(root: Path) -> bool:
     """True when `root` has CAS(ME)^3 part A's layout: spNO.* subject folders and an ME label
     sheet."""
-    try:
-        frames_dir(root)
-        find_sheet(root)
-    except (MekitError, OSError):
-        return False
-    return True
+    return found(lambda: frames_dir(root), lambda: find_sheet(root))
 
 
 class _Recordings:
@@ -235,39 +197,24 @@ def _sample(
     }
     if corrections is not None:
         fields = corrections.apply(sample_id, fields)  # raises RowError for an exclusion
-    onset, apex, offset = fields["onset"], fields["apex"], fields["offset"]
+    onset, offset = fields["onset"], fields["offset"]
     for value, column in ((onset, "Onset"), (offset, "Offset")):
         if value is None:
             raise RowError(
                 sample_id, f"{column} is empty; add a correction (id,field,value,reason)"
             )
-    if offset < onset:
+    if offset < onset:  # before the folder is looked for, as the sheet is the problem
         raise RowError(sample_id, f"offset {offset} is before onset {onset}")
     folder = finder.folder(subject, filename, sample_id)
-    numbers, paths = finder.frames(folder)
-    if not numbers:
-        raise RowError(sample_id, f"no image frames in {folder}")
-    cut = subset_frames(numbers, paths, onset, offset)
-    if not cut[0]:
-        raise RowError(
-            sample_id,
-            f"onset..offset {onset}..{offset} lies outside the frames "
-            f"{numbers[0]}..{numbers[-1]} of {folder}",
-        )
-    sample = make_sample(
-        sample_id=sample_id,
+    sample = event_sample(
+        sample_id,
+        make_event(sample_id, fields, "micro"),
         dataset=dataset,
         subject=subject,
         clip=clip,
-        onset=onset,
-        apex=apex,
-        offset=offset,
-        emotion=fields["emotion"],
-        aus=fields["aus"],
-        fps=fps,
         folder=folder,
-        frames=cut,
-        video=folder,
+        frames=finder.frames(folder),
+        fps=fps,
     )
     if fields.get("apex_source"):
         sample = dataclasses.replace(sample, apex_source=str(fields["apex_source"]))
@@ -280,14 +227,3 @@ def _children(folder: Path) -> dict[str, Path]:
         if p.is_dir():
             found.setdefault(p.name.lower(), p)
     return found
-
-
-def _cell(value: object) -> str:
-    text = "" if value is None else str(value).strip()
-    if text.lower() in ("nan", "none", "nat"):
-        return ""
-    return re.sub(r"^(\d+)\.0$", r"\1", text)  # a number read as a float
-
-
-def _norm(name: object) -> str:
-    return re.sub(r"[^a-z]", "", str(name).lower())

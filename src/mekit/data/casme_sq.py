@@ -43,18 +43,20 @@ Corrections (by sample id, e.g. `casme_sq/s15/disgust1_1`) apply to the event an
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
+from mekit.data.corpus_spec import Gathered, corpus_root, log_skipped
 from mekit.data.corrections import Corrections
-from mekit.data.records import RowError, frame_number, make_sample, numbered_frames, subset_frames
-from mekit.data.schema import Event, LoadResult, LongVideo, Sample, Skipped
+from mekit.data.records import event_sample, frame_number, long_video, make_event, numbered_frames
+from mekit.data.schema import Event, LoadResult, RowError, Sample
+from mekit.data.sheets import cell, find_workbook, norm, read_book
 from mekit.errors import MekitError
 
 log = logging.getLogger(__name__)
@@ -116,19 +118,13 @@ class _Video:
 
 def find_sheet(root: Path) -> Path:
     """The annotation workbook in `root` or its parent: a .xlsx/.xls named *code_final*."""
-    for folder in (root, root.parent):
-        hits = sorted(
-            p
-            for p in folder.glob("*.xls*")
-            if "codefinal" in _norm(p.name) and not p.name.startswith("~$")
-        )
-        if hits:
-            if len(hits) > 1:
-                log.warning("several code_final sheets in %s; using %s", folder, hits[0].name)
-            return hits[0]
-    raise MekitError(
-        f"no CAS(ME)^2 annotation workbook (code_final.xlsx or CAS(ME)^2code_final.xlsx) found in "
-        f"{root} or its parent; pass it explicitly with --sheet PATH"
+    return find_workbook(
+        (root, root.parent),
+        lambda name: "codefinal" in norm(name),
+        missing=(
+            "no CAS(ME)^2 annotation workbook (code_final.xlsx or CAS(ME)^2code_final.xlsx) "
+            f"found in {root} or its parent; pass it explicitly with --sheet PATH"
+        ),
     )
 
 
@@ -155,12 +151,7 @@ def videos_dir(root: Path) -> Path | None:
 
 def read_sheet(path: Path) -> Sheet:
     """The events and naming rules of code_final.xlsx; MekitError naming what is missing."""
-    try:
-        book = pd.read_excel(path, sheet_name=None, header=None, dtype=str)
-    except FileNotFoundError:
-        raise MekitError(f"annotation workbook {path} not found; check --sheet") from None
-    except Exception as e:  # xlrd/openpyxl raise many kinds for corrupt or wrong files
-        raise MekitError(f"cannot read annotation workbook {path}: {e}") from None
+    book = read_book(path, "annotation workbook")
     names = list(book)
     events = _pick(names, 0, lambda n: "code" in n and "rule" not in n, path, "the events")
     rule1 = _pick(names, 1, lambda n: "rule1" in n, path, "'naming rule1'")
@@ -173,7 +164,7 @@ def read_sheet(path: Path) -> Sheet:
             f"'{EVENT_COLUMNS[df.shape[1]]}' is missing"
         )
     rows = [
-        (int(i) + 1, tuple(_cell(v) for v in r)) for i, r in zip(df.index, df.values, strict=True)
+        (int(i) + 1, tuple(cell(v) for v in r)) for i, r in zip(df.index, df.values, strict=True)
     ]
     if rows and _int(rows[0][1][_ONSET]) is None and re.search("[a-z]", rows[0][1][_ONSET], re.I):
         log.info(
@@ -218,9 +209,7 @@ def load_casme_sq(
     doc); `label` is "class" (the emotion class column) or "self_report"; `kinds` are the event
     kinds that also become recognition samples.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise MekitError(f"corpus folder {root} does not exist; check --corpus")
+    root = corpus_root(root)
     if missing_offset not in MISSING_OFFSET:
         raise MekitError(f"missing_offset must be one of {', '.join(MISSING_OFFSET)}")
     if label not in LABELS:
@@ -230,17 +219,15 @@ def load_casme_sq(
     if label == "self_report" and not any(len(r) > _SELF for _, r in table.rows):
         raise MekitError(f"{sheet_path} has no '{EVENT_COLUMNS[_SELF]}' column (column 9)")
     videos = _videos(root, frames)
-    samples: list[Sample] = []
-    skipped: list[Skipped] = []
+    out = Gathered()
     fills: list[tuple[str, str, str, str, str]] = []
-    seen: dict[str, int] = {}
     for line, cells in table.rows:
         try:
             video, event, sample_id, corrected, fill = _event(
                 cells, table, videos, dataset, label, missing_offset, corrections
             )
         except RowError as e:
-            skipped.append(Skipped(e.sample_id, f"{e.reason} ({table.where(line)})"))
+            out.skip(e, table.where(line))
             continue
         video.events.append(event)
         if fill is not None:
@@ -248,32 +235,27 @@ def load_casme_sq(
             log.warning("%s: offset filled: %s", fill[0], fill[4])
         if event.kind not in kinds:
             continue
-        try:
-            if sample_id in seen:
-                raise RowError(sample_id, f"event name repeats row {seen[sample_id]}")
-            seen[sample_id] = line
-            sample = _sample(sample_id, cells[_NAME], video, event, dataset, fps)
-            if corrected:
-                sample = dataclasses.replace(sample, apex_source="corrected")
-            samples.append(sample)
-        except RowError as e:
-            reason = f"{e.reason}; the event is kept for spotting ({table.where(line)})"
-            skipped.append(Skipped(e.sample_id, reason))
+        out.add_event_sample(
+            line,
+            sample_id,
+            partial(_sample, sample_id, cells[_NAME], video, event, dataset, fps),
+            corrected=corrected,
+            repeat="event name repeats row {row}",
+            where=table.where(line),
+        )
     long_videos = tuple(
-        LongVideo(
-            id=f"{dataset}/{v.subject}/{v.name}",
-            dataset=dataset,
-            subject=v.subject,
-            fps=fps,
-            events=tuple(sorted(v.events, key=lambda e: (e.onset, e.offset))),
-            frames=v.frames[1],
-            frame_numbers=v.frames[0],
+        long_video(
+            dataset,
+            v.subject,
+            v.name,
+            fps,
+            v.events,
+            v.frames,
             video=None if v.folder is not None else v.file,
         )
         for _, v in sorted(videos.items(), key=lambda kv: _video_key(kv[0]))
     )
-    for s in skipped:
-        log.warning("skipping %s: %s", s.id, s.reason)
+    log_skipped(log, out.skipped)
     counts = Counter(e.kind for v in long_videos for e in v.events)
     log.info(
         "%s: %d videos (%d micro, %d macro events), %d samples from %s (%d skipped, "
@@ -282,12 +264,12 @@ def load_casme_sq(
         len(long_videos),
         counts["micro"],
         counts["macro"],
-        len(samples),
+        len(out.samples),
         root,
-        len(skipped),
+        len(out.skipped),
         len(fills),
     )
-    return LoadResult(tuple(samples), tuple(skipped), long_videos, tuple(fills))
+    return LoadResult(tuple(out.samples), tuple(out.skipped), long_videos, tuple(fills))
 
 
 def looks_like(root: Path) -> bool:
@@ -373,7 +355,7 @@ def _event(
     offset = _frame(cells[_OFFSET], "offset", sample_id)
     emotion = cells[_CLASS] if label == "class" else (cells[_SELF] if len(cells) > _SELF else "")
     fields = {"onset": onset, "apex": apex, "offset": offset, "emotion": emotion}
-    fields["aus"] = _au_text(cells[_AUS])
+    fields["aus"] = cells[_AUS]
     if corrections is not None:
         fields = corrections.apply(sample_id, fields)  # raises RowError for an exclusion
     onset, apex, offset = fields["onset"], fields["apex"], fields["offset"]
@@ -388,22 +370,7 @@ def _event(
     fill = None
     if offset is None:
         offset, fill = _fill_offset(sample_id, onset, apex, video, missing_offset, table)
-    if offset < onset:
-        raise RowError(sample_id, f"offset {offset} is before onset {onset}")
-    if apex is not None and not onset <= apex <= offset:
-        raise RowError(
-            sample_id,
-            f"apex {apex} is outside onset..offset {onset}..{offset}; "
-            "fix the sheet or add a correction (id,field,value,reason)",
-        )
-    event = Event(
-        onset=int(onset),
-        apex=None if apex is None else int(apex),
-        offset=int(offset),
-        kind=kind,
-        emotion=str(fields["emotion"]).strip().lower(),
-        aus=str(fields["aus"]).strip(),
-    )
+    event = make_event(sample_id, {**fields, "offset": offset}, kind)
     return video, event, sample_id, bool(fields.get("apex_source")), fill
 
 
@@ -436,31 +403,15 @@ def _sample(
             f"only the video file {video.file} is there; recognition samples need its frames "
             f"(rawpic/{video.subject}/{video.name}/imgN.jpg)",
         )
-    numbers, paths = video.frames
-    if not numbers:
-        raise RowError(sample_id, f"no image frames in {video.folder}")
-    cut = subset_frames(numbers, paths, event.onset, event.offset)
-    if not cut[0]:
-        raise RowError(
-            sample_id,
-            f"onset..offset {event.onset}..{event.offset} lies outside the frames "
-            f"{numbers[0]}..{numbers[-1]} of {video.folder}",
-        )
-    return make_sample(
-        sample_id=sample_id,
+    return event_sample(
+        sample_id,
+        event,
         dataset=dataset,
         subject=video.subject,
         clip=clip,
-        onset=event.onset,
-        apex=event.apex,
-        offset=event.offset,
-        emotion=event.emotion,
-        aus=event.aus,
-        fps=fps,
         folder=video.folder,
-        frames=cut,
-        kind=event.kind,
-        video=video.folder,
+        frames=video.frames,
+        fps=fps,
     )
 
 
@@ -480,7 +431,7 @@ def _pick(names: list[str], index: int, wanted, path: Path, what: str) -> str:
 def _rule1(df: pd.DataFrame) -> dict[int, str]:
     folders = {}
     for values in df.values:
-        cells = [_cell(v) for v in values] + ["", "", ""]
+        cells = [cell(v) for v in values] + ["", "", ""]
         participant, folder = _int(cells[2]), cells[1]
         if participant is None:
             continue
@@ -496,7 +447,7 @@ def _rule1(df: pd.DataFrame) -> dict[int, str]:
 def _rule2(df: pd.DataFrame) -> dict[str, str]:
     codes = {}
     for values in df.values:
-        cells = [_cell(v) for v in values] + ["", ""]
+        cells = [cell(v) for v in values] + ["", ""]
         number, name = _int(cells[0]), cells[1]
         if number is not None and name:
             codes[name] = f"{number:04d}"
@@ -528,15 +479,6 @@ def _int(text: str) -> int | None:
         return None
 
 
-def _au_text(text: str) -> str:
-    """AUs as the sheet writes them ('4+10'); '4.0' (a number read as a float) becomes '4'."""
-    return re.sub(r"^(\d+)\.0$", r"\1", text)
-
-
-def _cell(value: object) -> str:
-    text = "" if value is None else str(value).strip()
-    return "" if text.lower() in ("nan", "none", "nat") else text
-
-
 def _norm(name: object) -> str:
+    """A sheet name as compared: lower-case letters and digits ('naming rule1' -> namingrule1)."""
     return re.sub(r"[^a-z0-9]", "", str(name).lower())

@@ -35,6 +35,7 @@ import logging
 import re
 from pathlib import Path
 
+from mekit.data.corpus_spec import corpus_root, log_skipped
 from mekit.data.corrections import Corrections
 from mekit.data.images import DEFAULT_SIZE, Crop, ImageSet, Rows, check_size, read_grey
 from mekit.data.records import RowError, make_sample
@@ -110,9 +111,7 @@ def load_ckplus(
     CK+ has no sheet: `sheet`, when given, is the emotion label folder (the unzipped
     Emotion_labels.zip) for a copy kept apart from the images.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise MekitError(f"corpus folder {root} does not exist; check --corpus")
+    root = corpus_root(root)
     images, labels, facs = find_dirs(root, Path(sheet) if sheet is not None else None)
     samples: list[Sample] = []
     skipped: list[Skipped] = []
@@ -125,8 +124,7 @@ def load_ckplus(
             )
         except RowError as e:
             skipped.append(Skipped(e.sample_id, f"{e.reason} ({where})"))
-    for s in skipped:
-        log.warning("skipping %s: %s", s.id, s.reason)
+    log_skipped(log, skipped)
     log.info(
         "%s: %d labelled sequences from %s (%d skipped; unlabelled sequences are not samples)",
         dataset,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mekit.data.ids import canonical_id
+from mekit.data.schema import RowError
 from mekit.errors import MekitError
 
 FIELDS = ("onset", "apex", "offset", "emotion", "aus", "exclude")
@@ -41,8 +42,6 @@ class Corrections:
 
     def apply(self, sample_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         """`fields` with this sample's corrections applied; raises for an `exclude`."""
-        from mekit.data.records import RowError  # records imports this module
-
         out = dict(fields)
         key = canonical_id(sample_id)
         for c in self.items:

@@ -31,6 +31,7 @@ import pandas as pd
 
 from mekit.data.images import ImageSet, Rows, check_size, read_labelled_folders, resize
 from mekit.data.schema import Skipped
+from mekit.data.sheets import read_book
 from mekit.errors import MekitError
 
 log = logging.getLogger(__name__)
@@ -122,12 +123,12 @@ def _wanted(usage: str | Iterable[str] | None) -> set[str] | None:
 
 def read_table(path: Path) -> tuple[pd.DataFrame, str | None]:
     """The CSV with columns renamed to emotion, pixels (and Usage when present), as text."""
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except FileNotFoundError:
-        raise MekitError(f"FER2013 file {path} not found") from None
-    except Exception as e:  # a binary or malformed file
-        raise MekitError(f"cannot read FER2013 file {path} as CSV: {e}") from None
+    df = read_book(
+        path,
+        "FER2013 file",
+        lambda p: pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True),
+        fix="pass fer2013.csv or the folder holding it",
+    )
     found = {str(c).strip().lower(): c for c in df.columns}
     missing = [c for c in REQUIRED if c.lower() not in found]
     if missing:

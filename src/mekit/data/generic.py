@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mekit.data.corpus_spec import corpus_root, log_skipped
 from mekit.data.corrections import Corrections
 from mekit.data.imagecheck import image_problem
 from mekit.data.records import (
@@ -57,6 +58,7 @@ from mekit.data.records import (
     make_sample,
 )
 from mekit.data.schema import LoadResult, Sample, Skipped
+from mekit.data.sheets import read_book
 from mekit.errors import MekitError
 
 log = logging.getLogger(__name__)
@@ -89,8 +91,7 @@ def load_generic(
     root = Path(root)
     if root.is_file() and sheet is None:
         root, sheet = root.parent, root
-    if not root.is_dir():
-        raise MekitError(f"corpus folder {root} does not exist; check --corpus")
+    corpus_root(root)
     csv_path = Path(sheet) if sheet is not None else root / SAMPLES_CSV
     table = read_table(csv_path)
     default_dataset = (dataset or DEFAULT_DATASET).strip()
@@ -109,8 +110,7 @@ def load_generic(
             continue
         seen[sample.id] = line
         samples.append(sample)
-    for s in skipped:
-        log.warning("skipping %s: %s", s.id, s.reason)
+    log_skipped(log, skipped)
     log.info("%d samples from %s (%d skipped)", len(samples), csv_path, len(skipped))
     applied = tuple(corrections.applied[before:]) if corrections is not None else ()
     return LoadResult(tuple(samples), tuple(skipped), corrections=applied)
@@ -128,17 +128,18 @@ def read_table(path: Path) -> pd.DataFrame:
             f"{path} not found; a generic-format corpus is a folder with {SAMPLES_CSV} "
             f"(header: {HEADER}; see the README), or pass the CSV with --sheet"
         )
-    try:
-        df = pd.read_csv(
-            path,
+    df = read_book(
+        path,
+        "the generic-format table",
+        lambda p: pd.read_csv(
+            p,
             dtype=str,
             keep_default_na=False,
             skipinitialspace=True,
             skip_blank_lines=False,
             encoding="utf-8-sig",
-        )
-    except Exception as e:  # pandas raises many kinds for empty or malformed files
-        raise MekitError(f"cannot read {path}: {e}") from None
+        ),
+    )
     df.columns = [_norm(c) for c in df.columns]
     found = ", ".join(df.columns) or "no columns"
     missing = [c for c in REQUIRED if c not in df.columns]

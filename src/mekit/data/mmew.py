@@ -20,14 +20,12 @@ Subject as the sheet writes it.
 from __future__ import annotations
 
 import logging
-import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import pandas as pd
-
-from mekit.data.corrections import Corrections
-from mekit.data.records import RowError, frame_number, make_sample
-from mekit.data.schema import LoadResult, Sample, Skipped
+from mekit.data.corpus_spec import Clip, ClipCorpus, ClipSheet
+from mekit.data.records import RowError
+from mekit.data.sheets import find_workbook, norm
 from mekit.errors import MekitError
 
 log = logging.getLogger(__name__)
@@ -44,29 +42,32 @@ SHEET_HEADER: tuple[str, ...] = (
     "Estimated Emotion",
     "remarks",
 )
-REQUIRED: tuple[str, ...] = SHEET_HEADER[:-1]
+SHEET = ClipSheet(
+    what="MMEW sheet",
+    required=SHEET_HEADER[:-1],
+    onset="OnsetFrame",
+    apex="ApexFrame",
+    offset="OffsetFrame",
+    emotion="Estimated Emotion",
+    aus="Action Units",
+    repeat="same Subject and Filename as row {row}",
+)
+REQUIRED = SHEET.required
 FRAME_FOLDERS = ("Micro_Expression", "MMEW_Final/Micro_Expression", "MMEW/Micro_Expression")
 SEARCH_DEPTH = 3  # how deep below Micro_Expression/ a clip folder is looked for by name
 
 
 def find_sheet(root: Path) -> Path:
     """The micro-expression sheet (`*Micro_Exp*.xlsx/.xls`) in `root`, root/MMEW_Final or the
-    parent of `root`."""
-    for folder in (root, root / "MMEW_Final", root.parent):
-        if not folder.is_dir():
-            continue
-        hits = sorted(
-            p
-            for p in folder.glob("*.xls*")
-            if "microexp" in _norm(p.name) and not p.name.startswith("~$")
-        )
-        if hits:
-            if len(hits) > 1:
-                log.warning("several MMEW micro sheets in %s; using %s", folder, hits[-1].name)
-            return hits[-1]
-    raise MekitError(
-        f"no MMEW sheet (MMEW_Micro_Exp.xlsx) found in {root}, {root / 'MMEW_Final'} or the "
-        "parent folder; pass it explicitly with --sheet PATH"
+    parent of `root` (the newest-sorting one when there are several)."""
+    return find_workbook(
+        (root, root / "MMEW_Final", root.parent),
+        lambda name: "microexp" in norm(name),
+        newest=True,
+        missing=(
+            f"no MMEW sheet (MMEW_Micro_Exp.xlsx) found in {root}, {root / 'MMEW_Final'} or the "
+            "parent folder; pass it explicitly with --sheet PATH"
+        ),
     )
 
 
@@ -84,73 +85,18 @@ def frames_dir(root: Path) -> Path:
     )
 
 
-def read_sheet(sheet: Path) -> pd.DataFrame:
-    """The sheet with canonical column names (REQUIRED); cells kept as text."""
-    try:
-        df = pd.read_excel(sheet, dtype=str)
-    except FileNotFoundError:
-        raise MekitError(f"MMEW sheet {sheet} not found; check --sheet") from None
-    except Exception as e:  # xlrd/openpyxl raise many kinds for corrupt or wrong files
-        raise MekitError(f"cannot read MMEW sheet {sheet}: {e}") from None
-    wanted = {_norm(c): c for c in REQUIRED}
-    renamed: dict[object, str] = {}
-    for column in df.columns:
-        canonical = wanted.get(_norm(column))
-        if canonical is not None and canonical not in renamed.values():
-            renamed[column] = canonical
-    missing = [c for c in REQUIRED if c not in renamed.values()]
-    if missing:
-        raise MekitError(
-            f"MMEW sheet {sheet} lacks column(s) {', '.join(missing)}; "
-            f"found {', '.join(map(str, df.columns))}"
-        )
-    return df.rename(columns=renamed)[list(REQUIRED)].dropna(how="all")
-
-
-def load_mmew(
-    root: Path | str,
-    sheet: Path | str | None = None,
-    *,
-    dataset: str = "mmew",
-    fps: float = FPS,
-    corrections: Corrections | None = None,
-) -> LoadResult:
-    """Samples of MMEW's micro-expressions; unusable rows are returned in `skipped` with why."""
-    root = Path(root)
-    if not root.is_dir():
-        raise MekitError(f"corpus folder {root} does not exist; check --corpus")
-    sheet_path = Path(sheet) if sheet is not None else find_sheet(root)
-    table = read_sheet(sheet_path)
-    base = frames_dir(root)
+def _locate(base: Path, dataset: str) -> Callable[[int, Mapping[str, str]], Clip]:
     finder = _Clips(base)
-    samples: list[Sample] = []
-    skipped: list[Skipped] = []
-    seen: dict[str, int] = {}
-    for index, row in zip(table.index, table.itertuples(index=False), strict=True):
-        line = int(index) + 2  # the header is spreadsheet row 1
-        record = {c: _cell(v) for c, v in zip(table.columns, row, strict=True)}
-        try:
-            sample = _sample(record, finder, dataset, fps, corrections)
-            if sample.id in seen:
-                raise RowError(sample.id, f"same Subject and Filename as row {seen[sample.id]}")
-            seen[sample.id] = line
-            samples.append(sample)
-        except RowError as e:
-            skipped.append(Skipped(e.sample_id, f"{e.reason} ({sheet_path.name} row {line})"))
-    for s in skipped:
-        log.warning("skipping %s: %s", s.id, s.reason)
-    log.info("%s: %d samples from %s (%d skipped)", dataset, len(samples), base, len(skipped))
-    return LoadResult(tuple(samples), tuple(skipped))
 
+    def clip(line: int, record: Mapping[str, str]) -> Clip:
+        subject, name = record["Subject"], record["Filename"]
+        sample_id = f"{dataset}/{subject or '?'}/{name or '?'}"
+        if not subject or not name:
+            raise RowError(sample_id, "Subject or Filename is empty")
+        folder = finder.folder(record["Estimated Emotion"], name, sample_id)
+        return Clip(sample_id, subject, name, folder)
 
-def looks_like(root: Path) -> bool:
-    """True when `root` has MMEW's layout: a Micro_Expression folder and a *Micro_Exp* sheet."""
-    try:
-        frames_dir(root)
-        find_sheet(root)
-    except (MekitError, OSError):
-        return False
-    return True
+    return clip
 
 
 class _Clips:
@@ -189,41 +135,7 @@ class _Clips:
         return self._index
 
 
-def _sample(
-    record: dict[str, str],
-    finder: _Clips,
-    dataset: str,
-    fps: float,
-    corrections: Corrections | None,
-) -> Sample:
-    subject = record["Subject"]
-    filename = record["Filename"]
-    sample_id = f"{dataset}/{subject or '?'}/{filename or '?'}"
-    if not subject or not filename:
-        raise RowError(sample_id, "Subject or Filename is empty")
-    emotion = record["Estimated Emotion"]
-    return make_sample(
-        sample_id=sample_id,
-        dataset=dataset,
-        subject=subject,
-        clip=filename,
-        onset=frame_number(record["OnsetFrame"], "OnsetFrame", sample_id),
-        apex=frame_number(record["ApexFrame"], "ApexFrame", sample_id),
-        offset=frame_number(record["OffsetFrame"], "OffsetFrame", sample_id),
-        emotion=emotion,
-        aus=record["Action Units"],
-        fps=fps,
-        folder=finder.folder(emotion, filename, sample_id),
-        corrections=corrections,
-    )
-
-
-def _cell(value: object) -> str:
-    text = "" if value is None else str(value).strip()
-    if text.lower() in ("nan", "none", "nat"):
-        return ""
-    return re.sub(r"^(\d+)\.0$", r"\1", text)  # a number read as a float
-
-
-def _norm(name: object) -> str:
-    return re.sub(r"[^a-z]", "", str(name).lower())
+CORPUS = ClipCorpus("mmew", FPS, SHEET, find_sheet, frames_dir, _locate, log)
+# load_mmew(root, sheet=None, dataset="mmew", fps=FPS, corrections=None) -> LoadResult
+load_mmew = CORPUS.load
+looks_like = CORPUS.looks_like  # True when `root` holds both the sheet and the frames

@@ -9,22 +9,17 @@ otherwise. Loaders catch `RowError` and list the row as skipped: nothing is drop
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from mekit.data.corrections import Corrections
-from mekit.data.schema import Sample
+from mekit.data.schema import Event, LongVideo, RowError, Sample
+
+Frames = tuple[tuple[int, ...], tuple[Path, ...]]  # (frame numbers, their files)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MISSING = ("", "/", "-", "nan", "none", "n/a", "na")
-
-
-class RowError(Exception):
-    """An annotation row that cannot become a sample; `reason` says why and what to do."""
-
-    def __init__(self, sample_id: str, reason: str) -> None:
-        super().__init__(f"{sample_id}: {reason}")
-        self.sample_id, self.reason = sample_id, reason
 
 
 def numbered_frames(
@@ -99,20 +94,13 @@ def make_sample(
         raise RowError(sample_id, f"no image frames in {where}")
     onset = numbers[0] if fields["onset"] is None else int(fields["onset"])
     offset = numbers[-1] if fields["offset"] is None else int(fields["offset"])
-    if offset < onset:
-        raise RowError(sample_id, f"offset {offset} is before onset {onset}")
     if fields["apex"] is None:
         apex, apex_source = (onset + offset) // 2, "midpoint"
     else:
         apex, apex_source = int(fields["apex"]), "annotated"
     if fields.get("apex_source"):
         apex_source = str(fields["apex_source"])
-    if not onset <= apex <= offset:
-        raise RowError(
-            sample_id,
-            f"apex {apex} is outside onset..offset {onset}..{offset}; "
-            "fix the sheet or add a correction (id,field,value,reason)",
-        )
+    check_interval(sample_id, onset, apex, offset)
     for needed, what in ((onset, "onset"), (apex, "apex"), (offset, "offset")):
         if needed not in numbers:
             raise RowError(
@@ -134,6 +122,95 @@ def make_sample(
         frame_numbers=tuple(numbers),
         apex_source=apex_source,
         kind=kind,
+        video=video,
+    )
+
+
+def check_interval(sample_id: str, onset: int, apex: int | None, offset: int) -> None:
+    """RowError unless onset <= apex <= offset (an apex of None is not checked)."""
+    if offset < onset:
+        raise RowError(sample_id, f"offset {offset} is before onset {onset}")
+    if apex is not None and not onset <= apex <= offset:
+        raise RowError(
+            sample_id,
+            f"apex {apex} is outside onset..offset {onset}..{offset}; "
+            "fix the sheet or add a correction (id,field,value,reason)",
+        )
+
+
+def make_event(sample_id: str, fields: Mapping[str, Any], kind: str) -> Event:
+    """A checked event of a long video from corrected row `fields` (onset and offset given)."""
+    onset, apex, offset = fields["onset"], fields["apex"], fields["offset"]
+    check_interval(sample_id, onset, apex, offset)
+    return Event(
+        onset=int(onset),
+        apex=None if apex is None else int(apex),
+        offset=int(offset),
+        kind=kind,
+        emotion=str(fields["emotion"]).strip().lower(),
+        aus=str(fields["aus"] or "").strip(),
+    )
+
+
+def cut_frames(sample_id: str, frames: Frames, onset: int, offset: int, folder: Path) -> Frames:
+    """The frames onset..offset of a long recording's `frames` (listed from `folder`);
+    RowError when it has none or none of them lie in the interval."""
+    numbers, paths = frames
+    if not numbers:
+        raise RowError(sample_id, f"no image frames in {folder}")
+    cut = subset_frames(numbers, paths, onset, offset)
+    if not cut[0]:
+        raise RowError(
+            sample_id,
+            f"onset..offset {onset}..{offset} lies outside the frames "
+            f"{numbers[0]}..{numbers[-1]} of {folder}",
+        )
+    return cut
+
+
+def event_sample(
+    sample_id: str,
+    event: Event,
+    *,
+    dataset: str,
+    subject: str,
+    clip: str,
+    folder: Path,
+    frames: Frames,
+    fps: float,
+) -> Sample:
+    """The recognition sample of one event, its frames cut from the recording in `folder`."""
+    return make_sample(
+        **vars(event),  # onset, apex, offset, kind, emotion, aus: make_sample's own names
+        sample_id=sample_id,
+        dataset=dataset,
+        subject=subject,
+        clip=clip,
+        fps=fps,
+        folder=folder,
+        frames=cut_frames(sample_id, frames, event.onset, event.offset, folder),
+        video=folder,
+    )
+
+
+def long_video(
+    dataset: str,
+    subject: str,
+    name: str,
+    fps: float,
+    events: Iterable[Event],
+    frames: Frames = ((), ()),
+    video: Path | None = None,
+) -> LongVideo:
+    """The long video `{dataset}/{subject}/{name}` with its events sorted by onset."""
+    return LongVideo(
+        id=f"{dataset}/{subject}/{name}",
+        dataset=dataset,
+        subject=subject,
+        fps=fps,
+        events=tuple(sorted(events, key=lambda e: (e.onset, e.offset))),
+        frames=frames[1],
+        frame_numbers=frames[0],
         video=video,
     )
 

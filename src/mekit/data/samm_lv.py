@@ -36,16 +36,18 @@ Corrections (by event id, e.g. `samm_lv/020/020_6_5`) apply to the event and the
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 from mekit.data import samm
+from mekit.data.corpus_spec import Gathered, corpus_root, found, log_skipped
 from mekit.data.corrections import Corrections
-from mekit.data.records import RowError, frame_number, make_sample, numbered_frames, subset_frames
-from mekit.data.schema import Event, LoadResult, LongVideo, Sample, Skipped
+from mekit.data.records import event_sample, frame_number, long_video, make_event, numbered_frames
+from mekit.data.schema import Event, LoadResult, RowError
+from mekit.data.sheets import canonical, find_workbook, norm, read_table
 from mekit.errors import MekitError
 
 log = logging.getLogger(__name__)
@@ -81,19 +83,14 @@ _EVENT = re.compile(r"^(\d+_\d+)_(\d+)$")
 
 def find_sheet(root: Path) -> Path:
     """The Long Videos sheet in `root` or its parent: *LongVideos*.xlsx, the newest release."""
-    for folder in (root, root.parent):
-        hits = sorted(
-            p
-            for p in samm.workbooks(folder)
-            if "longvideo" in re.sub(r"[^a-z]", "", p.name.lower())
-        )
-        if hits:
-            if len(hits) > 1:
-                log.info("several Long Videos sheets in %s; using %s", folder, hits[-1].name)
-            return hits[-1]
-    raise MekitError(
-        f"no SAMM Long Videos sheet (e.g. SAMM_LongVideos_V3_Release.xlsx) found in {root} or "
-        "its parent; pass the sheet explicitly with --sheet PATH"
+    return find_workbook(
+        (root, root.parent),
+        lambda name: "longvideo" in norm(name),
+        newest=True,
+        missing=(
+            f"no SAMM Long Videos sheet (e.g. SAMM_LongVideos_V3_Release.xlsx) found in {root} "
+            "or its parent; pass the sheet explicitly with --sheet PATH"
+        ),
     )
 
 
@@ -120,13 +117,9 @@ def load_samm_lv(
     micro_sheet: Path | str | None = None,
 ) -> LoadResult:
     """Long videos with their events, and one recognition sample per micro event."""
-    root = Path(root)
-    if not root.is_dir():
-        raise MekitError(f"corpus folder {root} does not exist; check --corpus")
+    root = corpus_root(root)
     sheet_path = Path(sheet) if sheet is not None else find_sheet(root)
-    table = samm.read_table(
-        sheet_path, REQUIRED, prefer_sheet=SHEET_NAME, what="SAMM Long Videos sheet"
-    )
+    table = read_table(sheet_path, REQUIRED, prefer_sheet=SHEET_NAME, what="SAMM Long Videos sheet")
     base = frames_dir(root)
     emotions = _emotions(micro_sheet, sheet_path, root)
     folders = sorted(
@@ -134,46 +127,42 @@ def load_samm_lv(
     )
     frames = {p.name: numbered_frames(p) for p in folders}
     events: dict[str, list[Event]] = {p.name: [] for p in folders}
-    samples: list[Sample] = []
-    skipped: list[Skipped] = []
-    seen: dict[str, int] = {}
+    out = Gathered()
     for line, raw in table.rows:
-        record = samm.canonical(raw, REQUIRED)
+        record = canonical(raw, REQUIRED)
         try:
             video, event, sample_id, corrected = _event(
                 record, dataset, emotions, events, base, corrections
             )
         except RowError as e:
-            skipped.append(Skipped(e.sample_id, f"{e.reason} ({table.where(line)})"))
+            out.skip(e, table.where(line))
             continue
         events[video].append(event)
         if event.kind != "micro":
             continue
-        try:
-            if sample_id in seen:
-                raise RowError(sample_id, f"Filename repeats row {seen[sample_id]}")
-            seen[sample_id] = line
-            sample = _sample(sample_id, record, video, event, base, frames, dataset, fps)
-            if corrected:
-                sample = dataclasses.replace(sample, apex_source="corrected")
-            samples.append(sample)
-        except RowError as e:
-            reason = f"{e.reason}; the event is kept for spotting ({table.where(line)})"
-            skipped.append(Skipped(e.sample_id, reason))
-    videos = tuple(
-        LongVideo(
-            id=f"{dataset}/{_subject_of(p.name)}/{p.name}",
-            dataset=dataset,
-            subject=_subject_of(p.name),
-            fps=fps,
-            events=tuple(sorted(events[p.name], key=lambda e: (e.onset, e.offset))),
-            frames=frames[p.name][1],
-            frame_numbers=frames[p.name][0],
+        out.add_event_sample(
+            line,
+            sample_id,
+            partial(
+                event_sample,
+                sample_id,
+                event,
+                dataset=dataset,
+                subject=_subject_of(video),
+                clip=record["Filename"],
+                folder=base / video,
+                frames=frames[video],
+                fps=fps,
+            ),
+            corrected=corrected,
+            repeat="Filename repeats row {row}",
+            where=table.where(line),
         )
+    videos = tuple(
+        long_video(dataset, _subject_of(p.name), p.name, fps, events[p.name], frames[p.name])
         for p in folders
     )
-    for s in skipped:
-        log.warning("skipping %s: %s", s.id, s.reason)
+    log_skipped(log, out.skipped)
     kinds = Counter(e.kind for v in videos for e in v.events)
     log.info(
         "%s: %d videos (%d micro, %d macro events), %d micro samples from %s (%d skipped)",
@@ -181,22 +170,17 @@ def load_samm_lv(
         len(videos),
         kinds["micro"],
         kinds["macro"],
-        len(samples),
+        len(out.samples),
         base,
-        len(skipped),
+        len(out.skipped),
     )
-    return LoadResult(tuple(samples), tuple(skipped), videos)
+    return LoadResult(tuple(out.samples), tuple(out.skipped), videos)
 
 
 def looks_like(root: Path) -> bool:
     """True when `root` has the SAMM Long Videos layout: `{subject}_{video}` folders (in root or
     root/SAMM_longvideos) and a *LongVideos* sheet."""
-    try:
-        frames_dir(root)
-        find_sheet(root)
-    except (MekitError, OSError):
-        return False
-    return True
+    return found(lambda: frames_dir(root), lambda: find_sheet(root))
 
 
 def _event(
@@ -239,62 +223,8 @@ def _event(
         onset = apex  # as the MEGC evaluation code does for an onset of 0
     if offset is None:
         raise RowError(sample_id, "Offset is empty")
-    if offset < onset:
-        raise RowError(sample_id, f"offset {offset} is before onset {onset}")
-    if apex is not None and not onset <= apex <= offset:
-        raise RowError(
-            sample_id,
-            f"apex {apex} is outside onset..offset {onset}..{offset}; "
-            "fix the sheet or add a correction (id,field,value,reason)",
-        )
-    event = Event(
-        onset=int(onset),
-        apex=None if apex is None else int(apex),
-        offset=int(offset),
-        kind=kind,
-        emotion=str(fields["emotion"]).strip().lower(),
-        aus=str(fields["aus"]).strip(),
-    )
+    event = make_event(sample_id, {**fields, "onset": onset, "offset": offset}, kind)
     return video, event, sample_id, bool(fields.get("apex_source"))
-
-
-def _sample(
-    sample_id: str,
-    record: dict[str, str],
-    video: str,
-    event: Event,
-    base: Path,
-    frames: dict[str, tuple[tuple[int, ...], tuple[Path, ...]]],
-    dataset: str,
-    fps: float,
-) -> Sample:
-    numbers, paths = frames[video]
-    folder = base / video
-    if not numbers:
-        raise RowError(sample_id, f"no image frames in {folder}")
-    cut = subset_frames(numbers, paths, event.onset, event.offset)
-    if not cut[0]:
-        raise RowError(
-            sample_id,
-            f"onset..offset {event.onset}..{event.offset} lies outside the frames "
-            f"{numbers[0]}..{numbers[-1]} of {folder}",
-        )
-    return make_sample(
-        sample_id=sample_id,
-        dataset=dataset,
-        subject=_subject_of(video),
-        clip=record["Filename"],
-        onset=event.onset,
-        apex=event.apex,
-        offset=event.offset,
-        emotion=event.emotion,
-        aus=event.aus,
-        fps=fps,
-        folder=folder,
-        frames=cut,
-        kind="micro",
-        video=folder,
-    )
 
 
 def _emotions(
@@ -317,10 +247,10 @@ def _emotions(
             log.warning("no emotions for micro events: %s", e)
             return {}
     path = Path(micro_sheet)
-    table = samm.read_table(path, samm.REQUIRED, what="SAMM sheet")
+    table = read_table(path, samm.REQUIRED, what=samm.SHEET.what)
     found: dict[tuple[str, int], list[str]] = {}
     for _, raw in table.rows:
-        record = samm.canonical(raw, samm.REQUIRED)
+        record = canonical(raw, samm.REQUIRED)
         match = _EVENT.match(record["Filename"])
         try:
             onset = frame_number(record["Onset Frame"], "Onset Frame", record["Filename"])

@@ -57,6 +57,17 @@ class Skipped:
     reason: str
 
 
+class RowError(Exception):
+    """An annotation row that cannot become a sample; `reason` says why and what to do.
+
+    Loaders turn it into a `Skipped` entry naming the row (it lives here, beside `Skipped`, so
+    corrections and records can both raise it without importing each other)."""
+
+    def __init__(self, sample_id: str, reason: str) -> None:
+        super().__init__(f"{sample_id}: {reason}")
+        self.sample_id, self.reason = sample_id, reason
+
+
 @dataclass(frozen=True)
 class Event:
     """One annotated interval of a long video, in the video's own frame numbers."""

@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from mekit.data.corpus_spec import corpus_root, finish
 from mekit.data.corrections import Corrections
 from mekit.data.records import RowError, last_number, make_sample, numbered_frames
 from mekit.data.schema import LoadResult, Sample, Skipped
@@ -106,8 +107,7 @@ def load_smic(
             f"SMIC has no annotation sheet (labels come from the emotion folders), "
             f"but {sheet} was given; leave out --sheet"
         )
-    if not root.is_dir():
-        raise MekitError(f"corpus folder {root} does not exist; check --corpus")
+    corpus_root(root)
     dataset = dataset or DATASETS[subset]
     fps = FPS[subset] if fps is None else fps
     base = frames_dir(root, subset)
@@ -132,10 +132,7 @@ def load_smic(
                 except RowError as e:
                     where = clip_dir.relative_to(base)
                     skipped.append(Skipped(e.sample_id, f"{e.reason} ({subset}/{where})"))
-    for s in skipped:
-        log.warning("skipping %s: %s", s.id, s.reason)
-    log.info("%s: %d samples from %s (%d skipped)", dataset, len(samples), base, len(skipped))
-    return LoadResult(tuple(samples), tuple(skipped))
+    return finish(log, dataset, samples, skipped, base)
 
 
 def looks_like(root: Path) -> bool:

@@ -47,9 +47,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from mekit.data.corpus_spec import corpus_root, log_skipped
 from mekit.data.corrections import Corrections
-from mekit.data.records import RowError, frame_number, make_sample, numbered_frames, subset_frames
-from mekit.data.schema import Event, LoadResult, LongVideo, Sample, Skipped
+from mekit.data.records import (
+    Frames,
+    check_interval,
+    frame_number,
+    long_video,
+    make_event,
+    make_sample,
+    numbered_frames,
+    subset_frames,
+)
+from mekit.data.schema import Event, LoadResult, RowError, Sample, Skipped
+from mekit.data.sheets import read_book
 from mekit.data.smic import FPS, SUBSETS, frame_number_of, near_midpoint
 from mekit.errors import MekitError
 
@@ -101,8 +112,6 @@ _SUBSET_DIR = re.compile(r"(HS|VIS|NIR)(?:_long)?|SMIC[-_ ](HS|VIS|NIR)[-_ ]E", 
 _CODES = {"ne": "negative", "po": "positive", "sur": "surprise"}
 _RAW_NAMES = ("SMIC-E_raw image", "SMIC_E_raw image", "SMIC-E_raw_image", "SMIC_E_raw_image")
 
-Frames = tuple[tuple[int, ...], tuple[Path, ...]]
-
 
 def frames_dir(root: Path, subset: str = "HS") -> Path:
     """The folder holding the subset's subject folders (`s01/s1_ne_01/...`)."""
@@ -145,15 +154,13 @@ def find_sheet(root: Path, base: Path, subset: str = "HS") -> Path:
 def read_sheet(path: Path, subset: str = "HS") -> tuple[str, list[tuple[int, dict[str, str]]]]:
     """(sheet name, rows as (spreadsheet row, {canonical column: text})) of the annotation sheet:
     the sheet named after the subset if the workbook has one, else the first with the columns."""
-    try:
-        if path.suffix.lower() == ".csv":
-            books = {path.stem: pd.read_csv(path, dtype=str)}
-        else:
-            books = pd.read_excel(path, sheet_name=None, dtype=str)
-    except FileNotFoundError:
-        raise MekitError(f"annotation sheet {path} not found; check --sheet") from None
-    except Exception as e:  # openpyxl/xlrd raise many kinds for corrupt or wrong files
-        raise MekitError(f"cannot read annotation sheet {path}: {e}") from None
+
+    def read(p: Path) -> dict[str, pd.DataFrame]:
+        if p.suffix.lower() == ".csv":
+            return {p.stem: pd.read_csv(p, dtype=str)}
+        return pd.read_excel(p, sheet_name=None, dtype=str)
+
+    books = read_book(path, "annotation sheet", read)
     if not books:
         raise MekitError(f"annotation sheet {path} has no sheets")
     order = sorted(books, key=lambda name: str(name).strip().upper() != subset)
@@ -188,8 +195,7 @@ def load_smic_e(
     """SMIC-E long clips with their micro events, and one recognition sample per event."""
     root = Path(root)
     subset = _subset(subset)
-    if not root.is_dir():
-        raise MekitError(f"corpus folder {root} does not exist; check --corpus")
+    corpus_root(root)
     dataset = dataset or DATASETS[subset]
     fps = FPS[subset] if fps is None else fps
     base = frames_dir(root, subset)
@@ -249,25 +255,14 @@ def load_smic_e(
             reason = "no usable event; left out of spotting (see the skipped events)"
             skipped.append(Skipped(ids[folder], reason))
             continue
-        numbers, paths = frames[folder]
-        videos.append(
-            LongVideo(
-                id=ids[folder],
-                dataset=dataset,
-                subject=folder.parent.name,
-                fps=fps,
-                events=tuple(sorted(found, key=lambda e: (e.onset, e.offset))),
-                frames=paths,
-                frame_numbers=numbers,
-            )
-        )
+        subject = folder.parent.name  # ids[folder] is {dataset}/{subject}/{folder.name}
+        videos.append(long_video(dataset, subject, folder.name, fps, found, frames[folder]))
     for folder in folders:
         if folder not in events:
             video_id = f"{dataset}/{folder.parent.name}/{folder.name}"
             reason = f"clip folder {folder} has no row in {sheet_path.name}; left out"
             skipped.append(Skipped(video_id, reason))
-    for s in skipped:
-        log.warning("skipping %s: %s", s.id, s.reason)
+    log_skipped(log, skipped)
     log.info(
         "%s: %d long clips, %d micro samples from %s (%d skipped)",
         dataset,
@@ -318,14 +313,7 @@ def _event(
         raise RowError(sample_id, f"{on_col} is empty")
     if offset is None:
         raise RowError(sample_id, f"{off_col} is empty")
-    if offset < onset:
-        raise RowError(sample_id, f"offset {offset} is before onset {onset}")
-    if apex is not None and not onset <= apex <= offset:
-        raise RowError(
-            sample_id,
-            f"apex {apex} is outside onset..offset {onset}..{offset}; "
-            "fix the sheet or add a correction (id,field,value,reason)",
-        )
+    check_interval(sample_id, onset, apex, offset)
     numbers = frames[folder][0]
     if not numbers:
         raise RowError(sample_id, f"no image frames in {folder}")
@@ -338,14 +326,8 @@ def _event(
             f"onset..offset {onset}..{offset} lies outside the frames {numbers[0]}..{numbers[-1]}"
             f" of {folder} (OnsetF/OffsetF are read as the numbers in the image file names)",
         )
-    event = Event(
-        onset=int(onset),
-        apex=None if apex is None else int(apex),
-        offset=int(offset),
-        kind="micro",
-        emotion=str(fields["emotion"]).strip().lower(),
-        aus=str(fields["aus"] or "").strip(),
-    )
+    shifted = {**fields, "onset": onset, "apex": apex, "offset": offset}
+    event = make_event(sample_id, shifted, "micro")
     return event, sample_id, bool(fields.get("apex_source"))
 
 

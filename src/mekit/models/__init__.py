@@ -1,7 +1,8 @@
-"""Micro-expression recognition models, created by name: `create_model("ststnet", 3)`.
+"""Micro-expression models, created by name: `create_model("ststnet", 3)`.
 
-Every model carries a `ModelSpec` (`model.spec`, `get_spec(name)`) stating the input it
-expects, which the data pipeline reads. Importing this package registers all models.
+Every model carries a `ModelSpec` (`model.spec`, `get_spec(name)`) stating its task
+(recognition, action units, spotting) and the input it expects, which the data pipeline reads.
+Importing this package registers all models.
 """
 
 # importing each family registers its models
@@ -15,10 +16,13 @@ from mekit.models import me_resnet as _me_resnet  # noqa: F401
 from mekit.models import mobilevitv3 as _mobilevitv3  # noqa: F401
 from mekit.models import off_apexnet as _off_apexnet  # noqa: F401
 from mekit.models import resnet_attention as _resnet_attention  # noqa: F401
+from mekit.models import softnet as _softnet  # noqa: F401
 from mekit.models import ststnet as _ststnet  # noqa: F401
 from mekit.models.explain import grad_cam
 from mekit.models.registry import (
+    CLASSIFIER_TASKS,
     ModelSpec,
+    Task,
     count_params,
     create_model,
     get_spec,
@@ -27,7 +31,9 @@ from mekit.models.registry import (
 )
 
 __all__ = [
+    "CLASSIFIER_TASKS",
     "ModelSpec",
+    "Task",
     "grad_cam",
     "count_params",
     "create_model",

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mekit.models.layers import image_encoder
+from mekit.models.layers import dense_relu, image_encoder
 from mekit.models.registry import ModelSpec, register_model
 
 WIDTHS: tuple[int, ...] = (16, 32, 64, 64)
@@ -49,11 +49,7 @@ class ApexNeighbourFusion(nn.Module):
         self.apex_cnn = image_encoder(1, tuple(apex_widths), apex_dim, size)
         self.flow_cnn = image_encoder(flow_channels, tuple(flow_widths), flow_dim, size)
         self.lstm = nn.LSTM(flow_dim, lstm_hidden, num_layers=lstm_layers, batch_first=True)
-        self.fusion = nn.Sequential(
-            nn.Linear(apex_dim + lstm_hidden, fusion_dim),
-            nn.ReLU(inplace=False),
-            nn.Dropout(dropout),
-        )
+        self.fusion = dense_relu(apex_dim + lstm_hidden, fusion_dim, dropout)
         self.classifier = nn.Linear(fusion_dim, num_classes)
 
     def apex_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,6 +79,7 @@ class ApexNeighbourFusion(nn.Module):
         channel_names=("apex", "dx", "dy", "magnitude"),
         description="Apex + neighbour frames (seed 001 d): CNN on the 64x64 apex image, 2-layer "
         "LSTM over CNN features of 8 dx/dy/magnitude flows, fused by concatenation + FC",
+        features="apex_flow_clip",
     )
 )
 def apex_neighbour_fusion(num_classes: int, dropout: float = 0.5) -> nn.Module:

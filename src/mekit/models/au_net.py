@@ -15,18 +15,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mekit.models.registry import ModelSpec, register_model
+from mekit.models.layers import conv_bn_act
+from mekit.models.registry import ModelSpec, Task, register_model
 
 # The AUs mekit's synthetic generator renders (45 = blink), in output order.
 AU_LABELS: tuple[str, ...] = tuple(
     f"AU{a}" for a in (1, 2, 4, 6, 7, 9, 10, 12, 14, 15, 17, 20, 25, 45)
 )
-
-
-def _block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()
-    )
 
 
 class AUNet(nn.Module):
@@ -35,12 +30,12 @@ class AUNet(nn.Module):
     def __init__(self, num_classes: int, width: int = 24, dropout: float = 0.2) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            _block(3, width),
-            _block(width, width),
+            conv_bn_act(3, width, 3),
+            conv_bn_act(width, width, 3),
             nn.MaxPool2d(2),
-            _block(width, 2 * width),
+            conv_bn_act(width, 2 * width, 3),
             nn.MaxPool2d(2),
-            _block(2 * width, 2 * width),
+            conv_bn_act(2 * width, 2 * width, 3),
         )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(2 * width * 7 * 7, num_classes)
@@ -58,6 +53,8 @@ class AUNet(nn.Module):
         channel_names=("u", "v", "strain"),
         description="AUNet: action units (multi-label, sigmoid) from 28x28 onset-apex "
         "u/v/strain, min-max normalised per sample; ~39k parameters at width 16",
+        task=Task.AU,
+        features="onset_apex",
     )
 )
 def aunet(num_classes: int, width: int = 24, dropout: float = 0.2) -> nn.Module:

@@ -23,7 +23,8 @@ import math
 import torch
 from torch import nn
 
-from mekit.models.registry import ModelSpec, register_model
+from mekit.models.registry import register_model
+from mekit.models.ststnet import SPEC as STSTNET_SPEC
 from mekit.models.ststnet import STREAM_WIDTHS, STSTNet
 
 INPUT_NORMS: tuple[str, ...] = ("none", "standardize", "median", "minmax")
@@ -81,14 +82,10 @@ class ProbabilityAverage(nn.Module):
 
 
 @register_model(
-    ModelSpec(
-        name="ststnet_average",
-        input_kind="flow",
-        channels=3,
-        size=28,
-        channel_names=("u", "v", "strain"),
-        description="STSTNet x members (seeds), per-sample input normalisation, probabilities "
-        "averaged (the composite recipes' model)",
+    STSTNET_SPEC.variant(
+        "ststnet_average",
+        "STSTNet x members (seeds), per-sample input normalisation, probabilities averaged "
+        "(the composite recipes' model)",
     )
 )
 def ststnet_average(

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from mekit.errors import MekitError
+from mekit.models.layers import conv_relu, dense_relu
 from mekit.models.registry import ModelSpec, register_model
 
 Streams = Literal["fused", "spatial", "temporal"]
@@ -66,12 +67,8 @@ class FlowAlexNet(nn.Module):
         def conv(
             cin: int, cout: int, k: int, stride: int = 1, pool: bool = False
         ) -> list[nn.Module]:
-            return [
-                nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2),
-                nn.ReLU(inplace=False),
-                *([nn.MaxPool2d(kernel_size=3, stride=2)] if pool else []),
-                nn.GroupNorm(cout, cout),
-            ]
+            maxpool = nn.MaxPool2d(kernel_size=3, stride=2) if pool else None
+            return conv_relu(cin, cout, k, stride, maxpool, group_norm=True)
 
         self.features = nn.Sequential(
             *conv(in_channels, w1, 5, stride=2, pool=True),
@@ -164,9 +161,7 @@ class CNNLSTMFusion(nn.Module):
         fusion_in = (fc_dim if streams != "temporal" else 0) + (
             lstm_hidden if streams != "spatial" else 0
         )
-        self.fusion = nn.Sequential(
-            nn.Linear(fusion_in, fusion_dim), nn.ReLU(inplace=False), nn.Dropout(dropout)
-        )
+        self.fusion = dense_relu(fusion_in, fusion_dim, dropout)
         self.fusion.requires_grad_(trainable_fusion)
         self.classifier = nn.Linear(fusion_dim, num_classes)
 
@@ -190,25 +185,21 @@ class CNNLSTMFusion(nn.Module):
         return self.classifier(self.fusion(self.fusion_input(x)))
 
 
-def _spec(name: str, description: str) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        input_kind="flow_sequence",
-        channels=3,
-        size=96,
-        frames=19,
-        channel_names=("dx", "dy", "magnitude"),
-        description=description,
-    )
-
-
-@register_model(
-    _spec(
-        "cnn_lstm_fusion",
-        "CNN + improved LSTM fusion (seed 004): AlexNet-style CNN on 19 96x96 dx/dy/magnitude "
-        "flow images, peephole LSTM over the per-frame FC7 features, trainable fusion after FC7",
-    )
+SPEC = ModelSpec(
+    name="cnn_lstm_fusion",
+    input_kind="flow_sequence",
+    channels=3,
+    size=96,
+    frames=19,
+    channel_names=("dx", "dy", "magnitude"),
+    features="flow_clip",  # dx, dy, magnitude of the whole clip, not keyframe u, v, strain
+    description="CNN + improved LSTM fusion (seed 004): AlexNet-style CNN on 19 96x96 "
+    "dx/dy/magnitude flow images, peephole LSTM over the per-frame FC7 features, trainable "
+    "fusion after FC7",
 )
+
+
+@register_model(SPEC)
 def cnn_lstm_fusion(
     num_classes: int, dropout: float = 0.5, trainable_fusion: bool = True
 ) -> nn.Module:
@@ -217,7 +208,7 @@ def cnn_lstm_fusion(
 
 
 @register_model(
-    _spec(
+    SPEC.variant(
         "cnn_lstm_spatial",
         "Ablation of cnn_lstm_fusion (seed 004): spatial features (FC7 time-mean) only, no LSTM",
     )
@@ -228,7 +219,7 @@ def cnn_lstm_spatial(num_classes: int, dropout: float = 0.5) -> nn.Module:
 
 
 @register_model(
-    _spec(
+    SPEC.variant(
         "cnn_lstm_temporal",
         "Ablation of cnn_lstm_fusion (seed 004): temporal features (LSTM last state) only",
     )

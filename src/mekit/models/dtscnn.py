@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mekit.models.layers import conv_bn_act, mlp_head
 from mekit.models.registry import ModelSpec, register_model
 
 STREAM_WIDTHS: tuple[int, ...] = (16, 32, 64)
@@ -32,12 +33,7 @@ def temporal_stream(in_channels: int, frames: int, widths: tuple[int, ...]) -> n
     for i, width in enumerate(widths):
         kt = 2 if i > 0 and t >= 2 else 1
         t //= kt
-        layers += [
-            nn.Conv3d(in_channels, width, 3, padding=1, bias=False),
-            nn.BatchNorm3d(width),
-            nn.ReLU(inplace=False),
-            nn.MaxPool3d((kt, 2, 2)),
-        ]
+        layers += [*conv_bn_act(in_channels, width, 3, dims=3), nn.MaxPool3d((kt, 2, 2))]
         in_channels = width
     layers += [nn.AdaptiveMaxPool3d(1), nn.Flatten(1)]
     return nn.Sequential(*layers)
@@ -58,12 +54,7 @@ class DTSCNN(nn.Module):
         super().__init__()
         self.stream_full = temporal_stream(in_channels, frames, widths)
         self.stream_half = temporal_stream(in_channels, (frames + 1) // 2, widths)
-        self.classifier = nn.Sequential(
-            nn.Linear(2 * widths[-1], hidden),
-            nn.ReLU(inplace=False),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, num_classes),
-        )
+        self.classifier = nn.Sequential(*mlp_head(2 * widths[-1], (hidden,), num_classes, dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [self.stream_full(x), self.stream_half(x[:, :, ::2])]
@@ -80,6 +71,7 @@ class DTSCNN(nn.Module):
         channel_names=("u", "v", "strain"),
         description="DTSCNN (Peng et al. 2017): two shallow 3D-CNN streams on 10 48x48 "
         "u/v/strain flows at full and half temporal rate",
+        features="keyframes",
     )
 )
 def dtscnn(num_classes: int, dropout: float = 0.5) -> nn.Module:

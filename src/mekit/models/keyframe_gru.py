@@ -127,6 +127,7 @@ class KeyframeGRU(nn.Module):
         channel_names=("grey",),
         description="Keyframe mining (seed 001 e): per-frame CNN, local self-attention (+-2), "
         "global comparison scores, top-6 frames in temporal order, GRU; raw 64x64 grey frames",
+        features="frames",
     )
 )
 def keyframe_gru(

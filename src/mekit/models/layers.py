@@ -1,12 +1,34 @@
 """Reusable blocks for mekit's models. A leaf: imports torch only, nothing from mekit.
 
-Shapes use B = batch, C = channels, H, W = height and width in pixels.
+Shapes use B = batch, C = channels, T = time steps, H, W = height and width in pixels. Blocks
+that exist in 2D and 3D take `dims` (2: (B, C, H, W), 3: (B, C, T, H, W)). Every builder creates
+its layers in the order they run, so a model built from these blocks draws the same initial
+weights from torch's RNG as one that spelled the layers out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import nn
+
+Kernel = int | tuple[int, ...]
+
+_CONV: dict[int, type[nn.Module]] = {2: nn.Conv2d, 3: nn.Conv3d}
+_BATCH_NORM: dict[int, type[nn.Module]] = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+
+
+def _same_padding(kernel_size: Kernel) -> Kernel:
+    """Padding that keeps the size at stride 1 for an odd kernel, per axis."""
+    if isinstance(kernel_size, int):
+        return kernel_size // 2
+    return tuple(k // 2 for k in kernel_size)
+
+
+def _check_dims(dims: int) -> None:
+    if dims not in _CONV:
+        raise ValueError(f"dims must be 2 (images) or 3 (clips), got {dims}")
 
 
 class ConvReluBn(nn.Sequential):
@@ -25,37 +47,103 @@ class ConvReluBn(nn.Sequential):
         )
 
 
+def conv_bn_act(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: Kernel = 1,
+    stride: Kernel = 1,
+    *,
+    groups: int = 1,
+    dims: int = 2,
+    act: Callable[[], nn.Module] | None = nn.ReLU,
+    momentum: float = 0.1,
+) -> nn.Sequential:
+    """Conv (no bias, 'same' padding) -> BatchNorm -> `act()` (left out when None).
+
+    (B, C_in, [T,] H, W) -> (B, C_out, [T',] H', W'). The ResNet stem, bottleneck and
+    projection-shortcut unit; `act=None` gives the shortcut's conv + BN.
+    """
+    _check_dims(dims)
+    layers = [
+        _CONV[dims](
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            _same_padding(kernel_size),
+            groups=groups,
+            bias=False,
+        ),
+        _BATCH_NORM[dims](out_channels, momentum=momentum),
+    ]
+    if act is not None:
+        layers.append(act())
+    return nn.Sequential(*layers)
+
+
+def conv_relu(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    stride: int = 1,
+    pool: nn.Module | None = None,
+    group_norm: bool = False,
+) -> list[nn.Module]:
+    """Conv2d ('same' padding, with bias) -> ReLU -> `pool` -> per-channel GroupNorm, the
+    last two optional: the AlexNet-style unit of the flow CNNs, as a list to splice into an
+    `nn.Sequential`.
+
+    Per-channel GroupNorm stands where AlexNet has local response normalisation: it scales
+    each sample's maps on their own, so a clip's output never depends on its batch-mates.
+    """
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2),
+        nn.ReLU(inplace=False),
+    ]
+    if pool is not None:
+        layers.append(pool)
+    if group_norm:
+        layers.append(nn.GroupNorm(out_channels, out_channels))
+    return layers
+
+
 class ChannelAttention(nn.Module):
-    """CBAM channel attention: (B, C, H, W) -> weights (B, C, 1, 1) in (0, 1).
+    """CBAM channel attention: (B, C, [T,] H, W) -> weights (B, C, 1, [1,] 1) in (0, 1).
 
     A shared 1x1 -> ReLU -> 1x1 bottleneck on the global max- and average-pooled features,
     summed, then a sigmoid.
     """
 
-    def __init__(self, channels: int, reduction: int = 16) -> None:
+    def __init__(self, channels: int, reduction: int = 16, dims: int = 2) -> None:
         super().__init__()
+        _check_dims(dims)
         hidden = max(1, channels // reduction)
+        conv = _CONV[dims]
         self.mlp = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1, bias=False),
+            conv(channels, hidden, 1, bias=False),
             nn.ReLU(inplace=False),
-            nn.Conv2d(hidden, channels, 1, bias=False),
+            conv(hidden, channels, 1, bias=False),
         )
+        self.pooled = tuple(range(2, 2 + dims))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        avg = self.mlp(torch.mean(x, dim=(2, 3), keepdim=True))
-        mx = self.mlp(torch.amax(x, dim=(2, 3), keepdim=True))
+        avg = self.mlp(torch.mean(x, dim=self.pooled, keepdim=True))
+        mx = self.mlp(torch.amax(x, dim=self.pooled, keepdim=True))
         return torch.sigmoid(avg + mx)
 
 
 class SpatialAttention(nn.Module):
-    """CBAM spatial attention: (B, C, H, W) -> weights (B, 1, H, W) in (0, 1).
+    """CBAM spatial attention: (B, C, [T,] H, W) -> weights (B, 1, [T,] H, W) in (0, 1).
 
-    A k x k conv over the channel-wise [max; mean] maps, then a sigmoid.
+    A conv of `kernel_size` (an int: k x k, or k x k x k in 3D) over the channel-wise
+    [max; mean] maps, then a sigmoid.
     """
 
-    def __init__(self, kernel_size: int = 7) -> None:
+    def __init__(self, kernel_size: Kernel = 7, dims: int = 2) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        _check_dims(dims)
+        padding = _same_padding(kernel_size)
+        self.conv = _CONV[dims](2, 1, kernel_size, padding=padding, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
@@ -63,16 +151,44 @@ class SpatialAttention(nn.Module):
 
 
 class CBAM(nn.Module):
-    """Channel then spatial attention (Woo et al. 2018): (B, C, H, W) -> (B, C, H, W)."""
+    """Channel then spatial attention (Woo et al. 2018): (B, C, [T,] H, W) -> same shape."""
 
-    def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7) -> None:
+    def __init__(
+        self, channels: int, reduction: int = 16, kernel_size: Kernel = 7, dims: int = 2
+    ) -> None:
         super().__init__()
-        self.channel = ChannelAttention(channels, reduction)
-        self.spatial = SpatialAttention(kernel_size)
+        self.channel = ChannelAttention(channels, reduction, dims)
+        self.spatial = SpatialAttention(kernel_size, dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x * self.channel(x)
         return x * self.spatial(x)
+
+
+def dense_relu(in_features: int, out_features: int, dropout: float | None = None) -> nn.Sequential:
+    """Linear -> ReLU -> Dropout (left out when `dropout` is None): (B, in) -> (B, out).
+
+    The fusion layer of the two-stream models.
+    """
+    layers: list[nn.Module] = [nn.Linear(in_features, out_features), nn.ReLU(inplace=False)]
+    if dropout is not None:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def mlp_head(
+    in_features: int, hidden: Sequence[int], out_features: int, dropout: float | None = None
+) -> list[nn.Module]:
+    """Linear + ReLU per `hidden` width, Dropout (left out when None), then the output Linear:
+    (B, in_features) -> (B, out_features), as a list to splice into an `nn.Sequential`."""
+    widths = (in_features, *hidden)
+    layers: list[nn.Module] = []
+    for cin, cout in zip(widths[:-1], widths[1:], strict=True):
+        layers += [nn.Linear(cin, cout), nn.ReLU(inplace=False)]
+    if dropout is not None:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(widths[-1], out_features))
+    return layers
 
 
 def image_encoder(
@@ -85,20 +201,11 @@ def image_encoder(
     """
     layers: list[nn.Module] = []
     for cin, cout in zip((in_channels, *widths[:-1]), widths, strict=True):
-        layers += [
-            nn.Conv2d(cin, cout, 3, padding=1),
-            nn.ReLU(inplace=False),
-            nn.MaxPool2d(2),
-            nn.GroupNorm(cout, cout),
-        ]
+        layers += conv_relu(cin, cout, 3, pool=nn.MaxPool2d(2), group_norm=True)
     side = size // 2 ** len(widths)
     if side < 1:
         raise ValueError(
             f"{len(widths)} pooling stages need images of at least {2 ** len(widths)} px"
         )
-    layers += [
-        nn.Flatten(),
-        nn.Linear(widths[-1] * side * side, out_features),
-        nn.ReLU(inplace=False),
-    ]
+    layers += [nn.Flatten(), *dense_relu(widths[-1] * side * side, out_features)]
     return nn.Sequential(*layers)

@@ -23,45 +23,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mekit.models.layers import CBAM, conv_bn_act
 from mekit.models.registry import ModelSpec, register_model
 
 DEPTHS: dict[int, tuple[int, ...]] = {50: (3, 4, 6, 3), 26: (2, 2, 2, 2), 14: (1, 1, 1, 1)}
 EXPANSION = 4
 
 
-class ChannelAttention3d(nn.Module):
-    """CBAM channel attention: (B, C, T, H, W) -> weights (B, C, 1, 1, 1) in (0, 1)."""
-
-    def __init__(self, channels: int, reduction: int = 16) -> None:
-        super().__init__()
-        hidden = max(1, channels // reduction)
-        self.mlp = nn.Sequential(
-            nn.Conv3d(channels, hidden, 1, bias=False),
-            nn.ReLU(inplace=False),
-            nn.Conv3d(hidden, channels, 1, bias=False),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        avg = self.mlp(torch.mean(x, dim=(2, 3, 4), keepdim=True))
-        mx = self.mlp(torch.amax(x, dim=(2, 3, 4), keepdim=True))
-        return torch.sigmoid(avg + mx)
-
-
-class SpatialAttention3d(nn.Module):
-    """CBAM spatial attention: (B, C, T, H, W) -> weights (B, 1, T, H, W) in (0, 1)."""
-
-    def __init__(self, kernel_size: tuple[int, int, int] = (3, 7, 7)) -> None:
-        super().__init__()
-        padding = tuple(k // 2 for k in kernel_size)
-        self.conv = nn.Conv3d(2, 1, kernel_size, padding=padding, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
-        return torch.sigmoid(self.conv(pooled))
-
-
-class CBAM3d(nn.Module):
-    """Channel then spatial attention on (B, C, T, H, W) -> (B, C, T, H, W)."""
+class CBAM3d(CBAM):
+    """CBAM on (B, C, T, H, W): channel attention over global (T, H, W) pools, spatial attention
+    from a 3x7x7 conv (the paper's kernel)."""
 
     def __init__(
         self,
@@ -69,25 +40,7 @@ class CBAM3d(nn.Module):
         reduction: int = 16,
         kernel_size: tuple[int, int, int] = (3, 7, 7),
     ) -> None:
-        super().__init__()
-        self.channel = ChannelAttention3d(channels, reduction)
-        self.spatial = SpatialAttention3d(kernel_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x * self.channel(x)
-        return x * self.spatial(x)
-
-
-def _conv_bn_relu(
-    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1
-) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv3d(
-            in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, bias=False
-        ),
-        nn.BatchNorm3d(out_channels),
-        nn.ReLU(inplace=False),
-    )
+        super().__init__(channels, reduction, kernel_size, dims=3)
 
 
 class Bottleneck3D(nn.Module):
@@ -100,16 +53,13 @@ class Bottleneck3D(nn.Module):
     def __init__(self, in_channels: int, planes: int, stride: int = 1) -> None:
         super().__init__()
         out_channels = planes * EXPANSION
-        self.conv1 = _conv_bn_relu(in_channels, planes, 1)
-        self.conv2 = _conv_bn_relu(planes, planes, 3, stride)
-        self.conv3 = _conv_bn_relu(planes, out_channels, 1)
+        self.conv1 = conv_bn_act(in_channels, planes, 1, dims=3)
+        self.conv2 = conv_bn_act(planes, planes, 3, stride, dims=3)
+        self.conv3 = conv_bn_act(planes, out_channels, 1, dims=3)
         self.cbam = CBAM3d(out_channels)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv3d(in_channels, out_channels, 1, stride, bias=False),
-                nn.BatchNorm3d(out_channels),
-            )
+            self.shortcut = conv_bn_act(in_channels, out_channels, 1, stride, dims=3, act=None)
         self.relu = nn.ReLU(inplace=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,9 +81,7 @@ class MEResNet(nn.Module):
         if depth not in DEPTHS:
             raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth}")
         self.stem = nn.Sequential(
-            nn.Conv3d(in_channels, base_width, (3, 7, 7), (1, 2, 2), padding=(1, 3, 3), bias=False),
-            nn.BatchNorm3d(base_width),
-            nn.ReLU(inplace=False),
+            *conv_bn_act(in_channels, base_width, (3, 7, 7), (1, 2, 2), dims=3),
             nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
         )
         stages = []
@@ -161,32 +109,27 @@ class MEResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
 
 
-def _spec(name: str, description: str) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        input_kind="flow_sequence",
-        channels=3,
-        size=64,
-        frames=10,
-        channel_names=("u", "v", "strain"),
-        description=description,
-    )
-
-
-@register_model(
-    _spec(
-        "me_resnet",
-        "ME-ResNet (Jiang & Zhu 2024): 3D ResNet50 with CBAM bottlenecks, base width 16, on "
-        "10 consecutive 64x64 u/v/strain flows between 11 onset-apex keyframes",
-    )
+SPEC = ModelSpec(
+    name="me_resnet",
+    input_kind="flow_sequence",
+    channels=3,
+    size=64,
+    frames=10,
+    channel_names=("u", "v", "strain"),
+    features="keyframes",
+    description="ME-ResNet (Jiang & Zhu 2024): 3D ResNet50 with CBAM bottlenecks, base width 16, "
+    "on 10 consecutive 64x64 u/v/strain flows between 11 onset-apex keyframes",
 )
+
+
+@register_model(SPEC)
 def me_resnet(num_classes: int, base_width: int = 16) -> nn.Module:
     """ME-ResNet depth 50 on (B, 3, 10, 64, 64) u/v/strain flow sequences."""
     return MEResNet(num_classes, depth=50, base_width=base_width)
 
 
 @register_model(
-    _spec(
+    SPEC.variant(
         "me_resnet_small",
         "ME-ResNet with one CBAM bottleneck per stage (depth 14), base width 16, on 10 "
         "consecutive 64x64 u/v/strain flows",

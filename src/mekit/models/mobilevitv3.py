@@ -29,6 +29,7 @@ outputs trail the weights after a few dozen high-learning-rate Adam steps.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +38,7 @@ from torch.nn import functional as F
 
 from mekit.config import Config, check_range
 from mekit.errors import MekitError
+from mekit.models.layers import conv_bn_act
 from mekit.models.registry import ModelSpec, register_model
 
 
@@ -88,17 +90,8 @@ CONFIGS: dict[str, MobileViTv3Config] = {
 BN_MOMENTUM = 0.3
 
 
-def _conv_bn(
-    c_in: int, c_out: int, kernel_size: int = 1, stride: int = 1, groups: int = 1, act: bool = True
-) -> nn.Sequential:
-    """Conv2d (no bias) -> BatchNorm2d -> SiLU (optional): (B, c_in, H, W) -> (B, c_out, H', W')."""
-    layers: list[nn.Module] = [
-        nn.Conv2d(c_in, c_out, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(c_out, momentum=BN_MOMENTUM),
-    ]
-    if act:
-        layers.append(nn.SiLU())
-    return nn.Sequential(*layers)
+# Conv2d (no bias) -> BatchNorm2d -> SiLU (act=None: no SiLU): (B, c_in, H, W) -> (B, c_out, H', W')
+_conv_bn = functools.partial(conv_bn_act, act=nn.SiLU, momentum=BN_MOMENTUM)
 
 
 class InvertedResidual(nn.Module):
@@ -110,7 +103,7 @@ class InvertedResidual(nn.Module):
         layers = [_conv_bn(c_in, hidden)] if expand_ratio != 1 else []
         layers += [
             _conv_bn(hidden, hidden, 3, stride=stride, groups=hidden),
-            _conv_bn(hidden, c_out, act=False),
+            _conv_bn(hidden, c_out, act=None),
         ]
         self.conv = nn.Sequential(*layers)
         self.use_residual = stride == 1 and c_in == c_out
@@ -424,30 +417,32 @@ def _received_attention(
     return up[:, 0]
 
 
-def _flow_spec(name: str, description: str) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        input_kind="flow",
-        channels=3,
-        size=64,
-        channel_names=("u", "v", "strain"),
-        description=description,
-    )
+FLOW_SPEC = ModelSpec(
+    name="mobilevitv3_xxs",
+    input_kind="flow",
+    channels=3,
+    size=64,
+    channel_names=("u", "v", "strain"),
+    features="onset_apex",
+    description="MobileViTv3-XXS on 64x64 onset-apex u/v/strain",
+)
 
 
-@register_model(_flow_spec("mobilevitv3_xxs", "MobileViTv3-XXS on 64x64 onset-apex u/v/strain"))
+@register_model(FLOW_SPEC)
 def mobilevitv3_xxs(num_classes: int, dropout: float = 0.1) -> nn.Module:
     """MobileViTv3-XXS on (B, 3, 64, 64) u/v/strain; 737,987 parameters at 3 classes."""
     return MobileViTv3(num_classes, CONFIGS["xxs"], dropout=dropout)
 
 
-@register_model(_flow_spec("mobilevitv3_xs", "MobileViTv3-XS on 64x64 onset-apex u/v/strain"))
+@register_model(
+    FLOW_SPEC.variant("mobilevitv3_xs", "MobileViTv3-XS on 64x64 onset-apex u/v/strain")
+)
 def mobilevitv3_xs(num_classes: int, dropout: float = 0.1) -> nn.Module:
     """MobileViTv3-XS on (B, 3, 64, 64) u/v/strain; 1,851,283 parameters at 3 classes."""
     return MobileViTv3(num_classes, CONFIGS["xs"], dropout=dropout)
 
 
-@register_model(_flow_spec("mobilevitv3_s", "MobileViTv3-S on 64x64 onset-apex u/v/strain"))
+@register_model(FLOW_SPEC.variant("mobilevitv3_s", "MobileViTv3-S on 64x64 onset-apex u/v/strain"))
 def mobilevitv3_s(num_classes: int, dropout: float = 0.1) -> nn.Module:
     """MobileViTv3-S on (B, 3, 64, 64) u/v/strain; 4,805,795 parameters at 3 classes."""
     return MobileViTv3(num_classes, CONFIGS["s"], dropout=dropout)
@@ -462,6 +457,7 @@ def mobilevitv3_s(num_classes: int, dropout: float = 0.1) -> nn.Module:
         channel_names=("apex", "u", "v", "strain"),
         description="Two MobileViTv3-XS streams on 64x64 input, apex image and onset-apex "
         "u/v/strain; pooled features fused by a trainable layer",
+        features="apex_flow",
     )
 )
 def mobilevitv3_xs_two_stream(

@@ -13,18 +13,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mekit.models.layers import conv_relu, mlp_head
 from mekit.models.registry import ModelSpec, register_model
 
 
 def flow_stream() -> nn.Sequential:
     """One Off-ApexNet stream: (B, 1, H, W) -> (B, 16, H // 4, W // 4)."""
     return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2),
-        nn.ReLU(inplace=False),
-        nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5, padding=2),
-        nn.ReLU(inplace=False),
-        nn.MaxPool2d(2),
+        *conv_relu(1, 6, 5, pool=nn.MaxPool2d(2)), *conv_relu(6, 16, 5, pool=nn.MaxPool2d(2))
     )
 
 
@@ -39,12 +35,7 @@ class OffApexNet(nn.Module):
         self.stream_v = flow_stream()
         side = size // 4
         self.classifier = nn.Sequential(
-            nn.Linear(2 * 16 * side * side, hidden),
-            nn.ReLU(inplace=False),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(inplace=False),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, num_classes),
+            *mlp_head(2 * 16 * side * side, (hidden, hidden), num_classes, dropout)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,6 +53,7 @@ class OffApexNet(nn.Module):
         channel_names=("u", "v"),
         description="Off-ApexNet (Gan et al. 2019): separate 2-conv streams on 28x28 "
         "onset-apex u and v, FC 1024-1024; ~2.66M parameters",
+        features="onset_apex",
     )
 )
 def off_apexnet(num_classes: int, dropout: float = 0.5) -> nn.Module:

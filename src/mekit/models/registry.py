@@ -1,21 +1,23 @@
 """Model registry: a name -> (builder, input spec) table, timm-style.
 
-Each registered model carries a `ModelSpec` that the data pipeline reads (input kind, channels,
-size, frames), so the preprocessing a model needs travels with the model.
+Each registered model carries a `ModelSpec` that the data pipeline reads (task, input kind,
+features, channels, size, frames), so the preprocessing a model needs travels with the model.
 
     @register_model(ModelSpec(name="ststnet", input_kind="flow", channels=3, size=28, ...))
     def ststnet(num_classes: int, **kw) -> nn.Module: ...
 
     model = create_model("ststnet", num_classes=3)
     model.spec.size  # 28
+    spotter = create_model("softnet")  # a spotting model takes no num_classes
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Literal
 
 import torch
@@ -38,14 +40,42 @@ INPUT_KINDS: tuple[str, ...] = (
 TEMPORAL_KINDS: tuple[str, ...] = ("flow_sequence", "frames", "apex_flow_sequence")
 # Names a horizontal flow channel may have (negated by a horizontal flip).
 U_NAMES: tuple[str, ...] = ("u", "dx")
+# The features each input kind reads unless its spec names others: values of
+# `mekit.motion.features.FeatureKind`, spelled out because models may not import mekit.motion.
+DEFAULT_FEATURES: dict[str, str] = {
+    "flow": "onset_apex",
+    "apex": "apex",
+    "apex_flow": "apex_flow",
+    "flow_sequence": "keyframes",
+    "frames": "frames",
+    "apex_flow_sequence": "apex_flow_clip",
+}
+
+
+class Task(StrEnum):
+    """What a model's output means."""
+
+    RECOGNITION = "recognition"  # (B, num_classes) emotion logits, one softmax
+    AU = "au"  # (B, num_AUs) action-unit logits, one sigmoid each
+    SPOTTING = "spotting"  # (B,) one expression score per flow window, no classes
+
+
+# The tasks whose models `create_model(name, num_classes)` builds as classifiers, and the
+# models `list_models()` and `mekit models` list by default.
+CLASSIFIER_TASKS: tuple[Task, ...] = (Task.RECOGNITION, Task.AU)
 
 Builder = Callable[..., nn.Module]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model expects as input.
+    """What a model does and what it expects as input.
 
+    `task`: a `Task` (recognition by default).
+    `features`: the `mekit.motion.features.FeatureKind` value the data pipeline computes for
+    it (`mekit.train.inputs.feature_config_for`); empty: the default of its input kind
+    (`DEFAULT_FEATURES`). A "flow_sequence" model states which: "keyframes" (u, v, strain
+    between keyframes) or "flow_clip" (dx, dy, magnitude of a whole clip).
     `input_kind`:
       - "flow": one flow image per sample, (B, C, H, W); channel 0 is u (horizontal flow, px).
       - "apex": one (grey or RGB) face image per sample, (B, C, H, W).
@@ -65,10 +95,19 @@ class ModelSpec:
     frames: int | None = None
     channel_names: tuple[str, ...] = ()
     description: str = ""
+    task: Task = Task.RECOGNITION
+    features: str = ""
 
     def __post_init__(self) -> None:
         if self.input_kind not in INPUT_KINDS:
             raise ValueError(f"{self.name}: input_kind must be one of {INPUT_KINDS}")
+        if self.task not in tuple(Task):
+            raise ValueError(
+                f"{self.name}: task must be one of {', '.join(Task)}, got {self.task!r}"
+            )
+        object.__setattr__(self, "task", Task(self.task))
+        if not self.features:
+            object.__setattr__(self, "features", DEFAULT_FEATURES[self.input_kind])
         if self.channel_names and len(self.channel_names) != self.channels:
             raise ValueError(
                 f"{self.name}: {len(self.channel_names)} channel names for {self.channels} channels"
@@ -78,6 +117,10 @@ class ModelSpec:
             raise ValueError(f"{self.name}: input_kind {self.input_kind!r} needs frames >= 1")
         if not temporal and self.frames is not None:
             raise ValueError(f"{self.name}: input_kind {self.input_kind!r} takes frames=None")
+
+    def variant(self, name: str, description: str) -> ModelSpec:
+        """This spec for another model of the same family and input (timm's variants)."""
+        return replace(self, name=name, description=description)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -106,7 +149,8 @@ _REGISTRY: dict[str, tuple[ModelSpec, Builder]] = {}
 
 
 def register_model(spec: ModelSpec) -> Callable[[Builder], Builder]:
-    """Decorator registering `fn(num_classes, **kw) -> nn.Module` under `spec.name`."""
+    """Decorator registering `fn(num_classes, **kw) -> nn.Module` under `spec.name`
+    (`fn(**kw)` for a spotting model)."""
 
     def decorate(fn: Builder) -> Builder:
         if spec.name in _REGISTRY:
@@ -129,9 +173,20 @@ def get_spec(name: str) -> ModelSpec:
         raise MekitError(f"unknown model {name!r}; known models: {_known()}") from None
 
 
-def list_models() -> list[ModelSpec]:
-    """Specs of all registered models, sorted by name."""
-    return [_REGISTRY[n][0] for n in sorted(_REGISTRY)]
+def list_models(
+    task: Task | str | Iterable[Task | str] | None = CLASSIFIER_TASKS,
+) -> list[ModelSpec]:
+    """Specs of the registered models of `task` (one, several, or None for every task), sorted
+    by name. The default is the classifiers (`CLASSIFIER_TASKS`), what `mekit models` lists."""
+    if task is None:
+        wanted = set(Task)
+    else:
+        names = [task] if isinstance(task, str) else list(task)
+        unknown = [t for t in names if t not in tuple(Task)]
+        if unknown:
+            raise MekitError(f"unknown task {unknown[0]!r}; tasks: {', '.join(Task)}")
+        wanted = {Task(t) for t in names}
+    return [_REGISTRY[n][0] for n in sorted(_REGISTRY) if _REGISTRY[n][0].task in wanted]
 
 
 class InputCheck:
@@ -156,30 +211,38 @@ class InputCheck:
             )
 
 
-def create_model(name: str, num_classes: int, **kwargs: object) -> nn.Module:
+def create_model(name: str, num_classes: int | None = None, **kwargs: object) -> nn.Module:
     """Build registered model `name` with `num_classes` outputs.
 
     The module gets attribute `.spec` (its `ModelSpec`) and checks every input against it:
     a wrong shape raises `MekitError` before the first layer runs. Output: (B, num_classes)
-    logits.
+    logits; a spotting model takes no `num_classes` and gives (B,) scores.
     """
     if name not in _REGISTRY:
         raise MekitError(f"unknown model {name!r}; known models: {_known()}")
-    if num_classes < 2:
-        raise MekitError(f"num_classes must be at least 2, got {num_classes}")
     spec, builder = _REGISTRY[name]
+    args: tuple[int, ...] = (num_classes,) if num_classes is not None else ()
+    if spec.task is Task.SPOTTING:
+        if num_classes not in (None, 1):
+            raise MekitError(
+                f"model {name!r} spots expressions (one score per window) and has no classes; "
+                f"leave num_classes out, got {num_classes}"
+            )
+        args = ()
+    elif num_classes is None or num_classes < 2:
+        raise MekitError(f"num_classes must be at least 2, got {num_classes}")
     try:
-        inspect.signature(builder).bind(num_classes, **kwargs)
+        inspect.signature(builder).bind(*args, **kwargs)
     except TypeError:
         options = [p for p in inspect.signature(builder).parameters if p != "num_classes"]
         raise MekitError(
             f"model {name!r} does not take options {sorted(kwargs)}; "
             f"it takes: {', '.join(options) or '(none)'}"
         ) from None
-    model = builder(num_classes, **kwargs)
+    model = builder(*args, **kwargs)
     model.spec = spec
     model.register_forward_pre_hook(InputCheck(spec))
-    log.debug("created %s (%d classes, %d parameters)", name, num_classes, count_params(model))
+    log.debug("created %s (%s classes, %d parameters)", name, num_classes, count_params(model))
     return model
 
 

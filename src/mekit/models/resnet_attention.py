@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mekit.models.layers import ChannelAttention, SpatialAttention
+from mekit.models.layers import ChannelAttention, SpatialAttention, conv_bn_act
 from mekit.models.registry import ModelSpec, register_model
 
 RESNET18_LAYERS: tuple[int, ...] = (2, 2, 2, 2)
@@ -66,10 +66,7 @@ class BasicBlock(nn.Module):
         self.attention: nn.Module = DualAttention(out_channels) if attention else nn.Identity()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                nn.BatchNorm2d(out_channels),
-            )
+            self.shortcut = conv_bn_act(in_channels, out_channels, 1, stride, act=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
@@ -95,10 +92,7 @@ class AttentionResNet(nn.Module):
         if len(layers) != len(widths):
             raise ValueError(f"{len(layers)} stage depths for {len(widths)} stage widths")
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(inplace=False),
-            nn.MaxPool2d(3, stride=2, padding=1),
+            *conv_bn_act(in_channels, widths[0], 7, 2), nn.MaxPool2d(3, stride=2, padding=1)
         )
         stages = []
         in_ch = widths[0]
@@ -128,31 +122,26 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
-def _spec(name: str, description: str) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        input_kind="apex",
-        channels=1,
-        size=112,
-        channel_names=("apex",),
-        description=description,
-    )
-
-
-@register_model(
-    _spec(
-        "resnet18_dual_attention",
-        "ResNet18 + spatial/channel dual attention in each residual unit (Xu et al. 2021) on "
-        "the 112x112 grey apex frame (paper: 224); ~11.2M parameters",
-    )
+SPEC = ModelSpec(
+    name="resnet18_dual_attention",
+    input_kind="apex",
+    channels=1,
+    size=112,
+    channel_names=("apex",),
+    features="apex",
+    description="ResNet18 + spatial/channel dual attention in each residual unit (Xu et al. 2021) "
+    "on the 112x112 grey apex frame (paper: 224); ~11.2M parameters",
 )
+
+
+@register_model(SPEC)
 def resnet18_dual_attention(num_classes: int) -> nn.Module:
     """ResNet18 with dual attention on (B, 1, 112, 112) apex frames."""
     return AttentionResNet(num_classes, layers=RESNET18_LAYERS, attention=True)
 
 
 @register_model(
-    _spec(
+    SPEC.variant(
         "resnet18",
         "Plain ResNet18 on the 112x112 grey apex frame (baseline of Xu et al. 2021); "
         "~11.2M parameters",

@@ -5,8 +5,8 @@ videos" (ICIP 2021). Each frame t of a long video is described by the optical fl
 frames t and t + k of the aligned face, as a (3, 42, 42) image with channels |u|, |v| and optical
 strain; the network regresses a spotting score per frame (trained on pseudo-labels: 1 where the
 window t..t+k overlaps an expression, 0 elsewhere, with a mean squared error loss). The spotting
-itself (score smoothing, threshold, peaks -> intervals) lives in `mekit.spot.learned`, its
-input (the flow windows) in `mekit.spot.softnet_windows`.
+itself (score smoothing, threshold, peaks -> intervals) lives in `mekit.spot.learned.spotter`, its
+input (the flow windows) in `mekit.spot.learned.windows`.
 
 Architecture, as in the authors' Keras code (SoftNet-SpotME, `training.py`): one stream per
 input channel (stream i sees channel i only), a 'same'-padded convolution with 3, 5 and 8
@@ -23,14 +23,18 @@ the motion); "scale" divides each channel by a constant fitted on training data 
 kept in the `input_scale` buffer, saved with the weights), which keeps the size of the motion;
 "none" passes the flow images through.
 
-Not in the recognition registry (`mekit.models.create_model`): it is a regressor with its own
-input, created directly as `SoftNet()`. A leaf module: torch only.
+Registered with task "spotting": `create_model("softnet")` (no classes: it regresses one
+score) or `SoftNet(...)` directly. Its input, features "softnet_windows", comes from
+`mekit.spot.learned.windows`, not from the per-sample features of `mekit.motion`.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from mekit.models.layers import conv_relu, mlp_head
+from mekit.models.registry import ModelSpec, Task, register_model
 
 STREAM_WIDTHS: tuple[int, ...] = (3, 5, 8)
 INPUT_SIZE = 42
@@ -72,19 +76,12 @@ class SoftNet(nn.Module):
         self.normalize = normalize
         self.register_buffer("input_scale", torch.ones(len(self.stream_widths)))
         self.streams = nn.ModuleList(
-            nn.Sequential(
-                nn.Conv2d(1, width, kernel_size, padding=kernel_size // 2),
-                nn.ReLU(inplace=False),
-                nn.MaxPool2d(kernel_size=pool, stride=pool),
-            )
+            nn.Sequential(*conv_relu(1, width, kernel_size, pool=nn.MaxPool2d(pool, stride=pool)))
             for width in self.stream_widths
         )
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(sum(self.stream_widths) * side * side, hidden),
-            nn.ReLU(inplace=False),
-            nn.Linear(hidden, 1),
+            nn.Flatten(), *mlp_head(sum(self.stream_widths) * side * side, (hidden,), 1)
         )
         self.reset_parameters()
 
@@ -143,3 +140,21 @@ class SoftNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) raw flow images -> (B,) scores."""
         return self.body(self.prepare(x))
+
+
+@register_model(
+    ModelSpec(
+        name="softnet",
+        input_kind="flow",
+        channels=len(CHANNEL_NAMES),
+        size=INPUT_SIZE,
+        channel_names=CHANNEL_NAMES,
+        description="SOFTNet (Liong et al. 2021) spotter: 3 one-channel streams on 42x42 "
+        "|u|/|v|/strain flow windows, one score per window; ~315k parameters",
+        task=Task.SPOTTING,
+        features="softnet_windows",
+    )
+)
+def softnet(kernel_size: int = 5, hidden: int = 400, normalize: str = "minmax") -> nn.Module:
+    """SOFTNet on (B, 3, 42, 42) |u|/|v|/strain flow windows -> (B,) scores."""
+    return SoftNet(kernel_size=kernel_size, hidden=hidden, normalize=normalize)

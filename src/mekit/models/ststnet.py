@@ -51,17 +51,19 @@ class STSTNet(nn.Module):
         return self.classifier(torch.flatten(self.pool(features), 1))
 
 
-@register_model(
-    ModelSpec(
-        name="ststnet",
-        input_kind="flow",
-        channels=3,
-        size=28,
-        channel_names=("u", "v", "strain"),
-        description="STSTNet (Liong et al. 2019): 3 shallow streams (3/5/8 convs) on 28x28 "
-        "onset-apex u/v/strain; ~1.7k parameters",
-    )
+SPEC = ModelSpec(
+    name="ststnet",
+    input_kind="flow",
+    channels=3,
+    size=28,
+    channel_names=("u", "v", "strain"),
+    description="STSTNet (Liong et al. 2019): 3 shallow streams (3/5/8 convs) on 28x28 "
+    "onset-apex u/v/strain; ~1.7k parameters",
+    features="onset_apex",
 )
+
+
+@register_model(SPEC)
 def ststnet(
     num_classes: int, dropout: float = 0.5, stream_widths: tuple[int, ...] = STREAM_WIDTHS
 ) -> nn.Module:

@@ -1,1 +1,7 @@
-"""Spotting: find the apex inside a clip and the micro- and macro-expressions in a long video."""
+"""Spotting: find the apex inside a clip and the micro- and macro-expressions in a long video.
+
+`input/` turns a video into what the spotters read (frames, the face track, the flow between
+aligned frames k apart, per-frame motion signals); `spotters`, `apex` and `speech` are the
+unsupervised spotter; `learned/` is the SOFTNet spotter; `metrics` scores both; `run` is
+`mekit spot`.
+"""

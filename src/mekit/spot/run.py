@@ -25,8 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mekit.errors import MekitError  # noqa: E402
+from mekit.spot.input.signals import MotionSignals, SignalConfig, compute_signals  # noqa: E402
 from mekit.spot.metrics import Interval, apex_summary, match_corpus, spotting_report  # noqa: E402
-from mekit.spot.signals import MotionSignals, SignalConfig, compute_signals  # noqa: E402
 from mekit.spot.spotters import SpotConfig, SpotResult, spot_details  # noqa: E402
 
 log = logging.getLogger(__name__)

@@ -83,7 +83,7 @@ def audio_envelope(path: str | Path, times_s: np.ndarray) -> np.ndarray | None:
             return None
         stream = container.streams.audio[0]
         video = container.streams.video[0] if container.streams.video else None
-        # frame times count from the first video frame (mekit.spot.video)
+        # frame times count from the first video frame (mekit.spot.input.video)
         zero = 0.0
         if video is not None and video.start_time is not None and video.time_base is not None:
             zero = float(video.start_time * video.time_base)

@@ -1,10 +1,10 @@
 """Unsupervised spotting on per-frame motion signals, the apex inside a clip, and the vetoes.
 
-Interval spotting (`spot_intervals`) reads `MotionSignals` (`mekit.spot.signals`): per frame t,
-the mean flow magnitude of each facial region between frames t - k and t with rigid head motion
-removed (`regions`), the rigid motion itself (`head`), the eye aspect ratio (`ear`) and whether
-the face was tracked (`face_ok`). An expression from onset to offset therefore moves the signal
-over t = onset .. offset + k: the rise shows at once, the return to neutral k frames later.
+Interval spotting (`spot_intervals`) reads `MotionSignals` (`mekit.spot.input.signals`): per frame
+t, the mean flow magnitude of each facial region between frames t - k and t with rigid head motion
+removed (`regions`), the rigid motion itself (`head`), the eye aspect ratio (`ear`) and whether the
+face was tracked (`face_ok`). An expression from onset to offset therefore moves the signal over t =
+onset .. offset + k: the rise shows at once, the return to neutral k frames later.
 
 1. Contrast per region: a short moving average (`smoothing_s`) minus a slow baseline (a grey
    opening `baseline_s` wide: what stays low that long is drift, not an expression), in px, and
@@ -70,7 +70,7 @@ NOISE_PERCENTILE = 10  # a region's motion in its stillest frames: the codec's a
 
 
 class SignalsLike(Protocol):
-    """What the spotter reads of `mekit.spot.signals.MotionSignals` (N frames). `head`,
+    """What the spotter reads of `mekit.spot.input.signals.MotionSignals` (N frames). `head`,
     `ear`, `time_s` and `reference` ("sliding") are read when present."""
 
     frame: np.ndarray  # (N,) int frame indices

@@ -32,6 +32,7 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,10 +44,16 @@ from tqdm.auto import tqdm
 from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.train.device import autocast_dtype, resolve_device
-from mekit.train.loop import TrainConfig, _flow_channels, augment_batch, predict_proba
-from mekit.train.loso import LosoResult, assemble_fitted, prepare_folds
-from mekit.train.losses import balanced_class_weights
+from mekit.train.estimators import AllFoldsNetworks
+from mekit.train.loop import (
+    TrainConfig,
+    _flow_channels,
+    augment_batch,
+    class_weights,
+    predict_proba,
+)
 from mekit.train.splits import Fold
+from mekit.train.warm_start import transfer_weights
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +80,8 @@ def _fold_loss(
 
 
 def _class_weights(y: np.ndarray, num_classes: int, config: TrainConfig) -> np.ndarray:
-    if config.focal_alpha is not None:
-        if len(config.focal_alpha) != num_classes:
-            raise MekitError(
-                f"train.focal_alpha has {len(config.focal_alpha)} values for {num_classes} "
-                "classes; give one per class, in label order"
-            )
-        return np.asarray(config.focal_alpha, dtype=np.float32)
-    if config.class_weights == "balanced":
-        return balanced_class_weights(y, num_classes)
-    return np.ones(num_classes, dtype=np.float32)
+    weights = class_weights(y, num_classes, config)
+    return weights if weights is not None else np.ones(num_classes, dtype=np.float32)
 
 
 class _Stream:
@@ -152,19 +151,10 @@ def _fit_group(
     batch = min(config.batch_size, min(sizes))
     steps = math.ceil(config.epochs * max(sizes) / batch)
 
-    models = []
-    for fold in folds:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed + fold.index)
-            model = create_model(model_name, num_classes, **model_kwargs)
-        if config.init_from:
-            from mekit.train.transfer import transfer_weights  # transfer imports the loop
-
-            transfer_weights(model, config.init_from)
-        for module in model.modules():
-            if hasattr(module, "explicit"):  # attention vmap can batch (models/mobilevitv3)
-                module.explicit = True
-        models.append(model.to(device).train())
+    models = [
+        _fold_model(model_name, num_classes, model_kwargs, config, fold).to(device).train()
+        for fold in folds
+    ]
     spec = models[0].spec
     params, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
@@ -206,13 +196,72 @@ def _fit_group(
                 p.grad = grads[name]
             optimizer.step()
 
-    out = []
-    for f in range(len(folds)):
+    return [
+        _unstacked(model_name, num_classes, model_kwargs, {**params, **buffers}, f)
+        for f in range(len(folds))
+    ]
+
+
+def _fold_model(
+    model_name: str,
+    num_classes: int,
+    model_kwargs: dict[str, Any],
+    config: TrainConfig,
+    fold: Fold,
+) -> nn.Module:
+    """Fold `fold`'s initial model: the weights `fit` draws with seed config.seed + index,
+    then `train.init_from` loaded, with attention written out so vmap can batch it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + fold.index)
         model = create_model(model_name, num_classes, **model_kwargs)
-        state = {k: v[f].detach().to("cpu") for k, v in {**params, **buffers}.items()}
-        model.load_state_dict(state)
-        out.append(model.eval())
-    return out
+    if config.init_from:
+        transfer_weights(model, config.init_from)
+    for module in model.modules():
+        if hasattr(module, "explicit"):  # attention vmap can batch (models/mobilevitv3)
+            module.explicit = True
+    return model
+
+
+def _unstacked(
+    model_name: str,
+    num_classes: int,
+    model_kwargs: dict[str, Any],
+    stacked: dict[str, torch.Tensor],
+    f: int,
+) -> nn.Module:
+    """Fold f's trained model (CPU, eval mode) from the stacked parameters and buffers."""
+    model = create_model(model_name, num_classes, **model_kwargs)
+    model.load_state_dict({k: v[f].detach().to("cpu") for k, v in stacked.items()})
+    return model.eval()
+
+
+@dataclass(frozen=True)
+class BatchedTrainer(AllFoldsNetworks):
+    """The fold runner's trainer for fold-batched training (`fit_folds`), `folds_at_once`
+    folds per program (0: all). No per-epoch losses: the folds share their steps."""
+
+    folds_at_once: int = 0
+    engine = "batched"
+
+    def groups(self, folds: Sequence[Fold]) -> list[list[Fold]]:
+        chunk = len(folds) if self.folds_at_once <= 0 else self.folds_at_once
+        return [list(folds[i : i + chunk]) for i in range(0, len(folds), chunk)]
+
+    def _fit(
+        self, X: np.ndarray, y: np.ndarray, folds: list[Fold], progress: bool
+    ) -> tuple[list[nn.Module], list[list[dict[str, float]]]]:
+        models = fit_folds(
+            self.model_name,
+            self.num_classes,
+            X,
+            y,
+            folds,
+            self.config,
+            model_kwargs=self.model_kwargs,
+            folds_at_once=self.folds_at_once,
+            progress=progress,
+        )
+        return models, [[] for _ in folds]
 
 
 def predict_folds(
@@ -220,36 +269,3 @@ def predict_folds(
 ) -> list[np.ndarray]:
     """Each fold's model on its own test samples: (n_test, K) probabilities per fold."""
     return [predict_proba(m, X[f.test_idx]) for m, f in zip(models, folds, strict=True)]
-
-
-def run_loso_batched(
-    X: np.ndarray,
-    y: np.ndarray,
-    subjects: Sequence[str],
-    ids: Sequence[str],
-    labels: Sequence[str],
-    config: TrainConfig,
-    model_name: str,
-    folds: Sequence[Fold] | None = None,
-    *,
-    model_kwargs: Mapping[str, Any] | None = None,
-    folds_at_once: int = 0,
-    progress: bool = True,
-) -> LosoResult:
-    """`fit_folds` for every fold (default leave-one-subject-out), then each fold's model on its
-    test samples: the same `LosoResult` as `mekit.train.loso.run_folds` (every fold keeps its
-    last step; histories are empty: the folds have no per-epoch losses of their own here)."""
-    X, y, subj, folds = prepare_folds(X, y, subjects, ids, labels, folds)
-    models = fit_folds(
-        model_name,
-        len(labels),
-        X,
-        y,
-        folds,
-        config,
-        model_kwargs=model_kwargs,
-        folds_at_once=folds_at_once,
-        progress=progress,
-    )
-    no_history: list[list[dict[str, float]]] = [[] for _ in folds]
-    return assemble_fitted(models, no_history, folds, X, y, subj, ids, labels, model_name, config)

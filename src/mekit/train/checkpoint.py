@@ -38,6 +38,7 @@ from torch import nn
 
 import mekit
 from mekit.errors import MekitError
+from mekit.fileio import atomic_write
 from mekit.models import create_model, get_spec
 from mekit.models.registry import ModelSpec
 
@@ -106,10 +107,6 @@ def canonical_safetensors(blob: bytes) -> bytes:
     return len(text).to_bytes(8, "little") + text + blob[8 + n :]
 
 
-def _tmp_for(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def write_weights(
     weights: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
 ) -> str:
@@ -117,15 +114,9 @@ def write_weights(
     renamed); returns the file's SHA-256 for the sidecar. The same tensors and metadata always
     give the same bytes."""
     weights.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_for(weights)
     blob = canonical_safetensors(safetensors_bytes(dict(state), metadata=dict(metadata)))
-    try:
-        tmp.write_bytes(blob)
-        digest = hashlib.sha256(blob).hexdigest()
-        os.replace(tmp, weights)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return digest
+    atomic_write(weights, blob)
+    return hashlib.sha256(blob).hexdigest()
 
 
 def _jsonable(value: Any) -> Any:
@@ -264,12 +255,7 @@ def save_model(
         "sha256": digest,
     }
     meta["content_sha256"] = content_sha256(meta)
-    tmp = _tmp_for(sidecar)
-    try:
-        tmp.write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, sidecar)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(sidecar, json.dumps(meta, indent=2, allow_nan=False) + "\n")
     return weights, sidecar
 
 

@@ -3,18 +3,17 @@ evaluated with the same LOSO folds, predictions table and reports as the network
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
-from tqdm import tqdm
 
 from mekit.train.loop import TrainConfig
-from mekit.train.loso import LosoResult, _assemble, _FoldOutput
-from mekit.train.splits import Fold, loso_folds
+from mekit.train.splits import Fold
 
 CLASSICAL_MODELS = ("lbptop_svm",)
 
@@ -33,7 +32,10 @@ class LbpTopSVM(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.max_iter = max_iter
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> LbpTopSVM:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, groups: Any = None, eval_set: Any = None
+    ) -> LbpTopSVM:
+        """Fit on (N, D) histograms; `groups`/`eval_set` (the fold runner's contract) unused."""
         svm = LinearSVC(
             C=self.C, class_weight=self.class_weight, max_iter=self.max_iter, random_state=0
         )
@@ -54,24 +56,17 @@ class LbpTopSVM(ClassifierMixin, BaseEstimator):
         return self.classes_[self.decision_function(X).argmax(axis=1)]
 
 
-def run_loso_classical(
-    X: np.ndarray,
-    y: np.ndarray,
-    subjects: Sequence[str],
-    ids: Sequence[str],
-    labels: Sequence[str],
-    config: TrainConfig,
-    progress: bool = True,
-    folds: Sequence[Fold] | None = None,
-) -> LosoResult:
-    """Cross-validation with `LbpTopSVM` (LOSO unless `folds` are given): one fit per fold on
-    its training samples only."""
-    subjects_arr = np.asarray(subjects)
-    folds = list(folds) if folds is not None else loso_folds(subjects)
-    outputs = []
-    for fold in tqdm(folds, desc="LOSO lbptop_svm", unit="fold", disable=not progress):
-        model = LbpTopSVM().fit(X[fold.train_idx], y[fold.train_idx])
-        probs = np.zeros((len(fold.test_idx), len(labels)), np.float32)
-        probs[:, model.classes_] = model.predict_proba(X[fold.test_idx])
-        outputs.append(_FoldOutput(fold.index, fold.test_subject, probs, [], 0))
-    return _assemble(outputs, folds, y, subjects_arr, ids, labels, "lbptop_svm", config)
+@dataclass(frozen=True)
+class SVMTrainer:
+    """The fold runner's trainer for `LbpTopSVM`: a fresh SVM per fold (deterministic, so any
+    executor gives the same predictions). `config` only names the run's settings in reports."""
+
+    config: TrainConfig
+    model_name: str = "lbptop_svm"
+    peeks_at_test = False
+
+    def estimator(self, fold: Fold) -> LbpTopSVM:
+        return LbpTopSVM()
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model_name, "params": LbpTopSVM().get_params()}

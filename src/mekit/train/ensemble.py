@@ -58,11 +58,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mekit.errors import MekitError
+from mekit.fileio import atomic_write
 from mekit.models import create_model
 from mekit.train.augment import hflip
 from mekit.train.device import autocast_dtype, resolve_device
+from mekit.train.estimators import AllFoldsNetworks
 from mekit.train.loop import TrainConfig, _batches
-from mekit.train.loso import LosoResult, assemble_fitted, prepare_folds
+from mekit.train.loso import LosoResult, cross_validate
 from mekit.train.losses import balanced_class_weights
 from mekit.train.splits import Fold
 
@@ -181,10 +183,7 @@ def _compile(cc: list[str], flags: list[str], out: Path) -> None:
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cc)} failed: {proc.stderr.strip()[-2000:]}")
         # Atomic: a concurrent process sees no library or the complete one.
-        fd, tmp_out = tempfile.mkstemp(prefix=".ensemble-", suffix=".so", dir=out.parent)
-        os.close(fd)
-        shutil.copyfile(lib, tmp_out)
-        os.replace(tmp_out, out)
+        atomic_write(out, lambda tmp_out: shutil.copyfile(lib, tmp_out))
 
 
 def _build_kernel() -> ctypes.CDLL:
@@ -716,23 +715,17 @@ class EnsembleFit:
     backend: str
 
 
-def fit_fold_ensemble(
+def _checked_inputs(
     X: np.ndarray,
     y: np.ndarray,
     folds: Sequence[Fold],
     num_classes: int,
     config: TrainConfig,
-    model_name: str = "ststnet",
-    model_kwargs: Mapping[str, Any] | None = None,
-    threads: int | None = None,
-    backend: Backend = "auto",
-    progress: bool = False,
-) -> EnsembleFit:
-    """Train one model per fold on X[fold.train_idx], all folds at once; no prediction.
-
-    Fold f starts from the weights fit() would draw with seed `config.seed + f.index` and
-    draws its batches and flips as fit() does. See `run_loso_ensemble` for the arguments.
-    """
+    model_name: str,
+    backend: str,
+) -> tuple[np.ndarray, np.ndarray, list[Fold], list[int]]:
+    """(X float32, y int64, folds, training-set sizes), or a MekitError naming what the fused
+    ensemble cannot train."""
     if model_name not in ENSEMBLE_MODELS:
         raise MekitError(
             f"the ensemble trainer supports models {', '.join(ENSEMBLE_MODELS)}, not "
@@ -753,8 +746,6 @@ def fit_fold_ensemble(
     folds = list(folds)
     if not folds:
         raise MekitError("no folds to train")
-    if threads is not None and threads < 1:
-        raise MekitError(f"threads must be at least 1, got {threads}")
     if config.focal_alpha is not None and len(config.focal_alpha) != num_classes:
         raise MekitError(
             f"train.focal_alpha has {len(config.focal_alpha)} values for {num_classes} "
@@ -771,23 +762,24 @@ def fit_fold_ensemble(
             raise MekitError(
                 f"fold {fold.test_subject!r} has {n} training sample(s); BatchNorm needs 2"
             )
+    return X, y, folds, sizes
 
-    # Per-fold initial weights, exactly as fit() draws them.
-    seeds = [config.seed + fold.index for fold in folds]
-    models = []
-    for seed in seeds:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            models.append(create_model(model_name, num_classes, **dict(model_kwargs or {})))
-    dropout, bn_eps, bn_momentum = _check_architecture(models[0], num_classes)
-    packed, runs = zip(*(_pack(model) for model in models), strict=True)
 
+def _fold_class_weights(
+    y: np.ndarray, folds: Sequence[Fold], num_classes: int, config: TrainConfig
+) -> np.ndarray:
+    """(F, K) class weights, each fold's from its own training labels (or focal alpha)."""
     class_w = np.ones((len(folds), num_classes), dtype=np.float32)
     for f, fold in enumerate(folds):
         if config.class_weights == "balanced":
             class_w[f] = balanced_class_weights(y[fold.train_idx], num_classes)
         elif config.focal_alpha is not None:
             class_w[f] = np.asarray(config.focal_alpha, dtype=np.float32)
+    return class_w
+
+
+def _backend(backend: str, threads: int | None, config: TrainConfig) -> tuple[Any, int]:
+    """(the native kernel library, or None for the torch backend; the thread count)."""
     lib = _load_kernel() if backend in ("auto", "native") else None
     if backend == "native" and lib is None:
         raise MekitError(f"the native ensemble kernel is unavailable: {_kernel_error}")
@@ -800,12 +792,45 @@ def fit_fold_ensemble(
         # native: one fold per thread, so every CPU; torch: intra-op threads, which slow down
         # badly on oversubscribed CPUs, so as many as the plain loop uses (num_threads)
         threads = _usable_cpus() if lib is not None else config.num_threads
+    return lib, threads
+
+
+def fit_fold_ensemble(
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Sequence[Fold],
+    num_classes: int,
+    config: TrainConfig,
+    model_name: str = "ststnet",
+    model_kwargs: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+    backend: Backend = "auto",
+    progress: bool = False,
+) -> EnsembleFit:
+    """Train one model per fold on X[fold.train_idx], all folds at once; no prediction.
+
+    Fold f starts from the weights fit() would draw with seed `config.seed + f.index` and
+    draws its batches and flips as fit() does. See `run_loso_ensemble` for the arguments.
+    """
+    X, y, folds, sizes = _checked_inputs(X, y, folds, num_classes, config, model_name, backend)
+    if threads is not None and threads < 1:
+        raise MekitError(f"threads must be at least 1, got {threads}")
+    # Per-fold initial weights, exactly as fit() draws them.
+    seeds = [config.seed + fold.index for fold in folds]
+    models = []
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            models.append(create_model(model_name, num_classes, **dict(model_kwargs or {})))
+    dropout, bn_eps, bn_momentum = _check_architecture(models[0], num_classes)
+    packed, runs = zip(*(_pack(model) for model in models), strict=True)
+    lib, threads = _backend(backend, threads, config)
 
     x = torch.from_numpy(X)
     setup = _Setup(
         x2=torch.stack([x, hflip(x, models[0].spec.u_channel)], dim=1).contiguous(),
         labels=torch.from_numpy(y),
-        class_w=torch.from_numpy(class_w),
+        class_w=torch.from_numpy(_fold_class_weights(y, folds, num_classes, config)),
         seeds=seeds,
         num_classes=num_classes,
         config=config,
@@ -867,22 +892,53 @@ def run_loso_ensemble(
     warning). Returns a `LosoResult` like `run_loso`: every fold keeps its last epoch
     (best_epoch = epochs); histories hold the training loss per epoch.
     """
-    X, y, subj, folds = prepare_folds(X, y, subjects, ids, labels, folds)
-    fitted = fit_fold_ensemble(
+    trainer = KernelTrainer(
+        model_name, len(labels), config, dict(model_kwargs or {}), threads, backend
+    )
+    return cross_validate(
         X,
         y,
+        subjects,
+        ids,
+        labels,
+        trainer,
         folds,
-        len(labels),
-        config,
-        model_name=model_name,
-        model_kwargs=model_kwargs,
-        threads=threads,
-        backend=backend,
         progress=progress,
+        desc=f"ensemble {model_name}",
     )
-    return assemble_fitted(
-        fitted.models, fitted.histories, folds, X, y, subj, ids, labels, model_name, config
-    )
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelTrainer(AllFoldsNetworks):
+    """The fold runner's trainer for the fused STSTNet ensemble (`fit_fold_ensemble`), with
+    each fold's training loss per epoch. The thread count is not part of its description: the
+    native backend's results do not depend on it."""
+
+    threads: int | None = dataclasses.field(default=None, compare=False)
+    backend: Backend = "auto"
+    engine = "kernel"
+
+    def _fit(
+        self, X: np.ndarray, y: np.ndarray, folds: list[Fold], progress: bool
+    ) -> tuple[list[torch.nn.Module], list[list[dict[str, float]]]]:
+        fitted = fit_fold_ensemble(
+            X,
+            y,
+            folds,
+            self.num_classes,
+            self.config,
+            model_name=self.model_name,
+            model_kwargs=self.model_kwargs,
+            threads=self.threads,
+            backend=self.backend,
+            progress=progress,
+        )
+        return fitted.models, fitted.histories
+
+    def describe(self) -> dict[str, Any]:
+        described = super().describe()
+        del described["threads"]
+        return described
 
 
 def _train(

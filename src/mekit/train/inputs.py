@@ -11,25 +11,25 @@ from dataclasses import replace
 import numpy as np
 
 from mekit.errors import MekitError
-from mekit.models.registry import TEMPORAL_KINDS, ModelSpec
+from mekit.models.registry import TEMPORAL_KINDS, ModelSpec, Task
 from mekit.motion.features import CHANNELS, FeatureConfig, FeatureKind
 
 
 def feature_kind_for(spec: ModelSpec) -> FeatureKind:
-    if spec.input_kind == "flow":
-        return FeatureKind.ONSET_APEX
-    if spec.input_kind == "apex":
-        return FeatureKind.APEX
-    if spec.input_kind == "apex_flow":
-        return FeatureKind.APEX_FLOW
-    if spec.input_kind == "frames":
-        return FeatureKind.FRAMES
-    if spec.input_kind == "apex_flow_sequence":
-        return FeatureKind.APEX_FLOW_CLIP
-    # flow sequences: (dx, dy, magnitude) clips (CNN-LSTM) or u, v, strain keyframe flows
-    if spec.channel_names and spec.channel_names[0] == "dx":
-        return FeatureKind.FLOW_CLIP
-    return FeatureKind.KEYFRAMES
+    """The motion features the model declares (`spec.features`)."""
+    if spec.task is Task.SPOTTING:
+        raise MekitError(
+            f"model {spec.name!r} spots expressions in long videos from {spec.features!r}, "
+            "not from per-sample features; train it with mekit.spot.learned "
+            f"(`mekit train --model {spec.name}`)"
+        )
+    try:
+        return FeatureKind(spec.features)
+    except ValueError:
+        raise MekitError(
+            f"model {spec.name!r} takes features {spec.features!r}, which mekit.motion does "
+            f"not compute (it computes {', '.join(FeatureKind)})"
+        ) from None
 
 
 def feature_config_for(spec: ModelSpec, base: FeatureConfig = FeatureConfig()) -> FeatureConfig:

@@ -25,6 +25,7 @@ from mekit.models import ModelSpec, create_model
 from mekit.train.augment import random_affine, random_hflip, temporal_jitter
 from mekit.train.device import DEVICES, Precision, autocast_dtype, resolve_device
 from mekit.train.losses import balanced_class_weights, make_loss
+from mekit.train.warm_start import transfer_weights
 
 log = logging.getLogger(__name__)
 
@@ -319,33 +320,12 @@ def fit(
     set is only monitored (val_loss, val_acc in the history). Validation loss uses the
     training criterion (including class weights).
     """
-    x = torch.from_numpy(np.ascontiguousarray(X_train, dtype=np.float32))
-    y_np = np.asarray(y_train, dtype=np.int64)
-    _check_xy(x.numpy(), y_np, num_classes, "training set")
-    if len(y_np) == 0:
-        raise MekitError("training set is empty")
+    x, y = _labelled_tensors(X_train, y_train, num_classes, "training set")
     has_val = X_val is not None and y_val is not None
     if config.selection != "fixed" and not has_val:
         raise MekitError(f"selection {config.selection!r} needs X_val and y_val")
-    if has_val:
-        xv = torch.from_numpy(np.ascontiguousarray(X_val, dtype=np.float32))
-        yv_np = np.asarray(y_val, dtype=np.int64)
-        _check_xy(xv.numpy(), yv_np, num_classes, "validation set")
-        if len(yv_np) == 0:
-            raise MekitError("validation set is empty")
-        yv = torch.from_numpy(yv_np)
-    y = torch.from_numpy(y_np)
-
-    weights = (
-        balanced_class_weights(y_np, num_classes) if config.class_weights == "balanced" else None
-    )
-    if config.focal_alpha is not None:
-        if len(config.focal_alpha) != num_classes:
-            raise MekitError(
-                f"train.focal_alpha has {len(config.focal_alpha)} values for {num_classes} "
-                "classes; give one per class, in label order"
-            )
-        weights = np.asarray(config.focal_alpha, dtype=np.float32)
+    val = _labelled_tensors(X_val, y_val, num_classes, "validation set") if has_val else None
+    weights = class_weights(y.numpy(), num_classes, config)
     criterion = make_loss(config.loss, config.focal_gamma, weights)
 
     threads = torch.get_num_threads()
@@ -356,51 +336,8 @@ def fit(
             generator = torch.Generator().manual_seed(config.seed)
             model = create_model(model_name, num_classes, **dict(model_kwargs or {}))
             if config.init_from:
-                from mekit.train.transfer import transfer_weights  # transfer imports this module
-
                 transfer_weights(model, config.init_from)
-            device = resolve_device(config.device)
-            dtype = autocast_dtype(config.precision, device)
-            model.to(device)
-            criterion.to(device)
-            scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-            optimizer = torch.optim.Adam(
-                model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-            )
-            history: list[dict[str, float]] = []
-            best_epoch, best_score, best_state = config.epochs, -float("inf"), None
-            for epoch in range(1, config.epochs + 1):
-                train_loss = _train_epoch(
-                    model,
-                    x,
-                    y,
-                    criterion,
-                    optimizer,
-                    config,
-                    generator,
-                    model.spec,
-                    device,
-                    dtype,
-                    scaler,
-                )
-                record: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
-                if has_val:
-                    record["val_loss"], record["val_acc"] = _evaluate(model, xv, yv, criterion)
-                history.append(record)
-
-                if config.selection == "fixed":
-                    continue
-                score = (
-                    -record["val_loss"] if config.selection == "val-split" else record["val_acc"]
-                )
-                if score > best_score:
-                    best_epoch, best_score = epoch, score
-                    best_state = copy.deepcopy(model.state_dict())
-                elif config.selection == "val-split" and epoch - best_epoch >= config.patience:
-                    log.debug("early stop at epoch %d (best %d)", epoch, best_epoch)
-                    break
-            if best_state is not None:
-                model.load_state_dict(best_state)
+            history, best_epoch = _train_epochs(model, x, y, val, criterion, config, generator)
     finally:
         torch.set_num_threads(threads)
     model.to("cpu")  # models leave fit on the CPU, wherever they trained: saving and reports
@@ -408,6 +345,78 @@ def fit(
     return FitResult(
         model=model, history=history, stopped_epoch=len(history), best_epoch=best_epoch
     )
+
+
+def _labelled_tensors(
+    X: np.ndarray | None, y: np.ndarray | None, num_classes: int, what: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(X, y) as float32 inputs and int64 labels, checked: `MekitError` naming `what`."""
+    x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    y_np = np.asarray(y, dtype=np.int64)
+    _check_xy(x.numpy(), y_np, num_classes, what)
+    if len(y_np) == 0:
+        raise MekitError(f"{what} is empty")
+    return x, torch.from_numpy(y_np)
+
+
+def class_weights(y: np.ndarray, num_classes: int, config: TrainConfig) -> np.ndarray | None:
+    """The per-class weights of the loss: `config.focal_alpha`, "balanced" weights counted on
+    the training labels `y`, or None (unweighted)."""
+    if config.focal_alpha is not None:
+        if len(config.focal_alpha) != num_classes:
+            raise MekitError(
+                f"train.focal_alpha has {len(config.focal_alpha)} values for {num_classes} "
+                "classes; give one per class, in label order"
+            )
+        return np.asarray(config.focal_alpha, dtype=np.float32)
+    if config.class_weights == "balanced":
+        return balanced_class_weights(y, num_classes)
+    return None
+
+
+def _train_epochs(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    criterion: nn.Module,
+    config: TrainConfig,
+    generator: torch.Generator,
+) -> tuple[list[dict[str, float]], int]:
+    """Train `model` on `config.device` for `config.epochs` epochs (fewer when "val-split"
+    stops early), leaving it with the weights `config.selection` keeps.
+
+    Returns the history (one record per epoch) and the epoch whose weights the model holds.
+    """
+    device = resolve_device(config.device)
+    dtype = autocast_dtype(config.precision, device)
+    model.to(device)
+    criterion.to(device)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history: list[dict[str, float]] = []
+    best_epoch, best_score, best_state = config.epochs, -float("inf"), None
+    for epoch in range(1, config.epochs + 1):
+        train_loss = _train_epoch(
+            model, x, y, criterion, optimizer, config, generator, model.spec, device, dtype, scaler
+        )
+        record: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
+        if val is not None:
+            record["val_loss"], record["val_acc"] = _evaluate(model, *val, criterion)
+        history.append(record)
+
+        if config.selection == "fixed":
+            continue
+        score = -record["val_loss"] if config.selection == "val-split" else record["val_acc"]
+        if score > best_score:
+            best_epoch, best_score = epoch, score
+            best_state = copy.deepcopy(model.state_dict())
+        elif config.selection == "val-split" and epoch - best_epoch >= config.patience:
+            log.debug("early stop at epoch %d (best %d)", epoch, best_epoch)
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history, best_epoch
 
 
 @torch.no_grad()

@@ -1,8 +1,10 @@
-"""Cross-validation of a network: one model per fold, predictions joined by id.
+"""Cross-validation: one model per fold, predictions joined by id.
 
-`run_folds` runs any list of `Fold`s (leave-one-subject-out, k-fold, leave-one-corpus-out...);
-`run_loso` is leave-one-subject-out on top of it. A fold's `test_subject` is the name of the
-group it holds out (a subject, a corpus, "fold3"...).
+`cross_validate` is the one fold runner: it runs any list of `Fold`s (leave-one-subject-out,
+k-fold, leave-one-corpus-out...) with any `Trainer` (`mekit.train.estimators`: a network
+per fold, all folds at once, the SVM). `run_folds` is the per-fold network loop on top of it
+and `run_loso` leave-one-subject-out on top of that. A fold's `test_subject` is the name of
+the group it holds out (a subject, a corpus, "fold3"...).
 
 Fold i trains with seed `config.seed + i` and `config.num_threads` torch threads, so a run gives
 identical predictions whichever executor (sequential, worker processes, Ray; see
@@ -10,34 +12,33 @@ identical predictions whichever executor (sequential, worker processes, Ray; see
 
 Resume: with `checkpoint_dir`, each finished fold is saved to `fold_{index:03d}.npz` there
 (written atomically), stamped with a fingerprint of everything that determines it (data,
-labels, config, model, model_kwargs, the fold's samples). A rerun loads the folds whose
-fingerprint matches instead of training them again, and retrains the others.
+labels, the trainer's description: model, settings, engine; the fold's samples). A rerun loads
+the folds whose fingerprint matches instead of training them again, and retrains the others.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
 import os
-import tempfile
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from mekit.errors import MekitError
+from mekit.fileio import atomic_open
+from mekit.train.estimators import AllFoldsNetworks, Estimator, NetworkTrainer, Trainer
 from mekit.train.executors import FoldExecutor, SequentialExecutor, make_executor
-from mekit.train.loop import TrainConfig, fit, predict_proba
+from mekit.train.loop import TrainConfig
 from mekit.train.metrics import ClassificationMetrics, classification_metrics
-from mekit.train.splits import Fold, loso_folds, validation_subjects
+from mekit.train.splits import Fold, loso_folds
 
 log = logging.getLogger(__name__)
 
@@ -82,42 +83,35 @@ class _FoldOutput:
     best_epoch: int
 
 
-def _run_fold(
-    X: np.ndarray,
-    y: np.ndarray,
-    subjects: np.ndarray,
-    fold: Fold,
-    model_name: str,
-    num_classes: int,
-    config: TrainConfig,
-    model_kwargs: Mapping[str, Any] | None,
-) -> _FoldOutput:
-    cfg = dataclasses.replace(config, seed=config.seed + fold.index)
-    train = fold.train_idx
-    X_val = y_val = None
-    if cfg.selection == "val-split":
-        held = validation_subjects(subjects[train], cfg.val_fraction, cfg.seed)
-        is_val = np.isin(subjects[train], held)
-        train, val = train[~is_val], train[is_val]
-        X_val, y_val = X[val], y[val]
-    elif cfg.selection == "test-oracle":
-        X_val, y_val = X[fold.test_idx], y[fold.test_idx]
-    # Predicting too runs on config.num_threads threads, whatever the caller's count: the
-    # float sums, and so the probabilities, then match bit for bit across executors.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.num_threads)
-    try:
-        result = fit(model_name, num_classes, X[train], y[train], cfg, X_val, y_val, model_kwargs)
-        probs = predict_proba(result.model, X[fold.test_idx])
-    finally:
-        torch.set_num_threads(threads)
+def _fold_output(estimator: Estimator, fold: Fold, X: np.ndarray, num_classes: int) -> _FoldOutput:
+    """A fitted estimator's probabilities on the fold's test samples, (n_test, num_classes):
+    an estimator that saw only some classes (`classes_`, as scikit-learn's) gets zeros for
+    the others."""
+    probs = np.asarray(estimator.predict_proba(X[fold.test_idx]), dtype=np.float32)
+    classes = getattr(estimator, "classes_", None)
+    if classes is not None and len(classes) != num_classes:
+        full = np.zeros((len(probs), num_classes), np.float32)
+        full[:, np.asarray(classes, dtype=np.int64)] = probs
+        probs = full
     return _FoldOutput(
         index=fold.index,
         test_subject=fold.test_subject,
         probs=probs,
-        history=result.history,
-        best_epoch=result.best_epoch,
+        history=list(getattr(estimator, "history_", [])),
+        best_epoch=int(getattr(estimator, "best_epoch_", 0)),
     )
+
+
+def _run_fold(
+    X: np.ndarray, y: np.ndarray, subjects: np.ndarray, fold: Fold, trainer: Any, num_classes: int
+) -> _FoldOutput:
+    """Fit the trainer's estimator for `fold` on its training samples; score its test samples.
+    Runs wherever the executor puts it (a worker process receives X, y, subjects once)."""
+    train, test = fold.train_idx, fold.test_idx
+    eval_set = (X[test], y[test]) if trainer.peeks_at_test else None
+    estimator = trainer.estimator(fold)
+    estimator.fit(X[train], y[train], subjects[train], eval_set=eval_set)
+    return _fold_output(estimator, fold, X, num_classes)
 
 
 def _validate(
@@ -179,12 +173,11 @@ def _fingerprints(
     y: np.ndarray,
     subjects: np.ndarray,
     labels: Sequence[str],
-    model_name: str,
-    config: TrainConfig,
-    model_kwargs: Mapping[str, Any],
+    trainer: Mapping[str, Any],
     folds: Sequence[Fold],
 ) -> dict[int, str]:
-    """fold index -> hex digest of everything that determines that fold's output."""
+    """fold index -> hex digest of everything that determines that fold's output: the data, the
+    trainer's description and the fold's samples."""
     h = hashlib.sha256()
 
     def add(tag: str, payload: bytes | memoryview) -> None:
@@ -201,9 +194,8 @@ def _fingerprints(
     add("y", np.ascontiguousarray(y, dtype=np.int64).tobytes())
     add_json("subjects", [str(s) for s in subjects])
     add_json("labels", [str(lab) for lab in labels])
-    add_json("model", model_name)
-    add_json("model_kwargs", dict(model_kwargs))
-    add_json("config", dataclasses.asdict(config))
+    for key, value in trainer.items():  # the trainer's description (FoldTrainer.describe)
+        add_json(key, value)
     out = {}
     for fold in folds:
         hf = h.copy()
@@ -226,24 +218,16 @@ def _checkpoint_path(directory: Path, index: int) -> Path:
 
 def _save_checkpoint(path: Path, out: _FoldOutput, fingerprint: str) -> None:
     """Write atomically: a reader sees the old file or the complete new one, never a part."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                fingerprint=np.array(fingerprint),
-                index=np.array(out.index, dtype=np.int64),
-                test_subject=np.array(out.test_subject),
-                probs=np.asarray(out.probs, dtype=np.float32),
-                history=np.array(json.dumps(out.history)),
-                best_epoch=np.array(out.best_epoch, dtype=np.int64),
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb", fsync=True) as f:
+        np.savez(
+            f,
+            fingerprint=np.array(fingerprint),
+            index=np.array(out.index, dtype=np.int64),
+            test_subject=np.array(out.test_subject),
+            probs=np.asarray(out.probs, dtype=np.float32),
+            history=np.array(json.dumps(out.history)),
+            best_epoch=np.array(out.best_epoch, dtype=np.int64),
+        )
 
 
 def _load_checkpoint(
@@ -280,6 +264,151 @@ def _load_checkpoint(
 # ---- runs --------------------------------------------------------------------------------
 
 
+def cross_validate(
+    X: np.ndarray,
+    y: np.ndarray,
+    subjects: Sequence[str],
+    ids: Sequence[str],
+    labels: Sequence[str],
+    trainer: Trainer,
+    folds: Sequence[Fold] | None = None,
+    *,
+    executor: FoldExecutor | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+) -> LosoResult:
+    """The one fold runner: train `trainer`'s estimator per fold on its `train_idx` only and
+    predict its `test_idx`; every model family (networks per fold or all folds at once, the
+    SVM) goes through here (see `mekit.train.estimators`).
+
+    X: (N, ...) float32 matching the model's input; y: (N,) class indices into `labels`;
+    subjects, ids: one string per sample (ids unique; subjects are what "val-split" draws
+    validation groups from). folds: any protocol (default leave-one-subject-out), with unique
+    indices (fold i trains with seed config.seed + i) and unique names (`test_subject`, the
+    held-out group's name, keys of the histories); test sets must not overlap, and samples no
+    fold tests get no row in the predictions.
+
+    executor: where per-fold trainers' folds run (`mekit.train.executors`); default one after
+    another here. All-folds trainers run here. checkpoint_dir: save each finished fold there
+    and, on a rerun, load matching ones instead of training them (see the module docstring).
+    `desc` labels the progress bar and logs.
+    """
+    X, y, subj, folds = prepare_folds(X, y, subjects, ids, labels, folds)
+    desc = desc or f"CV {trainer.model_name}"
+    saver = None
+    saved: dict[int, _FoldOutput] = {}
+    if checkpoint_dir is not None:
+        saver = _Checkpoints(Path(checkpoint_dir), X, y, subj, labels, trainer, folds)
+        saved = saver.load(folds)
+    # An all-folds trainer's fold depends on the folds trained with it (shared steps and
+    # dropout draws): a group is resumed whole or trained again whole, so a resumed run
+    # still equals an uninterrupted one.
+    together = isinstance(trainer, AllFoldsNetworks)
+    groups = trainer.groups(folds) if together else [[f] for f in folds]
+    done = [g for g in groups if all(f.index in saved for f in g)]
+    outputs = [saved[f.index] for g in done for f in g]
+    todo = [g for g in groups if g not in done]
+    if saver is not None:
+        log.info(
+            "%s: resumed %d of %d folds from checkpoints in %s",
+            desc,
+            len(outputs),
+            len(folds),
+            saver.directory,
+        )
+    where = "folds trained together"
+    if not together:
+        executor = executor if executor is not None else SequentialExecutor()
+        where = f"executor={executor.describe()}"
+    log.info(
+        "%s: %d samples, %d folds (%d to train), selection=%s, %s",
+        desc,
+        len(y),
+        len(folds),
+        len(folds) - len(outputs),
+        trainer.config.selection,
+        where,
+    )
+    for out in _fit_folds(trainer, todo, X, y, subj, len(labels), executor, progress, desc):
+        if saver is not None:
+            saver.save(out)
+        outputs.append(out)
+    return _assemble(outputs, folds, y, subj, ids, labels, trainer.model_name, trainer.config)
+
+
+def _fit_folds(
+    trainer: Trainer,
+    groups: list[list[Fold]],
+    X: np.ndarray,
+    y: np.ndarray,
+    subjects: np.ndarray,
+    num_classes: int,
+    executor: FoldExecutor | None,
+    progress: bool,
+    desc: str,
+) -> Iterator[_FoldOutput]:
+    """Each fold's output as it finishes: all-folds trainers here, a group of folds at a
+    time; per-fold ones through the executor (whose workers are stopped promptly on an
+    error)."""
+    if not groups:
+        return
+    if isinstance(trainer, AllFoldsNetworks):
+        for group in groups:
+            fitted = trainer.fit_folds(X, y, subjects, group, progress=progress)
+            for estimator, fold in zip(fitted, group, strict=True):
+                yield _fold_output(estimator, fold, X, num_classes)
+        return
+    folds = [f for g in groups for f in g]
+    assert executor is not None
+    bar = tqdm(total=len(folds), desc=desc, unit="fold", disable=not progress)
+    results = None
+    try:
+        args = (trainer, num_classes)
+        results = executor.map(_run_fold, folds, (X, y, subjects), args, trainer.config.num_threads)
+        for out in results:
+            yield out
+            bar.update()
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
+        bar.close()
+
+
+class _Checkpoints:
+    """Fold outputs saved as `fold_{index:03d}.npz`, stamped with their fingerprint."""
+
+    def __init__(
+        self,
+        directory: Path,
+        X: np.ndarray,
+        y: np.ndarray,
+        subjects: np.ndarray,
+        labels: Sequence[str],
+        trainer: Trainer,
+        folds: Sequence[Fold],
+    ) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.num_classes = len(labels)
+        self.fingerprints = _fingerprints(X, y, subjects, labels, trainer.describe(), folds)
+
+    def load(self, folds: Sequence[Fold]) -> dict[int, _FoldOutput]:
+        """{fold index: its saved output}, for the folds whose checkpoint matches."""
+        out = {}
+        for fold in folds:
+            path = _checkpoint_path(self.directory, fold.index)
+            saved = _load_checkpoint(path, fold, self.fingerprints[fold.index], self.num_classes)
+            if saved is not None:
+                out[fold.index] = saved
+        return out
+
+    def save(self, out: _FoldOutput) -> None:
+        path = _checkpoint_path(self.directory, out.index)
+        _save_checkpoint(path, out, self.fingerprints[out.index])
+
+
 def run_folds(
     X: np.ndarray,
     y: np.ndarray,
@@ -296,78 +425,22 @@ def run_folds(
     *,
     desc: str | None = None,
 ) -> LosoResult:
-    """Train one model per fold on its `train_idx` and predict its `test_idx`.
-
-    X: (N, C, H, W) float32 (or (N, C, T, H, W) for temporal models) matching the model's
-    spec; y: (N,) class indices into `labels`; subjects, ids: one string per sample (ids
-    unique; subjects are what "val-split" draws validation groups from). folds: any protocol,
-    with unique indices (fold i trains with seed config.seed + i) and unique names
-    (`test_subject`, the held-out group's name, keys of the histories); test sets must not
-    overlap, and samples no fold tests get no row in the predictions.
-
-    executor: where folds run (`mekit.train.executors`); default one after another here.
-    checkpoint_dir: save each finished fold there and, on a rerun, load matching ones instead
-    of training them (see the module docstring). `desc` labels the progress bar and logs.
-    """
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    y = np.asarray(y, dtype=np.int64)
-    _validate(X, y, subjects, ids, labels)
-    _validate_folds(folds, len(y))
-    subj = np.asarray([str(s) for s in subjects])
-    executor = executor if executor is not None else SequentialExecutor()
-    kwargs = dict(model_kwargs or {})
-    args = (model_name, len(labels), config, kwargs)
-    desc = desc or f"CV {model_name}"
-
-    outputs: list[_FoldOutput] = []
-    todo = list(folds)
-    directory = fingerprints = None
-    if checkpoint_dir is not None:
-        directory = Path(checkpoint_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        fingerprints = _fingerprints(X, y, subj, labels, model_name, config, kwargs, folds)
-        todo = []
-        for fold in folds:
-            path = _checkpoint_path(directory, fold.index)
-            saved = _load_checkpoint(path, fold, fingerprints[fold.index], len(labels))
-            if saved is None:
-                todo.append(fold)
-            else:
-                outputs.append(saved)
-        log.info(
-            "%s: resumed %d of %d folds from checkpoints in %s",
-            desc,
-            len(outputs),
-            len(folds),
-            directory,
-        )
-
-    log.info(
-        "%s: %d samples, %d folds (%d to train), selection=%s, executor=%s",
-        desc,
-        len(y),
-        len(folds),
-        len(todo),
-        config.selection,
-        executor.describe(),
+    """The per-fold loop for a registered network: `cross_validate` with a `NetworkTrainer`
+    (one `mekit.train.loop.fit` per fold, seed config.seed + fold index)."""
+    trainer = NetworkTrainer(model_name, len(labels), config, dict(model_kwargs or {}))
+    return cross_validate(
+        X,
+        y,
+        subjects,
+        ids,
+        labels,
+        trainer,
+        folds,
+        executor=executor,
+        checkpoint_dir=checkpoint_dir,
+        progress=progress,
+        desc=desc,
     )
-    bar = tqdm(total=len(folds), initial=len(outputs), desc=desc, unit="fold", disable=not progress)
-    results = None
-    try:
-        if todo:
-            results = executor.map(_run_fold, todo, (X, y, subj), args, config.num_threads)
-            for out in results:
-                if directory is not None and fingerprints is not None:
-                    path = _checkpoint_path(directory, out.index)
-                    _save_checkpoint(path, out, fingerprints[out.index])
-                outputs.append(out)
-                bar.update()
-    finally:
-        close = getattr(results, "close", None)
-        if close is not None:
-            close()  # stops the executor's workers promptly on an error
-        bar.close()
-    return _assemble(outputs, list(folds), y, subj, ids, labels, model_name, config)
 
 
 def run_loso(
@@ -424,8 +497,8 @@ def prepare_folds(
     labels: Sequence[str],
     folds: Sequence[Fold] | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Fold]]:
-    """The checked inputs of a trainer that fits every fold at once: (X float32 contiguous,
-    y int64, subjects as strings, folds: the given ones or leave-one-subject-out)."""
+    """The checked inputs of a cross-validation: (X float32 contiguous, y int64, subjects as
+    strings, folds: the given ones or leave-one-subject-out)."""
     X = np.ascontiguousarray(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
     _validate(X, y, subjects, ids, labels)
@@ -433,39 +506,6 @@ def prepare_folds(
     folds = list(folds) if folds is not None else loso_folds(subj)
     _validate_folds(folds, len(y))
     return X, y, subj, folds
-
-
-def assemble_fitted(
-    models: Sequence[torch.nn.Module],
-    histories: Sequence[list[dict[str, float]]],
-    folds: list[Fold],
-    X: np.ndarray,
-    y: np.ndarray,
-    subjects: np.ndarray,
-    ids: Sequence[str],
-    labels: Sequence[str],
-    model_name: str,
-    config: TrainConfig,
-) -> LosoResult:
-    """Each fold's fitted model on its test samples, as one `LosoResult` (every fold keeps its
-    last epoch). Predicts on `config.num_threads` threads, as `run_folds` does, so the float
-    sums (and the probabilities) are the same."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.num_threads)
-    try:
-        outputs = [
-            _FoldOutput(
-                index=fold.index,
-                test_subject=fold.test_subject,
-                probs=predict_proba(model, X[fold.test_idx]),
-                history=history,
-                best_epoch=config.epochs,
-            )
-            for fold, model, history in zip(folds, models, histories, strict=True)
-        ]
-    finally:
-        torch.set_num_threads(threads)
-    return _assemble(outputs, folds, y, subjects, ids, labels, model_name, config)
 
 
 def _assemble(

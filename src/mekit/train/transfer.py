@@ -2,9 +2,10 @@
 
 Seeds 002 and 003 pretrain on a macro-expression corpus (FER2013, CK+'s peak frames) and
 fine-tune on the micro-expression corpus. `pretrain` trains a registered apex-image model on an
-`ImageSet` and saves it as a mekit model file; `transfer_weights` copies every tensor whose name
-and shape match into a new model, so the classifier head (a different number of classes) starts
-fresh. Fine-tuning is `TrainConfig.init_from = "path/to/model"`.
+`ImageSet` and saves it as a mekit model file; `transfer_weights` (`mekit.train.warm_start`,
+re-exported here) copies every tensor whose name and shape match into a new model, so the
+classifier head (a different number of classes) starts fresh. Fine-tuning is
+`TrainConfig.init_from = "path/to/model"`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,21 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-from torch import nn
 
 from mekit.data.images import ImageSet
 from mekit.errors import MekitError
 from mekit.models import get_spec
-from mekit.train.checkpoint import load_model, save_model
+from mekit.train.checkpoint import save_model
 from mekit.train.loop import TrainConfig, fit, predict_proba
+from mekit.train.warm_start import TransferReport, transfer_weights
+
+__all__ = [
+    "PretrainOutcome",
+    "TransferReport",
+    "images_to_inputs",
+    "pretrain",
+    "transfer_weights",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +44,6 @@ class PretrainOutcome:
     n_train: int
     n_held_out: int
     held_out_accuracy: float  # on images never trained on (not used to select anything)
-
-
-@dataclass(frozen=True)
-class TransferReport:
-    loaded: tuple[str, ...]  # parameter/buffer names copied from the pretrained model
-    fresh: tuple[str, ...]  # names left at their initial values (missing or other shape)
 
 
 def images_to_inputs(images: np.ndarray, channels: int, size: int) -> np.ndarray:
@@ -113,24 +115,6 @@ def _held_out(images: ImageSet, fraction: float, seed: int) -> np.ndarray:
     if 0 < n < len(held):
         held[rng.choice(len(held), n, replace=False)] = True
     return held
-
-
-def transfer_weights(model: nn.Module, path: Path | str) -> TransferReport:
-    """Copy every tensor of the model file at `path` whose name and shape match `model`'s."""
-    source = load_model(path).model.state_dict()
-    target = model.state_dict()
-    loaded, fresh = [], []
-    with torch.no_grad():
-        for name, tensor in target.items():
-            if name in source and source[name].shape == tensor.shape:
-                tensor.copy_(source[name])
-                loaded.append(name)
-            else:
-                fresh.append(name)
-    if not loaded:
-        raise MekitError(f"{path}: no tensor matches {type(model).__name__}; is it the same model?")
-    log.info("transferred %d tensors from %s (%d fresh)", len(loaded), path, len(fresh))
-    return TransferReport(tuple(loaded), tuple(fresh))
 
 
 def _plain(config: TrainConfig) -> dict[str, object]:

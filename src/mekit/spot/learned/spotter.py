@@ -9,8 +9,8 @@ the authors' public code (SoftNet-SpotME: `extraction_preprocess.py`, `training.
    aligned face at frames a and a + k. k is half the average expression length (the
    reference's `cal_k`: k = int((N + 1) / 2), N the mean offset - onset in frames;
    `softnet_k`), so one k, and one model, per expression kind. Here the face comes from the
-   streaming track (`mekit.spot.track`: crop transform fixed per stable shot) and the flow from
-   OpenCV's Farneback on an 84 px crop (the reference: TV-L1 on a 128 px crop). As in the
+   streaming track (`mekit.spot.input.track`: crop transform fixed per stable shot) and the flow
+   from OpenCV's Farneback on an 84 px crop (the reference: TV-L1 on a 128 px crop). As in the
    reference, the mean flow of an 11 px box (in 128) on the nose bridge (landmark 28) is
    subtracted (rigid head motion), u and v are taken as absolute values, the optical strain is
    computed and its nose-box mean subtracted, the eyes are masked (each eye's landmark hexagon
@@ -45,10 +45,10 @@ exists); and the noise augmentation (the reference adds skimage's `random_noise`
 `combine_kinds` (micro spots inside macro ones dropped) is not in the reference, which scores
 its two models apart.
 
-The flow windows and pseudo-labels (steps 1 and 2) are `mekit.spot.softnet_windows`.
+The flow windows and pseudo-labels (steps 1 and 2) are `mekit.spot.learned.windows`.
 
 Training and spotting as commands (`mekit train --corpus DIR --model softnet`, `mekit spot
-VIDEO --spotter RUN`) are in `mekit.spot.learned_run`.
+VIDEO --spotter RUN`) are in `mekit.spot.learned.run`.
 """
 
 from __future__ import annotations
@@ -71,9 +71,10 @@ from tqdm.auto import tqdm
 from mekit.config import Choice, Config, check_range, choice_enum
 from mekit.data.schema import LongVideo
 from mekit.errors import MekitError
+from mekit.fileio import atomic_write
 from mekit.models.softnet import CHANNEL_NAMES, NORMALIZE, SoftNet
+from mekit.spot.learned.windows import SpotterVideo, WindowStream
 from mekit.spot.metrics import Interval, SpotScores, spotting_scores
-from mekit.spot.softnet_windows import SpotterVideo, WindowStream
 from mekit.train.checkpoint import file_sha256, model_paths, write_weights
 
 log = logging.getLogger(__name__)
@@ -454,7 +455,7 @@ def loso_spotting(
     {video id: its curve}; no video is ever scored by a model that saw its subject.
 
     `windows_for_fold(held-out subject)` gives that fold's windows of every video, e.g. with a
-    window length k fitted on the other subjects' annotations only (`mekit.spot.learned_run`);
+    window length k fitted on the other subjects' annotations only (`mekit.spot.learned.run`);
     `videos` may then be the corpus's `LongVideo`s (only their ids and subjects are read). By
     default every fold uses `videos`, which must then be windows, as they are."""
     subjects = sorted({v.subject for v in videos})
@@ -583,9 +584,7 @@ def save_spotter(
         "sha256": digest,
         **_plain(extra),
     }
-    tmp_meta = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
-    tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp_meta, sidecar)
+    atomic_write(sidecar, json.dumps(meta, indent=2, sort_keys=True))
     return weights, sidecar
 
 

@@ -456,7 +456,7 @@ class FaceTrack:
 
     def run(self, frames: Iterable) -> Iterator[TrackedFrame]:
         """Track over `frames`: (index, image) pairs, (index, image, time_s) triples or objects
-        with .index/.image/.time_s (`mekit.spot.video.Frame`). Raises `NoFaceError` naming the
+        with .index/.image/.time_s (`mekit.spot.input.video.Frame`). Raises `NoFaceError` naming the
         video when the frames end without a face ever found."""
         for item in frames:
             if hasattr(item, "image"):

@@ -32,7 +32,9 @@ import numpy as np  # noqa: E402
 
 from mekit.data.schema import LongVideo  # noqa: E402
 from mekit.errors import MekitError  # noqa: E402
-from mekit.spot.learned import (  # noqa: E402
+from mekit.fileio import atomic_write  # noqa: E402
+from mekit.spot.input.video import open_video  # noqa: E402
+from mekit.spot.learned.spotter import (  # noqa: E402
     SpotterConfig,
     combine_kinds,
     load_spotter,
@@ -44,8 +46,7 @@ from mekit.spot.learned import (  # noqa: E402
     spot_from_scores,
     train_spotter,
 )
-from mekit.spot.metrics import Interval, spotting_scores  # noqa: E402
-from mekit.spot.softnet_windows import (  # noqa: E402
+from mekit.spot.learned.windows import (  # noqa: E402
     SpotterVideo,
     expression_k_s,
     k_for,
@@ -54,7 +55,7 @@ from mekit.spot.softnet_windows import (  # noqa: E402
     save_windows,
     video_windows,
 )
-from mekit.spot.video import open_video  # noqa: E402
+from mekit.spot.metrics import Interval, spotting_scores  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,8 @@ def _windows(video, k_s: float, cache: Path, layout: str, face_size: int) -> Spo
     if path.is_file():
         return load_windows(path)
     data = video_windows(video, k_s=k_s, layout=layout, face_size=face_size)
-    save_windows(data, path.with_suffix(".partial.npz"))
-    path.with_suffix(".partial.npz").replace(path)  # complete files only: resumable
+    # Complete files only (written aside, then renamed): a killed run resumes cleanly.
+    atomic_write(path, lambda tmp: save_windows(data, tmp))
     return data
 
 
@@ -140,46 +141,9 @@ def train_spotters(
             log.warning("%s: no %s-expression in the long videos; no %s spotter", root, kind, kind)
             continue
         cfg = replace(config, kind=kind)
-        cache = out / "windows"
-        fold_k_s: dict[str, float] = {}
-        fold_windows = partial(
-            _fold_windows,
-            videos=videos,
-            kind=kind,
-            fold_k_s=fold_k_s,
-            windows=partial(_windows, cache=cache, layout=layout, face_size=face_size),
+        predicted[kind], scores[kind], models[kind], settings[kind] = _train_kind(
+            videos, truth, cfg, out, root, subjects, layout, face_size, progress
         )
-        curves = loso_spotting(
-            videos,  # subjects and ids; each fold's windows come from fold_windows
-            cfg,
-            progress=progress,
-            windows_for_fold=fold_windows,
-        )
-        predicted[kind] = spot_curves(curves, cfg)
-        k_s = expression_k_s(videos, kind)  # the final model learns from every video
-        data = [_windows(v, k_s, cache, layout, face_size) for v in videos]
-        kind_truth = {name: [t for t in ts if t.kind == kind] for name, ts in truth.items()}
-        scores[kind] = spotting_scores(predicted[kind], kind_truth, 0.5, kind=kind).to_dict()
-        windows = {"k_s": k_s, "size": 42, "face_size": face_size, "layout": layout}
-        model = train_spotter(data, cfg, progress=progress)
-        weights, sidecar = save_spotter(
-            out / f"spotter_{kind}",
-            model,
-            windows=windows,
-            config=cfg,
-            kind=kind,
-            trained_on=str(root),
-            videos=len(videos),
-            subjects=list(subjects),
-            loso_scores=scores[kind],
-        )
-        models[kind] = sidecar
-        settings[kind] = {
-            "k_s": k_s,
-            "fold_k_s": fold_k_s,  # the LOSO folds', each from its training subjects only
-            "config": asdict(cfg),
-            "windows": windows,
-        }
     if not models:
         raise MekitError(f"{root}: the long videos have no annotated expression to learn from")
     combined = {
@@ -196,6 +160,64 @@ def train_spotters(
     )
     _write_summary(out, root, len(videos), subjects, scores, models, seconds)
     return SpotterRun(out, len(videos), subjects, scores, models, seconds)
+
+
+def _train_kind(
+    videos: Sequence[LongVideo],
+    truth: dict[str, list[Interval]],
+    cfg: SpotterConfig,
+    out: Path,
+    root: Path,
+    subjects: tuple[str, ...],
+    layout: str,
+    face_size: int,
+    progress: bool,
+) -> tuple[dict[str, list[Interval]], dict[str, float], Path, dict]:
+    """One kind's spotter (`cfg.kind`): the LOSO intervals of every video and their scores
+    (each fold's k from its training subjects only), then the model trained on every video,
+    saved in `out`; also the settings scores.json records. Returns (intervals, scores,
+    sidecar, settings)."""
+    kind = cfg.kind
+    cache = out / "windows"
+    fold_k_s: dict[str, float] = {}
+    fold_windows = partial(
+        _fold_windows,
+        videos=videos,
+        kind=kind,
+        fold_k_s=fold_k_s,
+        windows=partial(_windows, cache=cache, layout=layout, face_size=face_size),
+    )
+    curves = loso_spotting(
+        videos,  # subjects and ids; each fold's windows come from fold_windows
+        cfg,
+        progress=progress,
+        windows_for_fold=fold_windows,
+    )
+    predicted = spot_curves(curves, cfg)
+    k_s = expression_k_s(videos, kind)  # the final model learns from every video
+    data = [_windows(v, k_s, cache, layout, face_size) for v in videos]
+    kind_truth = {name: [t for t in ts if t.kind == kind] for name, ts in truth.items()}
+    scores = spotting_scores(predicted, kind_truth, 0.5, kind=kind).to_dict()
+    windows = {"k_s": k_s, "size": 42, "face_size": face_size, "layout": layout}
+    model = train_spotter(data, cfg, progress=progress)
+    weights, sidecar = save_spotter(
+        out / f"spotter_{kind}",
+        model,
+        windows=windows,
+        config=cfg,
+        kind=kind,
+        trained_on=str(root),
+        videos=len(videos),
+        subjects=list(subjects),
+        loso_scores=scores,
+    )
+    settings = {
+        "k_s": k_s,
+        "fold_k_s": fold_k_s,  # the LOSO folds', each from its training subjects only
+        "config": asdict(cfg),
+        "windows": windows,
+    }
+    return predicted, scores, sidecar, settings
 
 
 def _write_predictions(path: Path, by_video: dict[str, list[Interval]]) -> None:

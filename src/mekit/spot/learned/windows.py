@@ -1,6 +1,6 @@
 """SOFTNet's input: the flow windows of long videos, their pseudo-labels, and window caches.
 
-Steps 1 and 2 of the learned spotter (`mekit.spot.learned` describes the method and where it
+Steps 1 and 2 of the learned spotter (`mekit.spot.learned.spotter` describes the method and where it
 follows or departs from the authors' code): `flow_windows` / `WindowStream` stream a video's
 (3, 42, 42) flow images, window a..a+k for each frame a; `pseudo_labels` marks the windows that
 overlap an annotated interval; `video_windows` does both for a corpus's long video
@@ -27,22 +27,21 @@ import math
 import os
 import re
 import warnings
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from mekit.data.schema import Event, LongVideo
 from mekit.errors import MekitError
 from mekit.motion.flow import optical_strain
+from mekit.spot.input.flow_stream import FlowStream, open_frames
+from mekit.spot.input.track import LEFT_EYE, RIGHT_EYE, TrackConfig
+from mekit.spot.input.video import Frame, VideoReader, VideoWarning
 from mekit.spot.metrics import Interval
-from mekit.spot.signals import FlowEngine
-from mekit.spot.track import LEFT_EYE, RIGHT_EYE, FaceTrack, TrackConfig
-from mekit.spot.video import Frame, VideoReader, VideoWarning
 
 log = logging.getLogger(__name__)
 
@@ -200,22 +199,14 @@ def flow_image(
     return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
-@dataclass
-class _Item:
-    index: int
-    image: np.ndarray
-    crop: np.ndarray | None
-    shot: int
-    face_ok: bool
-
-
 class WindowStream:
     """Streams the flow windows of one video: iterate for (frame a, (3, size, size) image).
 
     `source`: a video file or a folder of numbered frames (path), or frames given directly (an
-    iterable of `mekit.spot.video.Frame`s, (index, image) pairs or images; `fps` needed, as
-    for a folder). `k`: window length in frames. `fps` overrides the video's rate (it sets the
-    track's timings only). See `flow_windows` for the other arguments.
+    iterable of `mekit.spot.input.video.Frame`s, (index, image) pairs or images; `fps` needed,
+    as for a folder). `k`: window length in frames. `fps` overrides the video's rate (it sets
+    the track's timings only). The frames, the face and the flow come from the streaming front
+    end (`mekit.spot.input.flow_stream`). See `flow_windows` for the other arguments.
 
     After iteration: `n_frames` frames read, `n_windows` windows given, `notes` (what went
     wrong: a stream that stopped early, a variable frame rate, frames without a face), and
@@ -246,31 +237,22 @@ class WindowStream:
             raise MekitError(f"size must be >= 6 and face_size >= 16, got {size}, {face_size}")
         self.k, self.size, self.face_size = int(k), int(size), int(face_size)
         self.method, self.layout, self.progress = method, layout, progress
-        self.reader: VideoReader | None = None
-        self.total: int | None = None
-        if isinstance(source, str | Path):
-            self.reader = VideoReader(source)
-            self.name = name or str(source)
-            rate = float(fps) if fps else self.reader.info.fps
-            if not (rate > 0):
-                what = "a folder of frames" if self.reader.info.is_folder else "this video"
-                raise MekitError(f"{source}: {what} has no frame rate; pass fps")
-            self._frames: Iterable = self.reader.frames(start, stop)
-            self.total = self.reader.info.n_frames
-        else:
-            if not fps or fps <= 0:
-                raise MekitError("frames given directly need their frame rate: pass fps")
-            rate = float(fps)
-            self.name = name or "frames"
-            self._frames = _as_frames(source, rate)
-        self.fps = rate
-        config = track or TrackConfig()
-        if config.face_size != self.face_size:
-            config = TrackConfig(**{**config.__dict__, "face_size": self.face_size})
-        self.tracker = FaceTrack(rate, config, name=self.name)
-        self.engine = FlowEngine(method)
-        self.n_frames = self.n_windows = self.n_face = 0
+        frames = open_frames(source, fps, start=start, stop=stop, name=name)
+        self.reader, self.name, self.fps = frames.reader, frames.name, frames.fps
+        self.flows = FlowStream(
+            frames, self.k, face_size=self.face_size, method=method, track=track,
+            progress=progress,
+        )  # fmt: skip
+        self.n_windows = 0
         self._used = False
+
+    @property
+    def n_frames(self) -> int:
+        return self.flows.n_frames
+
+    @property
+    def n_face(self) -> int:
+        return self.flows.n_face
 
     @property
     def complete(self) -> bool:
@@ -292,52 +274,16 @@ class WindowStream:
         if self._used:
             raise MekitError(f"{self.name}: a WindowStream can be iterated once")
         self._used = True
-        ring: deque[_Item] = deque(maxlen=self.k + 1)
         geometry: _Geometry | None = None
-        geometry_shot = -2
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)  # small images: OpenCV's thread pool costs more than it saves
-        bar = tqdm(
-            total=self.total,
-            desc=Path(self.name).name,
-            unit="frame",
-            disable=not self.progress,
-            leave=False,
-        )
-        try:
-            for tracked in self.tracker.run(self._frames):
-                bar.update()
-                self.n_frames += 1
-                self.n_face += bool(tracked.face_ok)
-                if tracked.face_ok and tracked.shot != geometry_shot:
-                    assert tracked.landmarks is not None
-                    geometry = _geometry(tracked.landmarks, self.face_size)
-                    geometry_shot = tracked.shot
-                    cropper = self.tracker.cropper
-                    if cropper is not None:  # the buffered frames, cropped with this shot's
-                        for item in ring:
-                            if item.face_ok and item.shot != tracked.shot:
-                                item.crop, item.shot = cropper(item.image), tracked.shot
-                ring.append(
-                    _Item(
-                        tracked.index,
-                        tracked.image,
-                        tracked.crop,
-                        tracked.shot,
-                        bool(tracked.face_ok),
-                    )
-                )
-                if len(ring) < self.k + 1 or geometry is None:
+        with closing(iter(self.flows)) as steps:
+            for step in steps:
+                if step.new_shot:
+                    assert step.tracked.landmarks is not None
+                    geometry = _geometry(step.tracked.landmarks, self.face_size)
+                if step.flow is None or step.past is None or geometry is None:
                     continue
-                past, current = ring[0], ring[-1]
-                if past.crop is None or current.crop is None or past.shot != current.shot:
-                    continue
-                flow = self.engine(past.crop, current.crop)
                 self.n_windows += 1
-                yield past.index, flow_image(flow, geometry, self.size, self.layout)
-        finally:
-            bar.close()
-            cv2.setNumThreads(threads)
+                yield step.past.index, flow_image(step.flow, geometry, self.size, self.layout)
         if self.n_windows == 0:
             raise MekitError(
                 f"{self.name}: no flow window from {self.n_frames} frames, {self.n_face} with a "
@@ -409,17 +355,6 @@ def _collect(stream: WindowStream) -> tuple[np.ndarray, np.ndarray]:
         frames.append(index)
     parts.append(block[:used])
     return np.asarray(frames, dtype=np.int64), np.concatenate(parts)
-
-
-def _as_frames(source: Iterable, fps: float) -> Iterator[Frame]:
-    for position, item in enumerate(source):
-        if isinstance(item, Frame):
-            yield item
-        elif isinstance(item, np.ndarray):
-            yield Frame(position, item, position / fps)
-        else:
-            index, image = item[0], item[1]
-            yield Frame(int(index), image, int(index) / fps)
 
 
 def _warn(message: str) -> None:

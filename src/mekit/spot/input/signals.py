@@ -1,12 +1,11 @@
 """Per-frame motion signals of a long video, computed in one streaming pass.
 
-`compute_signals` reads the video (`mekit.spot.video`), follows the face (`mekit.spot.track`)
-and, at every frame t, computes the dense optical flow between the aligned face crops of frames
-t - k and t (k frames earlier in the stream), removes rigid head motion (the mean flow of the
-nose bridge, which no action unit moves much, is subtracted from the whole field), and reduces
-the field to a few numbers per frame. Only a ring buffer of the last k + 1 tracked frames is
-kept, so memory does not grow with the video's length (the output arrays, a few tens of bytes
-per frame, aside).
+`compute_signals` takes, at every frame t, the dense optical flow between the aligned face
+crops of frames t - k and t from the streaming front end (`mekit.spot.input.flow_stream`:
+decode, track, a ring of the last k + 1 frames), removes rigid head motion (the mean flow of
+the nose bridge, which no action unit moves much, is subtracted from the whole field), and
+reduces the field to a few numbers per frame. Memory does not grow with the video's length
+(the output arrays, a few tens of bytes per frame, aside).
 
 The flow offset k. A value at t compares frame t with frame t - k, so when an expression's
 rise from onset to apex is at most k frames, the motion at t = apex is the full apex
@@ -18,11 +17,11 @@ instead compares every frame with the first frame of the stream (apex spotting i
 onset..offset clip: the apex is where the face is furthest from its onset).
 
 Regions are masks in the aligned crop built from the landmarks at the start of each shot
-(`mekit.spot.track`): brows (with the forehead strip above them), eyes (lids), mouth (lips
-and chin), cheeks and nose, and the lower nose bridge (landmarks 29-30, away from the eyes,
-whose blinks a flow solver would smear into it) for the rigid motion. When the crop transform
-changes (a new shot), the frames in the ring buffer are cropped again with the new transform,
-so the signals run on without a gap.
+(`mekit.spot.input.track`): brows (with the forehead strip above them), eyes (lids), mouth
+(lips and chin), cheeks and nose, and the lower nose bridge (landmarks 29-30, away from the
+eyes, whose blinks a flow solver would smear into it) for the rigid motion. A new shot (a new
+crop transform) gets new masks; the front end crops its buffered frames again, so the signals
+run on without a gap.
 """
 
 from __future__ import annotations
@@ -30,21 +29,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from mekit.config import Config, check_range, choice_enum
 from mekit.errors import MekitError
 from mekit.faces.landmarks import BROWS, MOUTH
+from mekit.spot.input.flow_stream import METHODS, FlowStream, FrameSource, open_frames
+from mekit.spot.input.track import LEFT_EYE, RIGHT_EYE, TrackConfig, TrackedFrame
+from mekit.spot.input.video import VideoReader
 from mekit.spot.speech import audio_envelope, mouth_aperture
-from mekit.spot.track import LEFT_EYE, RIGHT_EYE, FaceTrack, TrackConfig, TrackedFrame
-from mekit.spot.video import Frame, VideoReader
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,10 @@ class NoMotionError(MekitError):
 DEFAULT_K_S = 0.2
 VFR_NOTE = "variable frame rate: use time_s, not frame / fps"
 REGIONS = ("brows", "eyes", "mouth", "cheeks", "nose")
-METHODS = ("farneback", "dis")
 NOSE = tuple(range(27, 36))
 NOSE_BRIDGE = (29, 30)
+# the per-frame columns `compute_signals` keeps, in `_Columns` order
+COLUMNS = (*REGIONS, "strain", "eye_motion", "head", "ear", "face_ok", "shot", "aperture")
 
 
 SignalMethod = choice_enum("SignalMethod", METHODS, __name__)
@@ -107,7 +108,7 @@ class MotionSignals:
     """Per-frame motion of one video. Every array has one entry per frame read, in order.
 
     frame: (N,) int64 frame index (video: 0-based position; folder: the file's number).
-    time_s: (N,) float64 seconds since the source's first frame (`mekit.spot.video`): from the
+    time_s: (N,) float64 seconds since the source's first frame (`mekit.spot.input.video`): from the
         presentation timestamps in a video (true times under a variable frame rate),
         (number - first number) / fps in a folder, position / fps for frames given directly.
     fps: nominal frame rate. k: the flow offset in frames (0 with reference="first").
@@ -302,40 +303,6 @@ def region_masks(landmarks: np.ndarray, size: int) -> RegionMasks:
     )
 
 
-class FlowEngine:
-    """Dense flow between two small grey crops, one solver kept across frames."""
-
-    def __init__(self, method: str) -> None:
-        if method not in METHODS:
-            raise MekitError(f"flow method '{method}' is not one of {', '.join(METHODS)}")
-        self.method = method
-        self._dis = None
-        if method == "dis":
-            dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-            dis.setFinestScale(0)  # full resolution: the crops are small
-            dis.setPatchSize(8)
-            dis.setPatchStride(4)
-            dis.setGradientDescentIterations(16)
-            dis.setVariationalRefinementIterations(5)
-            self._dis = dis
-
-    def __call__(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """(H, W, 2) float32 flow from `first` to `second`, px."""
-        if self._dis is not None:
-            return self._dis.calc(first, second, None)
-        return cv2.calcOpticalFlowFarneback(
-            first, second, None, pyr_scale=0.5, levels=2, winsize=9, iterations=3, poly_n=5,
-            poly_sigma=1.1, flags=0,
-        )  # fmt: skip
-
-
-@dataclass
-class _Buffered:
-    frame: TrackedFrame
-    crop: np.ndarray | None
-    shot: int
-
-
 class _Columns:
     """Per-frame rows kept in fixed-size numpy chunks: frame index and time (float64) and the
     float32 values, about 60 bytes a frame (no per-frame Python objects)."""
@@ -386,8 +353,8 @@ def compute_signals(
 
     `fps` overrides the video's own rate. `k`: flow offset in frames (default `default_k(fps)`).
     `face_size`: crop side, px. `method`: "farneback" (default: on 64 px crops both faster and
-    steadier than "dis" here, see `FlowEngine`) or "dis". `track`: the
-    face track's settings (its face_size is replaced by `face_size`). `start`/`stop` bound the
+    steadier than "dis" here, see `flow_stream.FlowEngine`) or "dis". `track`: the face
+    track's settings (its face_size is replaced by `face_size`). `start`/`stop` bound the
     frame indices read. `on_frame` is called with every `TrackedFrame` as it is read (face
     position, progress), so a caller learns about each frame without a second pass.
 
@@ -397,79 +364,26 @@ def compute_signals(
     """
     if reference not in ("sliding", "first"):
         raise MekitError(f"reference must be 'sliding' or 'first', got '{reference}'")
-    reader: VideoReader | None = None
-    total: int | None = None
-    if isinstance(source, (str, Path)):
-        reader = VideoReader(source, fps=fps)
-        name = name or str(source)
-        rate = reader.fps
-        if not (rate > 0):
-            what = "a folder of frames" if reader.info.is_folder else "this video"
-            raise MekitError(f"{source}: {what} has no frame rate; pass fps")
-        frames: Iterable = reader.frames(start, stop)
-        total = reader.info.n_frames
-    else:
-        if not fps or fps <= 0:
-            raise MekitError("frames given directly need their frame rate: pass fps")
-        rate = float(fps)
-        name = name or "frames"
-        frames = _as_frames(source, rate)
-    if reference == "first":
-        k = 0
-    elif k is None:
-        k = default_k(rate)
-        if total is not None and reader is not None and reader.info.n_frames_exact:
-            shortest = max(1, (total - 1) // 3)  # a few values even in a short clip
-            if k > shortest:
-                log.info("%s: %d frames only: flow offset k = %d, not %d", name, total, shortest, k)
-                k = shortest
-    elif k < 1:
-        raise MekitError(f"the flow offset k must be at least 1 frame, got {k}")
-    config = track or TrackConfig()
-    if config.face_size != face_size:
-        config = TrackConfig(**{**config.__dict__, "face_size": int(face_size)})
-    tracker = FaceTrack(rate, config, name=name)
-    engine = FlowEngine(method)
-
-    columns = (*REGIONS, "strain", "eye_motion", "head", "ear", "face_ok", "shot", "aperture")
-    rows = _Columns(len(columns))
-    ring: deque[_Buffered] = deque(maxlen=k + 1)
-    first: _Buffered | None = None
+    frames = open_frames(source, fps, start=start, stop=stop, name=name)
+    k = _flow_offset(k, reference, frames)
+    stream = FlowStream(
+        frames, k, face_size=face_size, method=method, reference=reference, track=track,
+        progress=progress,
+    )  # fmt: skip
+    rows = _Columns(len(COLUMNS))
     masks: RegionMasks | None = None
-    mask_shot = -2
     nan_row = (math.nan,) * (len(REGIONS) + 3)
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)  # small images: OpenCV's thread pool costs more than it saves
-    bar = tqdm(total=total, desc=Path(name).name, unit="frame", disable=not progress, leave=False)
-    try:
-        for tracked in tracker.run(frames):
-            bar.update()
+    with closing(iter(stream)) as steps:
+        for step in steps:
+            tracked = step.tracked
             if on_frame is not None:
                 on_frame(tracked)
-            current = _Buffered(tracked, tracked.crop, tracked.shot)
-            if tracked.face_ok and tracked.shot != mask_shot:
+            if step.new_shot:
                 assert tracked.landmarks is not None
                 masks = region_masks(tracked.landmarks, face_size)
-                mask_shot = tracked.shot
-                _recrop(ring, tracker, tracked.shot)
-                if first is not None:
-                    _recrop([first], tracker, tracked.shot)
-            ring.append(current)
-            if reference == "first":
-                if first is None and tracked.face_ok:
-                    first = current
-                past = first
-            else:
-                past = ring[0] if len(ring) == k + 1 else None
             values = nan_row
-            if (
-                masks is not None
-                and past is not None
-                and past.crop is not None
-                and current.crop is not None
-                and past.shot == current.shot
-            ):
-                values = _measure(engine(past.crop, current.crop), masks)
+            if step.flow is not None and masks is not None:
+                values = _measure(step.flow, masks)
             mouth = (
                 mouth_aperture(tracked.landmarks)
                 if tracked.face_ok and tracked.landmarks is not None
@@ -480,22 +394,50 @@ def compute_signals(
                 tracked.time_s,
                 (*values, tracked.ear, tracked.face_ok, tracked.shot, mouth),
             )
-    finally:
-        bar.close()
-        cv2.setNumThreads(threads)
+    settings = {"k": k, "reference": reference, "face_size": face_size, "method": method}
+    return _assemble(rows, frames, settings, whole=start == 0 and stop is None)
 
+
+def _flow_offset(k: int | None, reference: str, frames: FrameSource) -> int:
+    """k for `compute_signals`: 0 against the first frame; by default `default_k`, shrunk so a
+    short clip of a known length still gives a few values."""
+    if reference == "first":
+        return 0
+    if k is None:
+        k = default_k(frames.fps)
+        reader, total = frames.reader, frames.total
+        if total is not None and reader is not None and reader.info.n_frames_exact:
+            shortest = max(1, (total - 1) // 3)  # a few values even in a short clip
+            if k > shortest:
+                log.info(
+                    "%s: %d frames only: flow offset k = %d, not %d", frames.name, total,
+                    shortest, k,
+                )  # fmt: skip
+                k = shortest
+    elif k < 1:
+        raise MekitError(f"the flow offset k must be at least 1 frame, got {k}")
+    return k
+
+
+def _assemble(
+    rows: _Columns, frames: FrameSource, settings: dict[str, Any], whole: bool
+) -> MotionSignals:
+    """The `MotionSignals` of the rows read, with notes on how the read went. `settings`: k,
+    reference, face_size, method. `whole`: the whole source was asked for (a file cut short
+    is then noted)."""
+    name, reader, rate, k = frames.name, frames.reader, frames.fps, settings["k"]
     stamps, table = rows.arrays()
     n = len(stamps)
     if n == 0:
         raise MekitError(f"{name}: no frames were read")
-    data = {c: table[:, j] for j, c in enumerate(columns)}
+    data = {c: table[:, j] for j, c in enumerate(COLUMNS)}
     frame = stamps[:, 0].astype(np.int64)
     time_s = stamps[:, 1]
     if not np.isfinite(time_s).all():
         time_s = (frame - frame[0]) / rate
     ok = data["face_ok"] > 0.5
     notes = []
-    short = _cut_short(reader, time_s) if start == 0 and stop is None else ""
+    short = _cut_short(reader, time_s) if whole else ""
     if reader is not None and reader.stopped:
         notes.append(f"stopped after {reader.n_read} frames: {reader.stopped}")
     elif short:
@@ -522,7 +464,6 @@ def compute_signals(
         frame=frame,
         time_s=time_s,
         fps=rate,
-        k=k,
         regions={r: data[r].copy() for r in REGIONS},
         strain=data["strain"].copy(),
         eye_motion=data["eye_motion"].copy(),
@@ -530,9 +471,7 @@ def compute_signals(
         ear=data["ear"].copy(),
         face_ok=ok,
         shot=data["shot"].astype(np.int32),
-        reference=reference,
-        face_size=face_size,
-        method=method,
+        **settings,
         source=name,
         complete=reader is None or (reader.complete and not short),
         # uneven steps where a file was cut off are the cut, not the frame rate
@@ -578,24 +517,3 @@ def _measure(flow: np.ndarray, masks: RegionMasks) -> tuple[float, ...]:
     face_strain = float(weights[n] @ strain.ravel())
     eye_motion = float(weights[n + 1] @ v.ravel())
     return (*(float(x) for x in regions), face_strain, eye_motion, math.hypot(rigid_u, rigid_v))
-
-
-def _recrop(items: Iterable[_Buffered], tracker: FaceTrack, shot: int) -> None:
-    """Crop buffered frames again with the current shot's transform."""
-    cropper = tracker.cropper
-    if cropper is None:
-        return
-    for item in items:
-        if item.shot != shot and item.frame.face_ok:
-            item.crop = cropper(item.frame.image)
-            item.shot = shot
-
-
-def _as_frames(source: Iterable, fps: float) -> Iterator[Frame]:
-    for position, item in enumerate(source):
-        if isinstance(item, Frame):
-            yield item
-        elif isinstance(item, np.ndarray):
-            yield Frame(position, item, position / fps)
-        else:
-            yield Frame(int(item[0]), item[1], position / fps)

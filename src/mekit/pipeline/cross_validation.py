@@ -1,0 +1,134 @@
+"""How the folds of a run are trained: the engine (one model per fold, the fused STSTNet fold
+ensemble, or all folds vmapped at once), and the cross-validation of one run on its input
+(`Design`), averaged over members when `config.average` is active."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mekit.errors import MekitError
+from mekit.train import LosoResult
+from mekit.train.averaging import average_results, member_seed, normalise_inputs
+from mekit.train.classical import CLASSICAL_MODELS, SVMTrainer
+from mekit.train.estimators import NetworkTrainer, Trainer
+from mekit.train.executors import make_executor
+from mekit.train.loso import cross_validate
+from mekit.train.splits import protocol_folds
+
+if TYPE_CHECKING:
+    from mekit.pipeline.experiment import ExperimentConfig
+
+log = logging.getLogger(__name__)
+
+
+def fold_engine(config: ExperimentConfig) -> str:
+    """How the folds of a network are trained: "plain" (one model per fold), "kernel" (the fused
+    STSTNet fold ensemble, CPU) or "batched" (any model, all folds vmapped at once).
+
+    engine "ensemble" asks for all folds at once: the fused kernel where it implements every
+    setting, else fold-batched training, else an error naming what neither implements; "auto"
+    takes the same order and falls back to the plain loop."""
+    if config.engine == "plain":
+        return "plain"
+    from mekit.train.batched import batched_unsupported
+    from mekit.train.ensemble import ENSEMBLE_MODELS, unsupported_settings
+
+    kernel = unsupported_settings(config.train)
+    if config.model not in ENSEMBLE_MODELS:
+        kernel.insert(0, f"model {config.model} (it trains {', '.join(ENSEMBLE_MODELS)})")
+    if not kernel:
+        return "kernel"
+    batched = batched_unsupported(config.train)
+    if not batched:
+        return "batched"
+    if config.engine == "ensemble":
+        raise MekitError(
+            f"the ensemble engine cannot train with {', '.join(batched)}; use --engine plain "
+            "(one model per fold), which implements every setting"
+        )
+    log.info("engine auto: the plain loop (all folds at once lacks %s)", ", ".join(batched))
+    return "plain"
+
+
+@dataclass(frozen=True)
+class Design:
+    """The cross-validation's input, row i = sample `ids[i]`: X in the model's layout, y the
+    class index into `labels`, each sample's dataset and subject ("dataset/subject" when the
+    run reads several corpora, so that subjects of different corpora stay apart)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    ids: list[str]
+    datasets: list[str]
+    subjects: list[str]
+    labels: list[str]
+
+
+def run_cross_validation(
+    design: Design, config: ExperimentConfig, run_dir: Path, progress: bool
+) -> LosoResult:
+    """One cross-validation (`_train_folds`), or with `config.average` active, each member's
+    on normalised input (member m with its member seed, folds under run_dir/member-m) and the
+    members' probabilities averaged. Every member gets the folds of the run's own seed."""
+    if not config.average.active:
+        return _train_folds(design, config, run_dir, progress)
+    normalised = replace(design, X=normalise_inputs(design.X, config.average.input_norm))
+    results = []
+    for m in range(config.average.members):
+        seed = member_seed(config.train.seed, m)
+        member = replace(config, train=replace(config.train, seed=seed))
+        results.append(
+            _train_folds(
+                normalised, member, run_dir / f"member-{m}", progress, fold_seed=config.train.seed
+            )
+        )
+    return replace(average_results(results), config=config.train)
+
+
+def _train_folds(
+    design: Design,
+    config: ExperimentConfig,
+    run_dir: Path,
+    progress: bool,
+    fold_seed: int | None = None,
+) -> LosoResult:
+    """The folds of `config.protocol`, trained by the engine the settings choose."""
+    seed = config.train.seed if fold_seed is None else fold_seed  # seeds kfold's draw
+    X, y, labels = design.X, design.y, design.labels
+    folds = protocol_folds(config.protocol, design.subjects, design.datasets, y, config.k, seed)
+    return cross_validate(
+        X,
+        y,
+        design.subjects,
+        design.ids,
+        labels,
+        _trainer(config, len(labels)),
+        folds,
+        executor=make_executor(config.executor, config.workers, config.ray_address or None),
+        checkpoint_dir=run_dir / "folds",
+        progress=progress,
+        desc=f"{config.protocol} {config.model}",
+    )
+
+
+def _trainer(config: ExperimentConfig, num_classes: int) -> Trainer:
+    """How this run's model is trained under cross-validation (its engine's trainer)."""
+    if config.model in CLASSICAL_MODELS:
+        return SVMTrainer(config.train)
+    engine = fold_engine(config)
+    if engine == "batched":
+        from mekit.train.batched import BatchedTrainer
+
+        return BatchedTrainer(
+            config.model, num_classes, config.train, folds_at_once=config.folds_at_once
+        )
+    if engine == "kernel":
+        from mekit.train.ensemble import KernelTrainer
+
+        return KernelTrainer(config.model, num_classes, config.train)
+    return NetworkTrainer(config.model, num_classes, config.train)
