@@ -254,3 +254,16 @@ def test_literal_union_tuple_list_and_path_hints():
             from_mapping(Typed, values)
     with pytest.raises(MekitError, match="setting 'typed.size' wants int or None, got '3'"):
         Typed(size="3")  # a constructor does not parse text
+
+
+def test_the_cli_stops_on_a_wrong_type_with_one_line_naming_the_setting(tmp_path, capsys):
+    from mekit.cli.main import main
+
+    for args, message in [
+        (["analyze", str(tmp_path / "none.mp4"), "--set", "signals.k=fast"], "'signals.k' wants"),
+        (["train", "--corpus", str(tmp_path), "--set", "train.selection=best"], "fixed, val-split"),
+        (["train", "--corpus", str(tmp_path), "--set", "train.augment_flip=maybe"], "wants bool"),
+    ]:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "mekit: error: setting" in err and message in err and "Traceback" not in err
