@@ -1,10 +1,32 @@
+import dataclasses
+import re
+import typing
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
+from typing import Literal
 
 import pytest
 
-from mekit.config import from_mapping, merge, parse_overrides, to_dict
+from mekit.app.analyze import AnalyzeConfig
+from mekit.app.au_training import AUTrainConfig
+from mekit.app.server.settings import ServeSettings
+from mekit.config import Choice, Config, from_mapping, merge, parse_overrides, to_dict
 from mekit.errors import MekitError
+from mekit.faces.align import FaceConfig
+from mekit.models.mobilevitv3 import CONFIGS as MOBILEVIT_VARIANTS
+from mekit.models.mobilevitv3 import MobileViTv3Config
+from mekit.motion.features import FeatureConfig
+from mekit.pipeline.experiment import ExperimentConfig
+from mekit.spot.input.signals import SignalConfig
+from mekit.spot.input.track import TrackConfig
+from mekit.spot.learned.spotter import SpotterConfig
+from mekit.spot.speech import SpeechConfig
+from mekit.spot.spotters import ApexConfig, SpotConfig
+from mekit.synth.au_flows import AUFlowConfig
+from mekit.synth.config import SynthConfig
+from mekit.train.averaging import AverageConfig
+from mekit.train.loop import TrainConfig
 
 
 class Loss(StrEnum):
@@ -46,31 +68,6 @@ def test_unknown_key_and_bad_type_are_user_errors():
 
 
 # --- the one mechanism, on every config class ---------------------------------------------
-
-import dataclasses  # noqa: E402
-import re  # noqa: E402
-import typing  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Literal  # noqa: E402
-
-from mekit.app.analyze import AnalyzeConfig  # noqa: E402
-from mekit.app.au_training import AUTrainConfig  # noqa: E402
-from mekit.app.server.settings import ServeSettings  # noqa: E402
-from mekit.config import Choice, Config  # noqa: E402
-from mekit.faces.align import FaceConfig  # noqa: E402
-from mekit.models.mobilevitv3 import CONFIGS as MOBILEVIT_VARIANTS  # noqa: E402
-from mekit.models.mobilevitv3 import MobileViTv3Config  # noqa: E402
-from mekit.motion.features import FeatureConfig  # noqa: E402
-from mekit.pipeline.experiment import ExperimentConfig  # noqa: E402
-from mekit.spot.input.signals import SignalConfig  # noqa: E402
-from mekit.spot.input.track import TrackConfig  # noqa: E402
-from mekit.spot.learned.spotter import SpotterConfig  # noqa: E402
-from mekit.spot.speech import SpeechConfig  # noqa: E402
-from mekit.spot.spotters import ApexConfig, SpotConfig  # noqa: E402
-from mekit.synth.au_flows import AUFlowConfig  # noqa: E402
-from mekit.synth.config import SynthConfig  # noqa: E402
-from mekit.train.averaging import AverageConfig  # noqa: E402
-from mekit.train.loop import TrainConfig  # noqa: E402
 
 CONFIGS = (
     AnalyzeConfig,
