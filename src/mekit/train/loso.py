@@ -452,20 +452,8 @@ def run_folds(
     )
 
 
-def run_loso(
-    X: np.ndarray,
-    y: np.ndarray,
-    subjects: Sequence[str],
-    ids: Sequence[str],
-    labels: Sequence[str],
-    model_name: str,
-    config: TrainConfig,
-    workers: int = 1,
-    **options: Any,
-) -> LosoResult:
-    """Leave-one-subject-out train and predict: `run_folds` with its default folds; `options`
-    are run_folds' (progress, model_kwargs, executor, checkpoint_dir)."""
-    return run_folds(X, y, subjects, ids, labels, model_name, config, workers=workers, **options)
+# Leave-one-subject-out is run_folds' default protocol.
+run_loso = run_folds
 
 
 def prepare_folds(
