@@ -223,8 +223,9 @@ def _sample(
     )
     final = {**fields, "onset": onset, "apex": apex, "offset": offset}
     final["apex_source"] = fields.get("apex_source") or source
-    names = (sample_id, dataset, subject, clip)
-    return sample_from_fields(final, names, row_fps, video=paths.get("video"), inputs=inputs)
+    return sample_from_fields(
+        final, sample_id, dataset, subject, clip, row_fps, video=paths.get("video"), inputs=inputs
+    )
 
 
 def _frame_numbers(

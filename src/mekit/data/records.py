@@ -109,13 +109,16 @@ def make_sample(
             )
     final = {**fields, "onset": onset, "apex": apex, "offset": offset, "apex_source": apex_source}
     return sample_from_fields(
-        final, (sample_id, dataset, subject, clip), fps, (numbers, paths), kind=kind, video=video
+        final, sample_id, dataset, subject, clip, fps, (numbers, paths), kind=kind, video=video
     )
 
 
 def sample_from_fields(
     fields: Mapping[str, Any],
-    names: tuple[str, str, str, str],
+    sample_id: str,
+    dataset: str,
+    subject: str,
+    clip: str,
     fps: float,
     frames: Frames = ((), ()),
     *,
@@ -124,9 +127,8 @@ def sample_from_fields(
     inputs: tuple[tuple[str, Path], ...] = (),
 ) -> Sample:
     """The `Sample` of one row whose corrected `fields` hold the final onset, apex, offset
-    and apex_source; `names` is (sample id, dataset, subject, clip). Nothing is checked
-    here: `make_sample` checks a row with frames, a loader its rows without."""
-    sample_id, dataset, subject, clip = names
+    and apex_source. Nothing is checked here: `make_sample` checks a row with frames, a
+    loader its rows without."""
     numbers, paths = frames
     return Sample(
         id=sample_id,
