@@ -207,23 +207,18 @@ def cnn_lstm_fusion(
     return CNNLSTMFusion(num_classes, dropout=dropout, trainable_fusion=trainable_fusion)
 
 
-@register_model(
-    SPEC.variant(
-        "cnn_lstm_spatial",
-        "Ablation of cnn_lstm_fusion (seed 004): spatial features (FC7 time-mean) only, no LSTM",
-    )
-)
+def _ablation_spec(streams: Streams, kept: str) -> ModelSpec:
+    """The spec of `cnn_lstm_<streams>`, the ablation whose fusion layer sees only `kept`."""
+    return SPEC.variant(f"cnn_lstm_{streams}", f"Ablation of cnn_lstm_fusion (seed 004): {kept}")
+
+
+@register_model(_ablation_spec("spatial", "spatial features (FC7 time-mean) only, no LSTM"))
 def cnn_lstm_spatial(num_classes: int, dropout: float = 0.5) -> nn.Module:
     """Spatial-only ablation of cnn_lstm_fusion on (B, 3, 19, 96, 96)."""
     return CNNLSTMFusion(num_classes, streams="spatial", dropout=dropout)
 
 
-@register_model(
-    SPEC.variant(
-        "cnn_lstm_temporal",
-        "Ablation of cnn_lstm_fusion (seed 004): temporal features (LSTM last state) only",
-    )
-)
+@register_model(_ablation_spec("temporal", "temporal features (LSTM last state) only"))
 def cnn_lstm_temporal(num_classes: int, dropout: float = 0.5) -> nn.Module:
     """Temporal-only ablation of cnn_lstm_fusion on (B, 3, 19, 96, 96)."""
     return CNNLSTMFusion(num_classes, streams="temporal", dropout=dropout)
