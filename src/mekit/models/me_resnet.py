@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from mekit.models.layers import CBAM, conv_bn_act
-from mekit.models.registry import ModelSpec, register_model
+from mekit.models.registry import register_model, uv_strain_spec
 
 DEPTHS: dict[int, tuple[int, ...]] = {50: (3, 4, 6, 3), 26: (2, 2, 2, 2), 14: (1, 1, 1, 1)}
 EXPANSION = 4
@@ -109,14 +109,10 @@ class MEResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
 
 
-SPEC = ModelSpec(
-    name="me_resnet",
-    input_kind="flow_sequence",
-    channels=3,
+SPEC = uv_strain_spec(
+    "me_resnet",
     size=64,
     frames=10,
-    channel_names=("u", "v", "strain"),
-    features="keyframes",
     description="ME-ResNet (Jiang & Zhu 2024): 3D ResNet50 with CBAM bottlenecks, base width 16, "
     "on 10 consecutive 64x64 u/v/strain flows between 11 onset-apex keyframes",
 )

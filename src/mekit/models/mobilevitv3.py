@@ -38,7 +38,7 @@ from torch.nn import functional as F
 
 from mekit.errors import MekitError
 from mekit.models.layers import conv_bn_act
-from mekit.models.registry import ModelSpec, register_model
+from mekit.models.registry import ModelSpec, register_model, uv_strain_spec
 
 
 @dataclass(frozen=True)
@@ -407,14 +407,8 @@ def _received_attention(
     return up[:, 0]
 
 
-FLOW_SPEC = ModelSpec(
-    name="mobilevitv3_xxs",
-    input_kind="flow",
-    channels=3,
-    size=64,
-    channel_names=("u", "v", "strain"),
-    features="onset_apex",
-    description="MobileViTv3-XXS on 64x64 onset-apex u/v/strain",
+FLOW_SPEC = uv_strain_spec(
+    "mobilevitv3_xxs", size=64, description="MobileViTv3-XXS on 64x64 onset-apex u/v/strain"
 )
 
 
