@@ -15,6 +15,7 @@ from mekit.models.layers import (
     SpatialAttention,
     conv_bn_act,
     mlp_head,
+    per_frame,
 )
 
 
@@ -70,6 +71,16 @@ def test_mlp_head_puts_dropout_before_the_output_layer_only():
     ]
     assert head(torch.randn(2, 10)).shape == (2, 3)
     assert [type(m) for m in mlp_head(10, (), 3)] == [nn.Linear]
+
+
+def test_per_frame_runs_the_module_on_each_frame_in_order():
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten())
+    x = torch.randn(2, 2, 4, 5, 5)  # (B, C, T, H, W)
+    out = per_frame(encoder, x)
+    assert out.shape == (2, 4, 3 * 3 * 3)
+    looped = torch.stack([encoder(x[:, :, t]) for t in range(4)], dim=1)
+    torch.testing.assert_close(out, looped)
 
 
 def test_layers_is_a_leaf_module():

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from mekit.errors import MekitError
-from mekit.models.layers import conv_relu, dense_relu
+from mekit.models.layers import conv_relu, dense_relu, per_frame
 from mekit.models.registry import ModelSpec, register_model
 
 Streams = Literal["fused", "spatial", "temporal"]
@@ -167,9 +167,7 @@ class CNNLSTMFusion(nn.Module):
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> per-frame FC7 features (B, T, fc_dim)."""
-        b, c, t, h, w = x.shape
-        frames = x.transpose(1, 2).reshape(b * t, c, h, w)
-        return self.cnn(frames).reshape(b, t, -1)
+        return per_frame(self.cnn, x)
 
     def fusion_input(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> what the fusion layer sees: [FC7 time-mean; LSTM last state]."""

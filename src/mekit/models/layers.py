@@ -191,6 +191,16 @@ def mlp_head(
     return layers
 
 
+def per_frame(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`module` ((N, C, H, W) -> (N, D)) on every frame of `x` (B, C, T, H, W) -> (B, T, D).
+
+    The frames are folded into the batch as (B*T, C, H, W), batch-major, so one call runs them
+    all.
+    """
+    b, c, t, h, w = x.shape
+    return module(x.transpose(1, 2).reshape(b * t, c, h, w)).reshape(b, t, -1)
+
+
 def image_encoder(
     in_channels: int, widths: tuple[int, ...], out_features: int, size: int
 ) -> nn.Sequential:
