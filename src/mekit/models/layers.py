@@ -165,6 +165,28 @@ class CBAM(nn.Module):
         return x * self.spatial(x)
 
 
+def resnet_stages(
+    block: Callable[[int, int, int], nn.Module],
+    depths: Sequence[int],
+    widths: Sequence[int],
+    in_channels: int,
+    expansion: int = 1,
+) -> tuple[nn.Sequential, int]:
+    """ResNet's body: stage i is `depths[i]` blocks of width `widths[i]`, its first block at
+    stride 2 (stride 1 in the first stage) and the rest at stride 1.
+
+    `block(in_channels, width, stride)` builds one block with `expansion * width` output
+    channels. Returns the stages and the channels they output.
+    """
+    stages: list[nn.Module] = []
+    for i, (blocks, width) in enumerate(zip(depths, widths, strict=True)):
+        stage = [block(in_channels, width, 1 if i == 0 else 2)]
+        in_channels = width * expansion
+        stage += [block(in_channels, width, 1) for _ in range(blocks - 1)]
+        stages.append(nn.Sequential(*stage))
+    return nn.Sequential(*stages), in_channels
+
+
 def dense_relu(in_features: int, out_features: int, dropout: float | None = None) -> nn.Sequential:
     """Linear -> ReLU -> Dropout (left out when `dropout` is None): (B, in) -> (B, out).
 
