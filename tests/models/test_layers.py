@@ -15,6 +15,8 @@ from mekit.models.layers import (
     SpatialAttention,
     conv_bn_act,
     mlp_head,
+    per_frame,
+    resnet_stages,
 )
 
 
@@ -70,6 +72,29 @@ def test_mlp_head_puts_dropout_before_the_output_layer_only():
     ]
     assert head(torch.randn(2, 10)).shape == (2, 3)
     assert [type(m) for m in mlp_head(10, (), 3)] == [nn.Linear]
+
+
+def test_per_frame_runs_the_module_on_each_frame_in_order():
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten())
+    x = torch.randn(2, 2, 4, 5, 5)  # (B, C, T, H, W)
+    out = per_frame(encoder, x)
+    assert out.shape == (2, 4, 3 * 3 * 3)
+    looped = torch.stack([encoder(x[:, :, t]) for t in range(4)], dim=1)
+    torch.testing.assert_close(out, looped)
+
+
+def test_resnet_stages_downsample_once_per_later_stage_and_expand_widths():
+    calls = []
+
+    def block(cin: int, width: int, stride: int) -> nn.Module:
+        calls.append((cin, width, stride))
+        return nn.Conv2d(cin, 2 * width, 1, stride)
+
+    stages, out_channels = resnet_stages(block, (2, 1, 2), (4, 8, 16), 3, expansion=2)
+    assert calls == [(3, 4, 1), (8, 4, 1), (8, 8, 2), (16, 16, 2), (32, 16, 1)]
+    assert out_channels == 32 and [len(s) for s in stages] == [2, 1, 2]
+    assert stages(torch.randn(1, 3, 8, 8)).shape == (1, 32, 2, 2)
 
 
 def test_layers_is_a_leaf_module():

@@ -18,6 +18,7 @@ from mekit.models import (
     list_models,
     register_model,
     registry,
+    uv_strain_spec,
 )
 
 SPECS = list_models()
@@ -205,6 +206,20 @@ def test_features_default_to_the_input_kind_and_are_declared_by_every_model():
     assert ModelSpec(name="x", input_kind="flow", channels=3, size=28).features == "onset_apex"
     assert get_spec("cnn_lstm_fusion").features == "flow_clip"
     assert get_spec("me_resnet").features == "keyframes"
+
+
+def test_uv_strain_spec_is_the_onset_apex_image_or_the_keyframe_flows():
+    image = uv_strain_spec("i", size=28, description="d", task=Task.AU)
+    assert (image.input_kind, image.features, image.input_shape) == (
+        "flow",
+        "onset_apex",
+        (3, 28, 28),
+    )
+    assert (image.channel_names, image.u_channel, image.task) == (("u", "v", "strain"), 0, Task.AU)
+    clip = uv_strain_spec("c", size=48, description="d", frames=10)
+    assert (clip.input_kind, clip.features) == ("flow_sequence", "keyframes")
+    assert (clip.input_shape, clip.task) == ((3, 10, 48, 48), Task.RECOGNITION)
+    assert get_spec("ststnet") == uv_strain_spec("ststnet", 28, get_spec("ststnet").description)
 
 
 def test_softnet_is_created_by_name_without_classes():

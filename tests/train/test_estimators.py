@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mekit.train import batched
 from mekit.train.batched import BatchedTrainer
 from mekit.train.classical import SVMTrainer
 from mekit.train.estimators import Estimator, NetworkTrainer
@@ -129,13 +128,13 @@ def test_all_folds_trainers_resume_whole_groups(
     assert len(list(tmp_path.glob("fold_*.npz"))) == 3
     (tmp_path / "fold_001.npz").unlink()  # an interrupted run: one fold missing
     trained: list[list[str]] = []
-    real = batched.fit_folds
+    real = BatchedTrainer.fit_models
 
-    def counting(model_name, num_classes, X, y, folds, *args, **kwargs):
+    def counting(self, X, y, folds, *args, **kwargs):
         trained.append([f.test_subject for f in folds])
-        return real(model_name, num_classes, X, y, folds, *args, **kwargs)
+        return real(self, X, y, folds, *args, **kwargs)
 
-    monkeypatch.setattr(batched, "fit_folds", counting)
+    monkeypatch.setattr(BatchedTrainer, "fit_models", counting)
     again = cross_validate(
         X, y, subjects, ids, LABELS, trainer, checkpoint_dir=tmp_path, progress=False
     )

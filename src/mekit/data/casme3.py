@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mekit.data.corpus_spec import collect, corpus_root, finish, found
+from mekit.data.corpus_spec import collect, corpus_root, finish, first_holding, found
 from mekit.data.corrections import Corrections
 from mekit.data.records import event_sample, frame_number, make_event, numbered_frames
 from mekit.data.schema import LoadResult, RowError, Sample
@@ -91,16 +91,13 @@ def find_sheet(root: Path) -> Path:
 
 def frames_dir(root: Path) -> Path:
     """The folder holding the subject folders (spNO.1, ...), `root` or one of FRAME_FOLDERS."""
-    for rel in FRAME_FOLDERS:
-        candidate = root / rel
-        if candidate.is_dir() and any(
-            p.is_dir() and _SUBJECT_DIR.match(p.name) for p in candidate.iterdir()
-        ):
-            return candidate
-    raise MekitError(
-        f"no CAS(ME)^3 subject folders (spNO.1, spNO.2, ...) found in {root} or its "
-        "part_A/data/part_A folder; point --corpus at the folder that holds them"
-    )
+    folder = first_holding((root / rel for rel in FRAME_FOLDERS), _SUBJECT_DIR)
+    if folder is None:
+        raise MekitError(
+            f"no CAS(ME)^3 subject folders (spNO.1, spNO.2, ...) found in {root} or its "
+            "part_A/data/part_A folder; point --corpus at the folder that holds them"
+        )
+    return folder
 
 
 def read_sheet(path: Path) -> tuple[str, pd.DataFrame]:

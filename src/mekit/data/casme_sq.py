@@ -52,7 +52,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mekit.data.corpus_spec import Gathered, corpus_root, log_skipped
+from mekit.data.corpus_spec import Gathered, corpus_root, first_holding, holds, log_skipped
 from mekit.data.corrections import Corrections
 from mekit.data.records import event_sample, frame_number, long_video, make_event, numbered_frames
 from mekit.data.schema import Event, LoadResult, RowError, Sample
@@ -132,21 +132,15 @@ def frames_dir(root: Path, frames: str | None = None) -> Path | None:
     """The folder of subject folders with frames: root/rawpic (or `frames`), else None."""
     if frames is not None:
         folder = root / frames
-        if not _has_subjects(folder):
+        if not holds(folder, _SUBJECT_DIR):
             raise MekitError(f"no subject folders (s15, s16, ...) in {folder}; check frames=")
         return folder
-    for candidate in (*(root / name for name in FRAME_FOLDERS), root):
-        if _has_subjects(candidate):
-            return candidate
-    return None
+    return first_holding((*(root / name for name in FRAME_FOLDERS), root), _SUBJECT_DIR)
 
 
 def videos_dir(root: Path) -> Path | None:
     """root/rawvideo when it holds subject folders of video files."""
-    for candidate in (root / name for name in VIDEO_FOLDERS):
-        if _has_subjects(candidate):
-            return candidate
-    return None
+    return first_holding((root / name for name in VIDEO_FOLDERS), _SUBJECT_DIR)
 
 
 def read_sheet(path: Path) -> Sheet:
@@ -458,12 +452,6 @@ def _frame(cell: str, column: str, sample_id: str) -> int | None:
     """A frame number; None where the sheet has 0 or nothing (CAS(ME)^2's "not annotated")."""
     number = frame_number(cell, column, sample_id)
     return None if number is None or number <= 0 else number
-
-
-def _has_subjects(folder: Path) -> bool:
-    return folder.is_dir() and any(
-        p.is_dir() and _SUBJECT_DIR.match(p.name) for p in folder.iterdir()
-    )
 
 
 def _video_key(key: tuple[str, str]) -> tuple[int, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +158,17 @@ def corpus_root(root: Path | str) -> Path:
     if not root.is_dir():
         raise MekitError(f"corpus folder {root} does not exist; check --corpus")
     return root
+
+
+def holds(folder: Path, pattern: re.Pattern[str]) -> bool:
+    """True when `folder` is a folder with a sub-folder whose name matches `pattern`."""
+    return folder.is_dir() and any(p.is_dir() and pattern.match(p.name) for p in folder.iterdir())
+
+
+def first_holding(candidates: Iterable[Path], pattern: re.Pattern[str]) -> Path | None:
+    """The first of `candidates` that `holds` a folder named like `pattern` (the subject or
+    video folders a loader looks for), else None."""
+    return next((c for c in candidates if holds(c, pattern)), None)
 
 
 def found(*finders: Callable[[], object]) -> bool:

@@ -56,6 +56,7 @@ from mekit.data.records import (
     RowError,
     frame_number,
     make_sample,
+    sample_from_fields,
 )
 from mekit.data.schema import LoadResult, Sample, Skipped
 from mekit.data.sheets import read_book
@@ -220,22 +221,10 @@ def _sample(
     onset, apex, offset, source = _frame_numbers(
         fields["onset"], fields["apex"], fields["offset"], sample_id
     )
-    return Sample(
-        id=sample_id,
-        dataset=dataset,
-        subject=subject,
-        clip=clip,
-        onset=onset,
-        apex=apex,
-        offset=offset,
-        emotion=str(fields["emotion"]).strip().lower(),
-        aus=str(fields["aus"] or "").strip(),
-        fps=row_fps,
-        frames=(),
-        frame_numbers=(),
-        apex_source=str(fields.get("apex_source") or source),
-        video=paths.get("video"),
-        inputs=inputs,
+    final = {**fields, "onset": onset, "apex": apex, "offset": offset}
+    final["apex_source"] = fields.get("apex_source") or source
+    return sample_from_fields(
+        final, sample_id, dataset, subject, clip, row_fps, video=paths.get("video"), inputs=inputs
     )
 
 

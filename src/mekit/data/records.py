@@ -107,22 +107,46 @@ def make_sample(
                 sample_id,
                 f"{what} frame {needed} not in {where} (frames {numbers[0]}..{numbers[-1]})",
             )
+    final = {**fields, "onset": onset, "apex": apex, "offset": offset, "apex_source": apex_source}
+    return sample_from_fields(
+        final, sample_id, dataset, subject, clip, fps, (numbers, paths), kind=kind, video=video
+    )
+
+
+def sample_from_fields(
+    fields: Mapping[str, Any],
+    sample_id: str,
+    dataset: str,
+    subject: str,
+    clip: str,
+    fps: float,
+    frames: Frames = ((), ()),
+    *,
+    kind: str = "micro",
+    video: Path | None = None,
+    inputs: tuple[tuple[str, Path], ...] = (),
+) -> Sample:
+    """The `Sample` of one row whose corrected `fields` hold the final onset, apex, offset
+    and apex_source. Nothing is checked here: `make_sample` checks a row with frames, a
+    loader its rows without."""
+    numbers, paths = frames
     return Sample(
         id=sample_id,
         dataset=dataset,
         subject=subject,
         clip=clip,
-        onset=onset,
-        apex=apex,
-        offset=offset,
+        onset=fields["onset"],
+        apex=fields["apex"],
+        offset=fields["offset"],
         emotion=str(fields["emotion"]).strip().lower(),
         aus=_text(fields["aus"]),
         fps=fps,
         frames=tuple(paths),
         frame_numbers=tuple(numbers),
-        apex_source=apex_source,
+        apex_source=str(fields["apex_source"]),
         kind=kind,
         video=video,
+        inputs=inputs,
     )
 
 

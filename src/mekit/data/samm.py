@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from mekit.data.corpus_spec import Clip, ClipCorpus, ClipSheet
+from mekit.data.corpus_spec import Clip, ClipCorpus, ClipSheet, first_holding
 from mekit.data.records import RowError, frame_number
 from mekit.data.sheets import workbooks
 from mekit.errors import MekitError
@@ -92,13 +92,13 @@ def find_sheet(root: Path) -> Path:
 def frames_dir(root: Path) -> Path:
     """The folder holding the three-digit subject folders: `root`, `root/SAMM` or
     `root/SAMM_CROP`."""
-    for candidate in (root, root / "SAMM", root / "SAMM_CROP"):
-        if candidate.is_dir() and _has_subject_dirs(candidate):
-            return candidate
-    raise MekitError(
-        f"no SAMM subject folders (006, 007, ...) found in {root} or {root / 'SAMM'}; "
-        "point --corpus at the folder that holds them"
-    )
+    folder = first_holding((root, root / "SAMM", root / "SAMM_CROP"), _SUBJECT_DIR)
+    if folder is None:
+        raise MekitError(
+            f"no SAMM subject folders (006, 007, ...) found in {root} or {root / 'SAMM'}; "
+            "point --corpus at the folder that holds them"
+        )
+    return folder
 
 
 def subject_id(cell: str) -> str:
@@ -127,10 +127,6 @@ def _locate(base: Path, dataset: str) -> Callable[[int, Mapping[str, str]], Clip
         return Clip(sample_id, subject, name, base / subject / name)
 
     return clip
-
-
-def _has_subject_dirs(folder: Path) -> bool:
-    return any(p.is_dir() and _SUBJECT_DIR.match(p.name) for p in folder.iterdir())
 
 
 CORPUS = ClipCorpus("samm", FPS, SHEET, find_sheet, frames_dir, _locate, log)

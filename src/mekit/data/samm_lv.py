@@ -43,7 +43,7 @@ from functools import partial
 from pathlib import Path
 
 from mekit.data import samm
-from mekit.data.corpus_spec import Gathered, corpus_root, found, log_skipped
+from mekit.data.corpus_spec import Gathered, corpus_root, first_holding, found, log_skipped
 from mekit.data.corrections import Corrections
 from mekit.data.records import event_sample, frame_number, long_video, make_event, numbered_frames
 from mekit.data.schema import Event, LoadResult, RowError
@@ -96,15 +96,14 @@ def find_sheet(root: Path) -> Path:
 
 def frames_dir(root: Path) -> Path:
     """The folder holding the video folders (006_1, ...): `root` or `root/SAMM_longvideos`."""
-    for candidate in (root, root / "SAMM_longvideos", root / "SAMM_LongVideos"):
-        if candidate.is_dir() and any(
-            p.is_dir() and _VIDEO_DIR.match(p.name) for p in candidate.iterdir()
-        ):
-            return candidate
-    raise MekitError(
-        f"no SAMM long-video folders (006_1, 006_2, ...) found in {root} or "
-        f"{root / 'SAMM_longvideos'}; point --corpus at the folder that holds them"
-    )
+    candidates = (root, root / "SAMM_longvideos", root / "SAMM_LongVideos")
+    folder = first_holding(candidates, _VIDEO_DIR)
+    if folder is None:
+        raise MekitError(
+            f"no SAMM long-video folders (006_1, 006_2, ...) found in {root} or "
+            f"{root / 'SAMM_longvideos'}; point --corpus at the folder that holds them"
+        )
+    return folder
 
 
 def load_samm_lv(

@@ -37,7 +37,7 @@ SUBSETS = ("HS", "VIS", "NIR")
 FPS = {"HS": 100.0, "VIS": 25.0, "NIR": 25.0}
 DATASETS = {"HS": "smic", "VIS": "smic_vis", "NIR": "smic_nir"}
 EMOTIONS = ("negative", "positive", "surprise")
-_SUBJECT_DIR = re.compile(r"^s(\d+)$", re.IGNORECASE)
+SUBJECT_DIR = re.compile(r"^s(\d+)$", re.IGNORECASE)  # s1 .. s20 (SMIC-E: s01 .. s20)
 
 
 def subset_dirs(root: Path, subset: str) -> list[Path]:
@@ -48,31 +48,27 @@ def subset_dirs(root: Path, subset: str) -> list[Path]:
     # root itself: the subset folder, or a renamed copy of it (any name but another subset's)
     if (name == subset or name not in SUBSETS) and _has_subjects(root):
         found.append(root)
-    for child in _dirs(root):
+    for child in visible_dirs(root):
         if child.name.upper() == subset and _has_subjects(child):
             found.append(child)
         elif child.name.upper() not in SUBSETS:
-            found.extend(g for g in _dirs(child) if g.name.upper() == subset and _has_subjects(g))
+            found.extend(
+                g for g in visible_dirs(child) if g.name.upper() == subset and _has_subjects(g)
+            )
     return found
 
 
 def frames_dir(root: Path, subset: str = "HS") -> Path:
     """The one folder holding the subset's subject folders (`s1/micro/...`)."""
-    subset = _subset(subset)
+    subset = check_subset(subset, "SMIC")
     if _has_subjects(root) and root.name.upper() in SUBSETS and root.name.upper() != subset:
         raise MekitError(
             f"{root} is the SMIC {root.name.upper()} folder, but subset {subset} was asked for; "
             f"point --corpus at the folder holding {subset}/ (or use the matching corpus type)"
         )
-    found = subset_dirs(root, subset)
-    if len(found) == 1:
-        return found[0]
-    if len(found) > 1:
-        raise MekitError(
-            f"several SMIC {subset} folders under {root}: {', '.join(map(str, found))}; "
-            "point --corpus at the one to use"
-        )
-    others = [s for s in SUBSETS if s != subset and subset_dirs(root, s)]
+    folder, others = subset_folder(root, subset, subset_dirs, f"SMIC {subset} folders")
+    if folder is not None:
+        return folder
     hint = ""
     if others:
         names = ", ".join(f"{s} (--corpus-type {DATASETS[s]})" for s in others)
@@ -101,7 +97,7 @@ def load_smic(
     a frame outside the clip, or a `SampleError` raised by the finder, skips the clip with why.
     """
     root = Path(root)
-    subset = _subset(subset)
+    subset = check_subset(subset, "SMIC")
     if sheet is not None:
         raise MekitError(
             f"SMIC has no annotation sheet (labels come from the emotion folders), "
@@ -113,10 +109,10 @@ def load_smic(
     base = frames_dir(root, subset)
     samples: list[Sample] = []
     skipped: list[Skipped] = []
-    for subject_dir in sorted(_subject_dirs(base), key=_subject_key):
+    for subject_dir in sorted(_subject_dirs(base), key=subject_key):
         micro = subject_dir / "micro"
-        for emotion_dir in sorted(_dirs(micro), key=lambda p: p.name.lower()):
-            for clip_dir in sorted(_dirs(emotion_dir), key=lambda p: p.name):
+        for emotion_dir in sorted(visible_dirs(micro), key=lambda p: p.name.lower()):
+            for clip_dir in sorted(visible_dirs(emotion_dir), key=lambda p: p.name):
                 try:
                     samples.append(
                         _sample(
@@ -204,27 +200,46 @@ def frame_number_of(name: str) -> int | None:
     return None if name.startswith(".") else last_number(name)
 
 
-def _subset(subset: str) -> str:
+def subset_folder(
+    root: Path, subset: str, find: Callable[[Path, str], list[Path]], what: str
+) -> tuple[Path | None, list[str]]:
+    """(the one folder `find(root, subset)` gives, or None, and the other subsets `find` sees
+    in `root` when it gives none); MekitError listing them when it gives several `what`."""
+    found = find(root, subset)
+    if len(found) == 1:
+        return found[0], []
+    if len(found) > 1:
+        raise MekitError(
+            f"several {what} under {root}: {', '.join(map(str, found))}; "
+            "point --corpus at the one to use"
+        )
+    return None, [s for s in SUBSETS if s != subset and find(root, s)]
+
+
+def check_subset(subset: str, corpus: str) -> str:
+    """`subset` as one of SUBSETS (upper case); MekitError naming `corpus` when it is none."""
     name = str(subset).strip().upper()
     if name not in SUBSETS:
-        raise MekitError(f"SMIC subset '{subset}' is not one of {', '.join(SUBSETS)}")
+        raise MekitError(f"{corpus} subset '{subset}' is not one of {', '.join(SUBSETS)}")
     return name
 
 
-def _dirs(folder: Path) -> list[Path]:
+def visible_dirs(folder: Path) -> list[Path]:
+    """The sub-folders of `folder` but hidden ones; none when it is not a folder."""
     if not folder.is_dir():
         return []
     return [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
 
 
+def subject_key(path: Path) -> tuple[int, str]:
+    """Sort key of a subject folder (`s2` before `s10`; `s01` as 1)."""
+    match = SUBJECT_DIR.match(path.name)
+    return (int(match.group(1)) if match else 0, path.name)
+
+
 def _subject_dirs(folder: Path) -> list[Path]:
-    return [p for p in _dirs(folder) if _SUBJECT_DIR.match(p.name) and (p / "micro").is_dir()]
+    return [p for p in visible_dirs(folder) if SUBJECT_DIR.match(p.name) and (p / "micro").is_dir()]
 
 
 def _has_subjects(folder: Path) -> bool:
     return bool(_subject_dirs(folder))
-
-
-def _subject_key(path: Path) -> tuple[int, str]:
-    match = _SUBJECT_DIR.match(path.name)
-    return (int(match.group(1)) if match else 0, path.name)

@@ -61,7 +61,17 @@ from mekit.data.records import (
 )
 from mekit.data.schema import Event, LoadResult, RowError, Sample, Skipped
 from mekit.data.sheets import read_book
-from mekit.data.smic import FPS, SUBSETS, frame_number_of, near_midpoint
+from mekit.data.smic import (
+    FPS,
+    SUBJECT_DIR,
+    SUBSETS,
+    check_subset,
+    frame_number_of,
+    near_midpoint,
+    subject_key,
+    subset_folder,
+    visible_dirs,
+)
 from mekit.errors import MekitError
 
 log = logging.getLogger(__name__)
@@ -106,7 +116,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 EVENTS = (("OnsetF", "ApexF", "OffsetF"), ("Onset2F", "Apex2F", "Offset2F"))
 EVENTS += (("Onset3F", "Apex3F", "Offset3F"),)
-_SUBJECT_DIR = re.compile(r"^s(\d+)$", re.IGNORECASE)
 _CLIP_DIR = re.compile(r"^s\d+_[a-z]+_\d+", re.IGNORECASE)
 _SUBSET_DIR = re.compile(r"(HS|VIS|NIR)(?:_long)?|SMIC[-_ ](HS|VIS|NIR)[-_ ]E", re.IGNORECASE)
 _CODES = {"ne": "negative", "po": "positive", "sur": "surprise"}
@@ -115,16 +124,10 @@ _RAW_NAMES = ("SMIC-E_raw image", "SMIC_E_raw image", "SMIC-E_raw_image", "SMIC_
 
 def frames_dir(root: Path, subset: str = "HS") -> Path:
     """The folder holding the subset's subject folders (`s01/s1_ne_01/...`)."""
-    subset = _subset(subset)
-    found = _bases(root, subset)
-    if len(found) == 1:
-        return found[0]
-    if len(found) > 1:
-        raise MekitError(
-            f"several SMIC-{subset}-E clip folders under {root}: {', '.join(map(str, found))}; "
-            "point --corpus at the one to use"
-        )
-    others = [s for s in SUBSETS if s != subset and _bases(root, s)]
+    subset = check_subset(subset, "SMIC-E")
+    folder, others = subset_folder(root, subset, _bases, f"SMIC-{subset}-E clip folders")
+    if folder is not None:
+        return folder
     hint = f"; {root} holds {', '.join(others)} (subset=...)" if others else ""
     raise MekitError(
         f"no SMIC-{subset}-E clip folders (s01/s1_ne_01/image*.jpg, ...) found in {root}, "
@@ -135,7 +138,7 @@ def frames_dir(root: Path, subset: str = "HS") -> Path:
 
 def find_sheet(root: Path, base: Path, subset: str = "HS") -> Path:
     """The annotation sheet nearest the clip folders, from `base` up to `root`."""
-    subset = _subset(subset)
+    subset = check_subset(subset, "SMIC-E")
     for folder in _upwards(base, root):
         hits = _sheets_in(folder, subset)
         if len(hits) == 1:
@@ -194,7 +197,7 @@ def load_smic_e(
 ) -> LoadResult:
     """SMIC-E long clips with their micro events, and one recognition sample per event."""
     root = Path(root)
-    subset = _subset(subset)
+    subset = check_subset(subset, "SMIC-E")
     corpus_root(root)
     dataset = dataset or DATASETS[subset]
     fps = FPS[subset] if fps is None else fps
@@ -404,17 +407,17 @@ def _names_subset(path: Path, subset: str) -> bool:
 
 
 def _has_clips(folder: Path) -> bool:
-    for subject in _dirs(folder):
-        if _SUBJECT_DIR.match(subject.name) and any(
-            _CLIP_DIR.match(p.name) for p in _dirs(subject)
+    for subject in visible_dirs(folder):
+        if SUBJECT_DIR.match(subject.name) and any(
+            _CLIP_DIR.match(p.name) for p in visible_dirs(subject)
         ):
             return True
     return False
 
 
 def _clip_folders(base: Path) -> list[Path]:
-    subjects = sorted((p for p in _dirs(base) if _SUBJECT_DIR.match(p.name)), key=_subject_key)
-    return [c for s in subjects for c in sorted(_dirs(s)) if _CLIP_DIR.match(c.name)]
+    subjects = sorted((p for p in visible_dirs(base) if SUBJECT_DIR.match(p.name)), key=subject_key)
+    return [c for s in subjects for c in sorted(visible_dirs(s)) if _CLIP_DIR.match(c.name)]
 
 
 def _sheets_in(folder: Path, subset: str) -> list[Path]:
@@ -456,22 +459,10 @@ def _subject(cell: str, base: Path) -> str:
     return f"s{number:02d}"
 
 
-def _subject_key(path: Path) -> tuple[int, str]:
-    match = _SUBJECT_DIR.match(path.name)
-    return (int(match.group(1)) if match else 0, path.name)
-
-
 def _emotion_of(clip: str) -> str:
     """negative / positive / surprise from a clip name (`s1_ne_01`), else ""."""
     parts = clip.lower().split("_")
     return _CODES.get(parts[1], "") if len(parts) > 2 else ""
-
-
-def _subset(subset: str) -> str:
-    name = str(subset).strip().upper()
-    if name not in SUBSETS:
-        raise MekitError(f"SMIC-E subset '{subset}' is not one of {', '.join(SUBSETS)}")
-    return name
 
 
 def _canonical(columns: pd.Index) -> dict[object, str]:
@@ -483,12 +474,6 @@ def _canonical(columns: pd.Index) -> dict[object, str]:
         if name is not None and name not in out.values():
             out[c] = name
     return out
-
-
-def _dirs(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
 
 
 def _text(value: object) -> str:

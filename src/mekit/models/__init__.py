@@ -28,6 +28,7 @@ from mekit.models.registry import (
     get_spec,
     list_models,
     register_model,
+    uv_strain_spec,
 )
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "get_spec",
     "list_models",
     "register_model",
+    "uv_strain_spec",
 ]

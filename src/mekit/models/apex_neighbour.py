@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mekit.models.layers import dense_relu, image_encoder
+from mekit.models.layers import dense_relu, image_encoder, per_frame
 from mekit.models.registry import ModelSpec, register_model
 
 WIDTHS: tuple[int, ...] = (16, 32, 64, 64)
@@ -58,10 +58,7 @@ class ApexNeighbourFusion(nn.Module):
 
     def flow_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> the LSTM's top-layer last hidden state (B, lstm_hidden)."""
-        flows = x[:, 1:]
-        b, c, t, h, w = flows.shape
-        per_frame = self.flow_cnn(flows.transpose(1, 2).reshape(b * t, c, h, w))
-        _, (hidden, _) = self.lstm(per_frame.reshape(b, t, -1))
+        _, (hidden, _) = self.lstm(per_frame(self.flow_cnn, x[:, 1:]))
         return hidden[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

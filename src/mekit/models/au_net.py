@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from mekit.models.layers import conv_bn_act
-from mekit.models.registry import ModelSpec, Task, register_model
+from mekit.models.registry import Task, register_model, uv_strain_spec
 
 # The AUs mekit's synthetic generator renders (45 = blink), in output order.
 AU_LABELS: tuple[str, ...] = tuple(
@@ -45,16 +45,12 @@ class AUNet(nn.Module):
 
 
 @register_model(
-    ModelSpec(
-        name="aunet",
-        input_kind="flow",
-        channels=3,
+    uv_strain_spec(
+        "aunet",
         size=28,
-        channel_names=("u", "v", "strain"),
         description="AUNet: action units (multi-label, sigmoid) from 28x28 onset-apex "
         "u/v/strain, min-max normalised per sample; ~39k parameters at width 16",
         task=Task.AU,
-        features="onset_apex",
     )
 )
 def aunet(num_classes: int, width: int = 24, dropout: float = 0.2) -> nn.Module:

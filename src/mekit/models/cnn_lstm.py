@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from mekit.errors import MekitError
-from mekit.models.layers import conv_relu, dense_relu
+from mekit.models.layers import conv_relu, dense_relu, per_frame
 from mekit.models.registry import ModelSpec, register_model
 
 Streams = Literal["fused", "spatial", "temporal"]
@@ -167,9 +167,7 @@ class CNNLSTMFusion(nn.Module):
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> per-frame FC7 features (B, T, fc_dim)."""
-        b, c, t, h, w = x.shape
-        frames = x.transpose(1, 2).reshape(b * t, c, h, w)
-        return self.cnn(frames).reshape(b, t, -1)
+        return per_frame(self.cnn, x)
 
     def fusion_input(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> what the fusion layer sees: [FC7 time-mean; LSTM last state]."""
@@ -207,23 +205,18 @@ def cnn_lstm_fusion(
     return CNNLSTMFusion(num_classes, dropout=dropout, trainable_fusion=trainable_fusion)
 
 
-@register_model(
-    SPEC.variant(
-        "cnn_lstm_spatial",
-        "Ablation of cnn_lstm_fusion (seed 004): spatial features (FC7 time-mean) only, no LSTM",
-    )
-)
+def _ablation_spec(streams: Streams, kept: str) -> ModelSpec:
+    """The spec of `cnn_lstm_<streams>`, the ablation whose fusion layer sees only `kept`."""
+    return SPEC.variant(f"cnn_lstm_{streams}", f"Ablation of cnn_lstm_fusion (seed 004): {kept}")
+
+
+@register_model(_ablation_spec("spatial", "spatial features (FC7 time-mean) only, no LSTM"))
 def cnn_lstm_spatial(num_classes: int, dropout: float = 0.5) -> nn.Module:
     """Spatial-only ablation of cnn_lstm_fusion on (B, 3, 19, 96, 96)."""
     return CNNLSTMFusion(num_classes, streams="spatial", dropout=dropout)
 
 
-@register_model(
-    SPEC.variant(
-        "cnn_lstm_temporal",
-        "Ablation of cnn_lstm_fusion (seed 004): temporal features (LSTM last state) only",
-    )
-)
+@register_model(_ablation_spec("temporal", "temporal features (LSTM last state) only"))
 def cnn_lstm_temporal(num_classes: int, dropout: float = 0.5) -> nn.Module:
     """Temporal-only ablation of cnn_lstm_fusion on (B, 3, 19, 96, 96)."""
     return CNNLSTMFusion(num_classes, streams="temporal", dropout=dropout)

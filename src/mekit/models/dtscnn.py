@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from mekit.models.layers import conv_bn_act, mlp_head
-from mekit.models.registry import ModelSpec, register_model
+from mekit.models.registry import register_model, uv_strain_spec
 
 STREAM_WIDTHS: tuple[int, ...] = (16, 32, 64)
 
@@ -62,16 +62,12 @@ class DTSCNN(nn.Module):
 
 
 @register_model(
-    ModelSpec(
-        name="dtscnn",
-        input_kind="flow_sequence",
-        channels=3,
+    uv_strain_spec(
+        "dtscnn",
         size=48,
         frames=10,
-        channel_names=("u", "v", "strain"),
         description="DTSCNN (Peng et al. 2017): two shallow 3D-CNN streams on 10 48x48 "
         "u/v/strain flows at full and half temporal rate",
-        features="keyframes",
     )
 )
 def dtscnn(num_classes: int, dropout: float = 0.5) -> nn.Module:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from mekit.errors import MekitError
-from mekit.models.layers import image_encoder
+from mekit.models.layers import image_encoder, per_frame
 from mekit.models.registry import ModelSpec, register_model
 
 ENCODER_WIDTHS: tuple[int, ...] = (16, 32, 64, 64)
@@ -86,9 +86,7 @@ class KeyframeGRU(nn.Module):
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> locally attended per-frame features (B, T, feature_dim)."""
-        b, c, t, h, w = x.shape
-        encoded = self.encoder(x.transpose(1, 2).reshape(b * t, c, h, w)).reshape(b, t, -1)
-        return self.attention(encoded)
+        return self.attention(per_frame(self.encoder, x))
 
     def score(self, features: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> informativeness (B, T): the MLP on each frame minus the clip mean."""

@@ -165,6 +165,28 @@ class CBAM(nn.Module):
         return x * self.spatial(x)
 
 
+def resnet_stages(
+    block: Callable[[int, int, int], nn.Module],
+    depths: Sequence[int],
+    widths: Sequence[int],
+    in_channels: int,
+    expansion: int = 1,
+) -> tuple[nn.Sequential, int]:
+    """ResNet's body: stage i is `depths[i]` blocks of width `widths[i]`, its first block at
+    stride 2 (stride 1 in the first stage) and the rest at stride 1.
+
+    `block(in_channels, width, stride)` builds one block with `expansion * width` output
+    channels. Returns the stages and the channels they output.
+    """
+    stages: list[nn.Module] = []
+    for i, (blocks, width) in enumerate(zip(depths, widths, strict=True)):
+        stage = [block(in_channels, width, 1 if i == 0 else 2)]
+        in_channels = width * expansion
+        stage += [block(in_channels, width, 1) for _ in range(blocks - 1)]
+        stages.append(nn.Sequential(*stage))
+    return nn.Sequential(*stages), in_channels
+
+
 def dense_relu(in_features: int, out_features: int, dropout: float | None = None) -> nn.Sequential:
     """Linear -> ReLU -> Dropout (left out when `dropout` is None): (B, in) -> (B, out).
 
@@ -189,6 +211,16 @@ def mlp_head(
         layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(widths[-1], out_features))
     return layers
+
+
+def per_frame(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`module` ((N, C, H, W) -> (N, D)) on every frame of `x` (B, C, T, H, W) -> (B, T, D).
+
+    The frames are folded into the batch as (B*T, C, H, W), batch-major, so one call runs them
+    all.
+    """
+    b, c, t, h, w = x.shape
+    return module(x.transpose(1, 2).reshape(b * t, c, h, w)).reshape(b, t, -1)
 
 
 def image_encoder(

@@ -23,8 +23,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mekit.models.layers import CBAM, conv_bn_act
-from mekit.models.registry import ModelSpec, register_model
+from mekit.models.layers import CBAM, conv_bn_act, resnet_stages
+from mekit.models.registry import register_model, uv_strain_spec
 
 DEPTHS: dict[int, tuple[int, ...]] = {50: (3, 4, 6, 3), 26: (2, 2, 2, 2), 14: (1, 1, 1, 1)}
 EXPANSION = 4
@@ -84,16 +84,10 @@ class MEResNet(nn.Module):
             *conv_bn_act(in_channels, base_width, (3, 7, 7), (1, 2, 2), dims=3),
             nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
         )
-        stages = []
-        in_ch = base_width
-        for i, blocks in enumerate(DEPTHS[depth]):
-            planes = base_width * 2**i
-            stride = 1 if i == 0 else 2
-            stage = [Bottleneck3D(in_ch, planes, stride)]
-            in_ch = planes * EXPANSION
-            stage += [Bottleneck3D(in_ch, planes) for _ in range(blocks - 1)]
-            stages.append(nn.Sequential(*stage))
-        self.stages = nn.Sequential(*stages)
+        planes = [base_width * 2**i for i in range(len(DEPTHS[depth]))]
+        self.stages, in_ch = resnet_stages(
+            Bottleneck3D, DEPTHS[depth], planes, base_width, expansion=EXPANSION
+        )
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Linear(in_ch, num_classes)
         for m in self.modules():
@@ -109,14 +103,10 @@ class MEResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
 
 
-SPEC = ModelSpec(
-    name="me_resnet",
-    input_kind="flow_sequence",
-    channels=3,
+SPEC = uv_strain_spec(
+    "me_resnet",
     size=64,
     frames=10,
-    channel_names=("u", "v", "strain"),
-    features="keyframes",
     description="ME-ResNet (Jiang & Zhu 2024): 3D ResNet50 with CBAM bottlenecks, base width 16, "
     "on 10 consecutive 64x64 u/v/strain flows between 11 onset-apex keyframes",
 )

@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from mekit.config import Config, check_range
 from mekit.errors import MekitError
 from mekit.models.layers import conv_bn_act
-from mekit.models.registry import ModelSpec, register_model
+from mekit.models.registry import ModelSpec, register_model, uv_strain_spec
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,11 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
+def attention_layers(module: nn.Module) -> list[Attention]:
+    """The self-attention layers in `module`, in module order."""
+    return [m for m in module.modules() if isinstance(m, Attention)]
+
+
 class TransformerLayer(nn.Module):
     """Pre-norm encoder layer: x + MHSA(LN(x)), then + MLP(LN(x)) with SiLU; (B, N, d)."""
 
@@ -223,7 +228,7 @@ class MobileViTv3Block(nn.Module):
 
     @property
     def attention_layers(self) -> list[Attention]:
-        return [m for m in self.modules() if isinstance(m, Attention)]
+        return attention_layers(self)
 
 
 class _RecordsAttention(nn.Module):
@@ -231,16 +236,15 @@ class _RecordsAttention(nn.Module):
 
     @property
     def record_attention(self) -> bool:
-        layers = [m for m in self.modules() if isinstance(m, Attention)]
+        layers = attention_layers(self)
         return bool(layers) and all(layer.record for layer in layers)
 
     @record_attention.setter
     def record_attention(self, value: bool) -> None:
-        for m in self.modules():
-            if isinstance(m, Attention):
-                m.record = bool(value)
-                if not value:
-                    m.last_attention = None
+        for layer in attention_layers(self):
+            layer.record = bool(value)
+            if not value:
+                layer.last_attention = None
 
 
 class MobileViTv3(_RecordsAttention):
@@ -376,7 +380,7 @@ def attention_map(model: nn.Module, x: torch.Tensor, block: int | None = None) -
     backbones = [m for m in model.modules() if isinstance(m, MobileViTv3)]
     if not backbones:
         raise MekitError(f"attention_map needs a MobileViTv3 model, got {type(model).__name__}")
-    layers = [m for m in model.modules() if isinstance(m, Attention)]
+    layers = attention_layers(model)
     was_training, was_recording = model.training, [m.record for m in layers]
     try:
         model.eval()
@@ -417,14 +421,8 @@ def _received_attention(
     return up[:, 0]
 
 
-FLOW_SPEC = ModelSpec(
-    name="mobilevitv3_xxs",
-    input_kind="flow",
-    channels=3,
-    size=64,
-    channel_names=("u", "v", "strain"),
-    features="onset_apex",
-    description="MobileViTv3-XXS on 64x64 onset-apex u/v/strain",
+FLOW_SPEC = uv_strain_spec(
+    "mobilevitv3_xxs", size=64, description="MobileViTv3-XXS on 64x64 onset-apex u/v/strain"
 )
 
 

@@ -145,6 +145,34 @@ class ModelSpec:
         return None
 
 
+# The channels of the MEGC-style flow image: horizontal and vertical flow (px), optical strain.
+UV_STRAIN: tuple[str, ...] = ("u", "v", "strain")
+
+
+def uv_strain_spec(
+    name: str,
+    size: int,
+    description: str,
+    *,
+    frames: int | None = None,
+    task: Task = Task.RECOGNITION,
+) -> ModelSpec:
+    """The spec of a model on u/v/strain flow, the input most ME models share: one onset->apex
+    image (B, 3, size, size) ("onset_apex" features), or with `frames` the flows between
+    `frames + 1` keyframes (B, 3, frames, size, size) ("keyframes" features)."""
+    return ModelSpec(
+        name=name,
+        input_kind="flow" if frames is None else "flow_sequence",
+        channels=len(UV_STRAIN),
+        size=size,
+        frames=frames,
+        channel_names=UV_STRAIN,
+        description=description,
+        task=task,
+        features="onset_apex" if frames is None else "keyframes",
+    )
+
+
 _REGISTRY: dict[str, tuple[ModelSpec, Builder]] = {}
 
 

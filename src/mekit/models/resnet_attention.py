@@ -22,10 +22,12 @@ channel weights are computed from F' here.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
-from mekit.models.layers import ChannelAttention, SpatialAttention, conv_bn_act
+from mekit.models.layers import ChannelAttention, SpatialAttention, conv_bn_act, resnet_stages
 from mekit.models.registry import ModelSpec, register_model
 
 RESNET18_LAYERS: tuple[int, ...] = (2, 2, 2, 2)
@@ -94,15 +96,8 @@ class AttentionResNet(nn.Module):
         self.stem = nn.Sequential(
             *conv_bn_act(in_channels, widths[0], 7, 2), nn.MaxPool2d(3, stride=2, padding=1)
         )
-        stages = []
-        in_ch = widths[0]
-        for i, (blocks, width) in enumerate(zip(layers, widths, strict=True)):
-            stride = 1 if i == 0 else 2
-            stage = [BasicBlock(in_ch, width, stride, attention)]
-            stage += [BasicBlock(width, width, 1, attention) for _ in range(blocks - 1)]
-            stages.append(nn.Sequential(*stage))
-            in_ch = width
-        self.stages = nn.Sequential(*stages)
+        block = functools.partial(BasicBlock, attention=attention)
+        self.stages, in_ch = resnet_stages(block, layers, widths, widths[0])
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_ch, num_classes)
         _init_weights(self)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from mekit.models.layers import ConvReluBn
-from mekit.models.registry import ModelSpec, register_model
+from mekit.models.registry import register_model, uv_strain_spec
 
 STREAM_WIDTHS: tuple[int, ...] = (3, 5, 8)
 
@@ -51,15 +51,11 @@ class STSTNet(nn.Module):
         return self.classifier(torch.flatten(self.pool(features), 1))
 
 
-SPEC = ModelSpec(
-    name="ststnet",
-    input_kind="flow",
-    channels=3,
+SPEC = uv_strain_spec(
+    "ststnet",
     size=28,
-    channel_names=("u", "v", "strain"),
     description="STSTNet (Liong et al. 2019): 3 shallow streams (3/5/8 convs) on 28x28 "
     "onset-apex u/v/strain; ~1.7k parameters",
-    features="onset_apex",
 )
 
 

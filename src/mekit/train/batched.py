@@ -116,90 +116,10 @@ def fit_folds(
     mode), in the order of `folds`. `folds_at_once` bounds how many folds share one program
     (memory grows with it; 0: all). See the module doc for what stays per fold.
     """
-    problems = batched_unsupported(config)
-    if problems:
-        raise MekitError(f"fold-batched training cannot train with {', '.join(problems)}")
-    chunk = len(folds) if folds_at_once <= 0 else folds_at_once
-    models: list[nn.Module] = []
-    for start in range(0, len(folds), chunk):
-        part = folds[start : start + chunk]
-        models += _fit_group(
-            model_name, num_classes, X, y, part, config, dict(model_kwargs or {}), progress
-        )
-    return models
-
-
-def _fit_group(
-    model_name: str,
-    num_classes: int,
-    X: np.ndarray,
-    y: np.ndarray,
-    folds: Sequence[Fold],
-    config: TrainConfig,
-    model_kwargs: dict[str, Any],
-    progress: bool,
-) -> list[nn.Module]:
-    from torch.func import functional_call, grad, stack_module_state, vmap
-
-    device = resolve_device(config.device)
-    dtype = autocast_dtype(config.precision, device)
-    x_all = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-    y_all = torch.from_numpy(np.asarray(y, dtype=np.int64))
-    sizes = [len(f.train_idx) for f in folds]
-    if min(sizes) == 0:
-        raise MekitError("a fold has no training samples")
-    batch = min(config.batch_size, min(sizes))
-    steps = math.ceil(config.epochs * max(sizes) / batch)
-
-    models = [
-        _fold_model(model_name, num_classes, model_kwargs, config, fold).to(device).train()
-        for fold in folds
-    ]
-    spec = models[0].spec
-    params, buffers = stack_module_state(models)
-    base = copy.deepcopy(models[0]).to("meta")
-    weights = torch.stack(
-        [torch.from_numpy(_class_weights(y[f.train_idx], num_classes, config)) for f in folds]
-    ).to(device)
-
-    def loss_of(p: dict, b: dict, xb: torch.Tensor, yb: torch.Tensor, w: torch.Tensor):
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = functional_call(base, (p, b), (xb,))
-        return _fold_loss(logits, yb, w, config.loss, config.focal_gamma)
-
-    step_grads = vmap(grad(loss_of), randomness="different")
-    optimizer = torch.optim.Adam(
-        list(params.values()), lr=config.lr, weight_decay=config.weight_decay
+    trainer = BatchedTrainer(
+        model_name, num_classes, config, dict(model_kwargs or {}), folds_at_once
     )
-    generators = [torch.Generator().manual_seed(config.seed + f.index) for f in folds]
-    streams = [_Stream(n, g) for n, g in zip(sizes, generators, strict=True)]
-    flow, magnitude = _flow_channels(spec) if config.augment_affine else (None, ())
-    train_idx = [torch.from_numpy(np.asarray(f.train_idx, dtype=np.int64)) for f in folds]
-
-    with (
-        torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
-        warnings.catch_warnings(),
-    ):
-        # vmap falls back to a per-fold loop for attention on the CPU; correct, and said here
-        warnings.filterwarnings("ignore", message="There is a performance drop")
-        torch.manual_seed(config.seed)  # dropout masks
-        for _ in tqdm(range(steps), desc=f"{len(folds)} folds", disable=not progress):
-            xs, ys = [], []
-            for f, (stream, g) in enumerate(zip(streams, generators, strict=True)):
-                idx = train_idx[f][stream.take(batch)]
-                xs.append(augment_batch(x_all[idx], config, spec, g, flow, magnitude))
-                ys.append(y_all[idx])
-            xb = torch.stack(xs).to(device, non_blocking=True)
-            yb = torch.stack(ys).to(device, non_blocking=True)
-            grads = step_grads(params, buffers, xb, yb, weights)
-            for name, p in params.items():
-                p.grad = grads[name]
-            optimizer.step()
-
-    return [
-        _unstacked(model_name, num_classes, model_kwargs, {**params, **buffers}, f)
-        for f in range(len(folds))
-    ]
+    return [m for group in trainer.groups(folds) for m in trainer.fit_models(X, y, group, progress)]
 
 
 def _fold_model(
@@ -250,18 +170,79 @@ class BatchedTrainer(AllFoldsNetworks):
     def _fit(
         self, X: np.ndarray, y: np.ndarray, folds: list[Fold], progress: bool
     ) -> tuple[list[nn.Module], list[list[dict[str, float]]]]:
-        models = fit_folds(
-            self.model_name,
-            self.num_classes,
-            X,
-            y,
-            folds,
-            self.config,
-            model_kwargs=self.model_kwargs,
-            folds_at_once=self.folds_at_once,
-            progress=progress,
+        return self.fit_models(X, y, folds, progress), [[] for _ in folds]
+
+    def fit_models(
+        self, X: np.ndarray, y: np.ndarray, folds: Sequence[Fold], progress: bool = False
+    ) -> list[nn.Module]:
+        """One group of folds trained as one vmapped program (see the module docstring)."""
+        problems = batched_unsupported(self.config)
+        if problems:
+            raise MekitError(f"fold-batched training cannot train with {', '.join(problems)}")
+        from torch.func import functional_call, grad, stack_module_state, vmap
+
+        model_name, num_classes, config = self.model_name, self.num_classes, self.config
+        model_kwargs = dict(self.model_kwargs)
+        device = resolve_device(config.device)
+        dtype = autocast_dtype(config.precision, device)
+        amp_dtype = dtype or torch.float32
+        x_all = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        y_all = torch.from_numpy(np.asarray(y, dtype=np.int64))
+        sizes = [len(f.train_idx) for f in folds]
+        if min(sizes) == 0:
+            raise MekitError("a fold has no training samples")
+        batch = min(config.batch_size, min(sizes))
+        steps = math.ceil(config.epochs * max(sizes) / batch)
+
+        models = [
+            _fold_model(model_name, num_classes, model_kwargs, config, fold).to(device).train()
+            for fold in folds
+        ]
+        spec = models[0].spec
+        params, buffers = stack_module_state(models)
+        base = copy.deepcopy(models[0]).to("meta")
+        weights = torch.stack(
+            [torch.from_numpy(_class_weights(y[f.train_idx], num_classes, config)) for f in folds]
+        ).to(device)
+
+        def loss_of(p: dict, b: dict, xb: torch.Tensor, yb: torch.Tensor, w: torch.Tensor):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=dtype is not None):
+                logits = functional_call(base, (p, b), (xb,))
+            return _fold_loss(logits, yb, w, config.loss, config.focal_gamma)
+
+        step_grads = vmap(grad(loss_of), randomness="different")
+        optimizer = torch.optim.Adam(
+            list(params.values()), lr=config.lr, weight_decay=config.weight_decay
         )
-        return models, [[] for _ in folds]
+        generators = [torch.Generator().manual_seed(config.seed + f.index) for f in folds]
+        streams = [_Stream(n, g) for n, g in zip(sizes, generators, strict=True)]
+        flow, magnitude = _flow_channels(spec) if config.augment_affine else (None, ())
+        train_idx = [torch.from_numpy(np.asarray(f.train_idx, dtype=np.int64)) for f in folds]
+
+        with (
+            torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+            warnings.catch_warnings(),
+        ):
+            # vmap falls back to a per-fold loop for attention on the CPU; correct, and said here
+            warnings.filterwarnings("ignore", message="There is a performance drop")
+            torch.manual_seed(config.seed)  # dropout masks
+            for _ in tqdm(range(steps), desc=f"{len(folds)} folds", disable=not progress):
+                xs, ys = [], []
+                for f, (stream, g) in enumerate(zip(streams, generators, strict=True)):
+                    idx = train_idx[f][stream.take(batch)]
+                    xs.append(augment_batch(x_all[idx], config, spec, g, flow, magnitude))
+                    ys.append(y_all[idx])
+                xb = torch.stack(xs).to(device, non_blocking=True)
+                yb = torch.stack(ys).to(device, non_blocking=True)
+                grads = step_grads(params, buffers, xb, yb, weights)
+                for name, p in params.items():
+                    p.grad = grads[name]
+                optimizer.step()
+
+        return [
+            _unstacked(model_name, num_classes, model_kwargs, {**params, **buffers}, f)
+            for f in range(len(folds))
+        ]
 
 
 def predict_folds(

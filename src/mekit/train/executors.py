@@ -21,6 +21,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,10 +37,19 @@ FoldFn = Callable[..., Any]
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 
 
+@dataclass(frozen=True)
+class FoldJob:
+    """What an executor runs per fold: `fn(*data, fold, *args)` on `threads` torch threads."""
+
+    fn: FoldFn
+    data: tuple[np.ndarray, ...]
+    args: tuple[Any, ...] = ()
+    threads: int = 1
+
+
 class FoldExecutor(ABC):
     """Runs a fold function over folds; see the module docstring."""
 
-    @abstractmethod
     def map(
         self,
         fn: FoldFn,
@@ -53,6 +63,12 @@ class FoldExecutor(ABC):
         Closing the iterator early (or an exception from a fold) cancels the folds not yet
         started.
         """
+        if folds:
+            yield from self._map(FoldJob(fn, data, args, threads), folds)
+
+    @abstractmethod
+    def _map(self, job: FoldJob, folds: Sequence[Fold]) -> Iterator[Any]:
+        """`map` for at least one fold."""
 
     def describe(self) -> str:
         """A short description for logs."""
@@ -62,17 +78,10 @@ class FoldExecutor(ABC):
 class SequentialExecutor(FoldExecutor):
     """One fold after another, in this process (no worker startup cost; easiest to debug)."""
 
-    def map(
-        self,
-        fn: FoldFn,
-        folds: Sequence[Fold],
-        data: tuple[np.ndarray, ...],
-        args: tuple[Any, ...] = (),
-        threads: int = 1,
-    ) -> Iterator[Any]:
+    def _map(self, job: FoldJob, folds: Sequence[Fold]) -> Iterator[Any]:
         # The caller's torch thread count is left alone: the fold function fixes its own.
         for fold in folds:
-            yield fn(*data, fold, *args)
+            yield job.fn(*job.data, fold, *job.args)
 
     def describe(self) -> str:
         return "sequential"
@@ -107,24 +116,15 @@ class ProcessExecutor(FoldExecutor):
             raise MekitError(f"workers must be at least 1, got {workers}")
         self.workers = workers
 
-    def map(
-        self,
-        fn: FoldFn,
-        folds: Sequence[Fold],
-        data: tuple[np.ndarray, ...],
-        args: tuple[Any, ...] = (),
-        threads: int = 1,
-    ) -> Iterator[Any]:
-        if not folds:
-            return
+    def _map(self, job: FoldJob, folds: Sequence[Fold]) -> Iterator[Any]:
         pool = ProcessPoolExecutor(
             max_workers=min(self.workers, len(folds)),
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(data, threads, os.getpid()),
+            initargs=(job.data, job.threads, os.getpid()),
         )
         try:
-            pending = {pool.submit(_run_in_worker, fn, fold, args) for fold in folds}
+            pending = {pool.submit(_run_in_worker, job.fn, fold, job.args) for fold in folds}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -204,25 +204,16 @@ class RayExecutor(FoldExecutor):
             raise MekitError(f"could not start or reach Ray {where}: {e}") from e
         return True
 
-    def map(
-        self,
-        fn: FoldFn,
-        folds: Sequence[Fold],
-        data: tuple[np.ndarray, ...],
-        args: tuple[Any, ...] = (),
-        threads: int = 1,
-    ) -> Iterator[Any]:
-        if not folds:
-            return
+    def _map(self, job: FoldJob, folds: Sequence[Fold]) -> Iterator[Any]:
         ray = _import_ray()
         started = self._connect(ray)
         pending: list[Any] = []
         try:
             cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
-            cpus = max(1, min(threads, cluster_cpus))
+            cpus = max(1, min(job.threads, cluster_cpus))
             task = ray.remote(num_cpus=cpus)(_ray_fold_task)
-            refs = [ray.put(array) for array in data]
-            pending = [task.remote(fn, threads, fold, args, *refs) for fold in folds]
+            refs = [ray.put(array) for array in job.data]
+            pending = [task.remote(job.fn, job.threads, fold, job.args, *refs) for fold in folds]
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:

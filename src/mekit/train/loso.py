@@ -417,16 +417,25 @@ def run_folds(
     labels: Sequence[str],
     model_name: str,
     config: TrainConfig,
-    folds: Sequence[Fold],
+    folds: Sequence[Fold] | None = None,
     executor: FoldExecutor | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     model_kwargs: Mapping[str, Any] | None = None,
     *,
+    workers: int = 1,
     desc: str | None = None,
 ) -> LosoResult:
     """The per-fold loop for a registered network: `cross_validate` with a `NetworkTrainer`
-    (one `mekit.train.loop.fit` per fold, seed config.seed + fold index)."""
+    (one `mekit.train.loop.fit` per fold, seed config.seed + fold index).
+
+    X: (N, C, H, W) float32 (or (N, C, T, H, W) for temporal models) matching the model's
+    spec; y: (N,) class indices into `labels`; subjects, ids: one string per sample (ids
+    unique). folds: default leave-one-subject-out. Without an `executor`, `workers` > 1 runs
+    folds in that many local processes (spawned; each uses `config.num_threads` threads).
+    Results are identical to a sequential run either way. `checkpoint_dir`: see the module
+    docstring.
+    """
     trainer = NetworkTrainer(model_name, len(labels), config, dict(model_kwargs or {}))
     return cross_validate(
         X,
@@ -436,57 +445,15 @@ def run_folds(
         labels,
         trainer,
         folds,
-        executor=executor,
+        executor=executor if executor is not None else make_executor("local", workers),
         checkpoint_dir=checkpoint_dir,
         progress=progress,
-        desc=desc,
+        desc=desc or f"{'LOSO' if folds is None else 'CV'} {model_name}",
     )
 
 
-def run_loso(
-    X: np.ndarray,
-    y: np.ndarray,
-    subjects: Sequence[str],
-    ids: Sequence[str],
-    labels: Sequence[str],
-    model_name: str,
-    config: TrainConfig,
-    workers: int = 1,
-    progress: bool = True,
-    model_kwargs: Mapping[str, Any] | None = None,
-    *,
-    executor: FoldExecutor | None = None,
-    checkpoint_dir: str | os.PathLike[str] | None = None,
-) -> LosoResult:
-    """Leave-one-subject-out train and predict: `run_folds` with `loso_folds(subjects)`.
-
-    X: (N, C, H, W) float32 (or (N, C, T, H, W) for temporal models) matching the model's
-    spec; y: (N,) class indices into `labels`; subjects, ids: one string per sample (ids
-    unique). Without an `executor`, `workers` > 1 runs folds in that many local processes
-    (spawned; each uses `config.num_threads` threads); an `executor` overrides `workers`.
-    Results are identical to a sequential run either way. `checkpoint_dir`: see `run_folds`.
-    """
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    y = np.asarray(y, dtype=np.int64)
-    _validate(X, y, subjects, ids, labels)
-    if executor is None:
-        executor = make_executor("local", workers)
-    folds = loso_folds([str(s) for s in subjects])
-    return run_folds(
-        X,
-        y,
-        subjects,
-        ids,
-        labels,
-        model_name,
-        config,
-        folds,
-        executor=executor,
-        checkpoint_dir=checkpoint_dir,
-        progress=progress,
-        model_kwargs=model_kwargs,
-        desc=f"LOSO {model_name}",
-    )
+# Leave-one-subject-out is run_folds' default protocol.
+run_loso = run_folds
 
 
 def prepare_folds(

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -206,7 +207,11 @@ class WindowStream:
     iterable of `mekit.spot.input.video.Frame`s, (index, image) pairs or images; `fps` needed,
     as for a folder). `k`: window length in frames. `fps` overrides the video's rate (it sets
     the track's timings only). The frames, the face and the flow come from the streaming front
-    end (`mekit.spot.input.flow_stream`). See `flow_windows` for the other arguments.
+    end (`mekit.spot.input.flow_stream`). `size`: side of each window's flow image, px.
+    `face_size`: side of the aligned face crop the flow is computed on, px (the reference:
+    128). `method`: "farneback" or "dis". `layout`: "rois" (the reference's brows/eyes + mouth
+    boxes) or "face". `track`: the face track's settings. `start`/`stop` bound the frame
+    indices read.
 
     After iteration: `n_frames` frames read, `n_windows` windows given, `notes` (what went
     wrong: a stream that stopped early, a variable frame rate, frames without a face), and
@@ -295,48 +300,21 @@ class WindowStream:
 
 
 def flow_windows(
-    source: str | Path | Iterable,
-    k: int,
-    size: int = 42,
-    *,
-    fps: float | None = None,
-    face_size: int = 84,
-    method: str = "farneback",
-    layout: str = "rois",
-    start: int = 0,
-    stop: int | None = None,
-    track: TrackConfig | None = None,
-    name: str | None = None,
-    progress: bool = False,
+    source: str | Path | Iterable, k: int, size: int = 42, **options: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """(frames (N,) int64, X (N, 3, size, size) float32): SOFTNet's flow image of each window
-    a..a+k of a video, streamed (see the module doc for the content and the memory).
+    a..a+k of a video, streamed (see the module doc for the content and the memory): all the
+    windows of a `WindowStream(source, k, size, **options)`.
 
-    `source`: video file, folder of numbered frames, or frames (see `WindowStream`); `fps`
-    is needed for a folder or frames. `face_size`: side of the aligned face crop the flow is
-    computed on, px (the reference: 128). `method`: "farneback" or "dis". `layout`: "rois"
-    (the reference's brows/eyes + mouth boxes) or "face". `track`: the face track's settings.
-    `start`/`stop` bound the frame indices read.
+    `source`: video file, folder of numbered frames, or frames; `options` are the stream's
+    (`fps`, needed for a folder or frames; `face_size`, `method`, `layout`, `start`/`stop`,
+    `track`, `name`, `progress`).
 
     Raises `MekitError` for an unreadable source, a source without a face (`NoFaceError`), or no
     window at all; a stream that stops early gives the windows up to there, with a
     `VideoWarning` (so do frames without a face).
     """
-    stream = WindowStream(
-        source,
-        k,
-        size,
-        fps=fps,
-        face_size=face_size,
-        method=method,
-        layout=layout,
-        start=start,
-        stop=stop,
-        track=track,
-        name=name,
-        progress=progress,
-    )
-    return _collect(stream)
+    return _collect(WindowStream(source, k, size, **options))
 
 
 def _collect(stream: WindowStream) -> tuple[np.ndarray, np.ndarray]:
