@@ -6,9 +6,10 @@ are trained), `evaluate` (a model file scored on other corpora), `prepare` (feat
 ahead), `demo`, `pretrain` (on macro-expression images) and `face_crop`.
 """
 
+from mekit.pipeline.config import ExperimentConfig
 from mekit.pipeline.demo import DEMO_MODEL_NAME, DEMO_TRAINED_ON, run_demo
 from mekit.pipeline.evaluate import evaluate_model
-from mekit.pipeline.experiment import ExperimentConfig, RunOutcome, model_metrics, run_experiment
+from mekit.pipeline.experiment import RunOutcome, model_metrics, run_experiment
 from mekit.pipeline.labelled import CorpusSource, LabelledCorpus, check_composite, load_labelled
 from mekit.pipeline.prepare import PrepareOutcome, prepare_corpus
 from mekit.pipeline.pretrain import load_image_source, run_pretrain

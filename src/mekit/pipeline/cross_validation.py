@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mekit.errors import MekitError
+from mekit.pipeline.config import ExperimentConfig
 from mekit.train import LosoResult
 from mekit.train.averaging import average_results, member_seed, normalise_inputs
 from mekit.train.classical import CLASSICAL_MODELS, SVMTrainer
@@ -19,9 +19,6 @@ from mekit.train.estimators import NetworkTrainer, Trainer
 from mekit.train.executors import make_executor
 from mekit.train.loso import cross_validate
 from mekit.train.splits import protocol_folds
-
-if TYPE_CHECKING:
-    from mekit.pipeline.experiment import ExperimentConfig
 
 log = logging.getLogger(__name__)
 

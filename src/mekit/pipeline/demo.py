@@ -10,7 +10,8 @@ from pathlib import Path
 
 from mekit.config import to_dict
 from mekit.errors import MekitError
-from mekit.pipeline.experiment import ExperimentConfig, RunOutcome, run_experiment
+from mekit.pipeline.config import ExperimentConfig
+from mekit.pipeline.experiment import RunOutcome, run_experiment
 from mekit.synth import SynthConfig, generate_corpus
 
 DEMO_MODEL_NAME = "demo-ststnet-synthetic"

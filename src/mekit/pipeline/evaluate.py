@@ -21,7 +21,8 @@ from mekit.faces import FaceConfig
 from mekit.models import ModelSpec, get_spec
 from mekit.motion import FeatureConfig
 from mekit.motion.extract import extract_features
-from mekit.pipeline.experiment import ExperimentConfig, RunOutcome
+from mekit.pipeline.config import ExperimentConfig
+from mekit.pipeline.experiment import RunOutcome
 from mekit.pipeline.labelled import CorpusSource, LabelledCorpus, corpus_sources, load_labelled
 from mekit.train import LosoResult, TrainConfig, write_report
 from mekit.train.inputs import feature_config_for, to_model_layout

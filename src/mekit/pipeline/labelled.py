@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mekit.data.composite import (
     CompositeSelection,
@@ -22,10 +22,8 @@ from mekit.data.ids import canonical_id
 from mekit.data.labels import LabelScheme, load_scheme
 from mekit.data.schema import Sample, Skipped
 from mekit.errors import MekitError
+from mekit.pipeline.config import ExperimentConfig
 from mekit.spot.apex import spot_apexes
-
-if TYPE_CHECKING:
-    from mekit.pipeline.experiment import ExperimentConfig
 
 log = logging.getLogger(__name__)
 

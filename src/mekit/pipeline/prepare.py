@@ -12,7 +12,7 @@ from mekit.data.corpora import load_corpus
 from mekit.data.schema import Skipped
 from mekit.motion import FeatureKind
 from mekit.motion.extract import extract_features
-from mekit.pipeline.experiment import ExperimentConfig
+from mekit.pipeline.config import ExperimentConfig
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,80 @@
+"""The settings of an experiment run (`ExperimentConfig`), written to config.json: their own
+module so the run's stages (labelled corpora, cross-validation) can read them without
+importing the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mekit.config import Choice, Config, check_range, choice_enum, from_mapping
+from mekit.faces import FaceConfig
+from mekit.motion import FeatureConfig
+from mekit.spot.apex import APEX_MODES
+from mekit.train import TrainConfig
+from mekit.train.averaging import AverageConfig
+from mekit.train.splits import PROTOCOLS
+
+# The protocols and apex modes are listed where they are implemented.
+EvalProtocol = choice_enum("EvalProtocol", PROTOCOLS, __name__)
+ApexMode = choice_enum("ApexMode", APEX_MODES, __name__)
+
+
+class Engine(Choice):
+    AUTO = "auto"
+    PLAIN = "plain"
+    ENSEMBLE = "ensemble"
+
+
+class ExecutorKind(Choice):
+    LOCAL = "local"
+    RAY = "ray"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig(Config):
+    """Everything a run needs besides the data paths; written to config.json.
+
+    dataset: the corpus layout of a single corpus ("auto" detects it; see `mekit data info`).
+    protocol: loso | composite (LOSO over the union of corpora, restricted to the MEGC 2019
+      composite list, scored overall and per corpus) | cross-dataset (leave one corpus out) |
+      kfold (k folds of whole subjects).
+    engine: how folds are trained: "plain" (one model per fold), "ensemble" (all folds at once:
+      STSTNet on the CPU through a fused kernel, any other model or device by vmapped
+      fold-batched training, `mekit.train.batched`) or "auto" (all folds at once when the
+      settings allow it, else plain).
+    executor: "local" (processes on this machine) or "ray" (`ray_address`, or a local Ray).
+    apex: "given" (as the corpus gives it, the midpoint where it has none), "spot-missing"
+      (spot the apex of clips without an annotated one, e.g. SMIC) or "spot-all".
+    allow_missing: with the composite protocol, score the listed samples that are there instead
+      of stopping at the first missing one; every report then says "N of 442" in its title.
+    average: train several networks per run (seeds) on per-sample normalised input and average
+      their probabilities (`mekit.train.averaging`); the exported model file holds them all.
+    abstain_below: recorded in the model file; `mekit analyze` and `serve` call an event
+      "uncertain" when no class reaches this probability (0: never).
+    """
+
+    dataset: str = "auto"
+    labels: str = "megc2019"  # built-in scheme name or a CSV path (dataset,emotion,label)
+    model: str = "ststnet"  # a registered network (`mekit models`) or "lbptop_svm"
+    protocol: EvalProtocol = EvalProtocol("loso")
+    k: int = 5  # folds of the kfold protocol
+    workers: int = 2  # processes for faces/flow and for folds
+    engine: Engine = Engine.PLAIN
+    executor: ExecutorKind = ExecutorKind.LOCAL
+    ray_address: str = ""
+    apex: ApexMode = ApexMode("given")
+    allow_missing: bool = False
+    folds_at_once: int = 0  # fold-batched training: folds per program (0: all; bounds memory)
+    face: FaceConfig = FaceConfig()
+    features: FeatureConfig = FeatureConfig()  # kind, size and frames come from the model
+    train: TrainConfig = TrainConfig()
+    average: AverageConfig = AverageConfig()
+    abstain_below: float = 0.0
+
+    def check(self) -> None:
+        check_range(self, "abstain_below", 0, 1, hi_open=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
+        return from_mapping(cls, values)
