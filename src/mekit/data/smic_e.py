@@ -59,7 +59,7 @@ from mekit.data.records import (
     numbered_frames,
     subset_frames,
 )
-from mekit.data.schema import Event, LoadResult, RowError, Sample, Skipped
+from mekit.data.schema import Event, LoadResult, LongVideo, RowError, Sample, Skipped
 from mekit.data.sheets import read_book
 from mekit.data.smic import (
     FPS,
@@ -250,16 +250,7 @@ def load_smic_e(
             if corrected:
                 sample = dataclasses.replace(sample, apex_source="corrected")
             samples.append(sample)
-    videos = []
-    for folder, found in events.items():
-        if folder not in frames:
-            continue  # its events were skipped: the folder is missing
-        if not found:
-            reason = "no usable event; left out of spotting (see the skipped events)"
-            skipped.append(Skipped(ids[folder], reason))
-            continue
-        subject = folder.parent.name  # ids[folder] is {dataset}/{subject}/{folder.name}
-        videos.append(long_video(dataset, subject, folder.name, fps, found, frames[folder]))
+    videos = _long_videos(events, frames, ids, dataset, fps, skipped)
     for folder in folders:
         if folder not in events:
             video_id = f"{dataset}/{folder.parent.name}/{folder.name}"
@@ -275,6 +266,30 @@ def load_smic_e(
         len(skipped),
     )
     return LoadResult(tuple(samples), tuple(skipped), tuple(videos))
+
+
+def _long_videos(
+    events: dict[Path, list[Event]],
+    frames: dict[Path, Frames],
+    ids: dict[Path, str],
+    dataset: str,
+    fps: float,
+    skipped: list[Skipped],
+) -> list[LongVideo]:
+    """One long video per clip folder with at least one usable event (the others are added
+    to `skipped`); folders whose frames were never found are left out silently: their events
+    were skipped already."""
+    videos = []
+    for folder, found in events.items():
+        if folder not in frames:
+            continue
+        if not found:
+            reason = "no usable event; left out of spotting (see the skipped events)"
+            skipped.append(Skipped(ids[folder], reason))
+            continue
+        subject = folder.parent.name  # ids[folder] is {dataset}/{subject}/{folder.name}
+        videos.append(long_video(dataset, subject, folder.name, fps, found, frames[folder]))
+    return videos
 
 
 def looks_like(root: Path) -> bool:
