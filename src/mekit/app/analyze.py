@@ -295,7 +295,9 @@ def analyze_video(
 
     if config.video:
         stages.start("rendering")
-        overlay = Overlay(boxes.boxes(), drawn_at, spotted.z, spotted.threshold, events)
+        overlay = Overlay(
+            boxes.boxes(), drawn_at, spotted.z, spotted.threshold, events, recogniser.info.demo
+        )
         try:
             annotated = write_annotated_video(
                 video,
