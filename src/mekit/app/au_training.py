@@ -51,14 +51,19 @@ class AUTrainConfig:
     threads: int = 1
 
 
-def train_au_model(out: Path, config: AUTrainConfig = AUTrainConfig()) -> dict[str, object]:  # noqa: B008
-    """Train AUNet on synthetic AU flows, score it on held-out synthetic samples, save it to
-    `out` (stem); returns the synthetic validation metrics."""
+def train_au_model(
+    out: Path,
+    config: AUTrainConfig = AUTrainConfig(),  # noqa: B008
+    data: AUFlowConfig | None = None,
+) -> dict[str, object]:
+    """Train AUNet on synthetic AU flows (`data`, default `AUFlowConfig(seed=config.seed)`),
+    score it on held-out synthetic samples, save it to `out` (stem); returns the synthetic
+    validation metrics."""
     started = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        data = AUFlowConfig(seed=config.seed)
+        data = data or AUFlowConfig(seed=config.seed)
         x, y = au_flow_dataset(config.n_train, data)
         xv, yv = au_flow_dataset(config.n_val, data, start=config.n_train)
         log.info("%d training, %d validation samples", len(x), len(xv))
