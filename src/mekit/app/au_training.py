@@ -40,13 +40,13 @@ class AUTrainConfig:
     """How the AU model is trained; the defaults made the packaged model."""
 
     seed: int = 0
-    n_train: int = 16000
+    n_train: int = 32000
     n_val: int = 3000
     epochs: int = 10
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    width: int = 16
+    width: int = 24
     dropout: float = 0.2
     threads: int = 1
 
