@@ -46,7 +46,7 @@ class AUTrainConfig:
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    width: int = 24
+    width: int = 32
     dropout: float = 0.2
     threads: int = 1
 
