@@ -25,7 +25,10 @@ thread). The last line is `macro F1 <model> baseline <best baseline>`.
 Honest figures: no real sample trained the model or set its threshold, but choices of the
 synthetic generator (`mekit.synth.au_flows`: no AU1 with AU4, forehead skin on brow AUs, the
 crop and noise ranges) were compared by this script on the whole of composite-dev over eight
-training runs, so its figures there are development figures; the held-back AU-coded samples
+training runs, then sixteen more (the `AUFlowConfig` options for real faces, another seed,
+widths 24 and 32, 32k samples, 15 epochs) and a few two-model averages (the seed-to-seed
+spread is about 0.03); the shipped one (width 32, 32k) was picked among the last four by its
+synthetic macro F1. Its figures there are development figures; the held-back AU-coded samples
 give the unbiased one.
 """
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -77,3 +79,26 @@ def test_cancelling_aus_are_never_drawn_together_and_brows_can_carry_the_forehea
         assert not both.any()
     for au in (1, 2, 4, 12):
         assert len(SKIN_LIBRARY[au]) == len(AU_LIBRARY[au]) + 1
+
+
+def test_the_real_face_options_pair_cheek_with_smile_and_stretch_the_crop():
+    from mekit.synth.au_flows import SHAPE_LIBRARY
+
+    paired = AUFlowConfig(cheek_with_smile=1.0, real_shapes=1.0)
+    _, y = au_flow_dataset(300, paired)
+    with_cheek = y[:, AUS.index(6)] > 0
+    assert with_cheek.any() and (y[with_cheek, AUS.index(12)] > 0).all()
+    assert set(SHAPE_LIBRARY) == {7, 10, 12}
+
+    def chin_row(config: AUFlowConfig) -> float:
+        rows = []
+        for i in range(150):
+            x, y = au_flow_sample(i, config)
+            if {a for a, v in zip(AUS, y, strict=True) if v} == {17}:
+                u, v = x[0] - np.median(x[0]), x[1] - np.median(x[1])
+                rows.append(np.argmax(np.hypot(u, v).mean(axis=1)))
+        return float(np.median(rows))
+
+    clean = AUFlowConfig(none_share=0, prototype_share=1, blink_prob=0, outlier_prob=0)
+    taller = replace(clean, crop_stretch=(1.3, 1.3))
+    assert chin_row(taller) > chin_row(clean)  # a taller crop puts the chin lower

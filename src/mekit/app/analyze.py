@@ -359,7 +359,14 @@ def _render(
     not be written (the results already written stay)."""
     facts = analysis.video
     curve = spotting.curve
-    overlay = Overlay(spotting.boxes, spotting.drawn_at, curve.z, curve.threshold, analysis.events)
+    overlay = Overlay(
+        spotting.boxes,
+        spotting.drawn_at,
+        curve.z,
+        curve.threshold,
+        analysis.events,
+        analysis.model.demo,
+    )
     try:
         annotated = write_annotated_video(
             video,

@@ -3,7 +3,9 @@
 One streaming pass: decode a frame (in colour, scaled so its longer side is at most
 `max_side`, to even dimensions as yuv420p needs), draw on it, encode it. Drawn: the face box
 the spotter's track had at that frame (the colour of the emotion while an event is on), the
-label of every event on at that frame ("#2 micro: positive 81 %"), the time, and a strip along
+label of every event on at that frame ("#2 micro: positive 81 %"; with the synthetic demo model,
+whose classes are not emotions, what moved: "#2 micro: AU4+AU7", or "motion" when the AU model
+found none, in one neutral colour, as the report words it), the time, and a strip along
 the bottom with the motion curve of the `strip_seconds` around the frame, the threshold,
 the events as coloured bars and a cursor at the frame. Encoded as H.264 yuv420p (libx264,
 `+faststart` so a browser can play it while it loads) where this FFmpeg has it, else MPEG-4
@@ -29,19 +31,22 @@ log = logging.getLogger(__name__)
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 IDLE_BOX = (200, 200, 200)  # BGR of the face box outside events
+MOTION_COLOUR = (91, 107, 140)  # RGB of demo-model events, the report's
 
 
 @dataclass(frozen=True)
 class Overlay:
     """What is drawn. boxes: (N, 4) float32 face box (x0, y0, x1, y1) per frame position,
     input px, NaN where there was no face (frames past N get none). times, curve: (M,) the
-    motion curve (s, noise units) with its threshold."""
+    motion curve (s, noise units) with its threshold. demo: the events' model is the synthetic
+    demo one: label them with their action units, not its class."""
 
     boxes: np.ndarray
     times: np.ndarray
     curve: np.ndarray
     threshold: float
     events: Sequence[AnalysedEvent]
+    demo: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,7 +166,7 @@ class _Painter:
         self.times = np.asarray(overlay.times, np.float64)
         self.curve = np.clip(curve / self.top, 0, 1)
         self.events = [
-            (e, emotion_colour(e.emotion)[::-1], _label(e)) for e in overlay.events
+            (e, _colour(e, overlay.demo)[::-1], _label(e, overlay.demo)) for e in overlay.events
         ]  # colours BGR
 
     def time_of(self, position: int) -> float:
@@ -229,7 +234,15 @@ class _Painter:
         cv2.putText(band, "motion", (4, 12), FONT, 0.35, (200, 200, 200), 1, cv2.LINE_AA)
 
 
-def _label(event: AnalysedEvent) -> str:
+def _colour(event: AnalysedEvent, demo: bool) -> tuple[int, int, int]:
+    return MOTION_COLOUR if demo else emotion_colour(event.emotion)
+
+
+def _label(event: AnalysedEvent, demo: bool = False) -> str:
+    """ "#2 micro: positive 81 %"; with the demo model what moved: "#2 micro: AU4+AU7"."""
+    if demo:
+        moved = "+".join(f"AU{a['au']}" for a in event.aus) or "motion"
+        return f"#{event.index} {event.kind}: {moved}"
     confidence = event.confidence
     share = "" if not math.isfinite(confidence) else f" {100 * confidence:.0f} %"
     return f"#{event.index} {event.kind}: {event.emotion}{share}"

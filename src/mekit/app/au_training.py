@@ -41,13 +41,13 @@ class AUTrainConfig(Config, section="au_train"):
     """How the AU model is trained; the defaults made the packaged model."""
 
     seed: int = 0
-    n_train: int = 16000
+    n_train: int = 32000
     n_val: int = 3000
     epochs: int = 10
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    width: int = 16
+    width: int = 32
     dropout: float = 0.2
     threads: int = 1
 
@@ -58,14 +58,19 @@ class AUTrainConfig(Config, section="au_train"):
         check_range(self, "dropout", 0, 1, hi_open=True)
 
 
-def train_au_model(out: Path, config: AUTrainConfig = AUTrainConfig()) -> dict[str, object]:  # noqa: B008
-    """Train AUNet on synthetic AU flows, score it on held-out synthetic samples, save it to
-    `out` (stem); returns the synthetic validation metrics."""
+def train_au_model(
+    out: Path,
+    config: AUTrainConfig = AUTrainConfig(),  # noqa: B008
+    data: AUFlowConfig | None = None,
+) -> dict[str, object]:
+    """Train AUNet on synthetic AU flows (`data`, default `AUFlowConfig(seed=config.seed)`),
+    score it on held-out synthetic samples, save it to `out` (stem); returns the synthetic
+    validation metrics."""
     started = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        data = AUFlowConfig(seed=config.seed)
+        data = data or AUFlowConfig(seed=config.seed)
         x, y = au_flow_dataset(config.n_train, data)
         xv, yv = au_flow_dataset(config.n_val, data, start=config.n_train)
         log.info("%d training, %d validation samples", len(x), len(xv))

@@ -18,6 +18,11 @@ sample (`mekit.motion.normalise.minmax_flow`), as the shared composite flow imag
   smooth and pixel flow noise from signal-to-noise ratios far below 1 up to clean, and the odd
   outlier pixel (as TV-L1 gives at eye corners and hair), which min-max scaling makes matter.
 
+Options off by default (the shipped model's data; see `AUFlowConfig`) move the samples towards
+real CASME II flows: taller crops (`crop_stretch`), AU7, AU10 and AU12 as real faces make them
+(`SHAPE_LIBRARY`, `real_shapes`), AU6 with a smile (`cheek_with_smile`), weaker AUs
+(`intensity`) and other noise ranges; a face-wide drift (`broad_noise`).
+
 Every sample draws from its own stream (seed, index): the same seed always gives the same bytes,
 whatever the number of samples or workers.
 """
@@ -77,6 +82,30 @@ SKIN_LIBRARY: dict[int, tuple[Bump, ...]] = {
     ),
 }
 
+# Where real micro-expressions move otherwise than the corpus's templates (FACS; drawn for
+# `AUFlowConfig.real_shapes` of the samples, over either library above):
+# - AU7 (lid tightener) narrows the eye from below and from the outer corner, with no cheek
+#   raise: the whole lower lid goes up and inwards (as wide as the eye: at 28 px it is as
+#   strong a blob as the cheek raise), the outer corner inwards, the upper lid a little down;
+#   AU6 is the cheek lift below it, and comes with a smile (`cheek_with_smile`).
+# - AU12 (lip corner puller) lifts the cheek and the skin under the eye a little, always.
+# - AU10 (upper lip raiser) lifts the nose wing and deepens the nasolabial furrow as much as it
+#   lifts the lip, and is mostly weak beside the brows in CASME II's "4+10".
+SHAPE_LIBRARY: dict[int, tuple[Bump, ...]] = {
+    7: (
+        Bump({40: 0.5, 41: 0.5}, (-0.25, -1.0), 1.0, (0.07, 0.05)),
+        Bump({36: 1.0}, (-1.0, -0.2), 0.5, (0.04, 0.04)),
+        Bump({37: 0.5, 38: 0.5}, (0.0, 0.3), 0.3, (0.05, 0.04)),
+    ),
+    10: (
+        *AU_LIBRARY[10][:2],
+        *AU_LIBRARY[10][3:],
+        Bump({31: 1.0}, (0.1, -1.0), 1.0, (0.045, 0.045)),
+        Bump({31: 0.5, 48: 0.2, 2: 0.3}, (0.3, -1.0), 0.7, (0.05, 0.07)),
+    ),
+    12: SKIN_LIBRARY[12],
+}
+
 
 @dataclass(frozen=True)
 class AUFlowConfig(Config, section="au_flows"):
@@ -93,6 +122,20 @@ class AUFlowConfig(Config, section="au_flows"):
     forehead: float = 0.6  # share of samples whose brow AUs move the forehead too (SKIN_LIBRARY)
     crop_roll_deg: float = 5.0
     outlier_prob: float = 0.6  # a few flow outliers (px of extreme motion)
+    # Real composite crops are taller than mekit's (brows higher, chin lower): the crop's
+    # height over its width, drawn per sample.
+    crop_stretch: tuple[float, float] = (1.0, 1.0)
+    intensity: tuple[float, float] = (0.3, 1.0)  # each AU's weight (log-uniform)
+    real_shapes: float = 0.0  # share of samples drawing AU7, AU10, AU12 from SHAPE_LIBRARY
+    # Share of the samples with AU6 and no AU12 that get AU12 too: the cheek raiser comes with
+    # a smile (FACS), so eye-region motion alone reads as AU7 more than AU6.
+    cheek_with_smile: float = 0.0
+    smooth_noise: tuple[float, float] = (0.02, 0.5)  # of the peak motion (log-uniform)
+    head_motion: tuple[float, float] = (0.01, 0.4)  # affine flow gain (log-uniform)
+    pixel_noise: tuple[float, float] = (0.005, 0.15)  # of the peak motion (log-uniform)
+    # Face-wide smooth drift (non-rigid head motion, lighting: real TV-L1 flows have it as
+    # strong as the AU itself); (0, 0) for none.
+    broad_noise: tuple[float, float] = (0.0, 0.0)
 
 
 @cache
@@ -113,6 +156,8 @@ def _crop_landmarks(rng: np.random.Generator, config: AUFlowConfig) -> np.ndarra
     scale = rng.uniform(*config.crop_scale)
     roll = np.radians(rng.uniform(-1, 1) * config.crop_roll_deg)
     rot = np.array([[np.cos(roll), -np.sin(roll)], [np.sin(roll), np.cos(roll)]]) * scale
+    if config.crop_stretch != (1.0, 1.0):
+        rot[1] *= rng.uniform(*config.crop_stretch)  # image rows only
     shift = rng.uniform(-1, 1, size=2) * config.crop_shift * WORK
     centre = np.array([WORK / 2, WORK / 2])
     return (pts - centre) @ rot.T + centre + shift
@@ -147,6 +192,9 @@ def _draw_aus(rng: np.random.Generator, config: AUFlowConfig) -> tuple[int, ...]
     for dropped, kept in CANCELLING:
         if kept in aus:
             aus.discard(dropped)
+    if config.cheek_with_smile and 6 in aus and 12 not in aus:
+        if rng.random() < config.cheek_with_smile:
+            aus.add(12)
     return tuple(sorted(aus))
 
 
@@ -168,13 +216,18 @@ def au_flow_sample(
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7, index]))
     lm = _crop_landmarks(rng, config)
     aus = _draw_aus(rng, config)
-    weights = {a: float(rng.uniform(0.3, 1.0)) for a in aus}
+    if config.intensity == (0.3, 1.0):  # uniform, as the first shipped model drew them
+        weights = {a: float(rng.uniform(0.3, 1.0)) for a in aus}
+    else:
+        weights = {a: _loguniform(rng, *config.intensity) for a in aus}
     sides = {
         a: ("image_left", "image_right")[int(rng.integers(2))]
         for a in aus
         if rng.random() < config.unilateral
     }
     base = SKIN_LIBRARY if rng.random() < config.forehead else AU_LIBRARY
+    if config.real_shapes and rng.random() < config.real_shapes:
+        base = {**base, **SHAPE_LIBRARY}
     library = {a: _turned(base[a], rng.uniform(-1, 1) * config.turn_deg) for a in aus}
     field = np.zeros((WORK, WORK, 2), np.float32)
     if aus:
@@ -190,13 +243,21 @@ def au_flow_sample(
     # Residual head motion: a small affine flow about the crop centre (translation is lost to
     # min-max scaling anyway, but kept for the strain's sake it costs nothing).
     ys, xs = (np.mgrid[0:WORK, 0:WORK].astype(np.float32) - WORK / 2) / (WORK / 2)
-    affine = rng.normal(0, 1, size=(2, 2)) * _loguniform(rng, 0.01, 0.4)
+    affine = rng.normal(0, 1, size=(2, 2)) * _loguniform(rng, *config.head_motion)
     flow[0] += np.float32(affine[0, 0]) * xs + np.float32(affine[0, 1]) * ys
     flow[1] += np.float32(affine[1, 0]) * xs + np.float32(affine[1, 1]) * ys
-    flow += _smooth_noise(rng, rng.uniform(1.0, 5.0)) * np.float32(_loguniform(rng, 0.02, 0.5))
+    smooth = _smooth_noise(rng, rng.uniform(1.0, 5.0))
+    flow += smooth * np.float32(_loguniform(rng, *config.smooth_noise))
     flow += rng.standard_normal(flow.shape).astype(np.float32) * np.float32(
-        _loguniform(rng, 0.005, 0.15)
+        _loguniform(rng, *config.pixel_noise)
     )
+    if config.broad_noise[1] > 0:
+        coarse = rng.standard_normal((2, *rng.integers(2, 4, size=2))).astype(np.float32)
+        broad = np.stack(
+            [cv2.resize(c, (WORK, WORK), interpolation=cv2.INTER_CUBIC) for c in coarse]
+        )
+        broad /= max(float(broad.std()), 1e-6)
+        flow += broad * np.float32(_loguniform(rng, *config.broad_noise))
     if rng.random() < config.outlier_prob:
         for _ in range(int(rng.integers(1, 7))):
             y, x = rng.integers(WORK, size=2)

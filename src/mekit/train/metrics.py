@@ -109,7 +109,9 @@ def classification_metrics(
 
 # --- Action units (multi-label) -------------------------------------------------------------
 
-_AU_TOKEN = re.compile(r"^(?:AU)?\s*([LRBU]?)\s*(\d+)\s*([A-E]?)$", re.IGNORECASE)
+# [side] number [intensity], maybe in parentheses (a doubtful AU): sides L, R; B, U and A
+# (SAMM's asymmetric, side not given) count as both.
+_AU_TOKEN = re.compile(r"^\(?(?:AU)?\s*([LRBUA]?)\s*(\d+)\s*([A-E]?)\)?$", re.IGNORECASE)
 
 
 def parse_au_code(code: str | None) -> dict[int, str]:
@@ -117,7 +119,8 @@ def parse_au_code(code: str | None) -> dict[int, str]:
 
     CASME II, SAMM and CAS(ME)^3 sheets write AUs joined by "+" (or ","), with an optional side
     prefix and intensity suffix: "4+L10" -> {4: "", 10: "L"}, "R12" -> {12: "R"},
-    "AU1+AU2" -> {1: "", 2: ""}, "12B" -> {12: ""}. Blank, "-", "?", "none" give {}. A token
+    "AU1+AU2" -> {1: "", 2: ""}, "12B" -> {12: ""}, SAMM's "A1" and "(R14)" -> {1: ""},
+    {14: "R"}. Blank, "-", "?", "none" give {}. A token
     that is not an AU raises `MekitError`. An AU given on both sides separately is both ("").
     """
     if code is None:
@@ -133,7 +136,7 @@ def parse_au_code(code: str | None) -> dict[int, str]:
         if match is None:
             raise MekitError(f"'{token}' in AU code '{text}' is not an action unit (e.g. 4, L12)")
         side = match.group(1).upper()
-        side = "" if side in ("B", "U") else side
+        side = "" if side in ("A", "B", "U") else side
         au = int(match.group(2))
         if au in out and out[au] != side:
             side = ""
