@@ -119,3 +119,19 @@ def test_init_takes_fold_batched_training_never_the_kernel_that_lacks_it(tmp_pat
         assert config["engine_used"] == "batched" and config["train"]["init_from"] == str(init)
     assert main([*base[:-2], "--out", str(tmp_path / "k"), "--engine", "ensemble"]) == 0
     assert json.loads((tmp_path / "k" / "config.json").read_text())["engine_used"] == "kernel"
+
+
+def test_auto_keeps_the_plain_loop_on_the_cpu_for_large_inputs():
+    from mekit.pipeline.config import ExperimentConfig
+    from mekit.pipeline.cross_validation import fold_engine
+
+    def engine(model: str, choice: str) -> str:
+        values = {"model": model, "engine": choice, "train": {"device": "cpu"}}
+        return fold_engine(ExperimentConfig.from_dict(values))
+
+    # 64 px MobileViTv3: slower fold-batched on the CPU, so auto trains one model per fold...
+    assert engine("mobilevitv3_xxs", "auto") == "plain"
+    # ...unless all folds at once are asked for; 28 px Off-ApexNet is faster fold-batched
+    assert engine("mobilevitv3_xxs", "ensemble") == "batched"
+    assert engine("off_apexnet", "auto") == "batched"
+    assert engine("ststnet", "auto") == "kernel"
