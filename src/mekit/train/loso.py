@@ -306,9 +306,9 @@ def cross_validate(
     # still equals an uninterrupted one.
     together = isinstance(trainer, AllFoldsNetworks)
     groups = trainer.groups(folds) if together else [[f] for f in folds]
-    done = [g for g in groups if all(f.index in saved for f in g)]
-    outputs = [saved[f.index] for g in done for f in g]
-    todo = [g for g in groups if g not in done]
+    complete = [all(f.index in saved for f in g) for g in groups]
+    outputs = [saved[f.index] for g, ok in zip(groups, complete, strict=True) if ok for f in g]
+    todo = [g for g, ok in zip(groups, complete, strict=True) if not ok]
     if saver is not None:
         log.info(
             "%s: resumed %d of %d folds from checkpoints in %s",
