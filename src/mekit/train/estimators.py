@@ -68,7 +68,8 @@ class FoldTrainer(Protocol):
 
 def _threads_fixed(threads: int, fn: Any, *args: Any) -> Any:
     """Run fn(*args) on `threads` torch threads: float sums (and so the probabilities) then
-    match bit for bit across executors and resumed runs, whatever the caller's count."""
+    match bit for bit across executors and resumed runs, whatever the caller's count (as
+    `mekit.train.loop.fit` does for training)."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -105,18 +106,9 @@ class NetworkEstimator:
             if eval_set is None:
                 raise ValueError("test-oracle selection needs the test fold as eval_set")
             X_val, y_val = eval_set
-        result = _threads_fixed(
-            cfg.num_threads,
-            fit,
-            self.model_name,
-            self.num_classes,
-            X,
-            y,
-            cfg,
-            X_val,
-            y_val,
-            dict(self.model_kwargs),
-        )
+        # fit trains on cfg.num_threads threads itself; predict_proba below fixes them too.
+        model_kwargs = dict(self.model_kwargs)
+        result = fit(self.model_name, self.num_classes, X, y, cfg, X_val, y_val, model_kwargs)
         self.model_ = result.model
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
