@@ -3,6 +3,7 @@ events, a tiny CASME II tree and a tiny synthetic corpus; and docs/api.md, gener
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
@@ -92,6 +93,37 @@ def test_spot_gives_events_scores_and_plot(video, tmp_path):
     with pytest.raises(MekitError, match="no video 'other'"):
         spotting.plot("other")
     assert len(spotting.signals) == int(SHORT.long_video_seconds * 30)
+
+
+def test_mekit_spot_is_the_api_spot_and_still_a_package(video, tmp_path):
+    by_package = mekit.spot(video, out=tmp_path / "package")
+    by_api = api.spot(video, out=tmp_path / "api")
+    assert isinstance(by_package, api.Spotting) and by_package.out == tmp_path / "package"
+    pd.testing.assert_frame_equal(by_package.events, by_api.events)
+    assert by_package.scores == by_api.scores
+    spot_input = importlib.import_module("mekit.spot.input")
+    assert mekit.spot.input is spot_input and mekit.spot.run.spot is not None
+
+
+def test_mekit_train_is_the_api_train_and_still_a_package(tmp_path, monkeypatch):
+    from mekit.pipeline import ExperimentConfig
+
+    with pytest.raises(MekitError, match="not both"):  # the same check as api.train's
+        mekit.train(tmp_path, config=ExperimentConfig(), model="ststnet")
+    calls = []
+    monkeypatch.setattr(api, "train", lambda *a, **kw: calls.append((a, kw)) or "run")
+    assert mekit.train("corpus", model="ststnet") == "run"  # looked up in mekit.api per call
+    assert calls == [(("corpus",), {"model": "ststnet"})]
+    assert mekit.train.loso_folds is not None and callable(mekit.train)
+
+
+def test_the_callable_packages_load_on_first_use_without_the_api():
+    code = (
+        "import sys, mekit; print(callable(mekit.spot), 'mekit.api' in sys.modules); "
+        "import mekit.spot.input; print('mekit.api' in sys.modules, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["True", "False", "False", "False"]
 
 
 def test_a_loaded_model_recognises_the_events_the_analysis_found(analysis, model, video):

@@ -11,8 +11,8 @@ Frames are 0-based positions in the video (a folder of frames: the files' number
 seconds from the first frame. Errors a user can fix raise `mekit.errors.MekitError`, whose
 message names the file or setting and the fix.
 
-`mekit.spot` and `mekit.train` are subpackages, so the spotting and training functions are
-`mekit.api.spot` and `mekit.api.train` (`from mekit.api import spot, train`).
+`mekit.spot` and `mekit.train` are subpackages that are also callable: `mekit.spot(video)` runs
+`mekit.api.spot` and `mekit.train(corpus)` runs `mekit.api.train`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
-"""Training and leak-free LOSO evaluation: splits, loop, losses, metrics, reports."""
+"""Training and leak-free LOSO evaluation: splits, loop, losses, metrics, reports.
 
+The package is also callable: `mekit.train(corpus, ...)` is `mekit.api.train(corpus, ...)`.
+"""
+
+import sys
+
+from mekit import ApiPackage
 from mekit.train.loop import FitResult, TrainConfig, fit, predict_proba
 from mekit.train.loso import LosoResult, run_loso
 from mekit.train.metrics import ClassificationMetrics, classification_metrics
@@ -21,3 +27,5 @@ __all__ = [
     "validation_subjects",
     "write_report",
 ]
+
+sys.modules[__name__].__class__ = ApiPackage  # mekit.train(...) runs mekit.api.train
