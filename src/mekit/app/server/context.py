@@ -5,6 +5,7 @@ response names a path on the server."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,11 @@ from mekit.app.server.settings import ServeSettings
 from mekit.app.store import Job, JobStore, is_valid_id
 from mekit.app.uploads import VIDEO_EXTENSIONS
 from mekit.app.worker import Layout, Worker
+
+
+def documented(reasons: Mapping[int, str]) -> dict[int, dict[str, str]]:
+    """A route's `responses` for the OpenAPI page: {status: why} of each error it answers."""
+    return {status: {"description": why} for status, why in reasons.items()}
 
 
 @dataclass(frozen=True)

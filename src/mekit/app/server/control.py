@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import Response
 
-from mekit.app.server.context import Served, job_out
+from mekit.app.server.context import Served, documented, job_out
 from mekit.app.server.schemas import JobOut
 
 
@@ -20,10 +20,7 @@ def add_control_routes(app: FastAPI, served: Served) -> None:
         response_model=JobOut,
         tags=["analyses"],
         summary="Cancel a queued or running analysis (it fails with the reason 'cancelled')",
-        responses={
-            404: {"description": "no such analysis"},
-            409: {"description": "the analysis has already finished"},
-        },
+        responses=documented({404: "no such analysis", 409: "the analysis has already finished"}),
     )
     def cancel(job_id: str) -> dict[str, Any]:
         job = served.job_or_404(job_id)
@@ -39,10 +36,9 @@ def add_control_routes(app: FastAPI, served: Served) -> None:
         status_code=204,
         tags=["analyses"],
         summary="Delete an analysis (cancelling it if it runs): its history row, upload, outputs",
-        responses={
-            404: {"description": "no such analysis"},
-            409: {"description": "running and not yet stopped; try again"},
-        },
+        responses=documented(
+            {404: "no such analysis", 409: "running and not yet stopped; try again"}
+        ),
     )
     def delete(job_id: str) -> Response:
         job = served.job_or_404(job_id)

@@ -10,7 +10,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 
-from mekit.app.server.context import Served, job_out, output_files, read_result
+from mekit.app.server.context import Served, documented, job_out, output_files, read_result
 from mekit.app.server.schemas import AnalysisOut, History
 
 # The HTML report is opened as a document of its own: sandboxed, so its scripts (if any) run
@@ -40,7 +40,7 @@ def add_result_routes(app: FastAPI, served: Served) -> None:
         response_model=AnalysisOut,
         tags=["analyses"],
         summary="Status, progress, error, and the results once done",
-        responses={404: {"description": "no such analysis"}},
+        responses=documented({404: "no such analysis"}),
     )
     def status(job_id: str) -> dict[str, Any]:
         job = served.job_or_404(job_id)
@@ -56,7 +56,7 @@ def add_result_routes(app: FastAPI, served: Served) -> None:
         "/api/analyses/{job_id}/files/{name:path}",
         tags=["analyses"],
         summary="One output file (only those listed in the analysis' files and events)",
-        responses={404: {"description": "no such analysis or file"}},
+        responses=documented({404: "no such analysis or file"}),
         response_class=FileResponse,
     )
     def output(job_id: str, name: str, download: bool = False) -> FileResponse:

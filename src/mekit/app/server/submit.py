@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from mekit.app.server.context import Served
+from mekit.app.server.context import Served, documented
 from mekit.app.server.schemas import Submitted
 from mekit.app.store import new_id
 from mekit.app.uploads import VIDEO_EXTENSIONS, UploadError, receive_video
@@ -47,11 +47,13 @@ def add_submit_route(app: FastAPI, served: Served) -> None:
         response_model=Submitted,
         tags=["analyses"],
         summary="Upload a video to analyse",
-        responses={
-            400: {"description": "no file, an empty file or a malformed body"},
-            413: {"description": "the file is over the upload limit"},
-            415: {"description": "not a supported video"},
-        },
+        responses=documented(
+            {
+                400: "no file, an empty file or a malformed body",
+                413: "the file is over the upload limit",
+                415: "not a supported video",
+            }
+        ),
         openapi_extra=_UPLOAD_BODY,
     )
     async def submit(request: Request) -> JSONResponse:
