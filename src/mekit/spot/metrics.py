@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from numbers import Integral, Real
 from typing import Any
@@ -265,16 +265,7 @@ class SpotScores:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the fields plus n_pred and n_truth."""
-        return {
-            "tp": self.tp,
-            "fp": self.fp,
-            "fn": self.fn,
-            "precision": self.precision,
-            "recall": self.recall,
-            "f1": self.f1,
-            "n_pred": self.n_pred,
-            "n_truth": self.n_truth,
-        }
+        return {**asdict(self), "n_pred": self.n_pred, "n_truth": self.n_truth}
 
 
 def group_by_video(intervals: Iterable[Interval]) -> dict[str, list[Interval]]:
@@ -408,13 +399,8 @@ class ApexSummary:
         return sum(e <= frames for e in self.errors) / self.n if self.n else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "skipped": self.skipped,
-            "mean": self.mean,
-            "median": self.median,
-            "max": self.max,
-        }
+        """A JSON-ready dict of the fields but the errors."""
+        return {k: v for k, v in asdict(self).items() if k != "errors"}
 
 
 def _apex_of(x: Interval | int | None) -> int | None:
