@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from mekit.data.corpus_spec import Clip, ClipCorpus, ClipSheet
+from mekit.data.corpus_spec import Clip, ClipSheet, clip_corpus
 from mekit.data.sheets import find_workbook
 from mekit.errors import MekitError
 
@@ -86,7 +86,7 @@ def _subject(cell: str) -> str:
         return f"sub{text}"
 
 
-CORPUS = ClipCorpus("casme2", FPS, SHEET, find_sheet, frames_dir, _locate, log)
+CORPUS = clip_corpus("casme2", FPS, SHEET, find_sheet, frames_dir, _locate, log)
 # load_casme2(root, sheet=None, dataset="casme2", fps=FPS, corrections=None) -> LoadResult
 load_casme2 = CORPUS.load
 looks_like = CORPUS.looks_like  # True when `root` holds both the sheet and the frames

@@ -26,14 +26,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from mekit.data.corpus_spec import collect, corpus_root, finish, first_holding, found
+from mekit.data.corpus_spec import RowBuilder, Rows, SheetCorpus, first_holding
 from mekit.data.corrections import Corrections
 from mekit.data.records import event_sample, frame_number, make_event, numbered_frames
-from mekit.data.schema import LoadResult, RowError, Sample
+from mekit.data.schema import RowError, Sample
 from mekit.data.sheets import find_workbook, read_book, records, select_columns
 from mekit.errors import MekitError
 
@@ -113,33 +114,14 @@ def read_sheet(path: Path) -> tuple[str, pd.DataFrame]:
     return name, select_columns(df, REQUIRED, where, aliases={"actionunits": "AU"})
 
 
-def load_casme3(
-    root: Path | str,
-    sheet: Path | str | None = None,
-    *,
-    dataset: str = "casme3",
-    fps: float = FPS,
-    corrections: Corrections | None = None,
-) -> LoadResult:
-    """Samples of CAS(ME)^3 part A; unusable rows are returned in `skipped` with why."""
-    root = corpus_root(root)
-    sheet_path = Path(sheet) if sheet is not None else find_sheet(root)
-    sheet_name, table = read_sheet(sheet_path)
-    base = frames_dir(root)
-    finder = _Recordings(base)
-    samples, skipped = collect(
-        records(table),
-        lambda line, record: _sample(record, finder, dataset, fps, corrections),
-        lambda line: f"{sheet_path.name} sheet '{sheet_name}' row {line}",
-        "same subject, Filename and Onset as row {row}",
-    )
-    return finish(log, dataset, samples, skipped, base)
+def _rows(path: Path) -> tuple[Rows, Callable[[int], str]]:
+    name, table = read_sheet(path)
+    return records(table), lambda line: f"{path.name} sheet '{name}' row {line}"
 
 
-def looks_like(root: Path) -> bool:
-    """True when `root` has CAS(ME)^3 part A's layout: spNO.* subject folders and an ME label
-    sheet."""
-    return found(lambda: frames_dir(root), lambda: find_sheet(root))
+def _builder(base: Path, dataset: str, fps: float, corrections: Corrections | None) -> RowBuilder:
+    finder = _Recordings(base)  # one listing of each recording, shared by its samples
+    return lambda line, record: _sample(record, finder, dataset, fps, corrections)
 
 
 class _Recordings:
@@ -224,3 +206,20 @@ def _children(folder: Path) -> dict[str, Path]:
         if p.is_dir():
             found.setdefault(p.name.lower(), p)
     return found
+
+
+CORPUS = SheetCorpus(
+    "casme3",
+    FPS,
+    find_sheet,
+    frames_dir,
+    _rows,
+    _builder,
+    "same subject, Filename and Onset as row {row}",
+    log,
+)
+# load_casme3(root, sheet=None, dataset="casme3", fps=FPS, corrections=None) -> LoadResult:
+# the samples of CAS(ME)^3 part A; unusable rows are returned in `skipped` with why.
+load_casme3 = CORPUS.load
+# True when `root` has CAS(ME)^3 part A's layout: spNO.* subject folders and an ME label sheet.
+looks_like = CORPUS.looks_like

@@ -4,8 +4,10 @@ A `ClipSheet` says what a corpus's sheet is called, which columns it needs (in t
 spelling, with other spellings seen in the wild), which column holds which field, and how its
 frame cells read. `ClipSheet.sample` turns one row into a checked `Sample` (`make_sample`);
 `collect` runs the rows, skips bad ones with the reason and the sheet row, and refuses a
-repeated id. What stays in a loader is only its corpus's own: where the sheet and frames are,
-how a subject cell names its folder, and which folder holds a clip.
+repeated id. A `SheetCorpus` joins them into a loader (`clip_corpus` for a `ClipSheet`; a corpus
+with its own row rule, such as CAS(ME)^3, gives its own reader and builder). What stays in a
+loader is only its corpus's own: where the sheet and frames are, how a subject cell names its
+folder, and which folder holds a clip.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class ClipSheet:
     number: Callable[[str], int | None] | None = None
     header_search: bool = False  # the header is below a block of notes (found by content)
 
-    def read(self, path: Path) -> tuple[list[tuple[int, dict[str, str]]], Callable[[int], str]]:
+    def read(self, path: Path) -> tuple[Rows, Callable[[int], str]]:
         """(spreadsheet row, {official column: text}) of each row, and where a row is."""
         if self.header_search:
             table = read_table(path, self.required, what=self.what)
@@ -104,20 +106,26 @@ class Clip:
     folder: Path
 
 
+Rows = Iterable[tuple[int, Mapping[str, str]]]  # (spreadsheet row, {column: text})
+RowBuilder = Callable[[int, Mapping[str, str]], Sample]
+
+
 @dataclass(frozen=True)
-class ClipCorpus:
-    """A corpus of one sheet row per clip folder, described as data: its default `dataset`
-    name and frame rate, its sheet, where the sheet and the frames are (`find_sheet(root)`,
-    `frames_dir(root)`), and `locate(base, dataset)`, which gives the row -> `Clip` rule over
-    the frames folder `base`. A corpus module's `load_*` and `looks_like` are its `load` and
-    `looks_like`."""
+class SheetCorpus:
+    """A corpus of one sample per sheet row, described as data: its default `dataset` name and
+    frame rate, where the sheet and the frames are (`find_sheet(root)`, `frames_dir(root)`),
+    `read(sheet)`, which gives the rows and where a row is, `builder(base, dataset, fps,
+    corrections)`, which gives the row -> `Sample` rule over the frames folder `base`, and
+    `repeat`, the reason given to a row whose id an earlier row had (`{row}` is that row). A
+    corpus module's `load_*` and `looks_like` are its `load` and `looks_like`."""
 
     dataset: str
     fps: float
-    sheet: ClipSheet
     find_sheet: Callable[[Path], Path]
     frames_dir: Callable[[Path], Path]
-    locate: Callable[[Path, str], Callable[[int, Mapping[str, str]], Clip]]
+    read: Callable[[Path], tuple[Rows, Callable[[int], str]]]
+    builder: Callable[[Path, str, float, Corrections | None], RowBuilder]
+    repeat: str
     log: logging.Logger
 
     def load(
@@ -135,21 +143,39 @@ class ClipCorpus:
         fps = self.fps if fps is None else fps
         root = corpus_root(root)
         sheet_path = Path(sheet) if sheet is not None else self.find_sheet(root)
-        rows, where = self.sheet.read(sheet_path)
+        rows, where = self.read(sheet_path)
         base = self.frames_dir(root)
-        clip_of = self.locate(base, dataset)
-
-        def build(line: int, record: Mapping[str, str]) -> Sample:
-            return self.sheet.sample(
-                record, clip_of(line, record), dataset=dataset, fps=fps, corrections=corrections
-            )
-
-        samples, skipped = collect(rows, build, where, self.sheet.repeat)
+        build = self.builder(base, dataset, fps, corrections)
+        samples, skipped = collect(rows, build, where, self.repeat)
         return finish(self.log, dataset, samples, skipped, base)
 
     def looks_like(self, root: Path) -> bool:
         """True when both the sheet and the frames folder are found from `root`."""
         return found(lambda: self.frames_dir(root), lambda: self.find_sheet(root))
+
+
+def clip_corpus(
+    dataset: str,
+    fps: float,
+    sheet: ClipSheet,
+    find_sheet: Callable[[Path], Path],
+    frames_dir: Callable[[Path], Path],
+    locate: Callable[[Path, str], Callable[[int, Mapping[str, str]], Clip]],
+    log: logging.Logger,
+) -> SheetCorpus:
+    """The `SheetCorpus` of one sheet row per clip folder, read by `sheet`: `locate(base,
+    dataset)` gives the row -> `Clip` rule over the frames folder `base`."""
+
+    def builder(base: Path, name: str, rate: float, fixes: Corrections | None) -> RowBuilder:
+        clip_of = locate(base, name)
+
+        def build(line: int, record: Mapping[str, str]) -> Sample:
+            clip = clip_of(line, record)
+            return sheet.sample(record, clip, dataset=name, fps=rate, corrections=fixes)
+
+        return build
+
+    return SheetCorpus(dataset, fps, find_sheet, frames_dir, sheet.read, builder, sheet.repeat, log)
 
 
 def corpus_root(root: Path | str) -> Path:

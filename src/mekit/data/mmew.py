@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from mekit.data.corpus_spec import Clip, ClipCorpus, ClipSheet
+from mekit.data.corpus_spec import Clip, ClipSheet, clip_corpus
 from mekit.data.records import RowError
 from mekit.data.sheets import find_workbook, norm
 from mekit.errors import MekitError
@@ -135,7 +135,7 @@ class _Clips:
         return self._index
 
 
-CORPUS = ClipCorpus("mmew", FPS, SHEET, find_sheet, frames_dir, _locate, log)
+CORPUS = clip_corpus("mmew", FPS, SHEET, find_sheet, frames_dir, _locate, log)
 # load_mmew(root, sheet=None, dataset="mmew", fps=FPS, corrections=None) -> LoadResult
 load_mmew = CORPUS.load
 looks_like = CORPUS.looks_like  # True when `root` holds both the sheet and the frames

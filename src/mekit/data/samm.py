@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from mekit.data.corpus_spec import Clip, ClipCorpus, ClipSheet, first_holding
+from mekit.data.corpus_spec import Clip, ClipSheet, clip_corpus, first_holding
 from mekit.data.records import RowError, frame_number
 from mekit.data.sheets import workbooks
 from mekit.errors import MekitError
@@ -129,7 +129,7 @@ def _locate(base: Path, dataset: str) -> Callable[[int, Mapping[str, str]], Clip
     return clip
 
 
-CORPUS = ClipCorpus("samm", FPS, SHEET, find_sheet, frames_dir, _locate, log)
+CORPUS = clip_corpus("samm", FPS, SHEET, find_sheet, frames_dir, _locate, log)
 # load_samm(root, sheet=None, dataset="samm", fps=FPS, corrections=None) -> LoadResult
 load_samm = CORPUS.load
 looks_like = CORPUS.looks_like  # True when `root` holds both the sheet and the frames
