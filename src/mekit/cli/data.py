@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from mekit.cli.options import reading_options
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("data", help="inspect corpora")
@@ -14,15 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "info", help="what a corpus holds: counts per class and subject, and every problem"
     )
     p.add_argument("corpus_dir", help="the corpus folder as distributed")
-    p.add_argument(
-        "--corpus",
-        "--corpus-type",
-        dest="corpus",
-        help="layout name (default: detected); see the README's corpora table",
-    )
+    reading_options(p, "--corpus")
     p.add_argument("--labels", default="megc2019", help="label scheme (default megc2019)")
-    p.add_argument("--sheet", help="annotation sheet, when not found in the corpus folder")
-    p.add_argument("--corrections", help="CSV of annotation corrections (id,field,value,reason)")
     p.add_argument("--strict", action="store_true", help="exit 1 when any problem is found")
     p.set_defaults(func=run_info)
 

@@ -1,8 +1,9 @@
 """Option groups several commands share, and how their values become settings.
 
-`corpus_options` (--corpus and what reads it), `spot_settings_options` (--config/--set of the
-spotter); `experiment_config`, `spot_settings`, `sources`, `cache` and `seeds` turn the parsed
-values into the library's settings objects, with errors that name the option to change.
+`corpus_options` (--corpus and what reads it, `reading_options`), `spot_settings_options`
+(--config/--set of the spotter); `experiment_config`, `spot_settings`, `sources`, `cache` and
+`seeds` turn the parsed values into the library's settings objects, with errors that name the
+option to change.
 """
 
 from __future__ import annotations
@@ -24,6 +25,19 @@ CORPUS_HELP = (
 )
 
 
+def reading_options(p: argparse.ArgumentParser, layout: str) -> None:
+    """How a corpus folder is read: --sheet, its layout (the option `layout`, also spelt
+    --corpus-type) and --corrections."""
+    p.add_argument("--sheet", help="annotation sheet (default: found in the corpus folder)")
+    p.add_argument(
+        layout,
+        "--corpus-type",
+        dest=layout.removeprefix("--"),
+        help="layout of the corpus (default: detected; see the README's corpora table)",
+    )
+    p.add_argument("--corrections", help="CSV of annotation corrections (id,field,value,reason)")
+
+
 def corpus_options(
     p: argparse.ArgumentParser,
     *,
@@ -36,14 +50,7 @@ def corpus_options(
     p.add_argument(
         "--corpus", required=required, action="append", metavar="[LAYOUT=]PATH", help=corpus_help
     )
-    p.add_argument("--sheet", help="annotation sheet (default: found in the corpus folder)")
-    p.add_argument(
-        "--dataset",
-        "--corpus-type",
-        dest="dataset",
-        help="layout of the corpus (default: detected; see `mekit data info`)",
-    )
-    p.add_argument("--corrections", help="CSV of annotation corrections (id,field,value,reason)")
+    reading_options(p, "--dataset")
     p.add_argument("--workers", type=int, help="processes (default 2)")
     if settings:
         p.add_argument("--config", help="TOML file: top-level keys and [face] [features] [train]")
