@@ -34,7 +34,6 @@ SHEET_HEADER: tuple[str | None, ...] = (
 )
 SHEET = ClipSheet(
     what="coding sheet",
-    required=tuple(c for c in SHEET_HEADER if c is not None),
     onset="OnsetFrame",
     apex="ApexFrame",
     offset="OffsetFrame",

@@ -32,16 +32,15 @@ from mekit.errors import MekitError
 class ClipSheet:
     """A sheet with one row per clip folder: its columns and how its cells read.
 
-    `required` are the columns read, in their official spelling; `aliases` maps other
-    (normalised) spellings to them. `onset`, `apex`, `offset`, `emotion`, `aus` name the
-    columns holding those fields; `must_have` the frame columns that may not be empty (the
-    others default to the clip's first/last frame or its midpoint); `negative_apex` says
-    that an apex below 0 means "not annotated" (SAMM's -1). `repeat` is the reason given to a
-    row whose id an earlier row had (`{row}` is that row). `number` reads a frame file's
-    number (default: the last digits of its name)."""
+    `onset`, `apex`, `offset`, `emotion`, `aus` name the columns holding those fields, in their
+    official spelling; with Subject and Filename they are the columns read (`required`), and
+    `aliases` maps other (normalised) spellings to them. `must_have` names the frame columns
+    that may not be empty (the others default to the clip's first/last frame or its midpoint);
+    `negative_apex` says that an apex below 0 means "not annotated" (SAMM's -1). `repeat` is
+    the reason given to a row whose id an earlier row had (`{row}` is that row). `number` reads
+    a frame file's number (default: the last digits of its name)."""
 
     what: str
-    required: tuple[str, ...]
     onset: str
     apex: str
     offset: str
@@ -53,6 +52,11 @@ class ClipSheet:
     negative_apex: bool = False
     number: Callable[[str], int | None] | None = None
     header_search: bool = False  # the header is below a block of notes (found by content)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The columns read: Subject and Filename (which place the clip), then the fields'."""
+        return ("Subject", "Filename", self.onset, self.apex, self.offset, self.aus, self.emotion)
 
     def read(self, path: Path) -> tuple[Rows, Callable[[int], str]]:
         """(spreadsheet row, {official column: text}) of each row, and where a row is."""

@@ -44,7 +44,6 @@ SHEET_HEADER: tuple[str, ...] = (
 )
 SHEET = ClipSheet(
     what="MMEW sheet",
-    required=SHEET_HEADER[:-1],
     onset="OnsetFrame",
     apex="ApexFrame",
     offset="OffsetFrame",

@@ -50,15 +50,6 @@ SHEET_HEADER: tuple[str, ...] = (
 HEADER_ROW = 14  # the header's row in the released sheet (13 rows of notes above it)
 SHEET = ClipSheet(
     what="SAMM sheet",
-    required=(
-        "Subject",
-        "Filename",
-        "Onset Frame",
-        "Apex Frame",
-        "Offset Frame",
-        "Action Units",
-        "Estimated Emotion",
-    ),
     onset="Onset Frame",
     apex="Apex Frame",
     offset="Offset Frame",
