@@ -33,13 +33,8 @@ SHEET_HEADER: tuple[str | None, ...] = (
     "Estimated Emotion",
 )
 SHEET = ClipSheet(
-    what="coding sheet",
-    onset="OnsetFrame",
-    apex="ApexFrame",
-    offset="OffsetFrame",
-    emotion="Estimated Emotion",
-    aus="Action Units",
-    must_have=("OnsetFrame", "OffsetFrame"),
+    what="coding sheet",  # its column names are ClipSheet's defaults
+    must_have=("onset", "offset"),
     repeat="same Subject and Filename as row {row}; delete one",
     number=lambda name: int(m.group(1)) if (m := _FRAME.match(name)) else None,
 )

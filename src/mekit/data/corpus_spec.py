@@ -33,20 +33,21 @@ class ClipSheet:
     """A sheet with one row per clip folder: its columns and how its cells read.
 
     `onset`, `apex`, `offset`, `emotion`, `aus` name the columns holding those fields, in their
-    official spelling; with Subject and Filename they are the columns read (`required`), and
-    `aliases` maps other (normalised) spellings to them. `must_have` names the frame columns
-    that may not be empty (the others default to the clip's first/last frame or its midpoint);
+    official spelling (default: CASME II's, which MMEW keeps); with Subject and Filename they are
+    the columns read (`required`), and `aliases` maps other (normalised) spellings to them.
+    `must_have` names the frame fields ("onset", "apex", "offset") whose cells may not be empty
+    (the others default to the clip's first/last frame or its midpoint);
     `negative_apex` says that an apex below 0 means "not annotated" (SAMM's -1). `repeat` is
     the reason given to a row whose id an earlier row had (`{row}` is that row). `number` reads
     a frame file's number (default: the last digits of its name)."""
 
     what: str
-    onset: str
-    apex: str
-    offset: str
-    emotion: str
-    aus: str
     repeat: str
+    onset: str = "OnsetFrame"
+    apex: str = "ApexFrame"
+    offset: str = "OffsetFrame"
+    emotion: str = "Estimated Emotion"
+    aus: str = "Action Units"
     aliases: Mapping[str, str] = field(default_factory=dict)
     must_have: tuple[str, ...] = ()
     negative_apex: bool = False
@@ -80,9 +81,9 @@ class ClipSheet:
         return make_sample(
             **vars(clip),  # sample_id, subject, clip, folder: make_sample's own names
             dataset=dataset,
-            onset=self.frame(record, self.onset, clip.sample_id),
-            apex=self.frame(record, self.apex, clip.sample_id),
-            offset=self.frame(record, self.offset, clip.sample_id),
+            onset=self.frame(record, "onset", clip.sample_id),
+            apex=self.frame(record, "apex", clip.sample_id),
+            offset=self.frame(record, "offset", clip.sample_id),
             emotion=record[self.emotion],
             aus=record[self.aus],
             fps=fps,
@@ -90,12 +91,14 @@ class ClipSheet:
             number=self.number,
         )
 
-    def frame(self, record: Mapping[str, str], column: str, sample_id: str) -> int | None:
-        """The frame number in `column` of `record`; RowError when a needed one is empty."""
+    def frame(self, record: Mapping[str, str], name: str, sample_id: str) -> int | None:
+        """The frame number of the field `name` ("onset", "apex", "offset") in `record`;
+        RowError when a needed one is empty."""
+        column = getattr(self, name)
         number = frame_number(record[column], column, sample_id)
-        if number is None and column in self.must_have:
+        if number is None and name in self.must_have:
             raise RowError(sample_id, f"{column} is empty")
-        if number is not None and number < 0 and self.negative_apex and column == self.apex:
+        if number is not None and number < 0 and self.negative_apex and name == "apex":
             return None
         return number
 

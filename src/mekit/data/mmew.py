@@ -43,12 +43,7 @@ SHEET_HEADER: tuple[str, ...] = (
     "remarks",
 )
 SHEET = ClipSheet(
-    what="MMEW sheet",
-    onset="OnsetFrame",
-    apex="ApexFrame",
-    offset="OffsetFrame",
-    emotion="Estimated Emotion",
-    aus="Action Units",
+    what="MMEW sheet",  # CASME II's column names (ClipSheet's defaults)
     repeat="same Subject and Filename as row {row}",
 )
 REQUIRED = SHEET.required
