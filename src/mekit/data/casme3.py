@@ -213,10 +213,10 @@ CORPUS = SheetCorpus(
     FPS,
     find_sheet,
     frames_dir,
-    _rows,
-    _builder,
-    "same subject, Filename and Onset as row {row}",
-    log,
+    read=_rows,
+    builder=_builder,
+    repeat="same subject, Filename and Onset as row {row}",
+    log=log,
 )
 # load_casme3(root, sheet=None, dataset="casme3", fps=FPS, corrections=None) -> LoadResult:
 # the samples of CAS(ME)^3 part A; unusable rows are returned in `skipped` with why.
