@@ -222,3 +222,18 @@ def test_train_then_evaluate_a_tiny_corpus(tmp_path):
     assert isinstance(run.plot(), Figure)
     scored = api.evaluate(run.model_path, corpus, out=tmp_path / "eval", cache=False, workers=1)
     assert isinstance(scored, api.Evaluation) and len(scored.predictions) == 9
+
+
+@pytest.mark.slow
+def test_mekit_train_gives_what_api_train_gives(tmp_path):
+    from mekit.synth import generate_corpus
+
+    corpus = tmp_path / "corpus"
+    small = SynthConfig(subjects=3, clips_per_subject=2, long_videos=False)
+    generate_corpus(corpus, small, progress=False)
+    options = {"cache": False, "workers": 1, "export": False, "train": {"epochs": 1}}
+    by_package = mekit.train(corpus, out=tmp_path / "package", **options)
+    by_api = api.train(corpus, out=tmp_path / "api", **options)
+    assert isinstance(by_package, api.TrainRun) and by_package.run_dir == tmp_path / "package"
+    assert by_package.metrics == by_api.metrics and by_package.metrics["n"] == 6
+    pd.testing.assert_frame_equal(by_package.predictions, by_api.predictions)
