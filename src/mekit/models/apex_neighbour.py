@@ -25,39 +25,30 @@ from torch import nn
 from mekit.models.layers import dense_relu, image_encoder, per_frame
 from mekit.models.registry import ModelSpec, register_model
 
+# Conv widths of both stream CNNs, and the feature sizes: apex CNN, flow CNN (per frame), LSTM
+# (hidden size, layers), fusion layer.
 WIDTHS: tuple[int, ...] = (16, 32, 64, 64)
+SIZE = 64  # px, input side
+APEX_DIM, FLOW_DIM, LSTM_HIDDEN, LSTM_LAYERS, FUSION_DIM = 128, 64, 64, 2, 128
 
 
 class ApexNeighbourFusion(nn.Module):
-    """(B, 1 + flow_channels, T, H, W) apex + flow sequence -> (B, num_classes) logits."""
+    """(B, 4, T, 64, 64) apex + dx/dy/magnitude flow sequence -> (B, num_classes) logits."""
 
-    def __init__(
-        self,
-        num_classes: int,
-        flow_channels: int = 3,
-        size: int = 64,
-        apex_widths: tuple[int, ...] = WIDTHS,
-        flow_widths: tuple[int, ...] = WIDTHS,
-        apex_dim: int = 128,
-        flow_dim: int = 64,
-        lstm_hidden: int = 64,
-        lstm_layers: int = 2,
-        fusion_dim: int = 128,
-        dropout: float = 0.5,
-    ) -> None:
+    def __init__(self, num_classes: int, dropout: float = 0.5) -> None:
         super().__init__()
-        self.apex_cnn = image_encoder(1, tuple(apex_widths), apex_dim, size)
-        self.flow_cnn = image_encoder(flow_channels, tuple(flow_widths), flow_dim, size)
-        self.lstm = nn.LSTM(flow_dim, lstm_hidden, num_layers=lstm_layers, batch_first=True)
-        self.fusion = dense_relu(apex_dim + lstm_hidden, fusion_dim, dropout)
-        self.classifier = nn.Linear(fusion_dim, num_classes)
+        self.apex_cnn = image_encoder(1, WIDTHS, APEX_DIM, SIZE)
+        self.flow_cnn = image_encoder(3, WIDTHS, FLOW_DIM, SIZE)  # dx, dy, magnitude
+        self.lstm = nn.LSTM(FLOW_DIM, LSTM_HIDDEN, num_layers=LSTM_LAYERS, batch_first=True)
+        self.fusion = dense_relu(APEX_DIM + LSTM_HIDDEN, FUSION_DIM, dropout)
+        self.classifier = nn.Linear(FUSION_DIM, num_classes)
 
     def apex_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T, H, W) -> apex-stream features (B, apex_dim) from x[:, 0, 0] only."""
+        """(B, C, T, H, W) -> apex-stream features (B, APEX_DIM) from x[:, 0, 0] only."""
         return self.apex_cnn(x[:, 0:1, 0])
 
     def flow_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T, H, W) -> the LSTM's top-layer last hidden state (B, lstm_hidden)."""
+        """(B, C, T, H, W) -> the LSTM's top-layer last hidden state (B, LSTM_HIDDEN)."""
         _, (hidden, _) = self.lstm(per_frame(self.flow_cnn, x[:, 1:]))
         return hidden[-1]
 
@@ -71,7 +62,7 @@ class ApexNeighbourFusion(nn.Module):
         name="apex_neighbour_fusion",
         input_kind="apex_flow_sequence",
         channels=4,
-        size=64,
+        size=SIZE,
         frames=8,
         channel_names=("apex", "dx", "dy", "magnitude"),
         description="Apex + neighbour frames (seed 001 d): CNN on the 64x64 apex image, 2-layer "

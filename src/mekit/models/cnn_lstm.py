@@ -40,7 +40,10 @@ from mekit.models.layers import conv_relu, dense_relu, per_frame
 from mekit.models.registry import ModelSpec, register_model
 
 Streams = Literal["fused", "spatial", "temporal"]
+# AlexNet's conv widths and FC6/FC7 size scaled down for 96 px; the LSTM's hidden size; the
+# fusion layer's width; the input side (px).
 CONV_WIDTHS: tuple[int, int, int, int, int] = (16, 48, 64, 64, 48)
+FC_DIM, LSTM_HIDDEN, FUSION_DIM, SIZE = 256, 128, 256, 96
 
 
 class FlowAlexNet(nn.Module):
@@ -55,9 +58,9 @@ class FlowAlexNet(nn.Module):
         self,
         in_channels: int = 3,
         widths: tuple[int, ...] = CONV_WIDTHS,
-        fc_dim: int = 256,
+        fc_dim: int = FC_DIM,
         dropout: float = 0.5,
-        size: int = 96,
+        size: int = SIZE,
     ) -> None:
         super().__init__()
         if len(widths) != 5:
@@ -133,7 +136,7 @@ class PeepholeLSTM(nn.Module):
 
 
 class CNNLSTMFusion(nn.Module):
-    """(B, C, T, size, size) flow sequences -> (B, num_classes) logits.
+    """(B, 3, T, 96, 96) dx/dy/magnitude flow sequences -> (B, num_classes) logits.
 
     `streams` picks what the fusion layer sees: "fused" = [FC7 time-mean; LSTM last state],
     "spatial" = FC7 time-mean only (no LSTM is built), "temporal" = LSTM last state only.
@@ -142,13 +145,7 @@ class CNNLSTMFusion(nn.Module):
     def __init__(
         self,
         num_classes: int,
-        in_channels: int = 3,
-        size: int = 96,
         streams: Streams = "fused",
-        conv_widths: tuple[int, ...] = CONV_WIDTHS,
-        fc_dim: int = 256,
-        lstm_hidden: int = 128,
-        fusion_dim: int = 256,
         dropout: float = 0.5,
         trainable_fusion: bool = True,
     ) -> None:
@@ -156,17 +153,17 @@ class CNNLSTMFusion(nn.Module):
         if streams not in ("fused", "spatial", "temporal"):
             raise MekitError(f"streams must be 'fused', 'spatial' or 'temporal', got {streams!r}")
         self.streams = streams
-        self.cnn = FlowAlexNet(in_channels, tuple(conv_widths), fc_dim, dropout, size)
-        self.lstm = PeepholeLSTM(fc_dim, lstm_hidden) if streams != "spatial" else None
-        fusion_in = (fc_dim if streams != "temporal" else 0) + (
-            lstm_hidden if streams != "spatial" else 0
+        self.cnn = FlowAlexNet(3, CONV_WIDTHS, FC_DIM, dropout, SIZE)  # dx, dy, magnitude
+        self.lstm = PeepholeLSTM(FC_DIM, LSTM_HIDDEN) if streams != "spatial" else None
+        fusion_in = (FC_DIM if streams != "temporal" else 0) + (
+            LSTM_HIDDEN if streams != "spatial" else 0
         )
-        self.fusion = dense_relu(fusion_in, fusion_dim, dropout)
+        self.fusion = dense_relu(fusion_in, FUSION_DIM, dropout)
         self.fusion.requires_grad_(trainable_fusion)
-        self.classifier = nn.Linear(fusion_dim, num_classes)
+        self.classifier = nn.Linear(FUSION_DIM, num_classes)
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T, H, W) -> per-frame FC7 features (B, T, fc_dim)."""
+        """(B, C, T, H, W) -> per-frame FC7 features (B, T, FC_DIM)."""
         return per_frame(self.cnn, x)
 
     def fusion_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,7 +184,7 @@ SPEC = ModelSpec(
     name="cnn_lstm_fusion",
     input_kind="flow_sequence",
     channels=3,
-    size=96,
+    size=SIZE,
     frames=19,
     channel_names=("dx", "dy", "magnitude"),
     features="flow_clip",  # dx, dy, magnitude of the whole clip, not keyframe u, v, strain

@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 from mekit.models.layers import conv_bn_act, mlp_head
-from mekit.models.registry import register_model, uv_strain_spec
+from mekit.models.registry import UV_STRAIN, register_model, uv_strain_spec
 
 STREAM_WIDTHS: tuple[int, ...] = (16, 32, 64)
+HIDDEN = 128  # the classifier's hidden layer
 
 
 def temporal_stream(in_channels: int, frames: int, widths: tuple[int, ...]) -> nn.Sequential:
@@ -40,21 +41,19 @@ def temporal_stream(in_channels: int, frames: int, widths: tuple[int, ...]) -> n
 
 
 class DTSCNN(nn.Module):
-    """(B, in_channels, frames, H, W) flow sequence -> (B, num_classes) logits."""
+    """(B, 3, frames, H, W) u/v/strain flow sequence -> (B, num_classes) logits."""
 
     def __init__(
         self,
         num_classes: int,
-        in_channels: int = 3,
         frames: int = 10,
         widths: tuple[int, ...] = STREAM_WIDTHS,
-        hidden: int = 128,
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        self.stream_full = temporal_stream(in_channels, frames, widths)
-        self.stream_half = temporal_stream(in_channels, (frames + 1) // 2, widths)
-        self.classifier = nn.Sequential(*mlp_head(2 * widths[-1], (hidden,), num_classes, dropout))
+        self.stream_full = temporal_stream(len(UV_STRAIN), frames, widths)
+        self.stream_half = temporal_stream(len(UV_STRAIN), (frames + 1) // 2, widths)
+        self.classifier = nn.Sequential(*mlp_head(2 * widths[-1], (HIDDEN,), num_classes, dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [self.stream_full(x), self.stream_half(x[:, :, ::2])]

@@ -30,7 +30,9 @@ from mekit.errors import MekitError
 from mekit.models.layers import image_encoder, per_frame
 from mekit.models.registry import ModelSpec, register_model
 
+# The per-frame CNN's conv widths and feature size, the GRU's hidden size, the input side (px).
 ENCODER_WIDTHS: tuple[int, ...] = (16, 32, 64, 64)
+FEATURE_DIM, GRU_HIDDEN, SIZE = 64, 64, 64
 
 
 class LocalSelfAttention(nn.Module):
@@ -54,19 +56,10 @@ class LocalSelfAttention(nn.Module):
 
 
 class KeyframeGRU(nn.Module):
-    """(B, C, T, H, W) raw frames -> (B, num_classes) logits via n selected keyframes."""
+    """(B, 1, T, 64, 64) grey frames -> (B, num_classes) logits via n selected keyframes."""
 
     def __init__(
-        self,
-        num_classes: int,
-        in_channels: int = 1,
-        size: int = 64,
-        num_selected: int = 6,
-        window: int = 2,
-        encoder_widths: tuple[int, ...] = ENCODER_WIDTHS,
-        feature_dim: int = 64,
-        gru_hidden: int = 64,
-        dropout: float = 0.3,
+        self, num_classes: int, num_selected: int = 6, window: int = 2, dropout: float = 0.3
     ) -> None:
         super().__init__()
         if num_selected < 1:
@@ -74,18 +67,18 @@ class KeyframeGRU(nn.Module):
         if window < 0:
             raise MekitError(f"window must be >= 0 frames, got {window}")
         self.num_selected = num_selected
-        self.encoder = image_encoder(in_channels, tuple(encoder_widths), feature_dim, size)
-        self.attention = LocalSelfAttention(feature_dim, window)
+        self.encoder = image_encoder(1, ENCODER_WIDTHS, FEATURE_DIM, SIZE)  # grey frames
+        self.attention = LocalSelfAttention(FEATURE_DIM, window)
         self.scorer = nn.Sequential(
-            nn.Linear(feature_dim, feature_dim // 2), nn.Tanh(), nn.Linear(feature_dim // 2, 1)
+            nn.Linear(FEATURE_DIM, FEATURE_DIM // 2), nn.Tanh(), nn.Linear(FEATURE_DIM // 2, 1)
         )
-        self.gru = nn.GRU(feature_dim, gru_hidden, batch_first=True)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(gru_hidden, num_classes))
+        self.gru = nn.GRU(FEATURE_DIM, GRU_HIDDEN, batch_first=True)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(GRU_HIDDEN, num_classes))
         self.selected_indices_: torch.Tensor | None = None
         self.frame_scores_: torch.Tensor | None = None
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T, H, W) -> locally attended per-frame features (B, T, feature_dim)."""
+        """(B, 1, T, H, W) -> locally attended per-frame features (B, T, FEATURE_DIM)."""
         return self.attention(per_frame(self.encoder, x))
 
     def score(self, features: torch.Tensor) -> torch.Tensor:
@@ -120,7 +113,7 @@ class KeyframeGRU(nn.Module):
         name="keyframe_gru",
         input_kind="frames",
         channels=1,
-        size=64,
+        size=SIZE,
         frames=16,
         channel_names=("grey",),
         description="Keyframe mining (seed 001 e): per-frame CNN, local self-attention (+-2), "

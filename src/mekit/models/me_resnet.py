@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from mekit.models.layers import CBAM, conv_bn_act, resnet_stages
-from mekit.models.registry import register_model, uv_strain_spec
+from mekit.models.registry import UV_STRAIN, register_model, uv_strain_spec
 
 DEPTHS: dict[int, tuple[int, ...]] = {50: (3, 4, 6, 3), 26: (2, 2, 2, 2), 14: (1, 1, 1, 1)}
 EXPANSION = 4
@@ -68,20 +68,14 @@ class Bottleneck3D(nn.Module):
 
 
 class MEResNet(nn.Module):
-    """(B, in_channels, T, H, W) flow sequence -> (B, num_classes) logits."""
+    """(B, 3, T, H, W) u/v/strain flow sequence -> (B, num_classes) logits."""
 
-    def __init__(
-        self,
-        num_classes: int,
-        in_channels: int = 3,
-        depth: int = 50,
-        base_width: int = 16,
-    ) -> None:
+    def __init__(self, num_classes: int, depth: int = 50, base_width: int = 16) -> None:
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth}")
         self.stem = nn.Sequential(
-            *conv_bn_act(in_channels, base_width, (3, 7, 7), (1, 2, 2), dims=3),
+            *conv_bn_act(len(UV_STRAIN), base_width, (3, 7, 7), (1, 2, 2), dims=3),
             nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
         )
         planes = [base_width * 2**i for i in range(len(DEPTHS[depth]))]

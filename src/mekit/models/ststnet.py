@@ -16,33 +16,29 @@ import torch
 from torch import nn
 
 from mekit.models.layers import ConvReluBn
-from mekit.models.registry import register_model, uv_strain_spec
+from mekit.models.registry import UV_STRAIN, register_model, uv_strain_spec
 
 STREAM_WIDTHS: tuple[int, ...] = (3, 5, 8)
+SIZE = 28  # px, input side
 
 
 class STSTNet(nn.Module):
-    """(B, in_channels, 28, 28) flow images -> (B, num_classes) logits."""
+    """(B, 3, 28, 28) u/v/strain flow images -> (B, num_classes) logits."""
 
     def __init__(
-        self,
-        num_classes: int,
-        in_channels: int = 3,
-        stream_widths: tuple[int, ...] = STREAM_WIDTHS,
-        dropout: float = 0.5,
-        size: int = 28,
+        self, num_classes: int, stream_widths: tuple[int, ...] = STREAM_WIDTHS, dropout: float = 0.5
     ) -> None:
         super().__init__()
         self.streams = nn.ModuleList(
             nn.Sequential(
-                ConvReluBn(in_channels, width, kernel_size=3, padding=2),
+                ConvReluBn(len(UV_STRAIN), width, kernel_size=3, padding=2),
                 nn.MaxPool2d(kernel_size=3, stride=3, padding=1),
                 nn.Dropout(dropout),
             )
             for width in stream_widths
         )
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2)
-        side = ((size + 2 * 2 - 2) + 2 - 3) // 3 + 1  # conv (pad 2), then max-pool 3/3/1
+        side = ((SIZE + 2 * 2 - 2) + 2 - 3) // 3 + 1  # conv (pad 2), then max-pool 3/3/1
         side //= 2  # avg-pool 2/2
         self.classifier = nn.Linear(sum(stream_widths) * side * side, num_classes)
 
@@ -53,7 +49,7 @@ class STSTNet(nn.Module):
 
 SPEC = uv_strain_spec(
     "ststnet",
-    size=28,
+    size=SIZE,
     description="STSTNet (Liong et al. 2019): 3 shallow streams (3/5/8 convs) on 28x28 "
     "onset-apex u/v/strain; ~1.7k parameters",
 )

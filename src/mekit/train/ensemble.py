@@ -88,49 +88,24 @@ _KERNEL_SOURCE = resources.files("mekit.train").joinpath("ensemble_kernel.c").re
 # ---- the native kernel: build once, cache, load --------------------------------------------
 
 
+def _c_fields(ctype: type, names: str) -> list[tuple[str, type]]:
+    """(name, ctype) per space-separated name, as C declares several fields of one type."""
+    return [(name, ctype) for name in names.split()]
+
+
 class _EnsArgs(ctypes.Structure):
-    """Mirror of the kernel's EnsArgs."""
+    """Mirror of the kernel's EnsArgs: its fields in its order, pointers as void pointers."""
 
     _fields_ = [
-        *[(name, ctypes.c_int32) for name in ("F", "K", "N", "Bmax", "P", "nthreads")],
-        ("loss_kind", ctypes.c_int32),
-        ("train", ctypes.c_int32),
-        *[
-            (name, ctypes.c_float)
-            for name in (
-                "focal_gamma",
-                "dropout_p",
-                "lr",
-                "beta1",
-                "beta2",
-                "adam_eps",
-                "weight_decay",
-                "bn_eps",
-                "bn_momentum",
-            )
-        ],
-        ("pad_", ctypes.c_int32),
-        *[
-            (name, ctypes.c_void_p)
-            for name in (
-                "xp",
-                "labels",
-                "idx",
-                "flip",
-                "bsz",
-                "params",
-                "adam_m",
-                "adam_v",
-                "adam_step",
-                "running",
-                "class_w",
-                "rng",
-                "loss_out",
-                "grad_out",
-                "scratch",
-            )
-        ],
-        ("scratch_floats", ctypes.c_int64),
+        *_c_fields(ctypes.c_int32, "F K N Bmax P nthreads loss_kind train"),
+        *_c_fields(
+            ctypes.c_float,
+            "focal_gamma dropout_p lr beta1 beta2 adam_eps weight_decay bn_eps bn_momentum",
+        ),
+        *_c_fields(ctypes.c_int32, "pad_"),
+        *_c_fields(ctypes.c_void_p, "xp labels idx flip bsz params adam_m adam_v adam_step"),
+        *_c_fields(ctypes.c_void_p, "running class_w rng loss_out grad_out scratch"),
+        *_c_fields(ctypes.c_int64, "scratch_floats"),
     ]
 
 

@@ -247,23 +247,11 @@ INLINE void dw_px(const float *dc, const int j, const float *r, v8 (*acc)[2], co
     }
 }
 
+/* dw_px for two rows at once: taps 0..2 from r0, taps 3..5 from r1. */
 INLINE void dw_px2(const float *dc, const int j, const float *r0, const float *r1,
                    v8 (*acc)[2], const int EDGE) {
-    const v8 d0 = ld(dc + j * CO), d1 = ld(dc + j * CO + 8);
-#pragma GCC unroll 3
-    for (int kw = 0; kw < 3; kw++) {
-        if (EDGE && (j + kw < 2 || j + kw > OUT - 1)) continue;
-        const v8 xv = bc(r0[j + kw]);
-        acc[kw][0] += d0 * xv;
-        acc[kw][1] += d1 * xv;
-    }
-#pragma GCC unroll 3
-    for (int kw = 0; kw < 3; kw++) {
-        if (EDGE && (j + kw < 2 || j + kw > OUT - 1)) continue;
-        const v8 xv = bc(r1[j + kw]);
-        acc[3 + kw][0] += d0 * xv;
-        acc[3 + kw][1] += d1 * xv;
-    }
+    dw_px(dc, j, r0, acc, EDGE);
+    dw_px(dc, j, r1, acc + 3, EDGE);
 }
 
 /* gw[t][c] += sum_j dc[j][c] x_t(i, j) for the 3 taps (ci, kh, 0..2). */

@@ -29,6 +29,9 @@ from torch import nn
 from mekit.train.loop import TrainConfig, fit, predict_proba
 from mekit.train.splits import Fold, validation_subjects
 
+# (X, y) of the samples that test-oracle selection scores each epoch on: the test fold.
+EvalSet = tuple[np.ndarray, np.ndarray]
+
 
 @runtime_checkable
 class Estimator(Protocol):
@@ -40,11 +43,7 @@ class Estimator(Protocol):
     """
 
     def fit(
-        self,
-        X: np.ndarray,
-        y: np.ndarray,
-        groups: np.ndarray,
-        eval_set: tuple[np.ndarray, np.ndarray] | None = None,
+        self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, eval_set: EvalSet | None = None
     ) -> Estimator: ...
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
@@ -90,11 +89,7 @@ class NetworkEstimator:
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def fit(
-        self,
-        X: np.ndarray,
-        y: np.ndarray,
-        groups: np.ndarray,
-        eval_set: tuple[np.ndarray, np.ndarray] | None = None,
+        self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, eval_set: EvalSet | None = None
     ) -> NetworkEstimator:
         cfg = self.config
         X_val = y_val = None

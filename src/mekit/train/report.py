@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,6 +106,21 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _keyed_rows(
+    table: Mapping[str, Mapping[str, Any]], count: str, scores: Sequence[str]
+) -> list[list[Any]]:
+    """One row per key of `table`: the key, its `count`, then its `scores` to four decimals."""
+    return [[key, v[count], *(f"{v[s]:.4f}" for s in scores)] for key, v in table.items()]
+
+
+def _section(
+    title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], empty: str | None = None
+) -> list[str]:
+    """A summary section: `## title`, then the table (or `empty` when there are no rows)."""
+    table = empty if empty is not None and not rows else _md_table(header, rows)
+    return [f"## {title}", "", table, ""]
+
+
 def _summary_md(
     title: str,
     result: LosoResult,
@@ -126,60 +141,30 @@ def _summary_md(
             "with published codes that did the same.",
             "",
         ]
-    parts += [
-        "## Overall",
-        "",
-        _md_table(
-            ["Accuracy", "UF1", "UAR", "n"],
-            [[f"{m.accuracy:.4f}", f"{m.uf1:.4f}", f"{m.uar:.4f}", m.n]],
-        ),
-        "",
-    ]
+    overall = [[f"{m.accuracy:.4f}", f"{m.uf1:.4f}", f"{m.uar:.4f}", m.n]]
+    parts += _section("Overall", ["Accuracy", "UF1", "UAR", "n"], overall)
     if per_dataset:
-        parts += [
-            "## Per corpus (from the same predictions)",
-            "",
-            _md_table(
-                ["Corpus", "n", "Accuracy", "UF1", "UAR"],
-                [
-                    [d, v["n"], f"{v['accuracy']:.4f}", f"{v['uf1']:.4f}", f"{v['uar']:.4f}"]
-                    for d, v in per_dataset.items()
-                ],
-            ),
-            "",
-        ]
-    parts += [
-        "## Per class",
-        "",
-        _md_table(
-            ["Class", "Support", "Precision", "Recall", "F1"],
-            [
-                [c, v["support"], f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1']:.4f}"]
-                for c, v in m.per_class.items()
-            ],
-        ),
-        "",
-        "## Per subject",
-        "",
-        _md_table(
-            ["Subject", "n", "Accuracy"],
-            [[s, v["n"], f"{v['accuracy']:.4f}"] for s, v in per_subject.items()],
-        ),
-        "",
-        "## Confusion matrix (rows true, columns predicted)",
-        "",
-        _md_table(
-            ["true \\ pred", *m.labels],
-            [[lab, *row] for lab, row in zip(m.labels, m.confusion, strict=True)],
-        ),
-        "",
-        "## Skipped samples",
-        "",
-        _md_table(["id", "reason"], skipped) if skipped else "None.",
-        "",
-    ]
+        parts += _section(
+            "Per corpus (from the same predictions)",
+            ["Corpus", "n", "Accuracy", "UF1", "UAR"],
+            _keyed_rows(per_dataset, "n", ("accuracy", "uf1", "uar")),
+        )
+    parts += _section(
+        "Per class",
+        ["Class", "Support", "Precision", "Recall", "F1"],
+        _keyed_rows(m.per_class, "support", ("precision", "recall", "f1")),
+    )
+    parts += _section(
+        "Per subject", ["Subject", "n", "Accuracy"], _keyed_rows(per_subject, "n", ("accuracy",))
+    )
+    parts += _section(
+        "Confusion matrix (rows true, columns predicted)",
+        ["true \\ pred", *m.labels],
+        [[lab, *row] for lab, row in zip(m.labels, m.confusion, strict=True)],
+    )
+    parts += _section("Skipped samples", ["id", "reason"], skipped, empty="None.")
     if extra:
-        parts += ["## Notes", "", _md_table(["key", "value"], list(extra.items())), ""]
+        parts += _section("Notes", ["key", "value"], list(extra.items()))
     parts += [f"mekit {mekit.__version__}, {stamp}.", ""]
     return "\n".join(parts)
 
