@@ -8,7 +8,6 @@ sample says so (`apex_source="midpoint"`). Our synthetic corpus is written in th
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,8 +15,6 @@ from pathlib import Path
 from mekit.data.corpus_spec import Clip, ClipSheet, clip_corpus
 from mekit.data.sheets import find_workbook
 from mekit.errors import MekitError
-
-log = logging.getLogger(__name__)
 
 FPS = 200.0
 # The official sheet's header row, blank cells included (as written by our synthetic corpus).
@@ -80,7 +77,7 @@ def _subject(cell: str) -> str:
         return f"sub{text}"
 
 
-CORPUS = clip_corpus("casme2", FPS, SHEET, find_sheet, frames_dir, _locate, log)
+CORPUS = clip_corpus("casme2", FPS, SHEET, find_sheet, frames_dir, _locate)
 # load_casme2(root, sheet=None, dataset="casme2", fps=FPS, corrections=None) -> LoadResult
 load_casme2 = CORPUS.load
 looks_like = CORPUS.looks_like  # True when `root` holds both the sheet and the frames

@@ -24,7 +24,6 @@ apex gives the midpoint (`apex_source="midpoint"`).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -37,8 +36,6 @@ from mekit.data.records import event_sample, frame_number, make_event, numbered_
 from mekit.data.schema import RowError, Sample
 from mekit.data.sheets import find_workbook, read_book, records, select_columns
 from mekit.errors import MekitError
-
-log = logging.getLogger(__name__)
 
 FPS = 30.0
 SHEET_NAME = "label"
@@ -216,7 +213,6 @@ CORPUS = SheetCorpus(
     read=_rows,
     builder=_builder,
     repeat="same subject, Filename and Onset as row {row}",
-    log=log,
 )
 # load_casme3(root, sheet=None, dataset="casme3", fps=FPS, corrections=None) -> LoadResult:
 # the samples of CAS(ME)^3 part A; unusable rows are returned in `skipped` with why.

@@ -133,7 +133,11 @@ class SheetCorpus:
     read: Callable[[Path], tuple[Rows, Callable[[int], str]]]
     builder: Callable[[Path, str, float, Corrections | None], RowBuilder]
     repeat: str
-    log: logging.Logger
+
+    @property
+    def log(self) -> logging.Logger:
+        """The logger of the corpus's module (each is named after its corpus)."""
+        return logging.getLogger(f"{__package__}.{self.dataset}")
 
     def load(
         self,
@@ -168,7 +172,6 @@ def clip_corpus(
     find_sheet: Callable[[Path], Path],
     frames_dir: Callable[[Path], Path],
     locate: Callable[[Path, str], Callable[[int, Mapping[str, str]], Clip]],
-    log: logging.Logger,
 ) -> SheetCorpus:
     """The `SheetCorpus` of one sheet row per clip folder, read by `sheet`: `locate(base,
     dataset)` gives the row -> `Clip` rule over the frames folder `base`."""
@@ -182,7 +185,7 @@ def clip_corpus(
 
         return build
 
-    return SheetCorpus(dataset, fps, find_sheet, frames_dir, sheet.read, builder, sheet.repeat, log)
+    return SheetCorpus(dataset, fps, find_sheet, frames_dir, sheet.read, builder, sheet.repeat)
 
 
 def corpus_root(root: Path | str) -> Path:

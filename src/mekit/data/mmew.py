@@ -19,7 +19,6 @@ Subject as the sheet writes it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -27,8 +26,6 @@ from mekit.data.corpus_spec import Clip, ClipSheet, clip_corpus
 from mekit.data.records import RowError
 from mekit.data.sheets import find_workbook, norm
 from mekit.errors import MekitError
-
-log = logging.getLogger(__name__)
 
 FPS = 90.0
 # The official sheet's header row.
@@ -129,7 +126,7 @@ class _Clips:
         return self._index
 
 
-CORPUS = clip_corpus("mmew", FPS, SHEET, find_sheet, frames_dir, _locate, log)
+CORPUS = clip_corpus("mmew", FPS, SHEET, find_sheet, frames_dir, _locate)
 # load_mmew(root, sheet=None, dataset="mmew", fps=FPS, corrections=None) -> LoadResult
 load_mmew = CORPUS.load
 looks_like = CORPUS.looks_like  # True when `root` holds both the sheet and the frames

@@ -19,7 +19,6 @@ The sheet is looked for in ROOT and its parent: a .xlsx/.xls whose name has "SAM
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,8 +27,6 @@ from mekit.data.corpus_spec import Clip, ClipSheet, clip_corpus, first_holding
 from mekit.data.records import RowError, frame_number
 from mekit.data.sheets import workbooks
 from mekit.errors import MekitError
-
-log = logging.getLogger(__name__)
 
 FPS = 200.0
 # The official sheet's header row, as released (v2).
@@ -118,7 +115,7 @@ def _locate(base: Path, dataset: str) -> Callable[[int, Mapping[str, str]], Clip
     return clip
 
 
-CORPUS = clip_corpus("samm", FPS, SHEET, find_sheet, frames_dir, _locate, log)
+CORPUS = clip_corpus("samm", FPS, SHEET, find_sheet, frames_dir, _locate)
 # load_samm(root, sheet=None, dataset="samm", fps=FPS, corrections=None) -> LoadResult
 load_samm = CORPUS.load
 looks_like = CORPUS.looks_like  # True when `root` holds both the sheet and the frames
