@@ -17,7 +17,7 @@ from mekit.faces.align import FaceConfig
 from mekit.models.mobilevitv3 import CONFIGS as MOBILEVIT_VARIANTS
 from mekit.models.mobilevitv3 import MobileViTv3Config
 from mekit.motion.features import FeatureConfig
-from mekit.pipeline.config import ExperimentConfig
+from mekit.pipeline.config import ExperimentConfig, SyntheticPretrainConfig
 from mekit.spot.input.signals import SignalConfig
 from mekit.spot.input.track import TrackConfig
 from mekit.spot.learned.spotter import SpotterConfig
@@ -27,6 +27,7 @@ from mekit.synth.au_flows import AUFlowConfig
 from mekit.synth.config import SynthConfig
 from mekit.train.averaging import AverageConfig
 from mekit.train.loop import TrainConfig
+from mekit.train.multilabel import MultiLabelConfig
 
 
 class Loss(StrEnum):
@@ -86,6 +87,8 @@ CONFIGS = (
     SynthConfig,
     AverageConfig,
     TrainConfig,
+    SyntheticPretrainConfig,
+    MultiLabelConfig,
 )
 
 

@@ -198,13 +198,13 @@ def read_apex_image(path: Path, size: int, sample_id: str) -> np.ndarray:
         raise SampleError(sample_id, f"cannot read apex image {path}; is it a valid JPEG/PNG?")
     if problem := image_problem(path):
         raise SampleError(sample_id, problem)
-    return _to_size(image[None] / np.float32(255), size)
+    return resize_channels(image[None] / np.float32(255), size)
 
 
 def read_flow(path: Path, size: int, face_size: int, sample_id: str) -> np.ndarray:
     """(3, size, size) float32 u, v, strain from a flow `.npy` or flow image (module doc)."""
     if path.suffix.lower() == ".npy":
-        return _to_size(_flow_array(path, face_size, sample_id), size)
+        return resize_channels(_flow_array(path, face_size, sample_id), size)
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise SampleError(sample_id, f"cannot read flow image {path}; is it a valid PNG/JPEG?")
@@ -219,10 +219,10 @@ def read_flow(path: Path, size: int, face_size: int, sample_id: str) -> np.ndarr
     top = np.iinfo(image.dtype).max if np.issubdtype(image.dtype, np.integer) else 1.0
     rgb = image[:, :, 2::-1].transpose(2, 0, 1).astype(np.float32) / np.float32(top)  # BGR->RGB
     rgb[:2] = rgb[:2] * 2 - 1
-    return _to_size(rgb, size)
+    return resize_channels(rgb, size)
 
 
-def _to_size(stack: np.ndarray, size: int) -> np.ndarray:
+def resize_channels(stack: np.ndarray, size: int) -> np.ndarray:
     """(C, H, W) -> (C, size, size) float32 by area averaging, as `features` resizes; H may
     differ from W here."""
     if stack.shape[1:] == (size, size):

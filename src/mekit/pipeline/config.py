@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mekit.config import Choice, Config, check_range, choice_enum, from_mapping
+from mekit.errors import MekitError
 from mekit.faces import FaceConfig
 from mekit.motion import FeatureConfig
 from mekit.spot.apex import APEX_MODES
@@ -32,6 +33,28 @@ class ExecutorKind(Choice):
 
 
 @dataclass(frozen=True)
+class SyntheticPretrainConfig(Config, section="pretrain"):
+    """Pretraining on mekit's synthetic AU flows (`mekit.synth.au_flows`): `samples` flows
+    (seeded by `seed`, a tenth more held out to report the AU F1), the model predicting the AUs
+    of each (multi-label), on input normalised per sample as the run's `average.input_norm`
+    says. `synthetic = true` (a recipe's [pretrain]) makes a run pretrain its model first (into
+    the run folder, reused on resume) and start every network from it (`train.init_from`).
+    `mekit pretrain --synthetic` makes the same model file on its own."""
+
+    synthetic: bool = False
+    samples: int = 20000
+    epochs: int = 8
+    batch_size: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+
+    def check(self) -> None:
+        for name in ("samples", "epochs", "batch_size"):
+            check_range(self, name, 1)
+        check_range(self, "lr", 0, lo_open=True)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig(Config):
     """Everything a run needs besides the data paths; written to config.json.
 
@@ -50,6 +73,7 @@ class ExperimentConfig(Config):
       of stopping at the first missing one; every report then says "N of 442" in its title.
     average: train several networks per run (seeds) on per-sample normalised input and average
       their probabilities (`mekit.train.averaging`); the exported model file holds them all.
+    pretrain: synthetic AU pretraining before the run (`SyntheticPretrainConfig`).
     abstain_below: recorded in the model file; `mekit analyze` and `serve` call an event
       "uncertain" when no class reaches this probability (0: never).
     """
@@ -70,10 +94,16 @@ class ExperimentConfig(Config):
     features: FeatureConfig = FeatureConfig()  # kind, size and frames come from the model
     train: TrainConfig = TrainConfig()
     average: AverageConfig = AverageConfig()
+    pretrain: SyntheticPretrainConfig = SyntheticPretrainConfig()
     abstain_below: float = 0.0
 
     def check(self) -> None:
         check_range(self, "abstain_below", 0, 1, hi_open=True)
+        if self.pretrain.synthetic and self.train.init_from:
+            raise MekitError(
+                "pretrain.synthetic makes the run's starting weights; drop train.init_from "
+                f"({self.train.init_from}) or set pretrain.synthetic = false"
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:

@@ -33,12 +33,14 @@ from mekit.pipeline.labelled import (
     corpus_sources,
     load_labelled,
 )
+from mekit.pipeline.pretrain import PRETRAINED_STEM, run_synthetic_pretrain
 from mekit.train import write_report
 from mekit.train.averaging import (
     averaged_model_name,
     calibration,
     train_average_and_save,
 )
+from mekit.train.checkpoint import model_paths
 from mekit.train.classical import CLASSICAL_MODELS
 from mekit.train.export import train_and_save
 from mekit.train.inputs import feature_config_for, to_model_layout
@@ -102,7 +104,13 @@ def run_experiment(
             data.composite, set(features.ids), skipped, config.allow_missing
         )
     design = _design(data, features, spec, feature_config, sources)
+    pretrain = config.pretrain
+    if pretrain.synthetic:
+        t0 = time.perf_counter()
+        config = _pretrained(config, out)
+        timings["pretrain_s"] = time.perf_counter() - t0
     resolved = _resolved_config(config, sources, data, corrections, feature_config, spec)
+    resolved["pretrain"] = to_dict(pretrain)  # as asked, with the init it made above
     seed_list = list(seeds) if seeds else [config.train.seed]
     t0 = time.perf_counter()
     extra = {"timings": timings, "feature_cache_hits": features.cache_hits}
@@ -131,6 +139,21 @@ def run_experiment(
         per_seed=tuple(results),
         model_path=model_path,
         title=_title(config, data),
+    )
+
+
+def _pretrained(config: ExperimentConfig, out: Path) -> ExperimentConfig:
+    """`config` starting from its model pretrained on synthetic AU flows (`out/pretrained`,
+    made now unless an interrupted run left it there): `train.init_from` names it, and
+    `pretrain.synthetic` is off, the pretraining being done."""
+    weights, _ = model_paths(out / PRETRAINED_STEM)
+    if not weights.is_file():
+        norm = str(config.average.input_norm)
+        run_synthetic_pretrain(config.model, out / PRETRAINED_STEM, config.pretrain, norm)
+    return replace(
+        config,
+        train=replace(config.train, init_from=str(weights)),
+        pretrain=replace(config.pretrain, synthetic=False),
     )
 
 

@@ -1,0 +1,126 @@
+"""Synthetic AU pretraining (`mekit pretrain --synthetic`, a recipe's [pretrain]) and the
+multi-label trainer under it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mekit.cli.main import main
+from mekit.errors import MekitError
+from mekit.models import create_model
+from mekit.pipeline import ExperimentConfig, run_experiment
+from mekit.pipeline.config import SyntheticPretrainConfig
+from mekit.pipeline.pretrain import run_synthetic_pretrain, synthetic_au_inputs
+from mekit.synth.au_flows import AUS
+from mekit.train.checkpoint import load_model
+from mekit.train.multilabel import (
+    MultiLabelConfig,
+    fit_multilabel,
+    mirror_flows,
+    sigmoid_probabilities,
+)
+from mekit.train.warm_start import transfer_weights
+from test_engine_ensemble import write_flow_corpus
+
+TINY = SyntheticPretrainConfig(samples=64, epochs=1, batch_size=32)
+
+
+def _separable(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flows whose label 0 is "the strain map is bright", label 1 "v points down"."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, size=(n, 2)).astype(np.float32)
+    x = rng.normal(0, 0.1, size=(n, 3, 28, 28)).astype(np.float32)
+    x[:, 2] += y[:, :1, None] * 1.0
+    x[:, 1] += y[:, 1:, None] * 1.0
+    return x, y
+
+
+def test_fit_multilabel_learns_independent_labels_and_repeats_bit_for_bit():
+    x, y = _separable(160, 0)
+    config = MultiLabelConfig(epochs=8, batch_size=32, lr=1e-2)
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(fit_multilabel(create_model("ststnet", 2), x, y, config))
+    xt, yt = _separable(128, 1)
+    pred = sigmoid_probabilities(models[0], xt) >= 0.5
+    assert (pred == (yt > 0)).mean() > 0.95  # each label on its own, both at once
+    first, second = (m.state_dict() for m in models)
+    assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_mirror_flows_flips_the_image_and_the_sign_of_u_only():
+    x = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2)
+    m = mirror_flows(x)
+    assert torch.equal(m[:, 0], -torch.flip(x[:, 0], dims=(-1,)))
+    assert torch.equal(m[:, 1:], torch.flip(x[:, 1:], dims=(-1,)))
+    assert torch.equal(mirror_flows(m), x)
+
+
+def test_synthetic_inputs_take_the_models_size_and_the_runs_normalisation():
+    x, y = synthetic_au_inputs(6, 64, "median", seed=3)
+    assert x.shape == (6, 3, 64, 64) and x.dtype == np.float32 and y.shape == (6, len(AUS))
+    assert np.allclose(np.median(x.reshape(6, 3, -1), axis=2), 0, atol=5e-3)  # torch: lower median
+    again, _ = synthetic_au_inputs(6, 64, "median", seed=3)
+    assert np.array_equal(x, again)  # seeded per sample
+
+
+def test_pretrained_model_file_names_the_aus_and_warm_starts_all_but_the_head(tmp_path):
+    outcome = run_synthetic_pretrain("ststnet", tmp_path / "pre", TINY, "standardize")
+    loaded = load_model(outcome.model_path)
+    assert loaded.labels == tuple(f"AU{a}" for a in AUS) == outcome.labels
+    assert loaded.meta["input"]["normalisation"] == "standardize"
+    assert "no real data" in loaded.meta["training"]["trained_on"]
+    assert 0.0 <= outcome.held_out_macro_f1 <= 1.0 and outcome.n_train == 64
+    report = transfer_weights(create_model("ststnet", 3), outcome.model_path)
+    assert set(report.fresh) == {"classifier.weight", "classifier.bias"}
+
+
+def test_synthetic_pretraining_refuses_other_inputs_and_norms(tmp_path):
+    with pytest.raises(MekitError, match="u/v/strain flows"):
+        run_synthetic_pretrain("resnet18", tmp_path / "x", TINY)
+    with pytest.raises(MekitError, match="input_norm must be one of"):
+        run_synthetic_pretrain("ststnet", tmp_path / "x", TINY, "zscore")
+    with pytest.raises(MekitError, match="samples"):
+        SyntheticPretrainConfig(samples=0)
+
+
+def test_mekit_pretrain_synthetic_writes_a_model_file(tmp_path, capsys):
+    out = tmp_path / "pre"
+    argv = ["pretrain", "--synthetic", "--model", "ststnet", "--out", str(out)]
+    assert main([*argv, "--set", "pretrain.samples=40", "--set", "pretrain.epochs=1"]) == 0
+    printed = capsys.readouterr().out
+    assert "40 synthetic AU flows" in printed and "--init" in printed
+    assert load_model(out.with_suffix(".json")).name == "ststnet"
+    assert main([*argv, "--set", "train.epochs=1"]) != 0
+    assert "takes only pretrain.* settings" in capsys.readouterr().err
+
+
+def test_a_run_with_synthetic_pretraining_starts_every_network_from_it(tmp_path):
+    corpus = write_flow_corpus(tmp_path / "corpus", subjects=3, per_subject=4)
+    values = {
+        "labels": "raw",
+        "engine": "plain",
+        "train": {"epochs": 2},
+        "pretrain": {"synthetic": True, "samples": 48, "epochs": 1},
+    }
+    run = tmp_path / "run"
+    run_experiment(corpus, run, ExperimentConfig.from_dict(values), progress=False)
+    weights = run / "pretrained.safetensors"
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["init_from"] == str(weights)
+    assert config["pretrain"]["synthetic"] is True
+    made = weights.stat().st_mtime_ns
+    run_experiment(corpus, run, ExperimentConfig.from_dict(values), progress=False)
+    assert weights.stat().st_mtime_ns == made  # a resumed run reuses it
+
+
+def test_synthetic_pretraining_and_an_explicit_init_exclude_each_other():
+    with pytest.raises(MekitError, match="pretrain.synthetic"):
+        ExperimentConfig.from_dict(
+            {"train": {"init_from": "x.safetensors"}, "pretrain": {"synthetic": True}}
+        )
