@@ -94,7 +94,7 @@ def test_the_ensemble_refuses_every_setting_outside_its_whitelist():
     default = TrainConfig()
     assert unsupported_settings(default) == []
     outside = [f.name for f in fields(TrainConfig) if f.name not in SUPPORTED_SETTINGS]
-    assert "init_from" in outside and "augment_scale" in outside
+    assert "augment_scale" in outside and "init_from" not in outside
     for name in outside:
         changed = TrainConfig(**{name: _other_value(getattr(default, name))})
         assert any(s.startswith(f"train.{name}=") for s in unsupported_settings(changed)), name
@@ -103,22 +103,24 @@ def test_the_ensemble_refuses_every_setting_outside_its_whitelist():
     ]
 
 
-def test_init_takes_fold_batched_training_never_the_kernel_that_lacks_it(tmp_path, capsys):
-    # --init was silently ignored by the fused kernel; now the kernel refuses it and the
-    # ensemble engine trains the folds with vmapped fold-batched training, which loads it.
+def test_init_is_loaded_by_the_kernel_and_changes_what_it_learns(tmp_path, capsys):
+    # --init was once silently ignored by the fused kernel; it now loads the file into every
+    # fold's model as fit() does (parity: tests/train/test_ensemble.py), and it matters.
     corpus = write_flow_corpus(tmp_path / "corpus", subjects=3, per_subject=3)
     assert train(corpus, tmp_path / "first", "plain") == 0  # a model file to start from
     init = tmp_path / "first" / "model.json"
     assert init.is_file()
     capsys.readouterr()
     base = ["train", "--corpus", str(corpus), "--labels", "raw", "--quiet", "--no-cache"]
-    base += ["--no-export", "--set", "train.epochs=2", "--init", str(init)]
-    for engine in ("ensemble", "auto"):
-        assert main([*base, "--out", str(tmp_path / engine), "--engine", engine]) == 0
-        config = json.loads((tmp_path / engine / "config.json").read_text())
-        assert config["engine_used"] == "batched" and config["train"]["init_from"] == str(init)
-    assert main([*base[:-2], "--out", str(tmp_path / "k"), "--engine", "ensemble"]) == 0
-    assert json.loads((tmp_path / "k" / "config.json").read_text())["engine_used"] == "kernel"
+    base += ["--no-export", "--set", "train.epochs=2"]
+    probs = {}
+    for name, extra in (("init", ["--init", str(init)]), ("fresh", [])):
+        assert main([*base, *extra, "--out", str(tmp_path / name), "--engine", "ensemble"]) == 0
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert config["engine_used"] == "kernel"
+        assert config["train"]["init_from"] == (str(init) if extra else "")
+        probs[name] = pd.read_csv(tmp_path / name / "predictions.csv").filter(like="prob_")
+    assert not np.allclose(probs["init"].to_numpy(), probs["fresh"].to_numpy(), atol=1e-3)
 
 
 def test_auto_keeps_the_plain_loop_on_the_cpu_for_large_inputs():

@@ -76,6 +76,37 @@ def test_matches_the_plain_loop_without_dropout(data, backend, options):
     np.testing.assert_allclose(_losses(a), _losses(b), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_the_plain_loop_from_a_model_file(data, backend, tmp_path):
+    # train.init_from: every fold starts from the file's tensors (the head, of another shape,
+    # from its own seed), as fit() starts; the rest of the run is the plain loop's.
+    from mekit.models import create_model
+    from mekit.train.checkpoint import save_model
+
+    torch.manual_seed(123)
+    pretrained = create_model("ststnet", 5, dropout=0.0)
+    path, _ = save_model(
+        tmp_path / "pre", pretrained, model_name="ststnet", labels=list("abcde"),
+        model_kwargs={"dropout": 0.0}, input={}, config={},
+    )  # fmt: skip
+    X, y, subjects, ids = data
+    config = TrainConfig(epochs=3, batch_size=8, lr=1e-2, init_from=str(path))
+    kwargs = {"dropout": 0.0}
+    a = run_loso_ensemble(
+        X, y, subjects, ids, LABELS, config, progress=False, model_kwargs=kwargs, backend=backend
+    )
+    b = run_loso(
+        X, y, subjects, ids, LABELS, "ststnet", config, progress=False, model_kwargs=kwargs
+    )
+    np.testing.assert_allclose(_probs(a), _probs(b), atol=2e-4)
+    np.testing.assert_allclose(_losses(a), _losses(b), rtol=1e-4, atol=1e-5)
+    fresh = run_loso_ensemble(
+        X, y, subjects, ids, LABELS, TrainConfig(epochs=3, batch_size=8, lr=1e-2),
+        progress=False, model_kwargs=kwargs, backend=backend,
+    )  # fmt: skip
+    assert not np.allclose(_probs(a), _probs(fresh), atol=1e-3)
+
+
 @needs_native
 @pytest.mark.parametrize("dropout", [0.5, 0.2])
 def test_native_and_torch_backends_agree_with_dropout(data, dropout):

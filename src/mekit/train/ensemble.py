@@ -8,7 +8,8 @@ advances all folds together, but each fold only ever sees its own data:
 - fold f trains on its own `train_idx`, in its own mini-batches, shuffled and flipped by its
   own `torch.Generator` seeded `config.seed + f.index` with the same draws as `fit` (so the
   batch order and flips are exactly those of the plain loop), from the same initial weights
-  (`create_model` under `torch.manual_seed(config.seed + f.index)`);
+  (`create_model` under `torch.manual_seed(config.seed + f.index)`, then `train.init_from`'s
+  tensors where it names a model file);
 - BatchNorm statistics are computed per fold over that fold's real batch only (padding slots
   of shorter batches are never read);
 - the loss (cross-entropy or focal, class weights counted on the fold's own training labels)
@@ -67,6 +68,7 @@ from mekit.train.loop import TrainConfig, _batches
 from mekit.train.loso import LosoResult, cross_validate
 from mekit.train.losses import balanced_class_weights
 from mekit.train.splits import Fold
+from mekit.train.warm_start import transfer_weights
 
 log = logging.getLogger(__name__)
 
@@ -620,9 +622,9 @@ class _TorchTrainer(_Trainer):
 # The TrainConfig settings the ensemble implements as the plain loop does. Every other setting
 # must keep its default or the ensemble refuses the run: a whitelist, so a setting added to
 # TrainConfig later is refused until the ensemble learns it (never silently ignored, as
-# init_from once was). val_fraction and patience only act with selection "val-split", and
-# augment_temporal_jitter only on temporal input, so with "fixed" selection and STSTNet's
-# (C, H, W) input the plain loop ignores them too.
+# init_from once was; now every fold's model loads it as fit() does). val_fraction and
+# patience only act with selection "val-split", and augment_temporal_jitter only on temporal
+# input, so with "fixed" selection and STSTNet's (C, H, W) input the plain loop ignores them.
 SUPPORTED_SETTINGS: frozenset[str] = frozenset(
     {
         "epochs",
@@ -639,6 +641,7 @@ SUPPORTED_SETTINGS: frozenset[str] = frozenset(
         "augment_flip",
         "augment_temporal_jitter",
         "seed",
+        "init_from",
         "num_threads",
         "device",  # the CPU only, in fp32: checked in unsupported_settings
         "precision",
@@ -797,6 +800,8 @@ def fit_fold_ensemble(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             models.append(create_model(model_name, num_classes, **dict(model_kwargs or {})))
+        if config.init_from:  # as fit() does: the file's tensors over the drawn ones
+            transfer_weights(models[-1], config.init_from)
     dropout, bn_eps, bn_momentum = _check_architecture(models[0], num_classes)
     packed, runs = zip(*(_pack(model) for model in models), strict=True)
     lib, threads = _backend(backend, threads, config)
