@@ -18,7 +18,7 @@ from mekit.synth.aus import AU_NAMES as RENDERED_NAMES
 from mekit.train.au_model import AU_NAMES, AUDetector, _side, shipped_model_path
 from mekit.train.checkpoint import file_sha256, model_paths, read_sidecar
 
-TINY = AUTrainConfig(n_train=64, n_val=32, epochs=1, batch_size=32, width=4)
+TINY = AUTrainConfig(n_train=64, n_val=32, epochs=1, batch_size=32, width=4, members=1)
 ROOT = Path(__file__).resolve().parents[2]
 
 
