@@ -9,7 +9,7 @@ Four 3x3 conv -> BatchNorm -> ReLU layers (28 -> 14 -> 7 px by max-pooling) keep
 face the motion is; a linear layer over the flattened 7x7 map gives each AU's logit.
 110k parameters at width 32 (443 kB as float32); 39k at width 16. `members` > 1 makes an
 ensemble in one module (`AUEnsemble`): that many AUNets, trained apart, whose probabilities
-are averaged.
+are averaged (the packaged model averages two).
 """
 
 from __future__ import annotations
