@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mekit.cli.main import main
 from mekit.train.au_model import AUDetector
 from mekit.train.checkpoint import model_paths, read_sidecar
@@ -19,5 +21,8 @@ def test_train_aus_writes_a_model_the_detector_loads(tmp_path, capsys):
 
 
 def test_train_aus_is_listed_and_refuses_a_bad_setting(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "train-aus" in capsys.readouterr().out
     assert main(["train-aus", "--out", str(tmp_path / "x"), "--epochs", "0"]) == 2
     assert "epochs" in capsys.readouterr().err
