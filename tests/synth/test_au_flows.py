@@ -102,3 +102,16 @@ def test_the_real_face_options_pair_cheek_with_smile_and_stretch_the_crop():
     clean = AUFlowConfig(none_share=0, prototype_share=1, blink_prob=0, outlier_prob=0)
     taller = replace(clean, crop_stretch=(1.3, 1.3))
     assert chin_row(taller) > chin_row(clean)  # a taller crop puts the chin lower
+
+
+def test_patch_noise_is_flat_regions_and_off_by_default():
+    from mekit.synth.au_flows import _patches
+
+    patches = _patches(np.random.default_rng(3))
+    values = {tuple(v) for v in patches.reshape(2, -1).T}
+    assert 2 <= len(values) <= 12  # one motion per cell, some cells still
+    x, _ = au_flow_dataset(6)
+    off, _ = au_flow_dataset(6, AUFlowConfig(patch_noise=(0.0, 0.0), patch_share=0.5))
+    np.testing.assert_array_equal(off, x)
+    noisy, _ = au_flow_dataset(6, AUFlowConfig(patch_noise=(1.0, 2.0)))
+    assert not np.array_equal(noisy, x)

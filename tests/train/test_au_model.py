@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from mekit.synth.aus import AU_NAMES as RENDERED_NAMES
 from mekit.train.au_model import AU_NAMES, AUDetector, _side, shipped_model_path
 from mekit.train.checkpoint import file_sha256, model_paths, read_sidecar
 
-TINY = AUTrainConfig(n_train=64, n_val=32, epochs=1, batch_size=32, width=4)
+TINY = AUTrainConfig(n_train=64, n_val=32, epochs=1, batch_size=32, width=4, members=1)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -97,3 +98,19 @@ def test_benchmark_skips_cleanly_without_a_corpus(tmp_path):
         timeout=120,
     )
     assert run.returncode == 0 and "skipped" in run.stdout
+
+
+def test_an_ensemble_averages_members_trained_as_single_models(tiny, tmp_path):
+    pair = tmp_path / "pair"
+    train_au_model(pair, replace(TINY, members=2))
+    ensemble = AUDetector.load(pair).loaded.model
+    single = AUDetector.load(tiny).loaded.model
+    assert read_sidecar(pair)["model_kwargs"]["members"] == 2
+    # member 0 is the single model of the same seed, bit for bit; member 1 differs
+    for key, value in single.state_dict().items():
+        assert torch.equal(ensemble.members[0].state_dict()[key], value)
+    assert not torch.equal(ensemble.members[1].classifier.weight, single.classifier.weight)
+    x = torch.from_numpy(au_flow_dataset(4)[0])
+    with torch.no_grad():
+        mean = torch.stack([torch.sigmoid(m(x)) for m in ensemble.members]).mean(0)
+        torch.testing.assert_close(torch.sigmoid(ensemble(x)), mean)

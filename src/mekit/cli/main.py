@@ -24,6 +24,7 @@ from mekit.cli import (
     spot,
     synth,
     train,
+    train_aus,
 )
 from mekit.errors import MekitError, describe_os_error
 
@@ -34,6 +35,7 @@ COMMANDS = (
     demo,
     synth,
     train,
+    train_aus,
     pretrain,
     spot,
     analyze,

@@ -7,7 +7,9 @@ Output: (B, len(AU_LABELS)) logits, one independent sigmoid per AU.
 
 Four 3x3 conv -> BatchNorm -> ReLU layers (28 -> 14 -> 7 px by max-pooling) keep where on the
 face the motion is; a linear layer over the flattened 7x7 map gives each AU's logit.
-110k parameters at width 32 (the packaged model, 443 kB as float32); 39k at width 16.
+110k parameters at width 32 (443 kB as float32); 39k at width 16. `members` > 1 makes an
+ensemble in one module (`AUEnsemble`): that many AUNets, trained apart, whose probabilities
+are averaged (the packaged model averages two).
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ class AUNet(nn.Module):
         return self.classifier(self.dropout(torch.flatten(self.features(x), 1)))
 
 
+class AUEnsemble(nn.Module):
+    """AUNets over the same input; the logit of the mean of their probabilities."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.stack([torch.sigmoid(m(x)) for m in self.members]).mean(0)
+        return torch.logit(p, eps=1e-6)
+
+
 @register_model(
     uv_strain_spec(
         "aunet",
@@ -53,6 +67,8 @@ class AUNet(nn.Module):
         task=Task.AU,
     )
 )
-def aunet(num_classes: int, width: int = 24, dropout: float = 0.2) -> nn.Module:
-    """AUNet on (B, 3, 28, 28) normalised u/v/strain."""
-    return AUNet(num_classes, width=width, dropout=dropout)
+def aunet(num_classes: int, width: int = 24, dropout: float = 0.2, members: int = 1) -> nn.Module:
+    """AUNet on (B, 3, 28, 28) normalised u/v/strain; an `AUEnsemble` of `members` of them."""
+    if members == 1:
+        return AUNet(num_classes, width=width, dropout=dropout)
+    return AUEnsemble([AUNet(num_classes, width, dropout) for _ in range(members)])

@@ -21,7 +21,8 @@ sample (`mekit.motion.normalise.minmax_flow`), as the shared composite flow imag
 Options off by default (the shipped model's data; see `AUFlowConfig`) move the samples towards
 real CASME II flows: taller crops (`crop_stretch`), AU7, AU10 and AU12 as real faces make them
 (`SHAPE_LIBRARY`, `real_shapes`), AU6 with a smile (`cheek_with_smile`), weaker AUs
-(`intensity`) and other noise ranges; a face-wide drift (`broad_noise`).
+(`intensity`) and other noise ranges; a face-wide drift (`broad_noise`); flat patches of
+motion with sharp edges, as TV-L1 gives real clips (`patch_noise`, `patch_share`).
 
 Every sample draws from its own stream (seed, index): the same seed always gives the same bytes,
 whatever the number of samples or workers.
@@ -136,6 +137,10 @@ class AUFlowConfig(Config, section="au_flows"):
     # Face-wide smooth drift (non-rigid head motion, lighting: real TV-L1 flows have it as
     # strong as the AU itself); (0, 0) for none.
     broad_noise: tuple[float, float] = (0.0, 0.0)
+    # Piecewise-constant flow patches with sharp edges (TV-L1 flows of real clips move hair,
+    # background and face parts as flat regions): of the peak motion; (0, 0) for none.
+    patch_noise: tuple[float, float] = (0.0, 0.0)
+    patch_share: float = 1.0  # share of the samples that get patches (when patch_noise is set)
 
 
 @cache
@@ -209,6 +214,18 @@ def _smooth_noise(rng: np.random.Generator, sigma: float) -> np.ndarray:
     return blurred / np.maximum(blurred.std(axis=(1, 2), keepdims=True), 1e-6)
 
 
+def _patches(rng: np.random.Generator) -> np.ndarray:
+    """(2, WORK, WORK) Voronoi cells of 3-12 random centres, each one random motion (unit
+    standard deviation), the rest of the crop still: flat regions with sharp edges."""
+    centres = rng.uniform(0, WORK, size=(int(rng.integers(3, 13)), 2))
+    ys, xs = np.mgrid[0:WORK, 0:WORK]
+    nearest = np.argmin(
+        (xs[..., None] - centres[:, 0]) ** 2 + (ys[..., None] - centres[:, 1]) ** 2, -1
+    )
+    motion = rng.standard_normal((len(centres), 2)) * (rng.random(len(centres)) < 0.5)[:, None]
+    return motion[nearest].transpose(2, 0, 1).astype(np.float32)
+
+
 def au_flow_sample(
     index: int, config: AUFlowConfig = AUFlowConfig()
 ) -> tuple[np.ndarray, np.ndarray]:  # noqa: B008
@@ -258,6 +275,8 @@ def au_flow_sample(
         )
         broad /= max(float(broad.std()), 1e-6)
         flow += broad * np.float32(_loguniform(rng, *config.broad_noise))
+    if config.patch_noise[1] > 0 and rng.random() < config.patch_share:
+        flow += _patches(rng) * np.float32(_loguniform(rng, *config.patch_noise))
     if rng.random() < config.outlier_prob:
         for _ in range(int(rng.integers(1, 7))):
             y, x = rng.integers(WORK, size=2)
