@@ -26,9 +26,10 @@ from torch import nn
 from mekit.config import Config, check_range
 from mekit.models.au_net import AU_LABELS, AUEnsemble
 from mekit.synth.au_flows import AUS, AUFlowConfig, au_flow_dataset
-from mekit.train.au_model import MODEL_NAME, RETRAIN_COMMAND, au_probabilities, flip_flow
+from mekit.train.au_model import MODEL_NAME, RETRAIN_COMMAND, au_probabilities
 from mekit.train.checkpoint import model_paths, save_model
 from mekit.train.metrics import AUMetrics, au_metrics
+from mekit.train.multilabel import MultiLabelConfig, fit_multilabel
 
 log = logging.getLogger(__name__)
 
@@ -147,29 +148,14 @@ def _fit(x: np.ndarray, y: np.ndarray, config: AUTrainConfig) -> nn.Module:
     from mekit.models import create_model
 
     model = create_model(MODEL_NAME, len(AU_LABELS), width=config.width, dropout=config.dropout)
-    gen = torch.Generator().manual_seed(config.seed)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * ((len(xt) + config.batch_size - 1) // config.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps)
-    loss_fn = nn.BCEWithLogitsLoss()
-    for epoch in range(config.epochs):
-        model.train()
-        order = torch.randperm(len(xt), generator=gen)
-        total = 0.0
-        for batch in torch.split(order, config.batch_size):
-            xb, yb = xt[batch], yt[batch]
-            flip = torch.rand(len(xb), generator=gen) < 0.5
-            xb = torch.where(flip[:, None, None, None], flip_flow(xb), xb)
-            loss = loss_fn(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(xb)
-        log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, total / len(xt))
-    model.eval()
-    return model
+    schedule = MultiLabelConfig(
+        seed=config.seed,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+    )
+    return fit_multilabel(model, x, y, schedule)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -17,14 +17,13 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from mekit.data.facs import AU_NAMES
 from mekit.errors import MekitError
 from mekit.models.au_net import AU_LABELS
 from mekit.motion.normalise import minmax_flow
 from mekit.train.checkpoint import LoadedModel, load_model, model_paths
+from mekit.train.multilabel import mirror_flows, sigmoid_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +61,9 @@ REGION_ROWS: dict[str, tuple[float, float]] = {
 }
 
 
-def flip_flow(x: torch.Tensor) -> torch.Tensor:
-    """Mirror normalised flows left-right: u changes sign (exact for min-max scaled u)."""
-    out = torch.flip(x, dims=(-1,))
-    out[:, 0] = -out[:, 0]
-    return out
-
-
-def au_probabilities(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """AU probabilities of normalised flows: the mean of the sigmoid for each flow and its
-    mirror image (AUs are labelled without a side, so both must agree)."""
-    model.eval()
-    with torch.no_grad():
-        chunks = torch.split(torch.from_numpy(np.ascontiguousarray(x, np.float32)), batch_size)
-        return torch.cat(
-            [(torch.sigmoid(model(c)) + torch.sigmoid(model(flip_flow(c)))) / 2 for c in chunks]
-        ).numpy()
+# Mirror averaging: AUs are labelled without a side, so a flow and its mirror image must agree.
+flip_flow = mirror_flows
+au_probabilities = sigmoid_probabilities
 
 
 def shipped_model_path() -> Path:

@@ -74,12 +74,12 @@ def fit_multilabel(
     return model.eval()
 
 
-def sigmoid_probabilities(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """(N, L) label probabilities of `model` on `x`, the mean over each flow and its mirror."""
+def sigmoid_probabilities(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """(N, L) label probabilities of `model` on flows `x`: the mean of the sigmoid for each flow
+    and its mirror image."""
     model.eval()
-    out = []
     with torch.no_grad():
-        for xb in torch.split(torch.from_numpy(x), batch_size):
-            p = torch.sigmoid(model(xb)) + torch.sigmoid(model(mirror_flows(xb)))
-            out.append((p / 2).numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        chunks = torch.split(torch.from_numpy(np.ascontiguousarray(x, np.float32)), batch_size)
+        return torch.cat(
+            [(torch.sigmoid(model(c)) + torch.sigmoid(model(mirror_flows(c)))) / 2 for c in chunks]
+        ).numpy()
