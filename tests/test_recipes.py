@@ -229,10 +229,17 @@ def test_a_tempered_averaging_model_outputs_the_tempered_mean():
 def test_the_shipped_composite_best_recipe_trains_with_overrides(tmp_path):
     corpus = write_flow_corpus(tmp_path / "corpus", subjects=3, per_subject=6)
     argv = ["--recipe", "composite-best", "--set", "average.members=2", "--set", "train.epochs=3"]
+    argv += ["--set", "pretrain.samples=40", "--set", "pretrain.epochs=1"]
     assert _train(corpus, tmp_path / "run", *argv) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     recipe = load_recipe("composite-best").settings
     assert config["average"] == {**recipe["average"], "members": 2}
+    assert recipe["pretrain"]["synthetic"] is True
+    assert config["pretrain"] | {"samples": 40, "epochs": 1} == config["pretrain"]
+    assert config["pretrain"]["synthetic"] is True
+    pretrained = tmp_path / "run" / "pretrained.safetensors"
+    assert config["train"]["init_from"] == str(pretrained) and pretrained.is_file()
+    assert load_model(pretrained).meta["input"]["normalisation"] == "median"
     assert config["train"]["epochs"] == 3 and config["abstain_below"] == recipe["abstain_below"]
     loaded = load_model(tmp_path / "run" / "model.json")
     assert loaded.name == "ststnet_average" and len(loaded.model.members) == 2
