@@ -75,7 +75,8 @@ def test_pretrained_model_file_names_the_aus_and_warm_starts_all_but_the_head(tm
     assert loaded.labels == tuple(f"AU{a}" for a in AUS) == outcome.labels
     assert loaded.meta["input"]["normalisation"] == "standardize"
     assert "no real data" in loaded.meta["training"]["trained_on"]
-    assert 0.0 <= outcome.held_out_macro_f1 <= 1.0 and outcome.n_train == 64
+    assert 0.0 <= outcome.held_out_score <= 1.0 and outcome.n_train == 64
+    assert outcome.score == "AU macro F1"
     report = transfer_weights(create_model("ststnet", 3), outcome.model_path)
     assert set(report.fresh) == {"classifier.weight", "classifier.bias"}
 

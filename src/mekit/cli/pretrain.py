@@ -71,7 +71,7 @@ def _images(args: argparse.Namespace, overrides: dict) -> int:
     outcome = run_pretrain(Path(args.images), Path(args.out), model, train)
     print(
         f"pretrained {model} on {outcome.n_train} images ({len(outcome.labels)} classes: "
-        f"{', '.join(outcome.labels)}); held-out accuracy {outcome.held_out_accuracy:.3f} "
+        f"{', '.join(outcome.labels)}); held-out {outcome.score} {outcome.held_out_score:.3f} "
         f"on {outcome.n_held_out} images\nmodel file: {outcome.model_path}\n"
         f"fine-tune with: mekit train --corpus DIR --model {model} "
         f"--init {outcome.model_path}"
@@ -89,7 +89,7 @@ def _synthetic(args: argparse.Namespace, overrides: dict) -> int:
     outcome = run_synthetic_pretrain(model, Path(args.out), config, args.input_norm)
     print(
         f"pretrained {model} on {outcome.n_train} synthetic AU flows ({len(outcome.labels)} "
-        f"AUs); synthetic held-out AU macro F1 {outcome.held_out_macro_f1:.3f} on "
+        f"AUs); synthetic held-out {outcome.score} {outcome.held_out_score:.3f} on "
         f"{outcome.n_held_out} flows\nmodel file: {outcome.model_path}\n"
         f"fine-tune with: mekit train --corpus DIR --model {model} --init {outcome.model_path}"
         + (f" --set average.input_norm={args.input_norm}" if args.input_norm != "none" else "")

@@ -5,7 +5,6 @@ mekit's synthetic AU flows for flow models."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,15 +58,6 @@ def run_pretrain(
     return pretrain(images, model, train, out)
 
 
-@dataclass(frozen=True)
-class SyntheticOutcome:
-    model_path: Path
-    labels: tuple[str, ...]
-    n_train: int
-    n_held_out: int
-    held_out_macro_f1: float  # synthetic AUs never trained on, at probability 0.5
-
-
 def synthetic_au_inputs(
     n: int, size: int, input_norm: str, seed: int, start: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +74,7 @@ def run_synthetic_pretrain(
     out: Path,
     config: SyntheticPretrainConfig = SyntheticPretrainConfig(),  # noqa: B008
     input_norm: str = "none",
-) -> SyntheticOutcome:
+) -> PretrainOutcome:
     """Pretrain `model` (a u/v/strain flow network) to predict the AUs of synthetic flows, each
     normalised per sample by `input_norm` as the fine-tuning run will normalise its input, and
     save it at `out` as a model file that `train.init_from` (or `--init`) starts a run from."""
@@ -129,4 +119,5 @@ def run_synthetic_pretrain(
         },
     )
     log.info("pretrained %s: synthetic AU macro F1 %.3f; %s", model, macro_f1, paths[0])
-    return SyntheticOutcome(paths[0], labels, len(x), n_val, macro_f1)
+    # held-out: synthetic AUs never trained on, present from probability 0.5
+    return PretrainOutcome(paths[0], labels, len(x), n_val, macro_f1, "AU macro F1")

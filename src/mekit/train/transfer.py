@@ -43,7 +43,8 @@ class PretrainOutcome:
     labels: tuple[str, ...]
     n_train: int
     n_held_out: int
-    held_out_accuracy: float  # on images never trained on (not used to select anything)
+    held_out_score: float  # on samples never trained on (not used to select anything)
+    score: str = "accuracy"  # what held_out_score measures
 
 
 def images_to_inputs(images: np.ndarray, channels: int, size: int) -> np.ndarray:
