@@ -63,8 +63,15 @@ def _losses(result) -> np.ndarray:
 def test_matches_the_plain_loop_without_dropout(data, backend, options):
     # Same initial weights, batches and flips as fit(); without dropout (whose masks come
     # from a different stream) the ensemble is the plain loop up to float rounding.
+    _assert_same_as_plain_loop(
+        data, TrainConfig(epochs=4, batch_size=8, lr=1e-2, **options), backend
+    )
+
+
+def _assert_same_as_plain_loop(data, config, backend):
+    """The ensemble (no dropout) and the plain loop give the same probabilities and losses;
+    returns the ensemble's result."""
     X, y, subjects, ids = data
-    config = TrainConfig(epochs=4, batch_size=8, lr=1e-2, **options)
     kwargs = {"dropout": 0.0}
     a = run_loso_ensemble(
         X, y, subjects, ids, LABELS, config, progress=False, model_kwargs=kwargs, backend=backend
@@ -74,6 +81,7 @@ def test_matches_the_plain_loop_without_dropout(data, backend, options):
     )
     np.testing.assert_allclose(_probs(a), _probs(b), atol=2e-4)
     np.testing.assert_allclose(_losses(a), _losses(b), rtol=1e-4, atol=1e-5)
+    return a
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -89,20 +97,12 @@ def test_matches_the_plain_loop_from_a_model_file(data, backend, tmp_path):
         tmp_path / "pre", pretrained, model_name="ststnet", labels=list("abcde"),
         model_kwargs={"dropout": 0.0}, input={}, config={},
     )  # fmt: skip
-    X, y, subjects, ids = data
     config = TrainConfig(epochs=3, batch_size=8, lr=1e-2, init_from=str(path))
-    kwargs = {"dropout": 0.0}
-    a = run_loso_ensemble(
-        X, y, subjects, ids, LABELS, config, progress=False, model_kwargs=kwargs, backend=backend
-    )
-    b = run_loso(
-        X, y, subjects, ids, LABELS, "ststnet", config, progress=False, model_kwargs=kwargs
-    )
-    np.testing.assert_allclose(_probs(a), _probs(b), atol=2e-4)
-    np.testing.assert_allclose(_losses(a), _losses(b), rtol=1e-4, atol=1e-5)
+    a = _assert_same_as_plain_loop(data, config, backend)
+    X, y, subjects, ids = data
     fresh = run_loso_ensemble(
         X, y, subjects, ids, LABELS, TrainConfig(epochs=3, batch_size=8, lr=1e-2),
-        progress=False, model_kwargs=kwargs, backend=backend,
+        progress=False, model_kwargs={"dropout": 0.0}, backend=backend,
     )  # fmt: skip
     assert not np.allclose(_probs(a), _probs(fresh), atol=1e-3)
 
