@@ -137,3 +137,21 @@ def test_auto_keeps_the_plain_loop_on_the_cpu_for_large_inputs():
     assert engine("mobilevitv3_xxs", "ensemble") == "batched"
     assert engine("off_apexnet", "auto") == "batched"
     assert engine("ststnet", "auto") == "kernel"
+
+
+def test_only_the_runs_own_question_explains_the_engine_choice(caplog):
+    # fold_engine is asked for every member and the export too: the reason is logged once.
+    import logging
+
+    from mekit.pipeline.config import ExperimentConfig
+    from mekit.pipeline.cross_validation import fold_engine
+
+    config = ExperimentConfig.from_dict(
+        {"model": "mobilevitv3_xxs", "engine": "auto", "train": {"device": "cpu"}}
+    )
+    with caplog.at_level(logging.INFO, logger="mekit.pipeline.cross_validation"):
+        assert fold_engine(config) == fold_engine(config) == "plain"
+        assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+        assert fold_engine(config, explain=True) == "plain"
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(said) == 1 and "engine auto: the plain loop" in said[0]

@@ -25,14 +25,15 @@ from mekit.train.splits import protocol_folds
 log = logging.getLogger(__name__)
 
 
-def fold_engine(config: ExperimentConfig) -> str:
+def fold_engine(config: ExperimentConfig, explain: bool = False) -> str:
     """How the folds of a network are trained: "plain" (one model per fold), "kernel" (the fused
     STSTNet fold ensemble, CPU) or "batched" (any model, all folds vmapped at once).
 
     engine "ensemble" asks for all folds at once: the fused kernel where it implements every
     setting, else fold-batched training, else an error naming what neither implements; "auto"
     takes the same order and falls back to the plain loop, and on the CPU also keeps the plain
-    loop for models whose input is larger than 32 px (see `_batching_loses_on_cpu`)."""
+    loop for models whose input is larger than 32 px (see `_batching_loses_on_cpu`). `explain`
+    logs why auto chose the plain loop (a run asks once, not at every member and export)."""
     if config.engine == "plain":
         return "plain"
     from mekit.train.batched import batched_unsupported
@@ -43,9 +44,10 @@ def fold_engine(config: ExperimentConfig) -> str:
         kernel.insert(0, f"model {config.model} (it trains {', '.join(ENSEMBLE_MODELS)})")
     if not kernel:
         return "kernel"
+    say = log.info if explain else log.debug
     batched = batched_unsupported(config.train)
     if not batched and config.engine == "auto" and _batching_loses_on_cpu(config):
-        log.info(
+        say(
             "engine auto: the plain loop (fold-batched %s on the CPU is slower than one model "
             "per fold: its %d px input keeps the CPU busy; --engine ensemble forces it)",
             config.model,
@@ -59,7 +61,7 @@ def fold_engine(config: ExperimentConfig) -> str:
             f"the ensemble engine cannot train with {', '.join(batched)}; use --engine plain "
             "(one model per fold), which implements every setting"
         )
-    log.info("engine auto: the plain loop (all folds at once lacks %s)", ", ".join(batched))
+    say("engine auto: the plain loop (all folds at once lacks %s)", ", ".join(batched))
     return "plain"
 
 

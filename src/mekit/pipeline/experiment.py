@@ -192,7 +192,7 @@ def _resolved_config(
         "corrections": corrections.source if corrections else None,
         **to_dict(config),
         "features": to_dict(feature_config),  # as the model's input spec resolved them
-        "engine_used": "classical" if spec is None else fold_engine(config),
+        "engine_used": "classical" if spec is None else fold_engine(config, explain=True),
     }
 
 
