@@ -16,11 +16,12 @@ from mekit.pipeline import ExperimentConfig, run_experiment
 from mekit.pipeline.config import SyntheticPretrainConfig
 from mekit.pipeline.pretrain import run_synthetic_pretrain, synthetic_au_inputs
 from mekit.synth.au_flows import AUS
+from mekit.train.augment import hflip
 from mekit.train.checkpoint import load_model
 from mekit.train.multilabel import (
+    U_CHANNEL,
     MultiLabelConfig,
     fit_multilabel,
-    mirror_flows,
     sigmoid_probabilities,
 )
 from mekit.train.warm_start import transfer_weights
@@ -53,12 +54,12 @@ def test_fit_multilabel_learns_independent_labels_and_repeats_bit_for_bit():
     assert all(torch.equal(first[name], second[name]) for name in first)
 
 
-def test_mirror_flows_flips_the_image_and_the_sign_of_u_only():
+def test_the_mirror_of_a_flow_flips_the_image_and_the_sign_of_u_only():
     x = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2)
-    m = mirror_flows(x)
+    m = hflip(x, U_CHANNEL)
     assert torch.equal(m[:, 0], -torch.flip(x[:, 0], dims=(-1,)))
     assert torch.equal(m[:, 1:], torch.flip(x[:, 1:], dims=(-1,)))
-    assert torch.equal(mirror_flows(m), x)
+    assert torch.equal(hflip(m, U_CHANNEL), x)
 
 
 def test_synthetic_inputs_take_the_models_size_and_the_runs_normalisation():

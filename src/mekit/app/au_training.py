@@ -26,10 +26,10 @@ from torch import nn
 from mekit.config import Config, check_range
 from mekit.models.au_net import AU_LABELS, AUEnsemble
 from mekit.synth.au_flows import AUS, AUFlowConfig, au_flow_dataset
-from mekit.train.au_model import MODEL_NAME, RETRAIN_COMMAND, au_probabilities
+from mekit.train.au_model import MODEL_NAME, RETRAIN_COMMAND
 from mekit.train.checkpoint import model_paths, save_model
-from mekit.train.metrics import AUMetrics, au_metrics
-from mekit.train.multilabel import MultiLabelConfig, fit_multilabel
+from mekit.train.metrics import AUMetrics, au_metrics, present_aus
+from mekit.train.multilabel import MultiLabelConfig, fit_multilabel, sigmoid_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,8 @@ def save_au_model(
     """Pick `model`'s threshold on the held-out synthetic samples of `data` (n_val from
     n_train on), save it with its sidecar to `out`; returns the validation metrics."""
     xv, yv = au_flow_dataset(config.n_val, data, start=config.n_train)
-    probs = au_probabilities(model, xv)
-    truth = [{a for a, t in zip(AUS, row, strict=True) if t > 0} for row in yv]
-    threshold, metrics = _best_threshold(probs, truth)
+    probs = sigmoid_probabilities(model, xv)
+    threshold, metrics = _best_threshold(probs, present_aus(yv, AUS))
     summary = {
         "synthetic_macro_f1": metrics.macro_f1,
         "threshold": threshold,
@@ -131,13 +130,12 @@ def _train_member(index: int, config: AUTrainConfig, data: AUFlowConfig) -> nn.M
         return _fit(x, y, config)
 
 
-def _best_threshold(probs: np.ndarray, truth: list[set[int]]) -> tuple[float, AUMetrics]:
+def _best_threshold(probs: np.ndarray, truth: list[frozenset[int]]) -> tuple[float, AUMetrics]:
     """The threshold of THRESHOLDS with the best macro F1 on the synthetic validation samples
     (the first of equals), and those metrics."""
     best: tuple[float, AUMetrics] | None = None
     for threshold in THRESHOLDS:
-        pred = [{a for a, p in zip(AUS, row, strict=True) if p >= threshold} for row in probs]
-        metrics = au_metrics(truth, pred, AUS)
+        metrics = au_metrics(truth, present_aus(probs, AUS, threshold), AUS)
         if best is None or metrics.macro_f1 > best[1].macro_f1:
             best = (threshold, metrics)
     assert best is not None

@@ -37,8 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="train.* settings with --images; pretrain.* (samples, epochs, batch_size, lr, seed) "
-        "with --synthetic",
+        help="train.* settings with --images; pretrain.* (samples, epochs, batch_size, lr, "
+        "weight_decay, seed) with --synthetic",
     )
     p.set_defaults(func=run)
 

@@ -14,6 +14,7 @@ from mekit.motion import FeatureConfig
 from mekit.spot.apex import APEX_MODES
 from mekit.train import TrainConfig
 from mekit.train.averaging import AverageConfig
+from mekit.train.multilabel import MultiLabelConfig
 from mekit.train.splits import PROTOCOLS
 
 # The protocols and apex modes are listed where they are implemented.
@@ -33,25 +34,22 @@ class ExecutorKind(Choice):
 
 
 @dataclass(frozen=True)
-class SyntheticPretrainConfig(Config, section="pretrain"):
+class SyntheticPretrainConfig(MultiLabelConfig, section="pretrain"):
     """Pretraining on mekit's synthetic AU flows (`mekit.synth.au_flows`): `samples` flows
     (seeded by `seed`, a tenth more held out to report the AU F1), the model predicting the AUs
     of each (multi-label), on input normalised per sample as the run's `average.input_norm`
     says. `synthetic = true` (a recipe's [pretrain]) makes a run pretrain its model first (into
     the run folder, reused on resume) and start every network from it (`train.init_from`).
-    `mekit pretrain --synthetic` makes the same model file on its own."""
+    `mekit pretrain --synthetic` makes the same model file on its own. The schedule (seed,
+    epochs, batch_size, lr, weight_decay) is `fit_multilabel`'s."""
 
+    epochs: int = 8
     synthetic: bool = False
     samples: int = 20000
-    epochs: int = 8
-    batch_size: int = 128
-    lr: float = 2e-3
-    seed: int = 0
 
     def check(self) -> None:
-        for name in ("samples", "epochs", "batch_size"):
-            check_range(self, name, 1)
-        check_range(self, "lr", 0, lo_open=True)
+        super().check()
+        check_range(self, "samples", 1)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from mekit.config import to_dict
 from mekit.data.images import ImageSet
 from mekit.errors import MekitError
 from mekit.models import create_model, get_spec
+from mekit.models.au_net import AU_LABELS
 from mekit.models.averaging import INPUT_NORMS
 from mekit.models.registry import UV_STRAIN
 from mekit.motion.extract import resize_channels
@@ -23,8 +24,8 @@ from mekit.synth.au_flows import AUS, AUFlowConfig, au_flow_dataset
 from mekit.train import TrainConfig
 from mekit.train.averaging import normalise_inputs
 from mekit.train.checkpoint import save_model
-from mekit.train.metrics import au_metrics
-from mekit.train.multilabel import MultiLabelConfig, fit_multilabel, sigmoid_probabilities
+from mekit.train.metrics import au_metrics, present_aus
+from mekit.train.multilabel import fit_multilabel, sigmoid_probabilities
 from mekit.train.transfer import PretrainOutcome, pretrain
 
 log = logging.getLogger(__name__)
@@ -93,21 +94,15 @@ def run_synthetic_pretrain(
     log.info("pretraining %s on %d synthetic AU flows (%d px)", model, len(x), size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        network = create_model(model, len(AUS))
-        schedule = MultiLabelConfig(
-            seed=config.seed, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr
-        )
-        fit_multilabel(network, x, y, schedule)
-    probs = sigmoid_probabilities(network, xv)
-    truth = [{a for a, t in zip(AUS, row, strict=True) if t > 0} for row in yv]
-    found = [{a for a, p in zip(AUS, row, strict=True) if p >= 0.5} for row in probs]
-    macro_f1 = au_metrics(truth, found, AUS).macro_f1
-    labels = tuple(f"AU{a}" for a in AUS)
+        network = create_model(model, len(AU_LABELS))
+        fit_multilabel(network, x, y, config)  # the config is the schedule too
+    found = present_aus(sigmoid_probabilities(network, xv), AUS)
+    macro_f1 = au_metrics(present_aus(yv, AUS), found, AUS).macro_f1
     paths = save_model(
         Path(out),
         network,
         model_name=model,
-        labels=labels,
+        labels=AU_LABELS,
         model_kwargs={},
         input={"kind": spec.input_kind, "size": size, "normalisation": input_norm},
         config={"pretrain": to_dict(config)},
@@ -120,4 +115,4 @@ def run_synthetic_pretrain(
     )
     log.info("pretrained %s: synthetic AU macro F1 %.3f; %s", model, macro_f1, paths[0])
     # held-out: synthetic AUs never trained on, present from probability 0.5
-    return PretrainOutcome(paths[0], labels, len(x), n_val, macro_f1, "AU macro F1")
+    return PretrainOutcome(paths[0], AU_LABELS, len(x), n_val, macro_f1, "AU macro F1")

@@ -23,7 +23,8 @@ from mekit.errors import MekitError
 from mekit.models.au_net import AU_LABELS
 from mekit.motion.normalise import minmax_flow
 from mekit.train.checkpoint import LoadedModel, load_model, model_paths
-from mekit.train.multilabel import mirror_flows, sigmoid_probabilities
+from mekit.train.metrics import present_aus
+from mekit.train.multilabel import sigmoid_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,6 @@ REGION_ROWS: dict[str, tuple[float, float]] = {
     "mouth": (0.6, 0.88),
     "chin": (0.8, 1.0),
 }
-
-
-# Mirror averaging: AUs are labelled without a side, so a flow and its mirror image must agree.
-flip_flow = mirror_flows
-au_probabilities = sigmoid_probabilities
 
 
 def shipped_model_path() -> Path:
@@ -119,15 +115,13 @@ class AUDetector:
         return _shipped()
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """(N, n AUs) probabilities for (N, 3, 28, 28) u, v, strain of any scale."""
-        return au_probabilities(self.loaded.model, minmax_flow(features))
+        """(N, n AUs) probabilities for (N, 3, 28, 28) u, v, strain of any scale: the mean over
+        each flow and its mirror image (AUs are labelled without a side, so both must agree)."""
+        return sigmoid_probabilities(self.loaded.model, minmax_flow(features))
 
     def predict(self, features: np.ndarray) -> list[frozenset[int]]:
         """The AUs at or above the threshold, per sample."""
-        return [
-            frozenset(a for a, p in zip(self.aus, row, strict=True) if p >= self.threshold)
-            for row in self.probabilities(features)
-        ]
+        return present_aus(self.probabilities(features), self.aus, self.threshold)
 
     def findings(self, features: np.ndarray, motion: np.ndarray | None = None) -> list[AUFinding]:
         """The AUs of one event ((3, 28, 28) u, v, strain), most probable first, each with its

@@ -177,6 +177,14 @@ class AUMetrics:
         }
 
 
+def present_aus(
+    scores: Iterable[Sequence[float]], aus: Sequence[int], threshold: float = 0.5
+) -> list[frozenset[int]]:
+    """Per sample, the AUs of `aus` whose score (probability, or 0/1 label) is at least
+    `threshold`; `scores` holds one row per sample, one column per AU in `aus` order."""
+    return [frozenset(a for a, s in zip(aus, row, strict=True) if s >= threshold) for row in scores]
+
+
 def _au_set(value: str | Iterable[int] | None) -> frozenset[int]:
     if value is None or isinstance(value, str):
         return parse_aus(value)

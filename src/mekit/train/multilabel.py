@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from mekit.config import Config, check_range
+from mekit.train.augment import hflip
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,7 @@ class MultiLabelConfig(Config, section="multilabel"):
         check_range(self, "weight_decay", 0)
 
 
-def mirror_flows(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) u, v, strain mirrored left-right: the image flips and u changes sign."""
-    out = torch.flip(x, dims=(-1,))
-    out[:, 0] = -out[:, 0]
-    return out
+U_CHANNEL = 0  # of (u, v, strain): the component a left-right mirror negates (`hflip`)
 
 
 def fit_multilabel(
@@ -63,7 +60,7 @@ def fit_multilabel(
         for batch in torch.split(order, config.batch_size):
             xb, yb = xt[batch], yt[batch]
             flip = torch.rand(len(xb), generator=gen) < 0.5
-            xb = torch.where(flip[:, None, None, None], mirror_flows(xb), xb)
+            xb = torch.where(flip[:, None, None, None], hflip(xb, U_CHANNEL), xb)
             loss = loss_fn(model(xb), yb)
             opt.zero_grad()
             loss.backward()
@@ -81,5 +78,8 @@ def sigmoid_probabilities(model: nn.Module, x: np.ndarray, batch_size: int = 512
     with torch.no_grad():
         chunks = torch.split(torch.from_numpy(np.ascontiguousarray(x, np.float32)), batch_size)
         return torch.cat(
-            [(torch.sigmoid(model(c)) + torch.sigmoid(model(mirror_flows(c)))) / 2 for c in chunks]
+            [
+                (torch.sigmoid(model(c)) + torch.sigmoid(model(hflip(c, U_CHANNEL)))) / 2
+                for c in chunks
+            ]
         ).numpy()
