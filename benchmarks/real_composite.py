@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from mekit.config import merge
-from mekit.pipeline import ExperimentConfig, run_experiment
+from mekit.pipeline import ExperimentConfig, run_blend, run_experiment
 from mekit.train.recipes import load_recipe, recipe_names
 from mekit.train.runs import run_scores
 
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         run_dir = out_root / name.replace(" ", "-")
         t0 = time.perf_counter()
-        run_experiment(root, run_dir, config, progress=False)
+        run = run_blend if config.blend.active else run_experiment
+        run(root, run_dir, config, progress=False)
         minutes = (time.perf_counter() - t0) / 60
         s = run_scores(run_dir)
         per = [f"{s.per_dataset[c]['uf1']:.3f}" if c in s.per_dataset else "-" for c in CORPORA]

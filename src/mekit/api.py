@@ -458,13 +458,14 @@ def train(
     `train={"epochs": 30}`; or give a whole `config` instead. seeds: one run per seed (mean and
     std reported). cache: the feature cache (True: `default_cache_dir()`, False: none).
     """
-    from mekit.pipeline import run_experiment
+    from mekit.pipeline import run_blend, run_experiment
 
     config = _experiment_config(config, model, recipe, settings)
+    run = run_blend if config.blend.active else run_experiment
     out = output_folder(
         Path(out) if out is not None else run_folder(recipe or config.model, config)
     )
-    outcome = run_experiment(
+    outcome = run(
         _sources(corpus),
         out,
         config,

@@ -9,6 +9,7 @@ Importing this package registers all models.
 from mekit.models import apex_neighbour as _apex_neighbour  # noqa: F401
 from mekit.models import au_net as _au_net  # noqa: F401
 from mekit.models import averaging as _averaging  # noqa: F401
+from mekit.models import blend as _blend  # noqa: F401
 from mekit.models import cnn_lstm as _cnn_lstm  # noqa: F401
 from mekit.models import dtscnn as _dtscnn  # noqa: F401
 from mekit.models import keyframe_gru as _keyframe_gru  # noqa: F401

@@ -23,6 +23,9 @@ import math
 import torch
 from torch import nn
 
+from mekit.models.mobilevitv3 import CONFIGS as MOBILEVIT_CONFIGS
+from mekit.models.mobilevitv3 import FLOW_SPEC as MOBILEVIT_SPEC
+from mekit.models.mobilevitv3 import MobileViTv3
 from mekit.models.registry import register_model
 from mekit.models.ststnet import SPEC as STSTNET_SPEC
 from mekit.models.ststnet import STREAM_WIDTHS, STSTNet
@@ -102,5 +105,27 @@ def ststnet_average(
     nets = [
         STSTNet(num_classes, dropout=dropout, stream_widths=tuple(stream_widths))
         for _ in range(members)
+    ]
+    return ProbabilityAverage(nets, input_norm, temperature)
+
+
+@register_model(
+    MOBILEVIT_SPEC.variant(
+        "mobilevitv3_xxs_average",
+        "MobileViTv3-XXS x members (seeds), per-sample input normalisation, probabilities averaged",
+    )
+)
+def mobilevitv3_xxs_average(
+    num_classes: int,
+    members: int = 1,
+    input_norm: str = "none",
+    temperature: float = 1.0,
+    dropout: float = 0.1,
+) -> nn.Module:
+    """`members` MobileViTv3-XXS on (B, 3, 64, 64) u/v/strain behind one `input_norm`."""
+    if members < 1:
+        raise ValueError(f"members must be at least 1, got {members}")
+    nets = [
+        MobileViTv3(num_classes, MOBILEVIT_CONFIGS["xxs"], dropout=dropout) for _ in range(members)
     ]
     return ProbabilityAverage(nets, input_norm, temperature)

@@ -1,11 +1,13 @@
 """The pipeline: corpora -> labels -> faces -> features -> model -> cross-validation -> report.
 
 One module per job, each wiring the stage packages, joined by sample id: `experiment` (a run
-and its model file), `labelled` (the corpora a run reads), `cross_validation` (how its folds
-are trained), `evaluate` (a model file scored on other corpora), `prepare` (features computed
-ahead), `demo`, `pretrain` (on macro-expression images) and `face_crop`.
+and its model file), `blend` (several recipes' runs averaged), `labelled` (the corpora a run
+reads), `cross_validation` (how its folds are trained), `evaluate` (a model file scored on
+other corpora), `prepare` (features computed ahead), `demo`, `pretrain` (on macro-expression
+images) and `face_crop`.
 """
 
+from mekit.pipeline.blend import run_blend
 from mekit.pipeline.config import ExperimentConfig
 from mekit.pipeline.demo import DEMO_MODEL_NAME, DEMO_TRAINED_ON, run_demo
 from mekit.pipeline.evaluate import evaluate_model
@@ -28,6 +30,7 @@ __all__ = [
     "load_labelled",
     "model_metrics",
     "prepare_corpus",
+    "run_blend",
     "run_demo",
     "run_experiment",
     "run_pretrain",

@@ -53,6 +53,37 @@ class SyntheticPretrainConfig(MultiLabelConfig, section="pretrain"):
 
 
 @dataclass(frozen=True)
+class BlendConfig(Config, section="blend"):
+    """A run that trains other recipes and averages them (`mekit.pipeline.blend`).
+
+    parts: the recipes (shipped names or .toml paths) the run trains, each LOSO in its own
+      folder with its own model, training, averaging and pretraining settings, and the run's
+      data, protocol and hardware settings (`PASSED_TO_PARTS`);
+    weights: one per part (empty: equal), the share of its class probabilities in the blend;
+    calibrate: fit a temperature on the blend's out-of-fold probabilities for its model file.
+    """
+
+    parts: tuple[str, ...] = ()
+    weights: tuple[float, ...] = ()
+    calibrate: bool = False
+
+    def check(self) -> None:
+        if self.weights and len(self.weights) != len(self.parts):
+            raise MekitError(
+                f"blend.weights has {len(self.weights)} values for {len(self.parts)} parts; "
+                "give one weight per part, or none for equal weights"
+            )
+        if any(w < 0 for w in self.weights) or (self.weights and not sum(self.weights) > 0):
+            raise MekitError(f"blend.weights must be >= 0 with a positive sum: {self.weights}")
+        if len(self.parts) == 1:
+            raise MekitError("a blend needs at least 2 parts (blend.parts)")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.parts)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig(Config):
     """Everything a run needs besides the data paths; written to config.json.
 
@@ -72,6 +103,7 @@ class ExperimentConfig(Config):
     average: train several networks per run (seeds) on per-sample normalised input and average
       their probabilities (`mekit.train.averaging`); the exported model file holds them all.
     pretrain: synthetic AU pretraining before the run (`SyntheticPretrainConfig`).
+    blend: train other recipes and average their probabilities (`BlendConfig`).
     abstain_below: recorded in the model file; `mekit analyze` and `serve` call an event
       "uncertain" when no class reaches this probability (0: never).
     """
@@ -93,6 +125,7 @@ class ExperimentConfig(Config):
     train: TrainConfig = TrainConfig()
     average: AverageConfig = AverageConfig()
     pretrain: SyntheticPretrainConfig = SyntheticPretrainConfig()
+    blend: BlendConfig = BlendConfig()
     abstain_below: float = 0.0
 
     def check(self) -> None:
