@@ -101,6 +101,7 @@ def test_parts_take_the_runs_data_and_protocol_and_nothing_else(tmp_path):
     assert first.train.epochs == 9 and second.model == "off_apexnet"
     assert first.protocol == second.protocol == "kfold" and first.k == 3
     assert first.labels == "raw" and first.train.seed == second.train.seed == 4
+    assert first.input_from == second.input_from == 64  # resampled as the blend's file does
     stray = ExperimentConfig.from_dict({"blend": {"parts": [a, b]}, "train": {"epochs": 3}})
     with pytest.raises(MekitError, match="train.epochs would not reach them"):
         part_configs(stray)
@@ -140,6 +141,8 @@ def test_a_blend_run_reports_its_parts_and_writes_one_model_file(tmp_path, capsy
     cols = ["prob_negative", "prob_positive", "prob_surprise"]
     want = 0.75 * frames[0][cols] + 0.25 * frames[1].loc[frames[0].index, cols]
     assert np.allclose(mine.loc[want.index, cols], want, atol=1e-6) and len(mine) == 18
+    part_config = json.loads((parts[0] / "config.json").read_text())
+    assert part_config["input_from"] == 64 and part_config["features"]["size"] == 64
     metrics = json.loads((run / "metrics.json").read_text())
     assert [p["recipe"] for p in metrics["extra"]["parts"]] == [st, mv]
     assert metrics["title"].startswith("blend of st (0.75) + mv (0.25)")
@@ -162,3 +165,13 @@ def test_a_blend_run_reports_its_parts_and_writes_one_model_file(tmp_path, capsy
     argv = ["train", "--corpus", str(corpus), "--labels", "raw", "--quiet", "--recipe", blend]
     assert main([*argv, "--out", str(tmp_path / "r2"), "--seeds", "0,1"]) != 0
     assert "a blend runs one seed" in capsys.readouterr().err
+
+
+def test_input_from_only_resamples_a_flow_image_down(tmp_path):
+    from mekit.pipeline import run_experiment
+
+    corpus = write_flow_corpus(tmp_path / "corpus", subjects=2, per_subject=3)
+    for model, side in (("mobilevitv3_xxs", 32), ("resnet18", 128)):
+        config = ExperimentConfig.from_dict({"model": model, "labels": "raw", "input_from": side})
+        with pytest.raises(MekitError, match="resamples one flow image down"):
+            run_experiment(corpus, tmp_path / model, config, progress=False)

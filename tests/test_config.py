@@ -17,7 +17,7 @@ from mekit.faces.align import FaceConfig
 from mekit.models.mobilevitv3 import CONFIGS as MOBILEVIT_VARIANTS
 from mekit.models.mobilevitv3 import MobileViTv3Config
 from mekit.motion.features import FeatureConfig
-from mekit.pipeline.config import ExperimentConfig, SyntheticPretrainConfig
+from mekit.pipeline.config import BlendConfig, ExperimentConfig, SyntheticPretrainConfig
 from mekit.spot.input.signals import SignalConfig
 from mekit.spot.input.track import TrackConfig
 from mekit.spot.learned.spotter import SpotterConfig
@@ -89,6 +89,7 @@ CONFIGS = (
     TrainConfig,
     SyntheticPretrainConfig,
     MultiLabelConfig,
+    BlendConfig,
 )
 
 

@@ -33,7 +33,7 @@ from test_engine_ensemble import write_flow_corpus
 
 def test_every_shipped_recipe_builds_a_valid_experiment_config():
     names = recipe_names()
-    assert {"composite-best", "ststnet-default", "ststnet-paper"} <= set(names)
+    assert {"composite-best", "composite-ststnet", "ststnet-default", "ststnet-paper"} <= set(names)
     for recipe in list_recipes():
         assert recipe.description and "\n" not in recipe.description
         config = ExperimentConfig.from_dict(recipe.settings)  # raises if a key is unknown
@@ -226,13 +226,20 @@ def test_a_tempered_averaging_model_outputs_the_tempered_mean():
     assert np.allclose(got, want, atol=1e-5)
 
 
-def test_the_shipped_composite_best_recipe_trains_with_overrides(tmp_path):
+def test_the_shipped_composite_ststnet_recipe_trains_with_overrides(tmp_path):
     corpus = write_flow_corpus(tmp_path / "corpus", subjects=3, per_subject=6)
-    argv = ["--recipe", "composite-best", "--set", "average.members=2", "--set", "train.epochs=3"]
+    argv = [
+        "--recipe",
+        "composite-ststnet",
+        "--set",
+        "average.members=2",
+        "--set",
+        "train.epochs=3",
+    ]
     argv += ["--set", "pretrain.samples=40", "--set", "pretrain.epochs=1"]
     assert _train(corpus, tmp_path / "run", *argv) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    recipe = load_recipe("composite-best").settings
+    recipe = load_recipe("composite-ststnet").settings
     assert config["average"] == {**recipe["average"], "members": 2}
     assert recipe["pretrain"]["synthetic"] is True
     assert config["pretrain"] | {"samples": 40, "epochs": 1} == config["pretrain"]

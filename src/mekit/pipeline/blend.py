@@ -3,7 +3,9 @@
 Networks of different kinds err differently: on composite-dev five averaged STSTNets and one
 pretrained MobileViTv3 each reach about .70 UF1, their average more. `run_blend` runs each
 part (a recipe, `BlendConfig.parts`) as an ordinary experiment in its own folder
-(`RUN/part-N-NAME/`: its report, pretraining, fold checkpoints and model file), then joins
+(`RUN/part-N-NAME/`: its report, pretraining, fold checkpoints and model file; its input
+computed at the blend's side and area-resampled to its own, `input_from`, exactly as the
+blend's model file resamples it), then joins
 the parts' out-of-fold probabilities by sample id, weights them (`BlendConfig.weights`) and
 writes the blend's report in `RUN/`. Every part gets the same folds (the same protocol and
 seed) and fixed schedules, so the blend's figures are as honest as its parts'. The model file
@@ -32,7 +34,7 @@ from mekit.config import merge, to_dict
 from mekit.data.corrections import Corrections
 from mekit.errors import MekitError
 from mekit.models import create_model, get_spec
-from mekit.models.blend import check_part
+from mekit.models.blend import BLEND_SIZE, check_part
 from mekit.pipeline.config import ExperimentConfig
 from mekit.pipeline.experiment import RunOutcome, model_metrics, run_experiment
 from mekit.pipeline.labelled import CorpusSource
@@ -54,7 +56,7 @@ PASSED_TO_PARTS = (
     "allow_missing", "folds_at_once", "face", "features",
 )  # fmt: skip
 PASSED_TRAIN = ("device", "precision", "seed")
-_OWN = ("blend", "abstain_below")
+_OWN = ("blend", "abstain_below", "input_from")
 
 
 def part_configs(config: ExperimentConfig) -> list[tuple[str, ExperimentConfig]]:
@@ -88,7 +90,7 @@ def part_configs(config: ExperimentConfig) -> list[tuple[str, ExperimentConfig]]
                     f"recipe {name!r} sets [{key}]; a blend's parts cannot ({key} is the "
                     "run's: set it on the blend)"
                 )
-        part = ExperimentConfig.from_dict(merge(settings, shared))
+        part = ExperimentConfig.from_dict(merge(settings, {**shared, "input_from": BLEND_SIZE}))
         if part.train.selection == "test-oracle":
             raise MekitError(
                 f"recipe {name!r} selects epochs on the test subject; a blend takes only "

@@ -104,6 +104,9 @@ class ExperimentConfig(Config):
       their probabilities (`mekit.train.averaging`); the exported model file holds them all.
     pretrain: synthetic AU pretraining before the run (`SyntheticPretrainConfig`).
     blend: train other recipes and average their probabilities (`BlendConfig`).
+    input_from: compute a flow model's input at this side and area-resample it to the model's
+      (`mekit.models.blend.resize_flow`), as a blend's model file does for its parts; 0: at
+      the model's side.
     abstain_below: recorded in the model file; `mekit analyze` and `serve` call an event
       "uncertain" when no class reaches this probability (0: never).
     """
@@ -126,10 +129,12 @@ class ExperimentConfig(Config):
     average: AverageConfig = AverageConfig()
     pretrain: SyntheticPretrainConfig = SyntheticPretrainConfig()
     blend: BlendConfig = BlendConfig()
+    input_from: int = 0
     abstain_below: float = 0.0
 
     def check(self) -> None:
         check_range(self, "abstain_below", 0, 1, hi_open=True)
+        check_range(self, "input_from", 0)
         if self.pretrain.synthetic and self.train.init_from:
             raise MekitError(
                 "pretrain.synthetic makes the run's starting weights; drop train.init_from "

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from mekit import __version__
 from mekit.config import to_dict
@@ -22,6 +23,7 @@ from mekit.data.corrections import Corrections
 from mekit.data.schema import Skipped
 from mekit.errors import MekitError
 from mekit.models import ModelSpec, get_spec
+from mekit.models.blend import resize_flow
 from mekit.motion import FeatureConfig, FeatureKind
 from mekit.motion.extract import FeatureSet, extract_features
 from mekit.pipeline.config import ExperimentConfig
@@ -167,7 +169,15 @@ def _model_input(config: ExperimentConfig) -> tuple[ModelSpec | None, FeatureCon
         averaged_model_name(config.model)  # fails before any feature work
     if spec is None:
         return None, replace(config.features, kind=FeatureKind.LBPTOP)
-    return spec, feature_config_for(spec, config.features)
+    features = feature_config_for(spec, config.features)
+    if config.input_from:
+        if spec.input_kind != "flow" or config.input_from < spec.size:
+            raise MekitError(
+                f"input_from = {config.input_from} resamples one flow image down to the "
+                f"model's side; {config.model} takes {spec.input_kind} at {spec.size} px"
+            )
+        features = replace(features, size=config.input_from)
+    return spec, features
 
 
 def _resolved_config(
@@ -221,11 +231,12 @@ def _design(
             f"{len(ids)} usable samples from {len(set(subjects))} subject(s) in classes {labels}"
         )
     y = np.array([labels.index(data.label_of[i]) for i in ids])
-    X = (
-        features.features
-        if spec is None
-        else to_model_layout(features.features, spec, feature_config.kind)
-    )
+    if spec is None:
+        X = features.features
+    else:
+        X = to_model_layout(features.features, spec, feature_config.kind)
+        if feature_config.size != spec.size:  # input_from: the blend's resampling
+            X = resize_flow(torch.from_numpy(X), spec.size).numpy()
     return Design(X, y, ids, datasets, subjects, labels)
 
 
@@ -297,7 +308,10 @@ def _export(
         design.labels,
         config.model,
         replace(config.train, seed=seed_list[0]),
-        input={"features": to_dict(feature_config), "face": to_dict(config.face)},
+        input={
+            "features": to_dict(replace(feature_config, size=design.X.shape[-1])),
+            "face": to_dict(config.face),
+        },
         config=resolved,
         metrics=model_metrics(config, seed_list, results, data.notes),
         training={
