@@ -306,3 +306,13 @@ def test_exported_members_are_the_chosen_engines_fits_with_their_member_seeds(tm
     for member, reference in zip(members, want, strict=True):
         for key, value in reference.state_dict().items():
             assert torch.allclose(member.state_dict()[key], value), key
+
+
+def test_the_shipped_composite_best_blends_shipped_recipes():
+    from mekit.pipeline.blend import part_configs
+
+    config = ExperimentConfig.from_dict(load_recipe("composite-best").settings)
+    parts = part_configs(config)
+    assert [name for name, _ in parts] == ["composite-ststnet", "mobilevit-synthetic"]
+    assert all(p.pretrain.synthetic and p.average.input_norm == "median" for _, p in parts)
+    assert config.blend.calibrate and config.abstain_below > 0
