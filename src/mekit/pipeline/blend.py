@@ -137,10 +137,14 @@ def run_blend(
         )  # fmt: skip
     timings = {"parts_s": time.perf_counter() - t0}
     result = blend_predictions([o.run_dir / "predictions.csv" for o in outcomes], weights)
+    schedules = ", ".join(
+        f"{Path(name).stem} the last epoch of {part.train.epochs}" for name, part in parts
+    )
+    result = replace(result, selection=f"each part's fixed schedule ({schedules})")
     notes: dict[str, Any] = {
         "parts": [
-            {"recipe": name, "weight": w, "run": str(o.run_dir), "uf1": o.metrics.uf1,
-             "uar": o.metrics.uar, "model": part.model}
+            {"recipe": name, "weight": round(w, 4), "run": str(o.run_dir),
+             "uf1": round(o.metrics.uf1, 4), "uar": round(o.metrics.uar, 4), "model": part.model}
             for (name, part), w, o in zip(parts, weights, outcomes, strict=True)
         ],
         "timings": timings,

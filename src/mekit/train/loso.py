@@ -56,7 +56,8 @@ class LosoResult:
     strings) and prob_<label> per label. `histories[name]` is the per-epoch history (see
     `FitResult`) of the fold named `name` (its `Fold.test_subject`, the held-out group);
     `best_epochs[name]` the epoch kept. `oracle` is True when epochs were selected on the test
-    fold ("test-oracle"): such figures are not valid estimates.
+    fold ("test-oracle"): such figures are not valid estimates. `selection`, when given,
+    says in words how epochs were chosen where `config` cannot (e.g. a blend's parts).
     """
 
     predictions: pd.DataFrame
@@ -66,6 +67,7 @@ class LosoResult:
     model_name: str
     config: TrainConfig
     oracle: bool
+    selection: str = ""
 
     def metrics(self) -> ClassificationMetrics:
         """Metrics over all folds' predictions concatenated (MEGC definitions)."""

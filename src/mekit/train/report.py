@@ -45,6 +45,8 @@ class ReportPaths:
 
 
 def _selection_text(result: LosoResult) -> str:
+    if result.selection:
+        return result.selection
     cfg = result.config
     if cfg.selection == "val-split":
         return (
