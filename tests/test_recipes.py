@@ -83,11 +83,16 @@ def test_per_sample_normalisation_ignores_each_samples_scale_and_offset(mode):
     a, b = normalise_per_sample(x, mode), normalise_per_sample(scaled, mode)
     assert torch.allclose(a, b, atol=1e-4)
     if mode == "minmax":
-        assert a.amin(dim=(2, 3)).abs().max() < 1e-6 and (a.amax(dim=(2, 3)) - 1).abs().max() < 1e-4
+        assert (a.amin(dim=(2, 3)) + 1).abs().max() < 1e-5 and (a.amax(dim=(2, 3)) - 1).abs().max() < 1e-4
     else:
         centre = a.mean(dim=(2, 3)) if mode == "standardize" else a.flatten(2).median(2).values
         assert centre.abs().max() < 1e-5 and (a.std(dim=(2, 3)) - 1).abs().max() < 0.01
     assert torch.equal(normalise_per_sample(torch.zeros(1, 3, 4, 4), mode), torch.zeros(1, 3, 4, 4))
+    # the mirror's u (negated) normalises to the negated normalised u: flips stay right
+    flipped = x.clone()
+    flipped[:, 0] = -flipped[:, 0]
+    tol = 1e-2 if mode == "median" else 1e-4  # the lower median of -u is minus the upper one
+    assert torch.allclose(normalise_per_sample(flipped, mode)[:, 0], -a[:, 0], atol=tol)
 
 
 def test_the_averaging_model_outputs_its_members_mean_probability():

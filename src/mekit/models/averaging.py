@@ -12,8 +12,10 @@ same normalisation travels with a model file and runs on mekit's own flow at ana
 - "median": each channel of each sample minus its median pixel, divided by its standard
   deviation (most of a face does not move, so the median marks "no motion" even in a flow
   image whose zero was moved by min-max scaling);
-- "minmax": each channel of each sample to [0, 1] (what a flow image made by min-max
-  scaling per image holds, whatever scale the flow had).
+- "minmax": each channel of each sample to [-1, 1] (what a flow image made by min-max
+  scaling per image holds, whatever scale the flow had, read back as `read_flow` reads u and
+  v). Centred on the span's middle, so a mirrored sample's u (negated by `hflip`) is exactly
+  the normalised mirror image, as for the other modes.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ def normalise_per_sample(x: torch.Tensor, mode: str) -> torch.Tensor:
             centre = x.flatten(2).median(dim=2).values.reshape(*x.shape[:2], *[1] * len(dims))
         return (x - centre) / (std + _EPS)
     low = x.amin(dim=dims, keepdim=True)
-    high = x.amax(dim=dims, keepdim=True)
-    return (x - low) / (high - low + _EPS)
+    span = x.amax(dim=dims, keepdim=True) - low
+    return torch.where(span > 0, 2 * (x - low) / span.clamp_min(_EPS) - 1, 0.0)
 
 
 class ProbabilityAverage(nn.Module):
