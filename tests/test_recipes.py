@@ -33,7 +33,7 @@ from test_engine_ensemble import write_flow_corpus
 
 def test_every_shipped_recipe_builds_a_valid_experiment_config():
     names = recipe_names()
-    assert {"composite-best", "composite-ststnet", "ststnet-default", "ststnet-paper"} <= set(names)
+    assert {"composite-best", "ststnet-default", "ststnet-paper"} <= set(names)
     for recipe in list_recipes():
         assert recipe.description and "\n" not in recipe.description
         config = ExperimentConfig.from_dict(recipe.settings)  # raises if a key is unknown
@@ -83,7 +83,9 @@ def test_per_sample_normalisation_ignores_each_samples_scale_and_offset(mode):
     a, b = normalise_per_sample(x, mode), normalise_per_sample(scaled, mode)
     assert torch.allclose(a, b, atol=1e-4)
     if mode == "minmax":
-        assert (a.amin(dim=(2, 3)) + 1).abs().max() < 1e-5 and (a.amax(dim=(2, 3)) - 1).abs().max() < 1e-4
+        assert (a.amin(dim=(2, 3)) + 1).abs().max() < 1e-5 and (
+            a.amax(dim=(2, 3)) - 1
+        ).abs().max() < 1e-4
     else:
         centre = a.mean(dim=(2, 3)) if mode == "standardize" else a.flatten(2).median(2).values
         assert centre.abs().max() < 1e-5 and (a.std(dim=(2, 3)) - 1).abs().max() < 0.01
@@ -231,11 +233,11 @@ def test_a_tempered_averaging_model_outputs_the_tempered_mean():
     assert np.allclose(got, want, atol=1e-5)
 
 
-def test_the_shipped_composite_ststnet_recipe_trains_with_overrides(tmp_path):
+def test_the_shipped_composite_best_recipe_trains_with_overrides(tmp_path):
     corpus = write_flow_corpus(tmp_path / "corpus", subjects=3, per_subject=6)
     argv = [
         "--recipe",
-        "composite-ststnet",
+        "composite-best",
         "--set",
         "average.members=2",
         "--set",
@@ -244,7 +246,7 @@ def test_the_shipped_composite_ststnet_recipe_trains_with_overrides(tmp_path):
     argv += ["--set", "pretrain.samples=40", "--set", "pretrain.epochs=1"]
     assert _train(corpus, tmp_path / "run", *argv) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    recipe = load_recipe("composite-ststnet").settings
+    recipe = load_recipe("composite-best").settings
     assert config["average"] == {**recipe["average"], "members": 2}
     assert recipe["pretrain"]["synthetic"] is True
     assert config["pretrain"] | {"samples": 40, "epochs": 1} == config["pretrain"]
@@ -311,13 +313,3 @@ def test_exported_members_are_the_chosen_engines_fits_with_their_member_seeds(tm
     for member, reference in zip(members, want, strict=True):
         for key, value in reference.state_dict().items():
             assert torch.allclose(member.state_dict()[key], value), key
-
-
-def test_the_shipped_composite_best_blends_shipped_recipes():
-    from mekit.pipeline.blend import part_configs
-
-    config = ExperimentConfig.from_dict(load_recipe("composite-best").settings)
-    parts = part_configs(config)
-    assert [name for name, _ in parts] == ["composite-ststnet", "mobilevit-synthetic"]
-    assert all(p.pretrain.synthetic and p.average.input_norm == "median" for _, p in parts)
-    assert config.blend.calibrate and config.abstain_below > 0

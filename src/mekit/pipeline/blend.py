@@ -1,15 +1,16 @@
 """A blend run: train several recipes on the same data and average their probabilities.
 
-Networks of different kinds err differently: on composite-dev five averaged STSTNets and one
-pretrained MobileViTv3 each reach about .70 UF1, their average more. `run_blend` runs each
-part (a recipe, `BlendConfig.parts`) as an ordinary experiment in its own folder
-(`RUN/part-N-NAME/`: its report, pretraining, fold checkpoints and model file; its input
-computed at the blend's side and area-resampled to its own, `input_from`, exactly as the
-blend's model file resamples it), then joins
-the parts' out-of-fold probabilities by sample id, weights them (`BlendConfig.weights`) and
-writes the blend's report in `RUN/`. Every part gets the same folds (the same protocol and
-seed) and fixed schedules, so the blend's figures are as honest as its parts'. The model file
-(`mekit.models.blend.flow_blend`) holds every part's model trained on all samples.
+Networks of different kinds err differently, so averaging them can beat each (on
+composite-dev, five STSTNets reach .72 UF1 and their 3:1 average with a MobileViTv3 .72-.75,
+depending on the MobileViT run; see the README). `run_blend` runs each part (a recipe,
+`BlendConfig.parts`) as an ordinary experiment in its own folder (`RUN/part-N-NAME/`: its
+report, pretraining, fold checkpoints and model file; its input computed at the blend's side
+and area-resampled to its own, `input_from`, exactly as the blend's model file resamples it),
+then joins the parts' out-of-fold probabilities by sample id, weights them
+(`BlendConfig.weights`) and writes the blend's report in `RUN/`. Every part gets the same
+folds (the same protocol and seed) and fixed schedules, so the blend's figures are as honest
+as its parts'. The model file (`mekit.models.blend.flow_blend`) holds every part's model
+trained on all samples.
 
 Parts take their model, training, averaging and pretraining settings from their own recipes
 and the data, protocol and hardware settings from the run (`PASSED_TO_PARTS`).
@@ -102,7 +103,7 @@ def part_configs(config: ExperimentConfig) -> list[tuple[str, ExperimentConfig]]
 
 
 def part_folder(out: Path, index: int, name: str) -> Path:
-    """Where part `index` (0-based) of a blend run writes: RUN/part-1-composite-ststnet."""
+    """Where part `index` (0-based) of a blend run writes: RUN/part-1-composite-best."""
     return out / f"part-{index + 1}-{Path(name).stem}"
 
 
@@ -228,7 +229,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _title(
     parts: Sequence[tuple[str, ExperimentConfig]], weights: Sequence[float], part_title: str
 ) -> str:
-    """e.g. "blend of composite-ststnet (.83) + composite-mobilevit (.17) on casme2+... (...)"."""
+    """e.g. "blend of composite-best (0.75) + mobilevit-synthetic (0.25) on casme2+... (...)"."""
     names = " + ".join(
         f"{Path(name).stem} ({w:.2f})" for (name, _), w in zip(parts, weights, strict=True)
     )
