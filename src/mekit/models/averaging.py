@@ -21,6 +21,7 @@ same normalisation travels with a model file and runs on mekit's own flow at ana
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -86,6 +87,15 @@ class ProbabilityAverage(nn.Module):
         return mean if self.temperature == 1.0 else mean / self.temperature
 
 
+def _members(
+    make: Callable[[], nn.Module], members: int, input_norm: str, temperature: float
+) -> ProbabilityAverage:
+    """`members` networks from `make()` (in order, so the same seed gives the same weights)."""
+    if members < 1:
+        raise ValueError(f"members must be at least 1, got {members}")
+    return ProbabilityAverage([make() for _ in range(members)], input_norm, temperature)
+
+
 @register_model(
     STSTNET_SPEC.variant(
         "ststnet_average",
@@ -102,13 +112,12 @@ def ststnet_average(
     stream_widths: tuple[int, ...] = STREAM_WIDTHS,
 ) -> nn.Module:
     """`members` STSTNets on (B, 3, 28, 28) u/v/strain behind one `input_norm`."""
-    if members < 1:
-        raise ValueError(f"members must be at least 1, got {members}")
-    nets = [
-        STSTNet(num_classes, dropout=dropout, stream_widths=tuple(stream_widths))
-        for _ in range(members)
-    ]
-    return ProbabilityAverage(nets, input_norm, temperature)
+    return _members(
+        lambda: STSTNet(num_classes, dropout=dropout, stream_widths=tuple(stream_widths)),
+        members,
+        input_norm,
+        temperature,
+    )
 
 
 @register_model(
@@ -125,9 +134,7 @@ def mobilevitv3_xxs_average(
     dropout: float = 0.1,
 ) -> nn.Module:
     """`members` MobileViTv3-XXS on (B, 3, 64, 64) u/v/strain behind one `input_norm`."""
-    if members < 1:
-        raise ValueError(f"members must be at least 1, got {members}")
-    nets = [
-        MobileViTv3(num_classes, MOBILEVIT_CONFIGS["xxs"], dropout=dropout) for _ in range(members)
-    ]
-    return ProbabilityAverage(nets, input_norm, temperature)
+    xxs = MOBILEVIT_CONFIGS["xxs"]
+    return _members(
+        lambda: MobileViTv3(num_classes, xxs, dropout=dropout), members, input_norm, temperature
+    )
