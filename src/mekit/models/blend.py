@@ -22,6 +22,7 @@ from mekit.errors import MekitError
 from mekit.models.registry import UV_STRAIN, create_model, get_spec, register_model, uv_strain_spec
 
 BLEND_SIZE = 64  # the input side; every part takes this size or a smaller one
+DEFAULT_PARTS: tuple[dict[str, Any], ...] = ({"model": "ststnet"}, {"model": "mobilevitv3_xxs"})
 
 
 def resize_flow(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -96,12 +97,12 @@ class Blend(nn.Module):
 )
 def flow_blend(
     num_classes: int,
-    parts: Sequence[Mapping[str, Any]] = (),
+    parts: Sequence[Mapping[str, Any]] = DEFAULT_PARTS,
     weights: Sequence[float] = (),
     temperature: float = 1.0,
 ) -> nn.Module:
-    """`parts`: one {"model": registered name, "options": {...}} per part (create_model's);
-    `weights`: one per part (default equal)."""
+    """`parts`: one {"model": registered name, "options": {...}} per part (create_model's;
+    default STSTNet and MobileViTv3-XXS); `weights`: one per part (default equal)."""
     if not parts:
         raise MekitError("flow_blend needs parts: [{'model': NAME, 'options': {...}}, ...]")
     weights = list(weights) if weights else [1.0] * len(parts)
