@@ -147,8 +147,7 @@ def test_a_blend_run_reports_its_parts_and_writes_one_model_file(tmp_path, capsy
     assert [p["recipe"] for p in metrics["extra"]["parts"]] == [st, mv]
     assert metrics["title"].startswith("blend of st (0.75) + mv (0.25)")
     assert (
-        "each part's fixed schedule (st the last epoch of 20, mv the last epoch of 2)"
-        in (metrics["protocol"])
+        "each part's own (st the last epoch of 20, mv the last epoch of 2)" in metrics["protocol"]
     )
     loaded = load_model(run / "model.json")
     assert loaded.name == "flow_blend" and loaded.input["size"] == 64

@@ -138,10 +138,7 @@ def run_blend(
         )  # fmt: skip
     timings = {"parts_s": time.perf_counter() - t0}
     result = blend_predictions([o.run_dir / "predictions.csv" for o in outcomes], weights)
-    schedules = ", ".join(
-        f"{Path(name).stem} the last epoch of {part.train.epochs}" for name, part in parts
-    )
-    result = replace(result, selection=f"each part's fixed schedule ({schedules})")
+    result = replace(result, selection=f"each part's own ({_schedules(parts)})")
     notes: dict[str, Any] = {
         "parts": [
             {"recipe": name, "weight": round(w, 4), "run": str(o.run_dir),
@@ -179,6 +176,17 @@ def run_blend(
         outcomes[0], run_dir=out, metrics=metrics, timings=timings, per_seed=(metrics,),
         model_path=model_path, title=title,
     )  # fmt: skip
+
+
+def _schedules(parts: Sequence[tuple[str, ExperimentConfig]]) -> str:
+    """e.g. "composite-best the last epoch of 200, mine early stopping within 50 epochs"."""
+    return ", ".join(
+        f"{Path(name).stem} the last epoch of {part.train.epochs}"
+        if part.train.selection == "fixed"
+        else f"{Path(name).stem} early stopping on training subjects within "
+        f"{part.train.epochs} epochs"
+        for name, part in parts
+    )
 
 
 def _weights(config: ExperimentConfig) -> list[float]:
