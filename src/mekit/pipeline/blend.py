@@ -291,7 +291,10 @@ def _export(
     }  # fmt: skip
     for key in ("epochs", "members", "member_seeds", "input_norm"):
         training.pop(key, None)  # each part's, listed under "parts"
-    selection_config = replace(config, train=replace(config.train, selection="fixed"))
+    # the parts' selection: "val-split" where any part stopped early, else "fixed"
+    chosen = {str(p.meta.get("metrics", {}).get("selection", "fixed")) for p in loaded}
+    selection = "val-split" if "val-split" in chosen else "fixed"
+    selection_config = replace(config, train=replace(config.train, selection=selection))
     _, sidecar = save_model(
         export,
         model,
