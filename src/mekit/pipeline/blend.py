@@ -18,7 +18,6 @@ and the data, protocol and hardware settings from the run (`PASSED_TO_PARTS`).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -26,7 +25,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -40,12 +38,14 @@ from mekit.pipeline.config import ExperimentConfig
 from mekit.pipeline.experiment import RunOutcome, model_metrics, run_experiment
 from mekit.pipeline.labelled import CorpusSource
 from mekit.train import write_report
-from mekit.train.averaging import calibration
+from mekit.train.averaging import average_results, calibration
 from mekit.train.checkpoint import load_model, save_model
 from mekit.train.inputs import feature_config_for
+from mekit.train.loop import TrainConfig
 from mekit.train.loso import LosoResult
 from mekit.train.recipes import load_recipe
 from mekit.train.report import describe_protocol
+from mekit.train.runs import read_json
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def run_blend(
         ],
         "timings": timings,
     }  # fmt: skip
-    coverage = _read_json(outcomes[0].run_dir / "metrics.json")["extra"].get("composite_coverage")
+    coverage = read_json(outcomes[0].run_dir / "metrics.json")["extra"].get("composite_coverage")
     if coverage:
         notes["composite_coverage"] = coverage
     if config.blend.calibrate:
@@ -156,7 +156,7 @@ def run_blend(
     resolved = {
         "mekit_version": __version__,
         **to_dict(config),
-        "parts": [_read_json(o.run_dir / "config.json") for o in outcomes],
+        "parts": [read_json(o.run_dir / "config.json") for o in outcomes],
     }
     write_report(
         out,
@@ -197,41 +197,14 @@ def _weights(config: ExperimentConfig) -> list[float]:
 
 def blend_predictions(paths: Sequence[Path], weights: Sequence[float]) -> LosoResult:
     """The parts' out-of-fold predictions (their predictions.csv) as one `LosoResult`: the
-    `weights`-weighted mean probability per sample, joined by id. `MekitError` when the parts
-    predicted different samples, labels or truths."""
-    frames = [pd.read_csv(p, dtype={"id": str}).set_index("id") for p in paths]
-    first = frames[0]
-    columns = [c for c in first.columns if c.startswith("prob_")]
-    labels = tuple(c.removeprefix("prob_") for c in columns)
-    probs = np.zeros((len(first), len(columns)))
-    for frame, w, path in zip(frames, weights, paths, strict=True):
-        if (
-            set(frame.index) != set(first.index)
-            or [c for c in frame.columns if c.startswith("prob_")] != columns
-        ):
-            raise MekitError(
-                f"{path} predicts other samples or classes than {paths[0]}; the parts of a "
-                "blend must run on the same data and labels"
-            )
-        if not frame.loc[first.index, "true"].equals(first["true"]):
-            raise MekitError(f"{path} gives other true labels than {paths[0]}")
-        probs += w * frame.loc[first.index, columns].to_numpy(dtype=np.float64)
-    out = first.reset_index()
-    out[columns] = probs
-    out["pred"] = np.asarray(labels, dtype=object)[probs.argmax(axis=1)]
-    return LosoResult(
-        predictions=out,
-        histories={},
-        best_epochs={},
-        labels=labels,
-        model_name=BLEND_MODEL,
-        config=ExperimentConfig().train,
-        oracle=False,
-    )
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return dict(json.loads(path.read_text(encoding="utf-8")))
+    `weights`-weighted mean probability per sample, joined by id (`average_results`).
+    `MekitError` when the parts predicted other samples, classes or truths."""
+    parts = []
+    for path in paths:
+        frame = pd.read_csv(path, dtype={"id": str})
+        labels = tuple(c.removeprefix("prob_") for c in frame.columns if c.startswith("prob_"))
+        parts.append(LosoResult(frame, {}, {}, labels, BLEND_MODEL, TrainConfig(), False))
+    return average_results(parts, weights, sources=[str(p) for p in paths])
 
 
 def _title(

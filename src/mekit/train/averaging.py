@@ -140,25 +140,42 @@ def calibration(result: LosoResult) -> dict[str, float]:
     }
 
 
-def average_results(results: Sequence[LosoResult]) -> LosoResult:
-    """One `LosoResult` whose probabilities are the members' mean per sample (joined by id);
-    histories and best epochs are the first member's."""
+def average_results(
+    results: Sequence[LosoResult],
+    weights: Sequence[float] | None = None,
+    sources: Sequence[str] | None = None,
+) -> LosoResult:
+    """One `LosoResult` whose probabilities are the results' mean per sample (joined by id),
+    weighted by `weights` (default equal; a blend's parts) and divided by their sum; histories
+    and best epochs are the first result's. `sources` name the results in errors (default
+    "member N"). `MekitError` when they predict other classes, samples or true labels."""
     if not results:
         raise MekitError("no member results to average")
+    weights = [1.0] * len(results) if weights is None else [float(w) for w in weights]
+    names = list(sources) if sources else [f"member {m}" for m in range(len(results))]
     first = results[0]
     frame = first.predictions.copy()
     columns = [f"prob_{label}" for label in first.labels]
     index = frame["id"].astype(str)
-    for other in results[1:]:
+    frame[columns] = weights[0] * frame[columns].to_numpy()
+    for other, weight, name in zip(results[1:], weights[1:], names[1:], strict=True):
         if other.labels != first.labels:
-            raise MekitError("members disagree on the labels; cannot average them")
-        probs = other.predictions.set_index(other.predictions["id"].astype(str))[columns]
-        if set(probs.index) != set(index):
-            raise MekitError("members predicted different samples; cannot average them")
-        frame[columns] = frame[columns].to_numpy() + probs.loc[index].to_numpy()
-    frame[columns] = frame[columns].to_numpy() / len(results)
-    names = np.asarray(first.labels, dtype=object)
-    frame["pred"] = names[frame[columns].to_numpy().argmax(axis=1)]
+            raise MekitError(
+                f"{name} predicts classes {other.labels}, {names[0]} {first.labels}; "
+                "cannot average them"
+            )
+        rows = other.predictions.set_index(other.predictions["id"].astype(str))
+        if set(rows.index) != set(index):
+            raise MekitError(
+                f"{name} predicts other samples than {names[0]}: different samples cannot be "
+                "averaged"
+            )
+        if not (rows.loc[index, "true"].to_numpy() == frame["true"].to_numpy()).all():
+            raise MekitError(f"{name} gives other true labels than {names[0]}")
+        frame[columns] = frame[columns].to_numpy() + weight * rows.loc[index, columns].to_numpy()
+    frame[columns] = frame[columns].to_numpy() / sum(weights)
+    names_of = np.asarray(first.labels, dtype=object)
+    frame["pred"] = names_of[frame[columns].to_numpy().argmax(axis=1)]
     return replace(first, predictions=frame)
 
 

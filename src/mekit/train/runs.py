@@ -47,7 +47,8 @@ def seed_spread(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A run folder's metrics.json or config.json; `MekitError` naming the folder if absent."""
     if not path.is_file():
         raise MekitError(f"{path} not found: is {path.parent} a mekit run folder?")
     return json.loads(path.read_text())
@@ -60,7 +61,7 @@ def rescore(run_dir: Path) -> ClassificationMetrics:
     if not path.is_file():
         raise MekitError(f"{path} not found: is {run_dir} a mekit run folder?")
     predictions = pd.read_csv(path)
-    labels = _read_json(run_dir / "metrics.json")["labels"]
+    labels = read_json(run_dir / "metrics.json")["labels"]
     return classification_metrics(predictions["true"], predictions["pred"], labels)
 
 
@@ -76,10 +77,10 @@ def run_scores(run_dir: Path) -> RunScores:
     run_dir = Path(run_dir)
     seeds = seed_dirs(run_dir)
     dirs = seeds or [run_dir]
-    metrics = [_read_json(d / "metrics.json") for d in dirs]
+    metrics = [read_json(d / "metrics.json") for d in dirs]
     first = metrics[0]
     values = {k: np.array([m["overall"][k] for m in metrics], dtype=float) for k in SCORES}
-    config = _read_json(dirs[0] / "config.json") if (dirs[0] / "config.json").is_file() else {}
+    config = read_json(dirs[0] / "config.json") if (dirs[0] / "config.json").is_file() else {}
     per_dataset: dict[str, dict[str, float]] = {}
     for name in first.get("per_dataset", {}):
         per_dataset[name] = {
@@ -105,7 +106,7 @@ def write_seed_summary(out: Path, title: str, seeds: Sequence[int], dirs: Sequen
     out = Path(out)
     scores = run_scores(out)
     per_seed = {
-        str(s): _read_json(Path(d) / "metrics.json")["overall"]
+        str(s): read_json(Path(d) / "metrics.json")["overall"]
         for s, d in zip(seeds, dirs, strict=True)
     }
     (out / "seeds.json").write_text(
