@@ -11,10 +11,15 @@ import torch
 from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.models.registry import list_models
-from mekit.train.batched import BatchedTrainer, batched_unsupported, fit_folds
+from mekit.train.batched import (
+    BatchedTrainer,
+    auto_folds_at_once,
+    batched_unsupported,
+    fit_folds,
+)
 from mekit.train.loop import TrainConfig, fit
 from mekit.train.loso import cross_validate
-from mekit.train.splits import loso_folds
+from mekit.train.splits import Fold, loso_folds
 
 FAST = TrainConfig(epochs=2, batch_size=4)
 
@@ -66,6 +71,21 @@ def test_without_dropout_it_is_the_per_fold_loop(toy_flow):
     for a, b in zip(models, chunked, strict=True):
         sa, sb = a.state_dict(), b.state_dict()
         assert all(torch.allclose(sa[k].float(), sb[k].float(), atol=1e-4) for k in sa)
+
+
+def test_auto_groups_keep_a_cpu_programs_largest_stacked_parameter_within_32_mib():
+    model = create_model("off_apexnet", 3)  # its first dense layer: 1568 x 1024 floats
+    assert auto_folds_at_once(model, torch.device("cpu")) == 5 == (32 << 20) // (1568 * 1024 * 4)
+    assert auto_folds_at_once(create_model("ststnet", 3), torch.device("cpu")) > 68
+    assert auto_folds_at_once(model, torch.device("cuda")) > 68  # a GPU takes all folds at once
+    folds = [Fold(i, f"s{i}", np.arange(2), np.arange(2, 3)) for i in range(12)]
+    sizes = [
+        len(g) for g in BatchedTrainer("off_apexnet", 3, TrainConfig(device="cpu")).groups(folds)
+    ]
+    assert sizes == [5, 5, 2]
+    assert [len(g) for g in BatchedTrainer("ststnet", 3, TrainConfig()).groups(folds)] == [12]
+    chosen = BatchedTrainer("off_apexnet", 3, TrainConfig(), folds_at_once=4).groups(folds)
+    assert [len(g) for g in chosen] == [4, 4, 4]
 
 
 def test_reports_like_the_other_engines_and_is_deterministic(toy_flow):

@@ -122,7 +122,7 @@ class ExperimentConfig(Config):
     ray_address: str = ""
     apex: ApexMode = ApexMode("given")
     allow_missing: bool = False
-    folds_at_once: int = 0  # fold-batched training: folds per program (0: all; bounds memory)
+    folds_at_once: int = 0  # fold-batched training: folds per program (0: auto; bounds memory)
     face: FaceConfig = FaceConfig()
     features: FeatureConfig = FeatureConfig()  # kind, size and frames come from the model
     train: TrainConfig = TrainConfig()

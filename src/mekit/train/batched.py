@@ -114,12 +114,30 @@ def fit_folds(
 
     X (N, *input_shape) float32, y (N,) class indices; returns one model per fold (CPU, eval
     mode), in the order of `folds`. `folds_at_once` bounds how many folds share one program
-    (memory grows with it; 0: all). See the module doc for what stays per fold.
+    (memory grows with it; 0: `auto_folds_at_once`). See the module doc for what stays per
+    fold.
     """
     trainer = BatchedTrainer(
         model_name, num_classes, config, dict(model_kwargs or {}), folds_at_once
     )
     return [m for group in trainer.groups(folds) for m in trainer.fit_models(X, y, group, progress)]
+
+
+# On the CPU, a stacked tensor above glibc's largest mmap threshold (32 MiB on 64-bit) is
+# handed back to the system when freed, so a fresh one costs page faults at every step:
+# Off-ApexNet's first layer for all 48 folds of composite-dev (300 MB) made a LOSO run spend
+# more time in the kernel than computing. `benchmarks/fold_batched.py --batch 32`: 4 folds at
+# once 253 ms per fold-epoch, 12 folds 356 ms, 48 folds 586 ms.
+CPU_STACK_BYTES = 32 * 2**20
+
+
+def auto_folds_at_once(model: nn.Module, device: torch.device) -> int:
+    """How many folds share one program when `folds_at_once` is 0: all of them on a GPU; on
+    the CPU as many as keep the model's largest stacked parameter within `CPU_STACK_BYTES`."""
+    if device.type != "cpu":
+        return 1 << 30
+    largest = max((p.numel() * p.element_size() for p in model.parameters()), default=1)
+    return max(1, CPU_STACK_BYTES // largest)
 
 
 def _fold_model(
@@ -158,13 +176,20 @@ def _unstacked(
 @dataclass(frozen=True)
 class BatchedTrainer(AllFoldsNetworks):
     """The fold runner's trainer for fold-batched training (`fit_folds`), `folds_at_once`
-    folds per program (0: all). No per-epoch losses: the folds share their steps."""
+    folds per program (0: `auto_folds_at_once`). No per-epoch losses: the folds share their
+    steps."""
 
     folds_at_once: int = 0
     engine = "batched"
 
     def groups(self, folds: Sequence[Fold]) -> list[list[Fold]]:
-        chunk = len(folds) if self.folds_at_once <= 0 else self.folds_at_once
+        chunk = self.folds_at_once
+        if chunk <= 0:
+            device = resolve_device(self.config.device)
+            chunk = auto_folds_at_once(
+                create_model(self.model_name, self.num_classes, **self.model_kwargs), device
+            )
+        chunk = min(chunk, len(folds)) or 1
         return [list(folds[i : i + chunk]) for i in range(0, len(folds), chunk)]
 
     def _fit(
