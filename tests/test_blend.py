@@ -56,7 +56,7 @@ def test_resize_flow_keeps_its_own_size_and_averages_areas():
 def test_a_blend_holds_only_flow_networks_up_to_its_size():
     assert check_part("ststnet") == (28, (0, 1, 2))
     assert check_part("mobilevitv3_xxs_average") == (64, (0, 1, 2))
-    assert check_part("off_apexnet") == (28, (0, 1))  # u, v
+    assert check_part("off_apexnet") == check_part("off_apexnet_average") == (28, (0, 1))  # u, v
     with pytest.raises(MekitError, match="u/v/strain flow image"):
         check_part("resnet18_dual_attention")
     with pytest.raises(MekitError, match="weights"):

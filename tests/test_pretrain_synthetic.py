@@ -70,6 +70,20 @@ def test_synthetic_inputs_take_the_models_size_and_the_runs_normalisation():
     assert np.array_equal(x, again)  # seeded per sample
 
 
+def test_a_u_v_model_gets_the_u_and_v_of_the_same_synthetic_flows():
+    full, y = synthetic_au_inputs(4, 28, "median", seed=2)
+    uv, y_uv = synthetic_au_inputs(4, 28, "median", seed=2, channels=("u", "v"))
+    assert uv.shape == (4, 2, 28, 28) and np.array_equal(y, y_uv)
+    assert np.array_equal(uv, full[:, :2])  # each channel is normalised on its own
+
+
+def test_off_apexnet_pretrains_on_u_and_v_and_warm_starts_all_but_its_output_layer(tmp_path):
+    outcome = run_synthetic_pretrain("off_apexnet", tmp_path / "pre", TINY, "median")
+    assert load_model(outcome.model_path).meta["input"]["normalisation"] == "median"
+    report = transfer_weights(create_model("off_apexnet", 3), outcome.model_path)
+    assert set(report.fresh) == {"classifier.5.weight", "classifier.5.bias"}
+
+
 def test_pretrained_model_file_names_the_aus_and_warm_starts_all_but_the_head(tmp_path):
     outcome = run_synthetic_pretrain("ststnet", tmp_path / "pre", TINY, "standardize")
     loaded = load_model(outcome.model_path)

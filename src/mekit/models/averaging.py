@@ -29,6 +29,8 @@ from torch import nn
 from mekit.models.mobilevitv3 import CONFIGS as MOBILEVIT_CONFIGS
 from mekit.models.mobilevitv3 import FLOW_SPEC as MOBILEVIT_SPEC
 from mekit.models.mobilevitv3 import MobileViTv3
+from mekit.models.off_apexnet import SPEC as OFF_APEXNET_SPEC
+from mekit.models.off_apexnet import OffApexNet
 from mekit.models.registry import register_model
 from mekit.models.ststnet import SPEC as STSTNET_SPEC
 from mekit.models.ststnet import STREAM_WIDTHS, STSTNet
@@ -137,4 +139,23 @@ def mobilevitv3_xxs_average(
     xxs = MOBILEVIT_CONFIGS["xxs"]
     return _members(
         lambda: MobileViTv3(num_classes, xxs, dropout=dropout), members, input_norm, temperature
+    )
+
+
+@register_model(
+    OFF_APEXNET_SPEC.variant(
+        "off_apexnet_average",
+        "Off-ApexNet x members (seeds), per-sample input normalisation, probabilities averaged",
+    )
+)
+def off_apexnet_average(
+    num_classes: int,
+    members: int = 1,
+    input_norm: str = "none",
+    temperature: float = 1.0,
+    dropout: float = 0.5,
+) -> nn.Module:
+    """`members` Off-ApexNets on (B, 2, 28, 28) u/v behind one `input_norm`."""
+    return _members(
+        lambda: OffApexNet(num_classes, dropout=dropout), members, input_norm, temperature
     )

@@ -44,18 +44,19 @@ class OffApexNet(nn.Module):
         return self.classifier(torch.cat([u, v], dim=1))
 
 
-@register_model(
-    ModelSpec(
-        name="off_apexnet",
-        input_kind="flow",
-        channels=2,
-        size=28,
-        channel_names=("u", "v"),
-        description="Off-ApexNet (Gan et al. 2019): separate 2-conv streams on 28x28 "
-        "onset-apex u and v, FC 1024-1024; ~2.66M parameters",
-        features="onset_apex",
-    )
+SPEC = ModelSpec(
+    name="off_apexnet",
+    input_kind="flow",
+    channels=2,
+    size=28,
+    channel_names=("u", "v"),
+    description="Off-ApexNet (Gan et al. 2019): separate 2-conv streams on 28x28 "
+    "onset-apex u and v, FC 1024-1024; ~2.66M parameters",
+    features="onset_apex",
 )
+
+
+@register_model(SPEC)
 def off_apexnet(num_classes: int, dropout: float = 0.5) -> nn.Module:
     """Off-ApexNet on (B, 2, 28, 28) u/v flow."""
     return OffApexNet(num_classes, dropout=dropout)

@@ -60,11 +60,18 @@ def run_pretrain(
 
 
 def synthetic_au_inputs(
-    n: int, size: int, input_norm: str, seed: int, start: int = 0
+    n: int,
+    size: int,
+    input_norm: str,
+    seed: int,
+    start: int = 0,
+    channels: tuple[str, ...] = UV_STRAIN,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Synthetic flows start..start+n-1 as a model of input side `size` takes them (28 px
-    flows resized as `read_flow` resizes a 28 px flow image), with their (n, AUs) targets."""
+    """Synthetic flows start..start+n-1 as a model of input side `size` and `channels` (of u,
+    v, strain) takes them (28 px flows resized as `read_flow` resizes a 28 px flow image),
+    with their (n, AUs) targets."""
     x, y = au_flow_dataset(n, AUFlowConfig(seed=seed), start=start)
+    x = x[:, [UV_STRAIN.index(c) for c in channels]]
     if size != x.shape[-1]:
         x = np.stack([resize_channels(flow, size) for flow in x])
     return normalise_inputs(x, input_norm), y
@@ -82,15 +89,16 @@ def run_synthetic_pretrain(
     if input_norm not in INPUT_NORMS:
         raise MekitError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, not {input_norm!r}")
     spec = get_spec(model)
-    if spec.input_kind != "flow" or spec.channel_names != UV_STRAIN:
+    if spec.input_kind != "flow" or not set(spec.channel_names) <= set(UV_STRAIN):
         raise MekitError(
             f"synthetic pretraining makes u/v/strain flows; {model} takes {spec.input_kind} "
             f"{'/'.join(spec.channel_names)}. Flow models: see `mekit models`"
         )
     size = spec.input_shape[-1]
     n_val = max(1, config.samples // 10)
-    x, y = synthetic_au_inputs(config.samples, size, input_norm, config.seed)
-    xv, yv = synthetic_au_inputs(n_val, size, input_norm, config.seed, config.samples)
+    channels = spec.channel_names
+    x, y = synthetic_au_inputs(config.samples, size, input_norm, config.seed, 0, channels)
+    xv, yv = synthetic_au_inputs(n_val, size, input_norm, config.seed, config.samples, channels)
     log.info("pretraining %s on %d synthetic AU flows (%d px)", model, len(x), size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
