@@ -3,10 +3,11 @@
 The 442-sample, 68-subject synthetic flow corpus of `loso_speed.py`, resized to the model's
 input; a few LOSO folds trained both ways with the same schedule: one after another with
 `mekit.train.loop.fit` (as `run_folds` with one worker does) and all at once with
-`mekit.train.batched.fit_folds`. Prints the time per fold-epoch of each, their ratio (measured
-in this one run) and the extrapolation to all 68 folds.
+`mekit.train.batched.fit_folds` (by default one group of the size a run takes,
+`auto_folds_at_once`, at most 8: 5 for Off-ApexNet on a CPU). Prints the time per fold-epoch
+of each, their ratio (measured in this one run) and the extrapolation to all 68 folds.
 
-    python benchmarks/fold_batched.py               # off_apexnet and mobilevitv3_xxs
+    python benchmarks/fold_batched.py               # off_apexnet and mobilevitv3_xxs, batch 32
     python benchmarks/fold_batched.py --model ststnet --epochs 20 --folds 8
     python benchmarks/fold_batched.py --device cuda --folds 68 --epochs 100 --plain-folds 4
 """
@@ -22,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from loso_speed import LABELS, make_corpus, pick
 
-from mekit.models import get_spec
-from mekit.train.batched import fit_folds, predict_folds
+from mekit.models import create_model, get_spec
+from mekit.train.batched import auto_folds_at_once, fit_folds, predict_folds
 from mekit.train.device import autocast_dtype, describe, resolve_device
 from mekit.train.loop import TrainConfig, fit, predict_proba
 from mekit.train.splits import loso_folds
@@ -46,9 +47,11 @@ def main() -> None:
         "--model", action="append", help="repeatable; default off_apexnet and mobilevitv3_xxs"
     )
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--folds", type=int, default=4, help="folds trained fold-batched")
+    parser.add_argument(
+        "--folds", type=int, default=0, help="folds trained fold-batched (0: an auto group)"
+    )
     parser.add_argument("--plain-folds", type=int, default=2, help="folds trained one by one")
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=TrainConfig.batch_size, help="default 32")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
@@ -58,7 +61,9 @@ def main() -> None:
     for model in args.model or ["off_apexnet", "mobilevitv3_xxs"]:
         X, y, subjects = corpus_for(model)
         folds = loso_folds(subjects)
-        batched_folds, plain_folds = pick(folds, args.folds), pick(folds, args.plain_folds)
+        auto = auto_folds_at_once(create_model(model, len(LABELS)), device)
+        at_once = args.folds or min(auto, 8)  # MobileViT: 16 folds need more than 24 GB
+        batched_folds, plain_folds = pick(folds, at_once), pick(folds, args.plain_folds)
         config = TrainConfig(
             epochs=args.epochs,
             batch_size=args.batch,

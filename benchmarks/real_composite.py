@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         if config.train.selection != "fixed":
             print(f"{name}: selection {config.train.selection!r} is not honest here; skipped")
             continue
-        run_dir = out_root / name.replace(" ", "-")
+        kind, _, what = name.partition(" ")
+        run_dir = out_root / f"{kind}-{Path(what).stem}"  # a recipe file's stem, not its path
         t0 = time.perf_counter()
         run = run_blend if config.blend.active else run_experiment
         run(root, run_dir, config, progress=False)
