@@ -33,7 +33,7 @@ from test_engine_ensemble import write_flow_corpus
 
 def test_every_shipped_recipe_builds_a_valid_experiment_config():
     names = recipe_names()
-    assert {"composite-best", "ststnet-default", "ststnet-paper"} <= set(names)
+    assert {"composite-best", "ststnet-default", "ststnet-paper", "ststnet-synthetic"} <= set(names)
     for recipe in list_recipes():
         assert recipe.description and "\n" not in recipe.description
         config = ExperimentConfig.from_dict(recipe.settings)  # raises if a key is unknown
@@ -175,14 +175,14 @@ def test_a_recipe_run_writes_one_averaging_model_file_that_loads_and_evaluates(
 
 def test_averaging_needs_a_registered_averaging_model(tmp_path):
     corpus = write_flow_corpus(tmp_path / "corpus", subjects=2, per_subject=3)
-    with pytest.raises(MekitError, match="off_apexnet_average"):
+    with pytest.raises(MekitError, match="mobilevitv3_xs_average"):
         from mekit.pipeline import run_experiment
 
         run_experiment(
             corpus,
             tmp_path / "run",
             ExperimentConfig.from_dict(
-                {"model": "off_apexnet", "labels": "raw", "average": {"members": 2}}
+                {"model": "mobilevitv3_xs", "labels": "raw", "average": {"members": 2}}
             ),
         )
 
@@ -233,11 +233,15 @@ def test_a_tempered_averaging_model_outputs_the_tempered_mean():
     assert np.allclose(got, want, atol=1e-5)
 
 
-def test_the_shipped_composite_best_recipe_trains_with_overrides(tmp_path):
+@pytest.mark.parametrize(
+    ("name", "model"),
+    [("composite-best", "off_apexnet_average"), ("ststnet-synthetic", "ststnet_average")],
+)
+def test_the_shipped_pretrained_recipes_train_with_overrides(tmp_path, name, model):
     corpus = write_flow_corpus(tmp_path / "corpus", subjects=3, per_subject=6)
     argv = [
         "--recipe",
-        "composite-best",
+        name,
         "--set",
         "average.members=2",
         "--set",
@@ -246,7 +250,7 @@ def test_the_shipped_composite_best_recipe_trains_with_overrides(tmp_path):
     argv += ["--set", "pretrain.samples=40", "--set", "pretrain.epochs=1"]
     assert _train(corpus, tmp_path / "run", *argv) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    recipe = load_recipe("composite-best").settings
+    recipe = load_recipe(name).settings
     assert config["average"] == {**recipe["average"], "members": 2}
     assert recipe["pretrain"]["synthetic"] is True
     assert config["pretrain"] | {"samples": 40, "epochs": 1} == config["pretrain"]
@@ -256,7 +260,7 @@ def test_the_shipped_composite_best_recipe_trains_with_overrides(tmp_path):
     assert load_model(pretrained).meta["input"]["normalisation"] == "median"
     assert config["train"]["epochs"] == 3 and config["abstain_below"] == recipe["abstain_below"]
     loaded = load_model(tmp_path / "run" / "model.json")
-    assert loaded.name == "ststnet_average" and len(loaded.model.members) == 2
+    assert loaded.name == model and len(loaded.model.members) == 2
     assert "temperature" in loaded.meta["model_kwargs"]  # calibrated
 
 

@@ -125,9 +125,10 @@ def fit_folds(
 
 # On the CPU, a stacked tensor above glibc's largest mmap threshold (32 MiB on 64-bit) is
 # handed back to the system when freed, so a fresh one costs page faults at every step:
-# Off-ApexNet's first layer for all 48 folds of composite-dev (300 MB) made a LOSO run spend
-# more time in the kernel than computing. `benchmarks/fold_batched.py --batch 32`: 4 folds at
-# once 253 ms per fold-epoch, 12 folds 356 ms, 48 folds 586 ms.
+# with Off-ApexNet's first layer for all 48 folds of composite-dev stacked (300 MB), a LOSO run
+# spent 11.5 of its 27 CPU-minutes in the kernel; in groups of 5 folds, 2.1 of 20 (16.7 -> 10.1
+# min). `benchmarks/fold_batched.py --batch 32`, one run each: 4 folds at once 253 ms per
+# fold-epoch, 12 folds 356 ms, 48 folds 586 ms.
 CPU_STACK_BYTES = 32 * 2**20
 
 
