@@ -48,7 +48,7 @@ def test_writes_every_file_and_metrics_match_predictions_csv(tmp_path):
         result=_result(),
         labels=LABELS,
         skipped=[("sub09/EP01", "apex frame missing on disk")],
-        extra={"corpus": "toy"},
+        extra={"corpus": "toy", "calibration": {"temperature": 2.123456, "ece_after": 0.05}},
     )
     for p in (
         paths.config,
@@ -81,7 +81,7 @@ def test_writes_every_file_and_metrics_match_predictions_csv(tmp_path):
         "s2": {"accuracy": pytest.approx(2 / 3), "n": 3},
     }
     assert metrics["oracle"] is False and metrics["mekit_version"]
-    assert metrics["extra"] == {"corpus": "toy"}
+    assert metrics["extra"]["calibration"]["temperature"] == 2.123456  # full precision
 
     summary = paths.summary.read_text()
     assert summary.startswith("# STSTNet on a toy corpus\n")
@@ -90,6 +90,7 @@ def test_writes_every_file_and_metrics_match_predictions_csv(tmp_path):
     assert f"| {expected.accuracy:.4f} | {expected.uf1:.4f} | {expected.uar:.4f} | 6 |" in summary
     assert "| surprise | 1 | 0 | 0 |" in summary  # confusion row: the surprise sample -> negative
     assert "apex frame missing on disk" in summary
+    assert "| calibration | temperature 2.1235, ece_after 0.0500 |" in summary
     skipped = pd.read_csv(paths.skipped)
     assert skipped.to_dict("records") == [
         {"id": "sub09/EP01", "reason": "apex frame missing on disk"}

@@ -115,6 +115,15 @@ def _keyed_rows(
     return [[key, v[count], *(f"{v[s]:.4f}" for s in scores)] for key, v in table.items()]
 
 
+def _note(value: Any) -> str:
+    """A Notes value for people: floats to four decimals, a dict as `key value, ...`."""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {_note(v)}" for k, v in value.items())
+    return str(value)
+
+
 def _section(
     title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], empty: str | None = None
 ) -> list[str]:
@@ -166,7 +175,7 @@ def _summary_md(
     )
     parts += _section("Skipped samples", ["id", "reason"], skipped, empty="None.")
     if extra:
-        parts += _section("Notes", ["key", "value"], list(extra.items()))
+        parts += _section("Notes", ["key", "value"], [(k, _note(v)) for k, v in extra.items()])
     parts += [f"mekit {mekit.__version__}, {stamp}.", ""]
     return "\n".join(parts)
 
