@@ -19,7 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from mekit.errors import MekitError
-from mekit.models.registry import UV_STRAIN, create_model, get_spec, register_model, uv_strain_spec
+from mekit.models.registry import (
+    create_model,
+    get_spec,
+    register_model,
+    uv_strain_channels,
+    uv_strain_spec,
+)
 
 BLEND_SIZE = 64  # the input side; every part takes this size or a smaller one
 DEFAULT_PARTS: tuple[dict[str, Any], ...] = ({"model": "ststnet"}, {"model": "mobilevitv3_xxs"})
@@ -38,14 +44,15 @@ def check_part(model: str) -> tuple[int, tuple[int, ...]]:
     a network on one flow image of u/v/strain channels at most `BLEND_SIZE` px. `MekitError`
     naming the model otherwise."""
     spec = get_spec(model)
-    if spec.input_kind != "flow" or not set(spec.channel_names) <= set(UV_STRAIN):
+    channels = uv_strain_channels(spec)
+    if channels is None:
         raise MekitError(
             f"a blend holds networks on one u/v/strain flow image; {model} takes "
             f"{spec.input_kind} {spec.channel_names}"
         )
     if spec.size > BLEND_SIZE:
         raise MekitError(f"a blend takes flow at {BLEND_SIZE} px; {model} needs {spec.size} px")
-    return spec.size, tuple(UV_STRAIN.index(c) for c in spec.channel_names)
+    return spec.size, channels
 
 
 class Blend(nn.Module):

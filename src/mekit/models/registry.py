@@ -149,6 +149,14 @@ class ModelSpec:
 UV_STRAIN: tuple[str, ...] = ("u", "v", "strain")
 
 
+def uv_strain_channels(spec: ModelSpec) -> tuple[int, ...] | None:
+    """Where `spec`'s input channels sit in (u, v, strain), e.g. (0, 1) for a u/v model, when
+    it takes one flow image whose channels are all among them; None for any other input."""
+    if spec.input_kind != "flow" or not set(spec.channel_names) <= set(UV_STRAIN):
+        return None
+    return tuple(UV_STRAIN.index(c) for c in spec.channel_names)
+
+
 def uv_strain_spec(
     name: str,
     size: int,

@@ -179,7 +179,7 @@ def run_blend(
 
 
 def _schedules(parts: Sequence[tuple[str, ExperimentConfig]]) -> str:
-    """e.g. "composite-best the last epoch of 200, mine early stopping within 50 epochs"."""
+    """e.g. "composite-best the last epoch of 60, mine early stopping within 50 epochs"."""
     return ", ".join(
         f"{Path(name).stem} the last epoch of {part.train.epochs}"
         if part.train.selection == "fixed"

@@ -16,7 +16,7 @@ from mekit.errors import MekitError
 from mekit.models import create_model, get_spec
 from mekit.models.au_net import AU_LABELS
 from mekit.models.averaging import INPUT_NORMS
-from mekit.models.registry import UV_STRAIN
+from mekit.models.registry import UV_STRAIN, uv_strain_channels
 from mekit.motion.extract import resize_channels
 from mekit.pipeline.config import SyntheticPretrainConfig
 from mekit.pipeline.face_crop import face_crop
@@ -89,7 +89,7 @@ def run_synthetic_pretrain(
     if input_norm not in INPUT_NORMS:
         raise MekitError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, not {input_norm!r}")
     spec = get_spec(model)
-    if spec.input_kind != "flow" or not set(spec.channel_names) <= set(UV_STRAIN):
+    if uv_strain_channels(spec) is None:
         raise MekitError(
             f"synthetic pretraining makes u/v/strain flows; {model} takes {spec.input_kind} "
             f"{'/'.join(spec.channel_names)}. Flow models: see `mekit models`"
