@@ -3,6 +3,8 @@ leave-one-subject-out without leaks, files, and a tiny end-to-end run on synthet
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -36,6 +38,7 @@ from mekit.spot.learned.windows import (
 from mekit.spot.metrics import Interval, iou
 from mekit.synth import SynthConfig
 from mekit.synth.long_video import write_long_videos
+from mekit.train.executors import ProcessExecutor
 
 FAST = SpotterConfig(kind="micro", epochs=2, batch_size=64, augment=False, seed=0)
 
@@ -227,16 +230,17 @@ def test_loso_scores_each_video_with_the_fold_that_held_its_subject_out(monkeypa
         planted_video("c1", "C", 4),
     ]
     seen: list[set[str]] = []
-    real = spotter.train_spotter
+    real = spotter.SoftNetEstimator.fit
 
-    def spy(train, config, **kwargs):
-        seen.append({v.subject for v in train})
-        return real(train, config, **kwargs)
+    def spy(self, X, y, groups=None, eval_set=None):
+        seen.append(set(groups.tolist()))
+        assert eval_set is None  # the held-out windows never reach fit
+        return real(self, X, y, groups, eval_set)
 
-    monkeypatch.setattr(spotter, "train_spotter", spy)
+    monkeypatch.setattr(spotter.SoftNetEstimator, "fit", spy)
     curves = loso_spotting(videos, FAST)
     assert seen == [{"B", "C"}, {"A", "C"}, {"A", "B"}]
-    assert set(curves) == {"a1", "a2", "b1", "c1"}
+    assert list(curves) == ["a1", "a2", "b1", "c1"]
     for v in videos:
         curve = curves[v.id]
         assert curve.subject == v.subject
@@ -246,6 +250,53 @@ def test_loso_scores_each_video_with_the_fold_that_held_its_subject_out(monkeypa
     assert scores.n_truth == 8
     with pytest.raises(MekitError, match="2 subjects"):
         loso_spotting(videos[:2], FAST)
+    # fold i trains the SOFTNet that train_spotter gives with seed + i on the other subjects
+    model = train_spotter(videos[2:], FAST)
+    assert np.array_equal(curves["a1"].scores, score_video(model, videos[0].X))
+
+
+def _three_subjects() -> list[SpotterVideo]:
+    return [planted_video(n, s, i) for i, (n, s) in enumerate([("a", "A"), ("b", "B"), ("c", "C")])]
+
+
+def test_loso_spotting_resumes_from_fold_files(tmp_path, monkeypatch):
+    videos = _three_subjects()
+    first = loso_spotting(videos, FAST, checkpoint_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"fold_00{i}.npz" for i in range(3)]
+    fits: list[int] = []
+    real = spotter.SoftNetEstimator.fit
+
+    def counting(self, *args, **kwargs):
+        fits.append(self.config.seed)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(spotter.SoftNetEstimator, "fit", counting)
+    again = loso_spotting(videos, FAST, checkpoint_dir=tmp_path)
+    assert fits == []  # every fold read back
+    for name, curve in first.items():
+        assert np.array_equal(again[name].scores, curve.scores)
+    # a fold whose file is damaged, and every fold after a settings change, is trained again
+    (tmp_path / "fold_001.npz").write_bytes(b"not a zip")
+    loso_spotting(videos, FAST, checkpoint_dir=tmp_path)
+    assert fits == [FAST.seed + 1]
+    fits.clear()
+    loso_spotting(videos, replace(FAST, epochs=1), checkpoint_dir=tmp_path)
+    assert sorted(fits) == [0, 1, 2]
+    # other windows (here: one video's flow changed) retrain the folds that see them: all
+    fits.clear()
+    changed = [videos[0], videos[1], replace(videos[2], X=videos[2].X * 1.01)]
+    loso_spotting(changed, FAST, checkpoint_dir=tmp_path)
+    assert sorted(fits) == [0, 1, 2]
+
+
+def test_loso_spotting_in_worker_processes_matches_a_sequential_run():
+    videos = _three_subjects()
+    config = replace(FAST, threads=1)
+    here = loso_spotting(videos, config)
+    there = loso_spotting(videos, config, executor=ProcessExecutor(2))
+    assert list(there) == list(here)
+    for name, curve in here.items():
+        assert np.array_equal(there[name].scores, curve.scores)
 
 
 def test_save_and_load_spotter(tmp_path):

@@ -74,6 +74,8 @@ def test_train_writes_loso_scores_and_a_final_model_per_kind(trained):
     # gives the same scores
     ks = {k_for(30.0, k) for k in [*folds.values(), saved["settings"]["micro"]["k_s"]]}
     assert len(list((run.out / "windows").glob("*.npz"))) == 2 * len(ks)
+    # each LOSO fold's curves are saved too: the second run reads them back instead of training
+    assert len(list((run.out / "folds_micro").glob("fold_*.npz"))) == 2
     again = train_spotters(root, run.out, FAST, progress=False)
     assert again.scores == run.scores
 
@@ -95,7 +97,7 @@ def test_cli_train_and_spot(trained, tmp_path, capsys):
     out = tmp_path / "cli_run"
     code = main(
         ["train", "--corpus", str(root), "--model", "softnet", "--out", str(out), "--quiet"]
-        + ["--set", "spotter.epochs=1", "--set", "spotter.augment=false"]
+        + ["--set", "spotter.epochs=1", "--set", "spotter.augment=false", "--workers", "2"]
     )
     assert code == 0
     printed = capsys.readouterr().out

@@ -116,6 +116,7 @@ def _train_spotter(args: argparse.Namespace) -> int:
     from mekit.config import from_mapping, parse_overrides
     from mekit.spot.learned.run import train_spotters
     from mekit.spot.learned.spotter import SpotterConfig
+    from mekit.train.executors import make_executor
 
     if len(args.corpus) != 1:
         raise MekitError("the softnet spotter trains on one long-video corpus (one --corpus)")
@@ -129,7 +130,11 @@ def _train_spotter(args: argparse.Namespace) -> int:
     config = from_mapping(SpotterConfig, overrides.get("spotter", {}))
     root = Path(args.corpus[0].split("=", 1)[-1])
     out = Path(args.out) if args.out else Path("runs") / time.strftime("softnet-%Y%m%d-%H%M%S")
-    run = train_spotters(root, output_folder(out), config, progress=not args.quiet)
+    # Folds run one after another unless --workers / --executor say otherwise.
+    executor = make_executor(args.executor or "local", args.workers or 1, args.ray_address)
+    run = train_spotters(
+        root, output_folder(out), config, progress=not args.quiet, executor=executor
+    )
     print(
         f"SOFTNet spotter, leave-one-subject-out over {run.n_videos} long videos of "
         f"{len(run.subjects)} subjects (MEGC, IoU >= 0.5):"

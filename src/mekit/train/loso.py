@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from mekit.errors import MekitError
 from mekit.fileio import atomic_open
 from mekit.train.estimators import AllFoldsNetworks, Estimator, NetworkTrainer, Trainer
-from mekit.train.executors import FoldExecutor, SequentialExecutor, make_executor
+from mekit.train.executors import FoldExecutor, FoldFn, SequentialExecutor, make_executor
 from mekit.train.loop import TrainConfig
 from mekit.train.metrics import ClassificationMetrics, classification_metrics
 from mekit.train.splits import Fold, loso_folds
@@ -362,12 +362,39 @@ def _fit_folds(
                 yield _fold_output(estimator, fold, X, num_classes)
         return
     folds = [f for g in groups for f in g]
-    assert executor is not None
+    yield from map_folds(
+        _run_fold,
+        folds,
+        (X, y, subjects),
+        (trainer, num_classes),
+        threads=trainer.config.num_threads,
+        executor=executor,
+        progress=progress,
+        desc=desc,
+    )
+
+
+def map_folds(
+    fn: FoldFn,
+    folds: Sequence[Fold],
+    data: tuple[Any, ...],
+    args: tuple[Any, ...] = (),
+    *,
+    threads: int = 1,
+    executor: FoldExecutor | None = None,
+    progress: bool = True,
+    desc: str = "folds",
+) -> Iterator[Any]:
+    """`fn(*data, fold, *args)` for every fold, through `executor` (default: here, one after
+    another), each result as its fold completes, under a progress bar. The per-fold loop of
+    every fold-wise trainer: `cross_validate`'s estimators and the learned spotter
+    (`mekit.spot.learned.spotter.loso_spotting`). Workers (`threads` torch threads each) are
+    stopped promptly on an error or an early close."""
+    executor = executor if executor is not None else SequentialExecutor()
     bar = tqdm(total=len(folds), desc=desc, unit="fold", disable=not progress)
     results = None
     try:
-        args = (trainer, num_classes)
-        results = executor.map(_run_fold, folds, (X, y, subjects), args, trainer.config.num_threads)
+        results = executor.map(fn, folds, data, args, threads)
         for out in results:
             yield out
             bar.update()

@@ -56,6 +56,7 @@ from mekit.spot.learned.windows import (  # noqa: E402
     video_windows,
 )
 from mekit.spot.metrics import Interval, spotting_scores  # noqa: E402
+from mekit.train.executors import FoldExecutor  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -86,22 +87,29 @@ def _fold_windows(
     held_out: str,
     *,
     videos: Sequence[LongVideo],
-    kind: str,
     fold_k_s: dict[str, float],
     windows: Callable[[LongVideo, float], SpotterVideo],
 ) -> list[SpotterVideo]:
-    """Every video's windows for the LOSO fold that holds out subject `held_out`, with k (the
-    window, and the length of predicted intervals) from the training subjects' annotations only:
-    the held-out subject's must not shape its own score. Records the fold's k in `fold_k_s`."""
-    training = [v for v in videos if v.subject != held_out]
-    try:
-        fold_k_s[held_out] = expression_k_s(training, kind)
-    except MekitError:
-        raise MekitError(
-            f"without subject {held_out}, the long videos have no {kind}-expression to learn "
-            "from, so that LOSO fold cannot be trained"
-        ) from None
+    """Every video's windows for the LOSO fold that holds out subject `held_out`, with that
+    fold's k (`fold_k_s`). A module-level function (with `partial`): folds may run in worker
+    processes."""
     return [windows(v, fold_k_s[held_out]) for v in videos]
+
+
+def _fold_k_s(videos: Sequence[LongVideo], kind: str, subjects: Sequence[str]) -> dict[str, float]:
+    """{held-out subject: k in seconds (the window, and the length of predicted intervals) from
+    the other subjects' annotations only}: the held-out subject's must not shape its own score."""
+    out = {}
+    for held_out in subjects:
+        training = [v for v in videos if v.subject != held_out]
+        try:
+            out[held_out] = expression_k_s(training, kind)
+        except MekitError:
+            raise MekitError(
+                f"without subject {held_out}, the long videos have no {kind}-expression to learn "
+                "from, so that LOSO fold cannot be trained"
+            ) from None
+    return out
 
 
 def train_spotters(
@@ -113,10 +121,13 @@ def train_spotters(
     layout: str = "rois",
     face_size: int = 84,
     progress: bool = True,
+    executor: FoldExecutor | None = None,
 ) -> SpotterRun:
     """LOSO-score and then train one SOFTNet spotter per kind on the long videos of `root`.
 
-    `config` gives the training settings (its `kind` is replaced by each of `kinds`)."""
+    `config` gives the training settings (its `kind` is replaced by each of `kinds`).
+    `executor`: where the LOSO folds run (default here, one after another). Each finished fold
+    is saved in OUT/folds_KIND/, so a rerun into the same folder resumes."""
     t0 = time.perf_counter()
     root, out = Path(root), Path(out)
     unknown = set(kinds) - set(KINDS)
@@ -142,7 +153,7 @@ def train_spotters(
             continue
         cfg = replace(config, kind=kind)
         predicted[kind], scores[kind], models[kind], settings[kind] = _train_kind(
-            videos, truth, cfg, out, root, subjects, layout, face_size, progress
+            videos, truth, cfg, out, root, subjects, layout, face_size, progress, executor
         )
     if not models:
         raise MekitError(f"{root}: the long videos have no annotated expression to learn from")
@@ -172,6 +183,7 @@ def _train_kind(
     layout: str,
     face_size: int,
     progress: bool,
+    executor: FoldExecutor | None,
 ) -> tuple[dict[str, list[Interval]], dict[str, float], Path, dict]:
     """One kind's spotter (`cfg.kind`): the LOSO intervals of every video and their scores
     (each fold's k from its training subjects only), then the model trained on every video,
@@ -179,11 +191,10 @@ def _train_kind(
     sidecar, settings)."""
     kind = cfg.kind
     cache = out / "windows"
-    fold_k_s: dict[str, float] = {}
+    fold_k_s = _fold_k_s(videos, kind, subjects)
     fold_windows = partial(
         _fold_windows,
         videos=videos,
-        kind=kind,
         fold_k_s=fold_k_s,
         windows=partial(_windows, cache=cache, layout=layout, face_size=face_size),
     )
@@ -192,6 +203,8 @@ def _train_kind(
         cfg,
         progress=progress,
         windows_for_fold=fold_windows,
+        executor=executor,
+        checkpoint_dir=out / f"folds_{kind}",
     )
     predicted = spot_curves(curves, cfg)
     k_s = expression_k_s(videos, kind)  # the final model learns from every video
