@@ -14,12 +14,11 @@ from mekit.data.schema import Event, LongVideo
 from mekit.errors import MekitError
 from mekit.models.softnet import SoftNet
 from mekit.spot.input.video import iter_frames
-from mekit.spot.learned import spotter, windows
+from mekit.spot.learned import loso, spotter, windows
+from mekit.spot.learned.loso import loso_scores, loso_spotting
 from mekit.spot.learned.spotter import (
     SpotterConfig,
     load_spotter,
-    loso_scores,
-    loso_spotting,
     save_spotter,
     score_video,
     smooth_scores,
@@ -230,14 +229,14 @@ def test_loso_scores_each_video_with_the_fold_that_held_its_subject_out(monkeypa
         planted_video("c1", "C", 4),
     ]
     seen: list[set[str]] = []
-    real = spotter.SoftNetEstimator.fit
+    real = loso.SoftNetEstimator.fit
 
     def spy(self, X, y, groups=None, eval_set=None):
         seen.append(set(groups.tolist()))
         assert eval_set is None  # the held-out windows never reach fit
         return real(self, X, y, groups, eval_set)
 
-    monkeypatch.setattr(spotter.SoftNetEstimator, "fit", spy)
+    monkeypatch.setattr(loso.SoftNetEstimator, "fit", spy)
     curves = loso_spotting(videos, FAST)
     assert seen == [{"B", "C"}, {"A", "C"}, {"A", "B"}]
     assert list(curves) == ["a1", "a2", "b1", "c1"]
@@ -264,13 +263,13 @@ def test_loso_spotting_resumes_from_fold_files(tmp_path, monkeypatch):
     first = loso_spotting(videos, FAST, checkpoint_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"fold_00{i}.npz" for i in range(3)]
     fits: list[int] = []
-    real = spotter.SoftNetEstimator.fit
+    real = loso.SoftNetEstimator.fit
 
     def counting(self, *args, **kwargs):
         fits.append(self.config.seed)
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(spotter.SoftNetEstimator, "fit", counting)
+    monkeypatch.setattr(loso.SoftNetEstimator, "fit", counting)
     again = loso_spotting(videos, FAST, checkpoint_dir=tmp_path)
     assert fits == []  # every fold read back
     for name, curve in first.items():

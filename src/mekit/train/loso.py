@@ -388,7 +388,7 @@ def map_folds(
     """`fn(*data, fold, *args)` for every fold, through `executor` (default: here, one after
     another), each result as its fold completes, under a progress bar. The per-fold loop of
     every fold-wise trainer: `cross_validate`'s estimators and the learned spotter
-    (`mekit.spot.learned.spotter.loso_spotting`). Workers (`threads` torch threads each) are
+    (`mekit.spot.learned.loso.loso_spotting`). Workers (`threads` torch threads each) are
     stopped promptly on an error or an early close."""
     executor = executor if executor is not None else SequentialExecutor()
     bar = tqdm(total=len(folds), desc=desc, unit="fold", disable=not progress)

@@ -34,15 +34,14 @@ from mekit.data.schema import LongVideo  # noqa: E402
 from mekit.errors import MekitError  # noqa: E402
 from mekit.fileio import atomic_write  # noqa: E402
 from mekit.spot.input.video import open_video  # noqa: E402
+from mekit.spot.learned.loso import loso_spotting, spot_curves  # noqa: E402
 from mekit.spot.learned.spotter import (  # noqa: E402
     SpotterConfig,
     combine_kinds,
     load_spotter,
-    loso_spotting,
     save_spotter,
     score_source,
     smooth_scores,
-    spot_curves,
     spot_from_scores,
     train_spotter,
 )
