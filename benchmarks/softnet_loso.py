@@ -8,7 +8,8 @@ scored by the model of the fold that held its subject out. Prints the MEGC score
 one-to-one) per kind and combined, and the time taken. The unsupervised spotter's figures on
 synthetic long videos are `benchmarks/spot_accuracy.py`'s.
 
-    python benchmarks/softnet_loso.py [--videos 8] [--seed 0] [--epochs 10] [--keep DIR]
+    python benchmarks/softnet_loso.py [--videos 8] [--seed 0] [--epochs 10] [--workers 1]
+        [--keep DIR]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mekit.spot.learned.run import train_spotters
 from mekit.spot.learned.spotter import SpotterConfig
 from mekit.synth import SynthConfig
 from mekit.synth.long_video import write_long_videos
+from mekit.train.executors import make_executor
 
 
 def main() -> None:
@@ -30,6 +32,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=8, help="long videos (one subject each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=SpotterConfig.epochs)
+    parser.add_argument("--workers", type=int, default=1, help="LOSO folds in N processes")
     parser.add_argument("--keep", type=Path, help="work folder (default: a temporary one)")
     args = parser.parse_args()
     config = SynthConfig(
@@ -53,6 +56,7 @@ def main() -> None:
             work / "run",
             replace(SpotterConfig(), epochs=args.epochs),
             progress=False,
+            executor=make_executor("local", args.workers),
         )
     print(f"SOFTNet LOSO over {len(run.subjects)} subjects (IoU >= 0.5), {run.seconds:.0f} s:")
     print(f"  {'kind':<8}{'TP':>5}{'FP':>5}{'FN':>5}{'precision':>11}{'recall':>8}{'F1':>7}")
