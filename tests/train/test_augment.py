@@ -8,7 +8,15 @@ from mekit.config import from_mapping
 from mekit.errors import MekitError
 from mekit.models import ModelSpec, get_spec
 from mekit.train import TrainConfig, fit
-from mekit.train.augment import affine, hflip, random_affine, random_hflip, temporal_jitter
+from mekit.train.augment import (
+    ERASE_AREA,
+    affine,
+    hflip,
+    random_affine,
+    random_erase,
+    random_hflip,
+    temporal_jitter,
+)
 from mekit.train.loop import _flow_channels
 
 
@@ -204,6 +212,8 @@ def test_train_config_validates_augmentation():
         {"augment_translate": 0.6},
         {"augment_temporal_jitter": -1},
         {"augment_temporal_jitter": 1.5},
+        {"augment_erase": -0.1},
+        {"augment_erase": 1.5},
     ):
         with pytest.raises(MekitError, match=next(iter(bad))):
             TrainConfig(**bad)
@@ -222,6 +232,45 @@ def test_fit_with_augmentation_is_reproducible_and_changes_training(toy_flow):
     aug = {"augment_rotation_deg": 15.0, "augment_scale": 0.1, "augment_translate": 0.05}
     a = fit("ststnet", 2, X, y, TrainConfig(**base, **aug))
     b = fit("ststnet", 2, X, y, TrainConfig(**base, **aug))
+    assert a.history == b.history != plain.history
+
+
+def test_random_erase_zeroes_one_rectangle_per_chosen_sample():
+    x = torch.arange(1.0, 1.0 + 64 * 2 * 20 * 30).reshape(64, 2, 20, 30)  # no zero anywhere
+    out = random_erase(x, torch.Generator().manual_seed(0), 0.5)
+    assert torch.equal(x, torch.arange(1.0, 1.0 + 64 * 2 * 20 * 30).reshape(64, 2, 20, 30))
+    erased = 0
+    for i, sample in enumerate(out):
+        zero = sample[0] == 0
+        assert torch.equal(zero, sample[1] == 0)  # every channel alike
+        if not zero.any():
+            continue
+        erased += 1
+        rows, cols = torch.nonzero(zero, as_tuple=True)
+        h, w = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+        assert int(zero.sum()) == h * w  # one solid rectangle
+        assert ERASE_AREA[0] * 600 - 20 <= h * w <= ERASE_AREA[1] * 600 + 20  # rounding
+        kept = ~zero.expand_as(sample)
+        assert torch.equal(sample[kept], x[i][kept])  # the rest untouched
+    assert 20 <= erased <= 44  # about half of 64
+    # p = 0 and p = 1; the same draws for any p; temporal input: the same rectangle each frame
+    assert torch.equal(random_erase(x, torch.Generator().manual_seed(0), 0.0), x)
+    every = random_erase(x, torch.Generator().manual_seed(0), 1.0)
+    assert all(bool((s == 0).any()) for s in every)
+    assert torch.equal(every[(out == 0).flatten(1).any(1)], out[(out == 0).flatten(1).any(1)])
+    clip = torch.ones(3, 2, 5, 10, 10)
+    erased_clip = random_erase(clip, torch.Generator().manual_seed(1), 1.0)
+    assert torch.equal(erased_clip[:, :, :1].expand_as(erased_clip), erased_clip)
+    with pytest.raises(ValueError, match="p"):
+        random_erase(x, torch.Generator(), 1.5)
+
+
+def test_fit_with_random_erasing_is_reproducible_and_changes_training(toy_flow):
+    X, y, _, _ = toy_flow(2, 8, amplitude=0.5)
+    base = {"epochs": 2, "batch_size": 8, "lr": 1e-2}
+    plain = fit("ststnet", 2, X, y, TrainConfig(**base))
+    a = fit("ststnet", 2, X, y, TrainConfig(**base, augment_erase=0.5))
+    b = fit("ststnet", 2, X, y, TrainConfig(**base, augment_erase=0.5))
     assert a.history == b.history != plain.history
 
 

@@ -140,3 +140,39 @@ def temporal_jitter(x: torch.Tensor, generator: torch.Generator, max_shift: int)
     rows = torch.arange(b)[:, None]
     # advanced indexing on dims 0 and 2 -> (B, T, C, H, W)
     return x[rows, :, index].permute(0, 2, 1, 3, 4).contiguous()
+
+
+# Random erasing's ranges (Zhong et al., "Random Erasing Data Augmentation", AAAI 2020):
+# the rectangle covers 2-40 % of the image, with aspect ratio (height / width) 0.3 to 1 / 0.3.
+ERASE_AREA = (0.02, 0.4)
+ERASE_ASPECT = (0.3, 1 / 0.3)
+
+
+def random_erase(x: torch.Tensor, generator: torch.Generator, p: float) -> torch.Tensor:
+    """With probability `p` per sample, set one random rectangle of it to 0 in every channel
+    (and every frame of a temporal sample): for flow, and for input normalised per sample by
+    "median" or "standardize", 0 reads as "no motion", as if that region had not moved.
+
+    x: (B, C, H, W) or (B, C, T, H, W). Area and aspect ratio as `ERASE_AREA`, `ERASE_ASPECT`
+    (log-uniform aspect), position uniform within the image. Always draws 5 numbers per
+    sample, so the generator advances the same way whatever `p`. The input is left unchanged.
+    """
+    if not 0 <= p <= 1:
+        raise ValueError(f"random_erase wants 0 <= p <= 1, got {p}")
+    b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    r = torch.rand(b, 5, generator=generator, dtype=torch.float64)
+    area = (ERASE_AREA[0] + r[:, 0] * (ERASE_AREA[1] - ERASE_AREA[0])) * h * w
+    low, high = torch.log(torch.tensor(ERASE_ASPECT, dtype=torch.float64))
+    aspect = torch.exp(low + r[:, 1] * (high - low))
+    eh = torch.sqrt(area * aspect).round().clamp(1, h).long()
+    ew = torch.sqrt(area / aspect).round().clamp(1, w).long()
+    top = (r[:, 2] * (h - eh + 1)).floor().long()
+    left = (r[:, 3] * (w - ew + 1)).floor().long()
+    chosen = r[:, 4] < p
+    rows = torch.arange(h)[None, :]
+    cols = torch.arange(w)[None, :]
+    inside_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])  # (B, H)
+    inside_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])  # (B, W)
+    mask = inside_rows[:, :, None] & inside_cols[:, None, :] & chosen[:, None, None]
+    mask = mask.reshape(b, *([1] * (x.dim() - 3)), h, w)
+    return x.masked_fill(mask, 0.0)

@@ -12,7 +12,8 @@ What stays per fold, so that no fold ever sees its held-out subject:
   the per-fold loop (`mekit.train.loso.run_folds`) creates it, and `train.init_from` is loaded
   into each fold's model before stacking;
 - the batches: each fold draws from its own training samples with its own generator (seeded
-  `config.seed + f.index`), and its flips and affine/temporal augmentations from that generator;
+  `config.seed + f.index`), and its flips and affine/erasing/temporal augmentations from that
+  generator;
 - the class weights (balanced or focal alpha), computed on the fold's training set;
 - dropout masks (`vmap(randomness="different")`) and BatchNorm statistics (its own batches).
 

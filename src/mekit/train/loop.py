@@ -22,7 +22,7 @@ from torch import nn
 from mekit.config import Choice, Config, check_range, parsed_field
 from mekit.errors import MekitError
 from mekit.models import ModelSpec, create_model
-from mekit.train.augment import random_affine, random_hflip, temporal_jitter
+from mekit.train.augment import random_affine, random_erase, random_hflip, temporal_jitter
 from mekit.train.device import DEVICES, Precision, autocast_dtype, resolve_device
 from mekit.train.losses import balanced_class_weights, make_loss
 from mekit.train.warm_start import transfer_weights
@@ -104,6 +104,10 @@ class TrainConfig(Config, section="train"):
       scales with the zoom. 0 turns each part off; all 0 (the default) skips the step.
     augment_temporal_jitter: shift each temporal sample's frame window by up to this many
       frames (edge frames repeated); 0 (the default) is off; no effect on (B, C, H, W) input.
+    augment_erase: probability, per training sample, of random erasing (Zhong et al. 2020):
+      one rectangle of 2-40 % of the image set to 0 in every channel, i.e. "no motion" for
+      flow and for median/standardize-normalised input (`mekit.train.augment.random_erase`);
+      0 (the default) is off.
     With every augmentation off but the flip (the defaults) training is unchanged, draw for
     draw, from before these options existed.
     device: "auto" (a CUDA GPU, else MPS, else the CPU), "cpu", "cuda" (or "cuda:N"), "mps";
@@ -128,6 +132,7 @@ class TrainConfig(Config, section="train"):
     augment_scale: float = 0.0
     augment_translate: float = 0.0
     augment_temporal_jitter: int = 0
+    augment_erase: float = 0.0
     init_from: str = ""
     seed: int = 0
     num_threads: int = 1
@@ -155,6 +160,7 @@ class TrainConfig(Config, section="train"):
         check_range(self, "augment_scale", 0, 1, hi_open=True)
         check_range(self, "augment_translate", 0, 0.5)
         check_range(self, "augment_temporal_jitter", 0)
+        check_range(self, "augment_erase", 0, 1)
         if self.device.split(":", 1)[0] not in DEVICES:
             raise MekitError(f"train.device {self.device!r} is not one of {', '.join(DEVICES)}")
 
@@ -239,8 +245,9 @@ def augment_batch(
     flow: tuple[int, int] | None,
     magnitude: tuple[int, ...],
 ) -> torch.Tensor:
-    """A training batch as `config` augments it (flip, then rotation/zoom/shift, then temporal
-    jitter), every draw from `generator`; `flow`, `magnitude`: `_flow_channels(spec)`."""
+    """A training batch as `config` augments it (flip, then rotation/zoom/shift, then random
+    erasing, then temporal jitter), every draw from `generator`; `flow`, `magnitude`:
+    `_flow_channels(spec)`."""
     if config.augment_flip:
         xb = random_hflip(xb, spec.u_channel, generator)
     if config.augment_affine:
@@ -253,6 +260,8 @@ def augment_batch(
             flow,
             magnitude,
         )
+    if config.augment_erase:
+        xb = random_erase(xb, generator, config.augment_erase)
     if config.augment_temporal_jitter:
         xb = temporal_jitter(xb, generator, config.augment_temporal_jitter)
     return xb
