@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,8 +26,6 @@ from .conftest import make_toy_flow
 
 LABELS = ["neg", "pos"]
 TINY = TrainConfig(epochs=2, batch_size=4, lr=1e-2)
-# A small local Ray: the whole test machine may have 2 cores and little shared memory.
-RAY_INIT = {"num_cpus": 2, "object_store_memory": 200 * 1024**2, "log_to_driver": False}
 _RUN_FOLD = loso_mod._run_fold
 
 
@@ -76,51 +76,37 @@ def test_process_executor_matches_sequential(problem, reference):
     assert_same(reference, par)
 
 
-def test_ray_executor_matches_sequential(problem, reference, tmp_path):
-    ray = pytest.importorskip("ray")
-    X, y, subjects, ids = problem
-    assert not ray.is_initialized()
-    ray.init(include_dashboard=False, **RAY_INIT)
-    try:
-        # A Ray this process is connected to already is used, and left running.
-        folds = loso_folds(subjects)
-        part = run_folds(
-            X, y, subjects, ids, LABELS, "ststnet", TINY, folds[:2], RayExecutor(),
-            checkpoint_dir=tmp_path, progress=False,
-        )  # fmt: skip
-        assert ray.is_initialized()
-        rows = reference.predictions["fold"] < 2
-        expected = reference.predictions[rows].reset_index(drop=True)
-        pd.testing.assert_frame_equal(part.predictions, expected, check_exact=True)
-        # the rest, resumed from the partial run's checkpoints
-        full = run_loso(
-            X, y, subjects, ids, LABELS, "ststnet", TINY, progress=False,
-            executor=RayExecutor(), checkpoint_dir=tmp_path,
-        )  # fmt: skip
-        assert_same(reference, full)
-        # everything on Ray, no checkpoints
-        full = run_loso(
-            X, y, subjects, ids, LABELS, "ststnet", TINY, progress=False, executor=RayExecutor()
+# Ray's core has aborted the whole process on an internal check ("Tried to complete task that
+# was not pending", a Ray bug) once in many runs. So each Ray check runs in a child process
+# (tests/train/ray_checks.py): its assertions fail the test as usual, and only a child killed by
+# a signal (such an abort) is run once more before the test fails.
+RAY_CHECKS = Path(__file__).with_name("ray_checks.py")
+
+
+def _run_ray_check(name: str, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    for attempt in range(2):
+        work = tmp_path / f"attempt{attempt}"
+        work.mkdir()
+        done = subprocess.run(
+            [sys.executable, str(RAY_CHECKS), name, str(work)],
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
-        assert_same(reference, full)
-        # An error in a fold reaches the caller as that error.
-        with pytest.raises(MekitError, match="known models"):
-            run_folds(
-                X, y, subjects, ids, LABELS, "nonet", TINY, folds, RayExecutor(), progress=False
-            )
-    finally:
-        ray.shutdown()
+        if done.returncode >= 0:
+            break
+    output = f"{done.stdout}\n{done.stderr}"[-6000:]
+    assert done.returncode == 0, f"{name} exited with {done.returncode}:\n{output}"
+    assert f"{name} ok" in done.stdout
 
 
-def test_ray_executor_starts_and_stops_its_own_ray(problem, reference):
-    ray = pytest.importorskip("ray")
-    X, y, subjects, ids = problem
-    assert not ray.is_initialized()
-    kwargs = {k: v for k, v in RAY_INIT.items() if k != "num_cpus"}
-    own = RayExecutor(num_cpus=RAY_INIT["num_cpus"], init_kwargs=kwargs)
-    result = run_loso(X, y, subjects, ids, LABELS, "ststnet", TINY, progress=False, executor=own)
-    assert_same(reference, result)
-    assert not ray.is_initialized()
+def test_ray_executor_matches_sequential(tmp_path):
+    _run_ray_check("matches_sequential", tmp_path)
+
+
+def test_ray_executor_starts_and_stops_its_own_ray(tmp_path):
+    _run_ray_check("starts_and_stops_its_own_ray", tmp_path)
 
 
 def test_resume_after_interruption(problem, reference, tmp_path, monkeypatch, caplog):
