@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 
@@ -17,6 +18,15 @@ def make_toy_flow(
     subjects = [f"sub{i // per_subject:02d}" for i in range(n)]
     ids = [f"{subjects[i]}/clip{i:03d}" for i in range(n)]
     return X, y, subjects, ids
+
+
+def assert_same_run(a, b) -> None:
+    """Two cross-validation results (`LosoResult`) agree exactly: predictions, histories
+    (their fold order too) and best epochs."""
+    pd.testing.assert_frame_equal(a.predictions, b.predictions, check_exact=True)
+    assert a.histories == b.histories
+    assert list(a.histories) == list(b.histories)
+    assert a.best_epochs == b.best_epochs
 
 
 @pytest.fixture

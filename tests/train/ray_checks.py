@@ -15,7 +15,7 @@ import pytest
 import ray
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import make_toy_flow  # noqa: E402
+from conftest import assert_same_run, make_toy_flow  # noqa: E402
 from mekit.errors import MekitError  # noqa: E402
 from mekit.train import TrainConfig, loso_folds, run_loso  # noqa: E402
 from mekit.train.executors import RayExecutor  # noqa: E402
@@ -25,13 +25,6 @@ LABELS = ["neg", "pos"]
 TINY = TrainConfig(epochs=2, batch_size=4, lr=1e-2)
 # A small local Ray: the whole test machine may have 2 cores and little shared memory.
 RAY_INIT = {"num_cpus": 2, "object_store_memory": 200 * 1024**2, "log_to_driver": False}
-
-
-def assert_same(a, b) -> None:
-    pd.testing.assert_frame_equal(a.predictions, b.predictions, check_exact=True)
-    assert a.histories == b.histories
-    assert list(a.histories) == list(b.histories)
-    assert a.best_epochs == b.best_epochs
 
 
 def matches_sequential(work: Path, problem, reference) -> None:
@@ -54,12 +47,12 @@ def matches_sequential(work: Path, problem, reference) -> None:
             X, y, subjects, ids, LABELS, "ststnet", TINY, progress=False,
             executor=RayExecutor(), checkpoint_dir=work,
         )  # fmt: skip
-        assert_same(reference, full)
+        assert_same_run(reference, full)
         # everything on Ray, no checkpoints
         full = run_loso(
             X, y, subjects, ids, LABELS, "ststnet", TINY, progress=False, executor=RayExecutor()
         )
-        assert_same(reference, full)
+        assert_same_run(reference, full)
         # An error in a fold reaches the caller as that error.
         with pytest.raises(MekitError, match="known models"):
             run_folds(
@@ -75,7 +68,7 @@ def starts_and_stops_its_own_ray(work: Path, problem, reference) -> None:
     kwargs = {k: v for k, v in RAY_INIT.items() if k != "num_cpus"}
     own = RayExecutor(num_cpus=RAY_INIT["num_cpus"], init_kwargs=kwargs)
     result = run_loso(X, y, subjects, ids, LABELS, "ststnet", TINY, progress=False, executor=own)
-    assert_same(reference, result)
+    assert_same_run(reference, result)
     assert not ray.is_initialized()
 
 

@@ -22,7 +22,7 @@ from mekit.train.executors import (
 from mekit.train.loso import run_folds
 from mekit.train.splits import Fold
 
-from .conftest import make_toy_flow
+from .conftest import assert_same_run, make_toy_flow
 
 LABELS = ["neg", "pos"]
 TINY = TrainConfig(epochs=2, batch_size=4, lr=1e-2)
@@ -43,13 +43,6 @@ def reference(problem):
     """The uninterrupted sequential run everything else must reproduce."""
     X, y, subjects, ids = problem
     return run_loso(X, y, subjects, ids, LABELS, "ststnet", TINY, progress=False)
-
-
-def assert_same(a, b):
-    pd.testing.assert_frame_equal(a.predictions, b.predictions, check_exact=True)
-    assert a.histories == b.histories
-    assert list(a.histories) == list(b.histories)
-    assert a.best_epochs == b.best_epochs
 
 
 def counting_run_fold(monkeypatch, fail_at: int | None = None) -> list[int]:
@@ -73,7 +66,7 @@ def test_process_executor_matches_sequential(problem, reference):
     par = run_loso(
         X, y, subjects, ids, LABELS, "ststnet", TINY, progress=False, executor=ProcessExecutor(2)
     )
-    assert_same(reference, par)
+    assert_same_run(reference, par)
 
 
 # Ray's core has aborted the whole process on an internal check ("Tried to complete task that
@@ -126,7 +119,7 @@ def test_resume_after_interruption(problem, reference, tmp_path, monkeypatch, ca
         )
     assert trained == [2, 3]
     assert "resumed 2 of 4 folds" in caplog.text
-    assert_same(reference, resumed)
+    assert_same_run(reference, resumed)
     # checkpoints hold plain arrays: no pickle needed to read them
     with np.load(tmp_path / "fold_003.npz", allow_pickle=False) as z:
         assert str(z["test_subject"]) == "sub03"
@@ -137,7 +130,7 @@ def test_resume_after_interruption(problem, reference, tmp_path, monkeypatch, ca
         X, y, subjects, ids, LABELS, "ststnet", TINY, progress=False, checkpoint_dir=tmp_path
     )
     assert trained == []
-    assert_same(reference, again)
+    assert_same_run(reference, again)
 
 
 def test_resume_from_partial_parallel_run(problem, reference, tmp_path):
@@ -150,7 +143,7 @@ def test_resume_from_partial_parallel_run(problem, reference, tmp_path):
     resumed = run_loso(
         X, y, subjects, ids, LABELS, "ststnet", TINY, progress=False, checkpoint_dir=tmp_path
     )
-    assert_same(reference, resumed)
+    assert_same_run(reference, resumed)
 
 
 def test_stale_checkpoints_are_retrained(problem, tmp_path, monkeypatch):
@@ -164,7 +157,7 @@ def test_stale_checkpoints_are_retrained(problem, tmp_path, monkeypatch):
         X, y, subjects, ids, LABELS, "ststnet", other, progress=False, checkpoint_dir=tmp_path
     )
     assert trained == [0, 1, 2, 3]
-    assert_same(fresh, changed)
+    assert_same_run(fresh, changed)
 
     # other data, other model kwargs: retrained too
     X2 = X.copy()
