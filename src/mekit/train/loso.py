@@ -23,10 +23,10 @@ import json
 import logging
 import os
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,8 @@ from mekit.train.metrics import ClassificationMetrics, classification_metrics
 from mekit.train.splits import Fold, loso_folds
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Bump when the checkpoint contents or the fingerprint recipe change: old files are then
 # retrained rather than misread.
@@ -218,40 +220,58 @@ def _checkpoint_path(directory: Path, index: int) -> Path:
     return directory / f"fold_{index:03d}.npz"
 
 
-def _save_checkpoint(path: Path, out: _FoldOutput, fingerprint: str) -> None:
-    """Write atomically: a reader sees the old file or the complete new one, never a part."""
+def save_stamped(path: Path, fingerprint: str, **arrays: np.ndarray) -> None:
+    """A fold's result file: `arrays` and the `fingerprint` of what produced them, in one .npz
+    written atomically (a reader sees the old file or the complete new one, never a part)."""
     with atomic_open(path, "wb", fsync=True) as f:
-        np.savez(
-            f,
-            fingerprint=np.array(fingerprint),
-            index=np.array(out.index, dtype=np.int64),
-            test_subject=np.array(out.test_subject),
-            probs=np.asarray(out.probs, dtype=np.float32),
-            history=np.array(json.dumps(out.history)),
-            best_epoch=np.array(out.best_epoch, dtype=np.int64),
-        )
+        np.savez(f, fingerprint=np.array(fingerprint), **arrays)
+
+
+def load_stamped(path: Path, fingerprint: str, read: Callable[[Any], T]) -> T | None:
+    """`read(arrays)` of the file `save_stamped` wrote at `path` when it carries `fingerprint`;
+    None when the file is missing, stamped by another run (logged) or unreadable, `read`'s
+    KeyError / ValueError included (a warning): the caller then computes that fold again."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["fingerprint"]) != fingerprint:
+                log.info("%s is from a different run or data; retraining that fold", path)
+                return None
+            return read(z)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        log.warning("ignoring unreadable fold file %s (%s); retraining that fold", path, e)
+        return None
+
+
+def _save_checkpoint(path: Path, out: _FoldOutput, fingerprint: str) -> None:
+    save_stamped(
+        path,
+        fingerprint,
+        index=np.array(out.index, dtype=np.int64),
+        test_subject=np.array(out.test_subject),
+        probs=np.asarray(out.probs, dtype=np.float32),
+        history=np.array(json.dumps(out.history)),
+        best_epoch=np.array(out.best_epoch, dtype=np.int64),
+    )
+
+
+def _read_checkpoint(z: Any) -> _FoldOutput:
+    return _FoldOutput(
+        index=int(z["index"]),
+        test_subject=str(z["test_subject"]),
+        probs=np.array(z["probs"], dtype=np.float32),
+        history=json.loads(str(z["history"])),
+        best_epoch=int(z["best_epoch"]),
+    )
 
 
 def _load_checkpoint(
     path: Path, fold: Fold, fingerprint: str, num_classes: int
 ) -> _FoldOutput | None:
     """The saved output of `fold`, or None when the file is missing, stale or unreadable."""
-    if not path.exists():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["fingerprint"]) != fingerprint:
-                log.info("checkpoint %s is from a different run; retraining that fold", path)
-                return None
-            out = _FoldOutput(
-                index=int(z["index"]),
-                test_subject=str(z["test_subject"]),
-                probs=np.array(z["probs"], dtype=np.float32),
-                history=json.loads(str(z["history"])),
-                best_epoch=int(z["best_epoch"]),
-            )
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        log.warning("ignoring unreadable checkpoint %s (%s); retraining that fold", path, e)
+    out = load_stamped(path, fingerprint, _read_checkpoint)
+    if out is None:
         return None
     if (
         out.index != fold.index

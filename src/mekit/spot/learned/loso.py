@@ -14,16 +14,15 @@ import hashlib
 import json
 import logging
 import os
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mekit.data.schema import LongVideo
 from mekit.errors import MekitError
-from mekit.fileio import atomic_open
 from mekit.spot.learned.spotter import (
     SpotterConfig,
     fit_softnet,
@@ -34,7 +33,7 @@ from mekit.spot.learned.spotter import (
 from mekit.spot.learned.windows import SpotterVideo
 from mekit.spot.metrics import Interval, SpotScores, spotting_scores
 from mekit.train.executors import FoldExecutor
-from mekit.train.loso import map_folds
+from mekit.train.loso import load_stamped, map_folds, save_stamped
 from mekit.train.splits import Fold, loso_folds
 
 log = logging.getLogger(__name__)
@@ -202,29 +201,21 @@ def _fold_fingerprint(
 def _save_fold(path: Path, fingerprint: str, curves: Sequence[ScoreCurve]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"scores_{i}": np.asarray(c.scores, np.float32) for i, c in enumerate(curves)}
-    ids = np.array(json.dumps([c.video for c in curves]))
-    with atomic_open(path, "wb", fsync=True) as f:
-        np.savez(f, fingerprint=np.array(fingerprint), ids=ids, **arrays)
+    save_stamped(path, fingerprint, ids=np.array(json.dumps([c.video for c in curves])), **arrays)
 
 
 def _load_fold(
     path: Path, fingerprint: str, test: Sequence[SpotterVideo]
 ) -> list[ScoreCurve] | None:
     """The saved curves of a fold, or None when the file is missing, stale or unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["fingerprint"]) != fingerprint:
-                log.info("%s is from other settings or windows; retraining that fold", path)
-                return None
-            if json.loads(str(z["ids"])) != [v.id for v in test]:
-                return None
-            scores = [np.array(z[f"scores_{i}"], dtype=np.float32) for i in range(len(test))]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        log.warning("ignoring unreadable fold file %s (%s); retraining that fold", path, e)
-        return None
-    if any(len(s) != len(v.frames) for s, v in zip(scores, test, strict=True)):
+
+    def read(z: Any) -> list[np.ndarray] | None:
+        if json.loads(str(z["ids"])) != [v.id for v in test]:
+            return None
+        return [np.array(z[f"scores_{i}"], dtype=np.float32) for i in range(len(test))]
+
+    scores = load_stamped(path, fingerprint, read)
+    if scores is None or any(len(s) != len(v.frames) for s, v in zip(scores, test, strict=True)):
         return None
     return [
         ScoreCurve(v.id, v.subject, v.fps, v.k, v.frames, s, v.last_frame)
