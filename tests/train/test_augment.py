@@ -12,6 +12,7 @@ from mekit.train.augment import (
     ERASE_AREA,
     affine,
     hflip,
+    mixup,
     random_affine,
     random_erase,
     random_hflip,
@@ -214,6 +215,7 @@ def test_train_config_validates_augmentation():
         {"augment_temporal_jitter": 1.5},
         {"augment_erase": -0.1},
         {"augment_erase": 1.5},
+        {"augment_mixup": -0.2},
     ):
         with pytest.raises(MekitError, match=next(iter(bad))):
             TrainConfig(**bad)
@@ -271,6 +273,44 @@ def test_fit_with_random_erasing_is_reproducible_and_changes_training(toy_flow):
     plain = fit("ststnet", 2, X, y, TrainConfig(**base))
     a = fit("ststnet", 2, X, y, TrainConfig(**base, augment_erase=0.5))
     b = fit("ststnet", 2, X, y, TrainConfig(**base, augment_erase=0.5))
+    assert a.history == b.history != plain.history
+
+
+def test_mixup_mixes_each_sample_with_a_partner_by_one_weight():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(16, 2, 5, 5)
+    y = torch.arange(16) % 3
+    x_before, y_before = x.clone(), y.clone()
+    mixed, y_other, lam = mixup(x, y, g, 0.4)
+    assert torch.equal(x, x_before) and torch.equal(y, y_before)  # inputs untouched
+    assert 0.0 <= lam <= 1.0
+    # recover the pairing from the labels' partners: y_other is y permuted, and each mixed
+    # sample is lam * its own + (1 - lam) * the partner whose label y_other gives
+    again = torch.Generator().manual_seed(3)
+    torch.randint(0, 2**31 - 1, (1,), generator=again)  # the seed of lam
+    pair = torch.randperm(16, generator=again)
+    assert torch.equal(y_other, y[pair])
+    assert torch.allclose(mixed, lam * x + (1 - lam) * x[pair])
+    # the same generator state gives the same mix; another state another lam
+    m2, y2, lam2 = mixup(x, y, torch.Generator().manual_seed(3), 0.4)
+    assert torch.equal(m2, mixed) and torch.equal(y2, y_other) and lam2 == lam
+    lams = {mixup(x, y, torch.Generator().manual_seed(s), 0.4)[2] for s in range(20)}
+    assert len(lams) == 20
+    # small alpha: lam near 0 or 1 (Beta(0.1, 0.1) is U-shaped); large alpha: near 0.5
+    small = [mixup(x, y, torch.Generator().manual_seed(s), 0.1)[2] for s in range(200)]
+    large = [mixup(x, y, torch.Generator().manual_seed(s), 50.0)[2] for s in range(200)]
+    assert np.mean([min(v, 1 - v) < 0.1 for v in small]) > 0.6
+    assert all(0.3 < v < 0.7 for v in large)
+    with pytest.raises(ValueError, match="alpha"):
+        mixup(x, y, g, 0.0)
+
+
+def test_fit_with_mixup_is_reproducible_and_changes_training(toy_flow):
+    X, y, _, _ = toy_flow(2, 8, amplitude=0.5)
+    base = {"epochs": 2, "batch_size": 8, "lr": 1e-2}
+    plain = fit("ststnet", 2, X, y, TrainConfig(**base))
+    a = fit("ststnet", 2, X, y, TrainConfig(**base, augment_mixup=0.2))
+    b = fit("ststnet", 2, X, y, TrainConfig(**base, augment_mixup=0.2))
     assert a.history == b.history != plain.history
 
 

@@ -67,6 +67,15 @@ def test_without_dropout_it_is_the_per_fold_loop(toy_flow):
         plain = fit("ststnet", 2, X[fold.train_idx], y[fold.train_idx], own, model_kwargs=kwargs)
         a, b = model.state_dict(), plain.model.state_dict()
         assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a), fold.index
+    # with random erasing and mixup too: the same draws from each fold's own generator
+    augmented = replace(config, augment_erase=0.5, augment_mixup=0.4)
+    models_aug = fit_folds("ststnet", 2, X, y, folds, augmented, model_kwargs=kwargs)
+    for fold, model in zip(folds, models_aug, strict=True):
+        own = replace(augmented, seed=augmented.seed + fold.index)
+        plain = fit("ststnet", 2, X[fold.train_idx], y[fold.train_idx], own, model_kwargs=kwargs)
+        a, b = model.state_dict(), plain.model.state_dict()
+        assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a), fold.index
+        assert not _same(model, models[fold.index])
     chunked = fit_folds("ststnet", 2, X, y, folds, config, model_kwargs=kwargs, folds_at_once=3)
     for a, b in zip(models, chunked, strict=True):
         sa, sb = a.state_dict(), b.state_dict()

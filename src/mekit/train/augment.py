@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -176,3 +177,23 @@ def random_erase(x: torch.Tensor, generator: torch.Generator, p: float) -> torch
     mask = inside_rows[:, :, None] & inside_cols[:, None, :] & chosen[:, None, None]
     mask = mask.reshape(b, *([1] * (x.dim() - 3)), h, w)
     return x.masked_fill(mask, 0.0)
+
+
+def mixup(
+    x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup (Zhang et al. 2018) of one batch: each sample i becomes lam * x[i] + (1 - lam) *
+    x[j] for a random pairing j (a permutation of the batch) and one lam ~ Beta(alpha, alpha)
+    for the batch. Returns (mixed x, y[j], lam); the loss is then lam * loss(y) + (1 - lam) *
+    loss(y[j]). Flow is additive, so a mix of two flows is the superposition of two motions.
+
+    Every draw comes from `generator` (torch has no seeded Beta sampler, so lam is drawn by
+    numpy from a seed taken from it): the same generator state gives the same mix. The inputs
+    are left unchanged.
+    """
+    if not alpha > 0:
+        raise ValueError(f"mixup wants alpha > 0, got {alpha}")
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    pair = torch.randperm(x.shape[0], generator=generator)
+    return lam * x + (1.0 - lam) * x[pair], y[pair], lam

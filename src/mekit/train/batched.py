@@ -12,8 +12,8 @@ What stays per fold, so that no fold ever sees its held-out subject:
   the per-fold loop (`mekit.train.loso.run_folds`) creates it, and `train.init_from` is loaded
   into each fold's model before stacking;
 - the batches: each fold draws from its own training samples with its own generator (seeded
-  `config.seed + f.index`), and its flips and affine/erasing/temporal augmentations from that
-  generator;
+  `config.seed + f.index`), and its flips, affine/erasing/temporal augmentations and mixup
+  (pairs within its own batch) from that generator;
 - the class weights (balanced or focal alpha), computed on the fold's training set;
 - dropout masks (`vmap(randomness="different")`) and BatchNorm statistics (its own batches).
 
@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from mekit.errors import MekitError
 from mekit.models import create_model
+from mekit.train.augment import mixup
 from mekit.train.device import autocast_dtype, resolve_device
 from mekit.train.estimators import AllFoldsNetworks
 from mekit.train.loop import (
@@ -237,7 +238,23 @@ class BatchedTrainer(AllFoldsNetworks):
                 logits = functional_call(base, (p, b), (xb,))
             return _fold_loss(logits, yb, w, config.loss, config.focal_gamma)
 
-        step_grads = vmap(grad(loss_of), randomness="different")
+        def mixed_loss_of(
+            p: dict,
+            b: dict,
+            xb: torch.Tensor,
+            yb: torch.Tensor,
+            w: torch.Tensor,
+            y_other: torch.Tensor,
+            lam: torch.Tensor,
+        ):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=dtype is not None):
+                logits = functional_call(base, (p, b), (xb,))
+            return lam * _fold_loss(logits, yb, w, config.loss, config.focal_gamma) + (
+                1.0 - lam
+            ) * _fold_loss(logits, y_other, w, config.loss, config.focal_gamma)
+
+        mixing = config.augment_mixup > 0
+        step_grads = vmap(grad(mixed_loss_of if mixing else loss_of), randomness="different")
         optimizer = torch.optim.Adam(
             list(params.values()), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -254,14 +271,25 @@ class BatchedTrainer(AllFoldsNetworks):
             warnings.filterwarnings("ignore", message="There is a performance drop")
             torch.manual_seed(config.seed)  # dropout masks
             for _ in tqdm(range(steps), desc=f"{len(folds)} folds", disable=not progress):
-                xs, ys = [], []
+                xs, ys, others, lams = [], [], [], []
                 for f, (stream, g) in enumerate(zip(streams, generators, strict=True)):
                     idx = train_idx[f][stream.take(batch)]
-                    xs.append(augment_batch(x_all[idx], config, spec, g, flow, magnitude))
-                    ys.append(y_all[idx])
+                    xf = augment_batch(x_all[idx], config, spec, g, flow, magnitude)
+                    yf = y_all[idx]
+                    if mixing:
+                        xf, y_other, lam = mixup(xf, yf, g, config.augment_mixup)
+                        others.append(y_other)
+                        lams.append(lam)
+                    xs.append(xf)
+                    ys.append(yf)
                 xb = torch.stack(xs).to(device, non_blocking=True)
                 yb = torch.stack(ys).to(device, non_blocking=True)
-                grads = step_grads(params, buffers, xb, yb, weights)
+                extra = (
+                    (torch.stack(others).to(device), torch.tensor(lams, device=device))
+                    if mixing
+                    else ()
+                )
+                grads = step_grads(params, buffers, xb, yb, weights, *extra)
                 for name, p in params.items():
                     p.grad = grads[name]
                 optimizer.step()

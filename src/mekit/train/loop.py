@@ -22,7 +22,13 @@ from torch import nn
 from mekit.config import Choice, Config, check_range, parsed_field
 from mekit.errors import MekitError
 from mekit.models import ModelSpec, create_model
-from mekit.train.augment import random_affine, random_erase, random_hflip, temporal_jitter
+from mekit.train.augment import (
+    mixup,
+    random_affine,
+    random_erase,
+    random_hflip,
+    temporal_jitter,
+)
 from mekit.train.device import DEVICES, Precision, autocast_dtype, resolve_device
 from mekit.train.losses import balanced_class_weights, make_loss
 from mekit.train.warm_start import transfer_weights
@@ -108,6 +114,9 @@ class TrainConfig(Config, section="train"):
       one rectangle of 2-40 % of the image set to 0 in every channel, i.e. "no motion" for
       flow and for median/standardize-normalised input (`mekit.train.augment.random_erase`);
       0 (the default) is off.
+    augment_mixup: mixup (Zhang et al. 2018) after the other augmentations: each batch is
+      mixed with a permutation of itself by one lam ~ Beta(augment_mixup, augment_mixup), and
+      the loss mixed alike (`mekit.train.augment.mixup`); 0 (the default) is off.
     With every augmentation off but the flip (the defaults) training is unchanged, draw for
     draw, from before these options existed.
     device: "auto" (a CUDA GPU, else MPS, else the CPU), "cpu", "cuda" (or "cuda:N"), "mps";
@@ -133,6 +142,7 @@ class TrainConfig(Config, section="train"):
     augment_translate: float = 0.0
     augment_temporal_jitter: int = 0
     augment_erase: float = 0.0
+    augment_mixup: float = 0.0
     init_from: str = ""
     seed: int = 0
     num_threads: int = 1
@@ -161,6 +171,7 @@ class TrainConfig(Config, section="train"):
         check_range(self, "augment_translate", 0, 0.5)
         check_range(self, "augment_temporal_jitter", 0)
         check_range(self, "augment_erase", 0, 1)
+        check_range(self, "augment_mixup", 0)
         if self.device.split(":", 1)[0] not in DEVICES:
             raise MekitError(f"train.device {self.device!r} is not one of {', '.join(DEVICES)}")
 
@@ -221,11 +232,18 @@ def _train_epoch(
     total = 0.0
     flow, magnitude = _flow_channels(spec) if config.augment_affine else (None, ())
     for idx in _batches(torch.randperm(len(y), generator=generator), config.batch_size):
-        xb = augment_batch(x[idx], config, spec, generator, flow, magnitude)
+        xb, yb = augment_batch(x[idx], config, spec, generator, flow, magnitude), y[idx]
+        y_other, lam = None, 1.0
+        if config.augment_mixup:
+            xb, y_other, lam = mixup(xb, yb, generator, config.augment_mixup)
+            y_other = y_other.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        xb, yb = xb.to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = criterion(model(xb).float(), yb)
+            logits = model(xb).float()
+            loss = criterion(logits, yb)
+            if y_other is not None:
+                loss = lam * loss + (1.0 - lam) * criterion(logits, y_other)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
