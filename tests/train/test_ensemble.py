@@ -312,6 +312,8 @@ def test_unsupported_settings_raise(data):
         TrainConfig(selection="val-split"),
         TrainConfig(selection="test-oracle"),
         TrainConfig(augment_rotation_deg=10),
+        TrainConfig(augment_erase=0.5),
+        TrainConfig(augment_mixup=0.2),
     ):
         with pytest.raises(MekitError, match="plain per-fold loop"):
             run_loso_ensemble(X, y, subjects, ids, LABELS, config, progress=False)
