@@ -38,3 +38,25 @@ def test_the_recipes_it_runs_select_nothing_on_test_subjects(name):
     bench = _load()
     ((_, settings),) = bench.entries([name], [])
     assert settings.get("train", {}).get("selection", "fixed") == "fixed"
+
+
+def test_the_multi_seed_summary_gives_means_ranges_and_paired_differences():
+    bench = _load()
+    uf1 = {
+        "recipe base": {0: 0.70, 1: 0.60},
+        "recipe best": {0: 0.78, 1: 0.72},
+    }
+    header, rule, base, best = bench.summary(uf1, [0, 1])
+    assert "mean diff vs recipe base" in header and rule.count("---") == 6
+    assert base == "| recipe base | 0.650 | 0.600-0.700 | +0.000 | +0.000 | +0.000 |"
+    # 0.78 - 0.70 = +0.08 at seed 0, 0.72 - 0.60 = +0.12 at seed 1: +0.10 on average
+    assert best == "| recipe best | 0.750 | 0.720-0.780 | +0.100 | +0.080 | +0.120 |"
+
+
+def test_seeds_are_distinct_integers():
+    bench = _load()
+    assert bench.parse_seeds("0,1,2") == [0, 1, 2]
+    assert bench.parse_seeds("3") == [3]
+    for bad in ("0,x", "1,1", ","):
+        with pytest.raises(SystemExit, match="--seeds"):
+            bench.parse_seeds(bad)
