@@ -267,12 +267,13 @@ def test_random_erase_zeroes_one_rectangle_per_chosen_sample():
         random_erase(x, torch.Generator(), 1.5)
 
 
-def test_fit_with_random_erasing_is_reproducible_and_changes_training(toy_flow):
+@pytest.mark.parametrize("setting", [{"augment_erase": 0.5}, {"augment_mixup": 0.2}])
+def test_fit_with_erasing_or_mixup_is_reproducible_and_changes_training(toy_flow, setting):
     X, y, _, _ = toy_flow(2, 8, amplitude=0.5)
     base = {"epochs": 2, "batch_size": 8, "lr": 1e-2}
     plain = fit("ststnet", 2, X, y, TrainConfig(**base))
-    a = fit("ststnet", 2, X, y, TrainConfig(**base, augment_erase=0.5))
-    b = fit("ststnet", 2, X, y, TrainConfig(**base, augment_erase=0.5))
+    a = fit("ststnet", 2, X, y, TrainConfig(**base, **setting))
+    b = fit("ststnet", 2, X, y, TrainConfig(**base, **setting))
     assert a.history == b.history != plain.history
 
 
@@ -303,15 +304,6 @@ def test_mixup_mixes_each_sample_with_a_partner_by_one_weight():
     assert all(0.3 < v < 0.7 for v in large)
     with pytest.raises(ValueError, match="alpha"):
         mixup(x, y, g, 0.0)
-
-
-def test_fit_with_mixup_is_reproducible_and_changes_training(toy_flow):
-    X, y, _, _ = toy_flow(2, 8, amplitude=0.5)
-    base = {"epochs": 2, "batch_size": 8, "lr": 1e-2}
-    plain = fit("ststnet", 2, X, y, TrainConfig(**base))
-    a = fit("ststnet", 2, X, y, TrainConfig(**base, augment_mixup=0.2))
-    b = fit("ststnet", 2, X, y, TrainConfig(**base, augment_mixup=0.2))
-    assert a.history == b.history != plain.history
 
 
 def test_fit_with_temporal_jitter_on_sequences():

@@ -54,6 +54,15 @@ def test_folds_start_where_the_per_fold_loop_starts(toy_flow):
             assert torch.allclose(p, model.get_parameter(name), atol=1e-9), (fold.index, name)
 
 
+def _assert_per_fold_loop(models, folds, X, y, config, kwargs):
+    """Each fold's model ends where `fit` on its training samples ends (seed + fold index)."""
+    for fold, model in zip(folds, models, strict=True):
+        own = replace(config, seed=config.seed + fold.index)
+        plain = fit("ststnet", 2, X[fold.train_idx], y[fold.train_idx], own, model_kwargs=kwargs)
+        a, b = model.state_dict(), plain.model.state_dict()
+        assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a), fold.index
+
+
 def test_without_dropout_it_is_the_per_fold_loop(toy_flow):
     # Equal folds whose size the batch divides draw the same batches and flips as `fit`, so
     # without dropout every fold ends where the per-fold loop ends, up to float rounding.
@@ -62,20 +71,12 @@ def test_without_dropout_it_is_the_per_fold_loop(toy_flow):
     folds = loso_folds(subjects)
     kwargs = {"dropout": 0.0}
     models = fit_folds("ststnet", 2, X, y, folds, config, model_kwargs=kwargs)
-    for fold, model in zip(folds, models, strict=True):
-        own = replace(config, seed=config.seed + fold.index)
-        plain = fit("ststnet", 2, X[fold.train_idx], y[fold.train_idx], own, model_kwargs=kwargs)
-        a, b = model.state_dict(), plain.model.state_dict()
-        assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a), fold.index
+    _assert_per_fold_loop(models, folds, X, y, config, kwargs)
     # with random erasing and mixup too: the same draws from each fold's own generator
     augmented = replace(config, augment_erase=0.5, augment_mixup=0.4)
     models_aug = fit_folds("ststnet", 2, X, y, folds, augmented, model_kwargs=kwargs)
-    for fold, model in zip(folds, models_aug, strict=True):
-        own = replace(augmented, seed=augmented.seed + fold.index)
-        plain = fit("ststnet", 2, X[fold.train_idx], y[fold.train_idx], own, model_kwargs=kwargs)
-        a, b = model.state_dict(), plain.model.state_dict()
-        assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a), fold.index
-        assert not _same(model, models[fold.index])
+    _assert_per_fold_loop(models_aug, folds, X, y, augmented, kwargs)
+    assert not any(_same(a, b) for a, b in zip(models, models_aug, strict=True))
     chunked = fit_folds("ststnet", 2, X, y, folds, config, model_kwargs=kwargs, folds_at_once=3)
     for a, b in zip(models, chunked, strict=True):
         sa, sb = a.state_dict(), b.state_dict()
