@@ -233,25 +233,19 @@ class BatchedTrainer(AllFoldsNetworks):
             [torch.from_numpy(_class_weights(y[f.train_idx], num_classes, config)) for f in folds]
         ).to(device)
 
-        def loss_of(p: dict, b: dict, xb: torch.Tensor, yb: torch.Tensor, w: torch.Tensor):
+        def logits_of(p: dict, b: dict, xb: torch.Tensor) -> torch.Tensor:
             with torch.autocast(device.type, dtype=amp_dtype, enabled=dtype is not None):
-                logits = functional_call(base, (p, b), (xb,))
-            return _fold_loss(logits, yb, w, config.loss, config.focal_gamma)
+                return functional_call(base, (p, b), (xb,))
 
-        def mixed_loss_of(
-            p: dict,
-            b: dict,
-            xb: torch.Tensor,
-            yb: torch.Tensor,
-            w: torch.Tensor,
-            y_other: torch.Tensor,
-            lam: torch.Tensor,
-        ):
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=dtype is not None):
-                logits = functional_call(base, (p, b), (xb,))
-            return lam * _fold_loss(logits, yb, w, config.loss, config.focal_gamma) + (
-                1.0 - lam
-            ) * _fold_loss(logits, y_other, w, config.loss, config.focal_gamma)
+        def loss_of(p: dict, b: dict, xb: torch.Tensor, yb: torch.Tensor, w: torch.Tensor):
+            return _fold_loss(logits_of(p, b, xb), yb, w, config.loss, config.focal_gamma)
+
+        def mixed_loss_of(p: dict, b: dict, xb, yb, w, y_other: torch.Tensor, lam: torch.Tensor):
+            """Mixup's loss: lam * the loss on the batch's labels + (1 - lam) * on its pairs'."""
+            logits = logits_of(p, b, xb)
+            own = _fold_loss(logits, yb, w, config.loss, config.focal_gamma)
+            other = _fold_loss(logits, y_other, w, config.loss, config.focal_gamma)
+            return lam * own + (1.0 - lam) * other
 
         mixing = config.augment_mixup > 0
         step_grads = vmap(grad(mixed_loss_of if mixing else loss_of), randomness="different")
