@@ -138,8 +138,10 @@ def sleepy_analyze(video, out, model=None, config=None, progress=None, *, second
     import subprocess
 
     child = subprocess.Popen(["sleep", str(seconds + 30)])
-    if pids is not None:
-        Path(pids).write_text(f"{os.getpid()} {child.pid}")
+    if pids is not None:  # atomically: a test polls for the file, then reads both pids
+        partial = Path(f"{pids}.partial")
+        partial.write_text(f"{os.getpid()} {child.pid}")
+        os.replace(partial, pids)
     time.sleep(seconds)
     child.kill()
     return fake_analyze(video, out, model)
