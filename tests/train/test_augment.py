@@ -285,8 +285,8 @@ def test_mixup_mixes_each_sample_with_a_partner_by_one_weight():
     mixed, y_other, lam = mixup(x, y, g, 0.4)
     assert torch.equal(x, x_before) and torch.equal(y, y_before)  # inputs untouched
     assert 0.0 <= lam <= 1.0
-    # recover the pairing from the labels' partners: y_other is y permuted, and each mixed
-    # sample is lam * its own + (1 - lam) * the partner whose label y_other gives
+    # replay the generator's draws (the seed of lam, then the pairing): y_other is y paired,
+    # and each mixed sample is lam * its own + (1 - lam) * its partner
     again = torch.Generator().manual_seed(3)
     torch.randint(0, 2**31 - 1, (1,), generator=again)  # the seed of lam
     pair = torch.randperm(16, generator=again)
