@@ -139,9 +139,9 @@ def sleepy_analyze(video, out, model=None, config=None, progress=None, *, second
 
     child = subprocess.Popen(["sleep", str(seconds + 30)])
     if pids is not None:  # atomically: a test polls for the file, then reads both pids
-        partial = Path(f"{pids}.partial")
-        partial.write_text(f"{os.getpid()} {child.pid}")
-        os.replace(partial, pids)
+        from mekit.fileio import atomic_write
+
+        atomic_write(pids, f"{os.getpid()} {child.pid}")
     time.sleep(seconds)
     child.kill()
     return fake_analyze(video, out, model)

@@ -33,6 +33,7 @@ from typing import Any
 from mekit.app.store import JobStore
 from mekit.app.uploads import VIDEO_EXTENSIONS
 from mekit.errors import MekitError
+from mekit.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +374,9 @@ class Worker:
                 os.setpgid(process.pid, process.pid)  # also in the child: whichever runs first
             except OSError:
                 pass
-            pid_file.write_text(f"{process.pid} {_start_time(process.pid) or ''}\n")
+            # atomically: a server killed mid-write must not leave an empty file for the next
+            # one, which then could not kill this analysis
+            atomic_write(pid_file, f"{process.pid} {_start_time(process.pid) or ''}\n")
             process.join(self.limit_s)
             if process.is_alive():  # past the time limit
                 reason = time_limit_reason(self.limit_s or 0.0)
