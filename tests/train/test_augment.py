@@ -13,6 +13,7 @@ from mekit.train.augment import (
     affine,
     hflip,
     mixup,
+    mixup_loss,
     random_affine,
     random_erase,
     random_hflip,
@@ -304,6 +305,15 @@ def test_mixup_mixes_each_sample_with_a_partner_by_one_weight():
     assert all(0.3 < v < 0.7 for v in large)
     with pytest.raises(ValueError, match="alpha"):
         mixup(x, y, g, 0.0)
+
+
+def test_mixup_loss_weighs_the_two_labels_by_lam():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    y, y_other = torch.tensor([0, 1]), torch.tensor([1, 1])
+    ce = torch.nn.functional.cross_entropy
+    expected = 0.3 * ce(logits, y) + 0.7 * ce(logits, y_other)
+    assert torch.allclose(mixup_loss(ce, logits, y, y_other, 0.3), expected)
+    assert torch.equal(mixup_loss(ce, logits, y, y_other, 1.0), ce(logits, y))
 
 
 def test_fit_with_temporal_jitter_on_sequences():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -197,3 +199,15 @@ def mixup(
     lam = float(np.random.default_rng(seed).beta(alpha, alpha))
     pair = torch.randperm(x.shape[0], generator=generator)
     return lam * x + (1.0 - lam) * x[pair], y[pair], lam
+
+
+def mixup_loss(
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    y_other: torch.Tensor,
+    lam: float | torch.Tensor,
+) -> torch.Tensor:
+    """The loss of a batch `mixup` made: lam * loss(logits, y) + (1 - lam) * loss(logits,
+    y_other), with `y_other` and `lam` as `mixup` returned them."""
+    return lam * loss(logits, y) + (1.0 - lam) * loss(logits, y_other)

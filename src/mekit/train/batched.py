@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from mekit.errors import MekitError
 from mekit.models import create_model
-from mekit.train.augment import mixup
+from mekit.train.augment import mixup, mixup_loss
 from mekit.train.device import autocast_dtype, resolve_device
 from mekit.train.estimators import AllFoldsNetworks
 from mekit.train.loop import (
@@ -241,11 +241,10 @@ class BatchedTrainer(AllFoldsNetworks):
             return _fold_loss(logits_of(p, b, xb), yb, w, config.loss, config.focal_gamma)
 
         def mixed_loss_of(p: dict, b: dict, xb, yb, w, y_other: torch.Tensor, lam: torch.Tensor):
-            """Mixup's loss: lam * the loss on the batch's labels + (1 - lam) * on its pairs'."""
-            logits = logits_of(p, b, xb)
-            own = _fold_loss(logits, yb, w, config.loss, config.focal_gamma)
-            other = _fold_loss(logits, y_other, w, config.loss, config.focal_gamma)
-            return lam * own + (1.0 - lam) * other
+            def fold_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+                return _fold_loss(logits, target, w, config.loss, config.focal_gamma)
+
+            return mixup_loss(fold_loss, logits_of(p, b, xb), yb, y_other, lam)
 
         mixing = config.augment_mixup > 0
         step_grads = vmap(grad(mixed_loss_of if mixing else loss_of), randomness="different")

@@ -24,6 +24,7 @@ from mekit.errors import MekitError
 from mekit.models import ModelSpec, create_model
 from mekit.train.augment import (
     mixup,
+    mixup_loss,
     random_affine,
     random_erase,
     random_hflip,
@@ -241,9 +242,10 @@ def _train_epoch(
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = model(xb).float()
-            loss = criterion(logits, yb)
-            if y_other is not None:
-                loss = lam * loss + (1.0 - lam) * criterion(logits, y_other)
+            if y_other is None:
+                loss = criterion(logits, yb)
+            else:
+                loss = mixup_loss(criterion, logits, yb, y_other, lam)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
