@@ -72,8 +72,11 @@ def test_without_dropout_it_is_the_per_fold_loop(toy_flow):
     kwargs = {"dropout": 0.0}
     models = fit_folds("ststnet", 2, X, y, folds, config, model_kwargs=kwargs)
     _assert_per_fold_loop(models, folds, X, y, config, kwargs)
-    # with random erasing and mixup too: the same draws from each fold's own generator
-    augmented = replace(config, augment_erase=0.5, augment_mixup=0.4)
+    # with class-balanced sampling, random erasing, mixup and label smoothing too: the same
+    # draws from each fold's own generator, the same loss
+    augmented = replace(
+        config, sampling="balanced", augment_erase=0.5, augment_mixup=0.4, label_smoothing=0.1
+    )
     models_aug = fit_folds("ststnet", 2, X, y, folds, augmented, model_kwargs=kwargs)
     _assert_per_fold_loop(models_aug, folds, X, y, augmented, kwargs)
     assert not any(_same(a, b) for a, b in zip(models, models_aug, strict=True))

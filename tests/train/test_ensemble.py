@@ -314,6 +314,8 @@ def test_unsupported_settings_raise(data):
         TrainConfig(augment_rotation_deg=10),
         TrainConfig(augment_erase=0.5),
         TrainConfig(augment_mixup=0.2),
+        TrainConfig(label_smoothing=0.1),
+        TrainConfig(sampling="balanced"),
     ):
         with pytest.raises(MekitError, match="plain per-fold loop"):
             run_loso_ensemble(X, y, subjects, ids, LABELS, config, progress=False)

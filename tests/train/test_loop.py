@@ -7,6 +7,7 @@ from torch import nn
 
 from mekit.errors import MekitError
 from mekit.train import TrainConfig, fit, predict_proba
+from mekit.train.loop import epoch_order
 
 FAST = {"epochs": 6, "batch_size": 8, "lr": 1e-2}
 
@@ -76,6 +77,36 @@ def test_focal_and_balanced_weights_train(data):
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
 
+def test_shuffled_epochs_are_the_permutations_they_always_were():
+    y = torch.tensor([0, 1, 1, 2, 0, 1])
+    a = epoch_order(y, torch.Generator().manual_seed(5), "shuffle")
+    assert torch.equal(a, torch.randperm(6, generator=torch.Generator().manual_seed(5)))
+
+
+def test_balanced_epochs_draw_every_present_class_equally_often():
+    y = torch.tensor([0] * 90 + [2] * 10)  # class 1 absent
+    g = torch.Generator().manual_seed(0)
+    draws = torch.cat([epoch_order(y, g, "balanced") for _ in range(200)])
+    assert len(draws) == 200 * 100 and 0 <= int(draws.min()) and int(draws.max()) < 100
+    share = torch.bincount(y[draws], minlength=3).double() / len(draws)
+    assert share[1] == 0 and abs(float(share[0]) - 0.5) < 0.01 and abs(float(share[2]) - 0.5) < 0.01
+    # within a class, every sample alike: each of the ten class-2 samples about 1/20 of draws
+    rare = torch.bincount(draws[draws >= 90] - 90, minlength=10).double() / len(draws)
+    assert torch.allclose(rare, torch.full((10,), 0.05, dtype=torch.float64), atol=0.005)
+    again = epoch_order(y, torch.Generator().manual_seed(0), "balanced")
+    assert torch.equal(again, draws[:100])
+
+
+def test_balanced_sampling_trains_reproducibly_and_differently(toy_flow):
+    X, y, _, _ = toy_flow(2, 8)
+    keep = np.r_[np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:3]]  # 3 of one class
+    base = {"epochs": 2, "batch_size": 4, "lr": 1e-2}
+    plain = fit("ststnet", 2, X[keep], y[keep], TrainConfig(**base))
+    a = fit("ststnet", 2, X[keep], y[keep], TrainConfig(**base, sampling="balanced"))
+    b = fit("ststnet", 2, X[keep], y[keep], TrainConfig(**base, sampling="balanced"))
+    assert a.history == b.history != plain.history
+
+
 def test_predict_proba_rows_are_distributions(data):
     X, y, Xv, _ = data
     model = fit("ststnet", 2, X, y, TrainConfig(epochs=1)).model
@@ -90,6 +121,7 @@ def test_predict_proba_rows_are_distributions(data):
         {"loss": "mse"},
         {"selection": "best"},
         {"class_weights": "auto"},
+        {"sampling": "oversample"},
         {"epochs": 0},
         {"lr": 0.0},
         {"val_fraction": 1.0},

@@ -10,7 +10,12 @@ from torch import nn
 from mekit.config import from_mapping, parse_overrides, to_dict
 from mekit.errors import MekitError
 from mekit.train import TrainConfig, fit
-from mekit.train.losses import FocalLoss, balanced_class_weights, make_loss
+from mekit.train.losses import (
+    FocalLoss,
+    balanced_class_weights,
+    make_loss,
+    smoothed_cross_entropy,
+)
 
 
 def _data():
@@ -59,6 +64,48 @@ def test_make_loss():
     assert isinstance(make_loss("focal", gamma=1.5), FocalLoss)
     with pytest.raises(MekitError, match="focal"):
         make_loss("hinge")
+
+
+def test_label_smoothing_matches_a_hand_computed_value():
+    # two classes, logits (0, ln 3): p = (1/4, 3/4); eps = 0.2 -> target (0.9, 0.1) for class 0
+    logits = torch.tensor([[0.0, math.log(3.0)]])
+    target = torch.tensor([0])
+    hand = -(0.9 * math.log(0.25) + 0.1 * math.log(0.75))
+    assert float(make_loss("ce", label_smoothing=0.2)(logits, target)) == pytest.approx(hand)
+    ones = torch.ones(2)
+    assert float(smoothed_cross_entropy(logits, target, ones, 0.2)) == pytest.approx(hand)
+    assert float(smoothed_cross_entropy(logits, target, ones, 0.0)) == pytest.approx(
+        -math.log(0.25)
+    )
+    with pytest.raises(MekitError, match="cross-entropy"):
+        make_loss("focal", label_smoothing=0.1)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_smoothed_cross_entropy_is_torchs_weighted_label_smoothing(eps, weighted):
+    logits, y = _data()
+    w = torch.tensor([0.5, 2.0, 1.3]) if weighted else torch.ones(3)
+    module = nn.CrossEntropyLoss(weight=w if weighted else None, label_smoothing=eps)
+    assert float(smoothed_cross_entropy(logits, y, w, eps)) == pytest.approx(
+        float(module(logits, y)), rel=1e-6
+    )
+
+
+def test_train_config_label_smoothing(toy_flow):
+    assert TrainConfig().label_smoothing == 0.0
+    assert TrainConfig(label_smoothing=0.1).label_smoothing == 0.1
+    for bad in (-0.1, 1.0):
+        with pytest.raises(MekitError, match="label_smoothing"):
+            TrainConfig(label_smoothing=bad)
+    with pytest.raises(MekitError, match="cross-entropy"):
+        TrainConfig(loss="focal", label_smoothing=0.1)
+    X, y, _, _ = toy_flow(2, 8)
+    base = {"epochs": 2, "batch_size": 8, "lr": 1e-2}
+    plain = fit("ststnet", 2, X, y, TrainConfig(**base))
+    smoothed = fit("ststnet", 2, X, y, TrainConfig(**base, label_smoothing=0.1))
+    again = fit("ststnet", 2, X, y, TrainConfig(**base, label_smoothing=0.1))
+    assert smoothed.history == again.history != plain.history
 
 
 def test_focal_matches_a_hand_computed_value_with_gamma_and_alpha():

@@ -18,10 +18,11 @@ What stays per fold, so that no fold ever sees its held-out subject:
 - dropout masks (`vmap(randomness="different")`) and BatchNorm statistics (its own batches).
 
 One difference from the per-fold loop, by design: every fold takes a mini-batch of the same
-size at every step (tensors of one shape), drawn from a stream of successive permutations of
-its training samples; the run takes `ceil(epochs x N_max / batch)` steps, where N_max is the
-largest fold's training set, so the largest fold sees exactly `epochs` passes and the others
-(LOSO folds differ by one subject) a few percent more. Results are therefore close to, not
+size at every step (tensors of one shape), drawn from a stream of successive epochs of its
+training samples (permutations, or class-balanced draws with `train.sampling`); the run takes
+`ceil(epochs x N_max / batch)` steps, where N_max is the largest fold's training set, so the
+largest fold sees exactly `epochs` passes and the others (LOSO folds differ by one subject) a
+few percent more. Results are therefore close to, not
 identical with, the per-fold loop's; they are deterministic for a seed and a `folds_at_once`.
 Selection must be "fixed" (no held-out data is looked at).
 """
@@ -52,8 +53,10 @@ from mekit.train.loop import (
     _flow_channels,
     augment_batch,
     class_weights,
+    epoch_order,
     predict_proba,
 )
+from mekit.train.losses import smoothed_cross_entropy
 from mekit.train.splits import Fold
 from mekit.train.warm_start import transfer_weights
 
@@ -68,16 +71,15 @@ def batched_unsupported(config: TrainConfig) -> list[str]:
 
 
 def _fold_loss(
-    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str, gamma: float
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, config: TrainConfig
 ) -> torch.Tensor:
     """The loss of one fold's batch, as `mekit.train.losses.make_loss` defines it; `weight`
     (K,) is the class weight (all ones when unweighted)."""
+    if config.loss == "ce":  # weighted cross-entropy: normalised by the summed weights
+        return smoothed_cross_entropy(logits, target, weight, config.label_smoothing)
     log_p = F.log_softmax(logits.float(), dim=1)
     picked = log_p.gather(1, target[:, None]).squeeze(1)
-    w = weight[target]
-    if kind == "ce":  # weighted cross-entropy: normalised by the summed weights
-        return -(w * picked).sum() / w.sum()
-    loss = -((1.0 - picked.exp()).clamp_min(1e-12) ** gamma) * picked * w
+    loss = -((1.0 - picked.exp()).clamp_min(1e-12) ** config.focal_gamma) * picked * weight[target]
     return loss.mean()
 
 
@@ -87,15 +89,17 @@ def _class_weights(y: np.ndarray, num_classes: int, config: TrainConfig) -> np.n
 
 
 class _Stream:
-    """A fold's endless stream of training-sample positions: successive permutations."""
+    """A fold's endless stream of training-sample positions: successive epochs'
+    `epoch_order`s (permutations, or class-balanced draws) of its training labels y."""
 
-    def __init__(self, n: int, generator: torch.Generator) -> None:
-        self.n, self.generator = n, generator
+    def __init__(self, y: torch.Tensor, generator: torch.Generator, sampling: str) -> None:
+        self.y, self.generator, self.sampling = y, generator, sampling
         self.buffer = torch.empty(0, dtype=torch.long)
 
     def take(self, k: int) -> torch.Tensor:
         while len(self.buffer) < k:
-            self.buffer = torch.cat([self.buffer, torch.randperm(self.n, generator=self.generator)])
+            epoch = epoch_order(self.y, self.generator, self.sampling)
+            self.buffer = torch.cat([self.buffer, epoch])
         out, self.buffer = self.buffer[:k], self.buffer[k:]
         return out
 
@@ -238,11 +242,11 @@ class BatchedTrainer(AllFoldsNetworks):
                 return functional_call(base, (p, b), (xb,))
 
         def loss_of(p: dict, b: dict, xb: torch.Tensor, yb: torch.Tensor, w: torch.Tensor):
-            return _fold_loss(logits_of(p, b, xb), yb, w, config.loss, config.focal_gamma)
+            return _fold_loss(logits_of(p, b, xb), yb, w, config)
 
         def mixed_loss_of(p: dict, b: dict, xb, yb, w, y_other: torch.Tensor, lam: torch.Tensor):
             def fold_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-                return _fold_loss(logits, target, w, config.loss, config.focal_gamma)
+                return _fold_loss(logits, target, w, config)
 
             return mixup_loss(fold_loss, logits_of(p, b, xb), yb, y_other, lam)
 
@@ -252,9 +256,12 @@ class BatchedTrainer(AllFoldsNetworks):
             list(params.values()), lr=config.lr, weight_decay=config.weight_decay
         )
         generators = [torch.Generator().manual_seed(config.seed + f.index) for f in folds]
-        streams = [_Stream(n, g) for n, g in zip(sizes, generators, strict=True)]
         flow, magnitude = _flow_channels(spec) if config.augment_affine else (None, ())
         train_idx = [torch.from_numpy(np.asarray(f.train_idx, dtype=np.int64)) for f in folds]
+        streams = [
+            _Stream(y_all[idx], g, config.sampling)
+            for idx, g in zip(train_idx, generators, strict=True)
+        ]
 
         with (
             torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),

@@ -47,6 +47,11 @@ class ClassWeights(Choice):
     BALANCED = "balanced"
 
 
+class Sampling(Choice):
+    SHUFFLE = "shuffle"
+    BALANCED = "balanced"
+
+
 class Selection(Choice):
     FIXED = "fixed"
     VAL_SPLIT = "val-split"
@@ -95,6 +100,14 @@ class TrainConfig(Config, section="train"):
       cross-entropy).
     class_weights: "balanced" weights class c by n / (K * n_c), counted on the training set of
       each fold: the `weight` of cross-entropy, the per-class alpha of focal loss.
+    label_smoothing: eps of label smoothing (Szegedy et al. 2016), cross-entropy only: the
+      target of each sample is (1 - eps) on its class and eps / K on every class; 0 (the
+      default) is off.
+    sampling: how an epoch's batches are drawn. "shuffle" (the default): each training sample
+      once, in a random order. "balanced" (class-balanced sampling): as many draws, with
+      replacement, each class equally likely (a sample of class c with probability
+      1 / (K n_c), K the classes present), so the rare classes are seen as often as the common
+      ones (`epoch_order`).
     focal_alpha: explicit per-class alpha for focal loss, one non-negative float per class in
       label order (a TOML list, or a string "0.25,0.75"); checked against the number of
       classes when training starts. Needs loss = "focal" and class_weights = "none".
@@ -132,8 +145,10 @@ class TrainConfig(Config, section="train"):
     weight_decay: float = 0.0
     loss: Loss = Loss.CE
     focal_gamma: float = 2.0
+    label_smoothing: float = 0.0
     focal_alpha: tuple[float, ...] | None = parsed_field(_parse_alpha, None)
     class_weights: ClassWeights = ClassWeights.NONE
+    sampling: Sampling = Sampling.SHUFFLE
     selection: Selection = Selection.FIXED
     val_fraction: float = 0.15
     patience: int = 30
@@ -156,6 +171,12 @@ class TrainConfig(Config, section="train"):
         check_range(self, "lr", 0, lo_open=True)
         check_range(self, "val_fraction", 0, 1, lo_open=True, hi_open=True)
         check_range(self, "focal_gamma", 0)
+        check_range(self, "label_smoothing", 0, 1, hi_open=True)
+        if self.label_smoothing and self.loss != "ce":
+            raise MekitError(
+                f"train.label_smoothing is set but train.loss is {self.loss!r}; label smoothing "
+                "is for cross-entropy (loss = 'ce')"
+            )
         if self.focal_alpha is not None:
             if self.loss != "focal":
                 raise MekitError(
@@ -212,6 +233,18 @@ def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     return chunks
 
 
+def epoch_order(y: torch.Tensor, generator: torch.Generator, sampling: str) -> torch.Tensor:
+    """The positions of one epoch's training samples, in batch order: a permutation of
+    range(len(y)) ("shuffle"), or len(y) class-balanced draws with replacement ("balanced",
+    see `TrainConfig.sampling`)."""
+    if sampling == "shuffle":
+        return torch.randperm(len(y), generator=generator)
+    counts = torch.bincount(y)
+    present = int((counts > 0).sum())
+    p = 1.0 / (present * counts[y].double())
+    return torch.multinomial(p, len(y), replacement=True, generator=generator)
+
+
 def _train_epoch(
     model: nn.Module,
     x: torch.Tensor,
@@ -232,7 +265,7 @@ def _train_epoch(
     model.train()
     total = 0.0
     flow, magnitude = _flow_channels(spec) if config.augment_affine else (None, ())
-    for idx in _batches(torch.randperm(len(y), generator=generator), config.batch_size):
+    for idx in _batches(epoch_order(y, generator, config.sampling), config.batch_size):
         xb, yb = augment_batch(x[idx], config, spec, generator, flow, magnitude), y[idx]
         y_other, lam = None, 1.0
         if config.augment_mixup:
@@ -355,7 +388,7 @@ def fit(
         raise MekitError(f"selection {config.selection!r} needs X_val and y_val")
     val = _labelled_tensors(X_val, y_val, num_classes, "validation set") if has_val else None
     weights = class_weights(y.numpy(), num_classes, config)
-    criterion = make_loss(config.loss, config.focal_gamma, weights)
+    criterion = make_loss(config.loss, config.focal_gamma, weights, config.label_smoothing)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(config.num_threads)

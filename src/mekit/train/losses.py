@@ -66,17 +66,43 @@ def balanced_class_weights(y: np.ndarray, num_classes: int) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def make_loss(kind: str, gamma: float = 2.0, class_weights: np.ndarray | None = None) -> nn.Module:
+def make_loss(
+    kind: str,
+    gamma: float = 2.0,
+    class_weights: np.ndarray | None = None,
+    label_smoothing: float = 0.0,
+) -> nn.Module:
     """The loss module for `kind` ("ce" or "focal"), optionally class-weighted.
 
     Weighted cross-entropy is normalised by the summed weights (torch's convention); focal
     loss uses the weights as its per-class alpha and averages over the batch.
+    `label_smoothing` eps (cross-entropy only; Szegedy et al. 2016): the target is
+    (1 - eps) one-hot + eps / K (`smoothed_cross_entropy`).
     """
     weight = (
         torch.as_tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
     )
+    if label_smoothing and kind != "ce":
+        raise MekitError(f"label smoothing is for cross-entropy, not the {kind!r} loss")
     if kind == "ce":
-        return nn.CrossEntropyLoss(weight=weight)
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
     if kind == "focal":
         return FocalLoss(gamma=gamma, alpha=weight)
     raise MekitError(f"unknown loss {kind!r}; use 'ce' or 'focal'")
+
+
+def smoothed_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """Class-weighted cross-entropy with label smoothing eps, written out as torch's
+    `nn.CrossEntropyLoss(weight, label_smoothing=eps)` computes it (for code that cannot use
+    the module, e.g. under vmap): (1 - eps) NLL(y) + eps / K sum_c w_c (-log p_c), both
+    normalised by the summed weights of the targets. `weight` (K,): all ones when unweighted.
+    """
+    log_p = F.log_softmax(logits.float(), dim=1)
+    norm = weight[target].sum()
+    nll = -(weight[target] * log_p.gather(1, target[:, None]).squeeze(1)).sum() / norm
+    if not eps:
+        return nll
+    smooth = -(log_p * weight).sum() / norm
+    return (1.0 - eps) * nll + eps / logits.shape[1] * smooth
