@@ -7,6 +7,12 @@ input; a few LOSO folds trained both ways with the same schedule: one after anot
 `auto_folds_at_once`, at most 8: 5 for Off-ApexNet on a CPU). Prints the time per fold-epoch
 of each, their ratio (measured in this one run) and the extrapolation to all 68 folds.
 
+It also prints each model's compute floor on the device: the matmul and convolution
+FLOPs of one fold-epoch (forward and backward, counted by torch's FlopCounterMode) at the
+device's own measured fp32 matmul rate. No schedule of the same arithmetic trains a fold-epoch
+faster than that, so the per-fold loop's time over the floor is the most that stacking folds
+(or any other batching) can gain there.
+
     python benchmarks/fold_batched.py               # off_apexnet and mobilevitv3_xxs, batch 32
     python benchmarks/fold_batched.py --model ststnet --epochs 20 --folds 8
     python benchmarks/fold_batched.py --device cuda --folds 68 --epochs 100 --plain-folds 4
@@ -41,6 +47,34 @@ def corpus_for(model: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return x.numpy().astype(np.float32), y, subjects
 
 
+def matmul_gflops(device: torch.device, n: int = 2048, reps: int = 5) -> float:
+    """The device's sustained fp32 matmul rate: an n x n x n product, best of `reps`."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(reps + 1):  # the first is a warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def flops_per_sample(model: str, x: np.ndarray, batch: int) -> float:
+    """Matmul and convolution FLOPs of one training step (forward and backward) per sample."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = create_model(model, len(LABELS)).train()
+    xb = torch.from_numpy(x[:batch])
+    yb = torch.zeros(len(xb), dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(net(xb), yb).backward()
+    return counter.get_total_flops() / len(xb)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -58,6 +92,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     print(f"device: {describe(device, autocast_dtype('auto', device))}, {args.threads} threads")
+    peak = matmul_gflops(device)
+    print(f"fp32 matmul (2048^3): {peak:.0f} GFLOP/s")
     for model in args.model or ["off_apexnet", "mobilevitv3_xxs"]:
         X, y, subjects = corpus_for(model)
         folds = loso_folds(subjects)
@@ -88,6 +124,13 @@ def main() -> None:
             f"fold-batched {batched_ms:.0f} ms ({len(batched_folds)} folds at once): "
             f"{plain_ms / batched_ms:.2f}x; {len(folds)} folds x {args.epochs} epochs: "
             f"{plain_ms * full:.1f} vs {batched_ms * full:.1f} min (extrapolated)"
+        )
+        n_train = np.mean([len(f.train_idx) for f in plain_folds])
+        floor_ms = 1000 * n_train * flops_per_sample(model, X, args.batch) / (peak * 1e9)
+        print(
+            f"{model}: compute floor {floor_ms:.0f} ms per fold-epoch (matmul/conv FLOPs at "
+            f"{peak:.0f} GFLOP/s): the per-fold loop is {plain_ms / floor_ms:.1f}x above it, the "
+            f"most any batching of folds could gain here"
         )
 
 
