@@ -59,3 +59,26 @@ def test_off_apexnet_streams_see_u_and_v_separately():
 def test_off_apexnet_dropout_option():
     model = create_model("off_apexnet", 3, dropout=0.2)
     assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.2]
+
+
+def test_the_strain_variant_adds_one_stream_for_the_third_channel():
+    spec = get_spec("off_apexnet_strain")
+    assert (spec.channels, spec.channel_names, spec.u_channel) == (3, ("u", "v", "strain"), 0)
+    stream = (6 * 25 + 6) + (16 * 6 * 25 + 16)
+    fc = (3 * 784 * 1024 + 1024) + (1024 * 1024 + 1024) + (1024 * 3 + 3)
+    model = create_model("off_apexnet_strain", 3).eval()
+    assert count_params(model) == 3 * stream + fc == 3_469_863
+    assert create_model("off_apexnet", 3).stream_strain is None
+    acts: dict[str, torch.Tensor] = {}
+    model.stream_strain.register_forward_hook(lambda m, a, out: acts.__setitem__("s", out))
+    x = torch.randn(2, 3, 28, 28)
+    with torch.no_grad():
+        base = model(x)
+        strain = acts["s"].clone()
+        uv_changed = x.clone()
+        uv_changed[:, :2] = 0
+        model(uv_changed)
+        assert torch.equal(acts["s"], strain)  # the strain stream sees channel 2 only
+        no_strain = x.clone()
+        no_strain[:, 2] = 0
+        assert not torch.allclose(model(no_strain), base)

@@ -30,6 +30,7 @@ from mekit.models.mobilevitv3 import CONFIGS as MOBILEVIT_CONFIGS
 from mekit.models.mobilevitv3 import FLOW_SPEC as MOBILEVIT_SPEC
 from mekit.models.mobilevitv3 import MobileViTv3
 from mekit.models.off_apexnet import SPEC as OFF_APEXNET_SPEC
+from mekit.models.off_apexnet import STRAIN_SPEC as OFF_APEXNET_STRAIN_SPEC
 from mekit.models.off_apexnet import OffApexNet
 from mekit.models.registry import register_model
 from mekit.models.ststnet import SPEC as STSTNET_SPEC
@@ -158,4 +159,28 @@ def off_apexnet_average(
     """`members` Off-ApexNets on (B, 2, 28, 28) u/v behind one `input_norm`."""
     return _members(
         lambda: OffApexNet(num_classes, dropout=dropout), members, input_norm, temperature
+    )
+
+
+@register_model(
+    OFF_APEXNET_STRAIN_SPEC.variant(
+        "off_apexnet_strain_average",
+        "Off-ApexNet with a strain stream x members (seeds), per-sample input normalisation, "
+        "probabilities averaged",
+    )
+)
+def off_apexnet_strain_average(
+    num_classes: int,
+    members: int = 1,
+    input_norm: str = "none",
+    temperature: float = 1.0,
+    dropout: float = 0.5,
+) -> nn.Module:
+    """`members` strain-stream Off-ApexNets on (B, 3, 28, 28) u/v/strain behind one
+    `input_norm`."""
+    return _members(
+        lambda: OffApexNet(num_classes, dropout=dropout, strain=True),
+        members,
+        input_norm,
+        temperature,
     )

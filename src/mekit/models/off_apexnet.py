@@ -6,6 +6,11 @@ Input: (B, 2, 28, 28) onset-apex optical flow, channel 0 = u (horizontal, px), c
 never sees the other component. The two 16 x 7 x 7 maps are flattened, concatenated
 (1568 features) and classified by FC 1024 -> FC 1024 -> dropout -> FC num_classes.
 About 2.66M parameters for 3 classes, almost all in the first FC layer.
+
+`off_apexnet_strain` adds a third stream of the same shape for optical strain (input
+(B, 3, 28, 28) u, v, strain, as STSTNet reads it; Liong et al. 2018 and STSTNet use strain as a
+third flow feature): its 16 x 7 x 7 maps join the other two (2352 features), about 3.47M
+parameters.
 """
 
 from __future__ import annotations
@@ -25,23 +30,32 @@ def flow_stream() -> nn.Sequential:
 
 
 class OffApexNet(nn.Module):
-    """(B, 2, size, size) u/v flow -> (B, num_classes) logits."""
+    """(B, 2, size, size) u/v flow -> (B, num_classes) logits; with `strain`, (B, 3, size, size)
+    u/v/strain, the third channel through a stream of its own."""
 
     def __init__(
-        self, num_classes: int, hidden: int = 1024, dropout: float = 0.5, size: int = 28
+        self,
+        num_classes: int,
+        hidden: int = 1024,
+        dropout: float = 0.5,
+        size: int = 28,
+        strain: bool = False,
     ) -> None:
         super().__init__()
         self.stream_u = flow_stream()
         self.stream_v = flow_stream()
+        self.stream_strain = flow_stream() if strain else None
         side = size // 4
+        streams = 3 if strain else 2
         self.classifier = nn.Sequential(
-            *mlp_head(2 * 16 * side * side, (hidden, hidden), num_classes, dropout)
+            *mlp_head(streams * 16 * side * side, (hidden, hidden), num_classes, dropout)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = torch.flatten(self.stream_u(x[:, 0:1]), 1)
-        v = torch.flatten(self.stream_v(x[:, 1:2]), 1)
-        return self.classifier(torch.cat([u, v], dim=1))
+        maps = [self.stream_u(x[:, 0:1]), self.stream_v(x[:, 1:2])]
+        if self.stream_strain is not None:
+            maps.append(self.stream_strain(x[:, 2:3]))
+        return self.classifier(torch.cat([torch.flatten(m, 1) for m in maps], dim=1))
 
 
 SPEC = ModelSpec(
@@ -60,3 +74,21 @@ SPEC = ModelSpec(
 def off_apexnet(num_classes: int, dropout: float = 0.5) -> nn.Module:
     """Off-ApexNet on (B, 2, 28, 28) u/v flow."""
     return OffApexNet(num_classes, dropout=dropout)
+
+
+STRAIN_SPEC = ModelSpec(
+    name="off_apexnet_strain",
+    input_kind="flow",
+    channels=3,
+    size=28,
+    channel_names=("u", "v", "strain"),
+    description="Off-ApexNet with a third stream for optical strain: separate 2-conv streams on "
+    "28x28 onset-apex u, v and strain, FC 1024-1024; ~3.47M parameters",
+    features="onset_apex",
+)
+
+
+@register_model(STRAIN_SPEC)
+def off_apexnet_strain(num_classes: int, dropout: float = 0.5) -> nn.Module:
+    """Off-ApexNet on (B, 3, 28, 28) u/v/strain flow, one stream per channel."""
+    return OffApexNet(num_classes, dropout=dropout, strain=True)
