@@ -235,7 +235,11 @@ def test_a_tempered_averaging_model_outputs_the_tempered_mean():
 
 @pytest.mark.parametrize(
     ("name", "model"),
-    [("composite-best", "off_apexnet_average"), ("ststnet-synthetic", "ststnet_average")],
+    [
+        ("composite-best", "off_apexnet_average"),
+        ("composite-strain", "off_apexnet_strain_average"),
+        ("ststnet-synthetic", "ststnet_average"),
+    ],
 )
 def test_the_shipped_pretrained_recipes_train_with_overrides(tmp_path, name, model):
     corpus = write_flow_corpus(tmp_path / "corpus", subjects=3, per_subject=6)
