@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from enum import Enum
 
 import numpy as np
 import pandas as pd
@@ -72,6 +73,8 @@ def test_ensemble_engine_refuses_what_it_cannot_train(tmp_path, capsys):
 
 
 def _other_value(value):
+    if isinstance(value, Enum):  # a choice: another of its members
+        return next(member for member in type(value) if member != value)
     if isinstance(value, bool):
         return not value
     if isinstance(value, int):
