@@ -8,9 +8,8 @@ never sees the other component. The two 16 x 7 x 7 maps are flattened, concatena
 About 2.66M parameters for 3 classes, almost all in the first FC layer.
 
 `off_apexnet_strain` adds a third stream of the same shape for optical strain (input
-(B, 3, 28, 28) u, v, strain, as STSTNet reads it; Liong et al. 2018 and STSTNet use strain as a
-third flow feature): its 16 x 7 x 7 maps join the other two (2352 features), about 3.47M
-parameters.
+(B, 3, 28, 28) u, v, strain, the third flow channel STSTNet reads): its 16 x 7 x 7 maps join
+the other two (2352 features), about 3.47M parameters.
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ size at every step (tensors of one shape), drawn from a stream of successive epo
 training samples (permutations, or class-balanced draws with `train.sampling`); the run takes
 `ceil(epochs x N_max / batch)` steps, where N_max is the largest fold's training set, so the
 largest fold sees exactly `epochs` passes and the others (LOSO folds differ by one subject) a
-few percent more. Results are therefore close to, not
-identical with, the per-fold loop's; they are deterministic for a seed and a `folds_at_once`.
-Selection must be "fixed" (no held-out data is looked at).
+few percent more. Results are therefore close to, not identical with, the per-fold loop's; they
+are deterministic for a seed and a `folds_at_once`. Selection must be "fixed" (no held-out data
+is looked at).
 """
 
 from __future__ import annotations
