@@ -33,7 +33,13 @@ from test_engine_ensemble import write_flow_corpus
 
 def test_every_shipped_recipe_builds_a_valid_experiment_config():
     names = recipe_names()
-    assert {"composite-best", "ststnet-default", "ststnet-paper", "ststnet-synthetic"} <= set(names)
+    assert {
+        "composite-best",
+        "composite-uv",
+        "ststnet-default",
+        "ststnet-paper",
+        "ststnet-synthetic",
+    } <= set(names)
     for recipe in list_recipes():
         assert recipe.description and "\n" not in recipe.description
         config = ExperimentConfig.from_dict(recipe.settings)  # raises if a key is unknown
@@ -236,8 +242,8 @@ def test_a_tempered_averaging_model_outputs_the_tempered_mean():
 @pytest.mark.parametrize(
     ("name", "model"),
     [
-        ("composite-best", "off_apexnet_average"),
-        ("composite-strain", "off_apexnet_strain_average"),
+        ("composite-best", "off_apexnet_strain_average"),
+        ("composite-uv", "off_apexnet_average"),
         ("ststnet-synthetic", "ststnet_average"),
     ],
 )
