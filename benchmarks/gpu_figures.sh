@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Every GPU figure of the training engine in one command, for a short loan of one GPU machine:
+#   STSTNet 68 folds x 800 epochs fold-batched against the per-fold loop (loso_speed.py), then
+#   MobileViTv3-XXS 68 folds x 100 epochs at 64 px, all folds at once, against its per-fold
+#   loop on the same GPU (fold_batched.py). Targets: STSTNet under 1 minute; MobileViTv3-XXS
+#   under 3 minutes and at least 10x its per-fold loop.
+#
+#   bash benchmarks/gpu_figures.sh                # on the GPU machine, from the repository root
+#   DEVICE=cpu QUICK=1 bash benchmarks/gpu_figures.sh   # a smoke run of the same steps on a CPU
+#
+# Needs torch (any CUDA build), numpy, pandas, scikit-learn, safetensors and tqdm; mekit runs
+# from src/ (no install). Each step has its own time limit, so one slow step cannot eat the
+# loan; logs go to $OUT (default gpu_out/).
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+OUT=${OUT:-gpu_out}
+DEVICE=${DEVICE:-cuda}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+
+if [ "${QUICK:-0}" = 1 ]; then
+  ststnet=(--epochs 2 --folds 3 --plain-folds 1)
+  mobilevit=(--epochs 1 --folds 2 --plain-folds 1)
+else
+  ststnet=(--plain-folds 2)
+  mobilevit=(--folds 68 --epochs 100 --plain-folds 1)
+fi
+
+{ nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"; "$PY" -c \
+  "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } \
+  | tee "$OUT/device.txt"
+
+status=0
+timeout "${STSTNET_LIMIT:-240}" "$PY" benchmarks/loso_speed.py --device "$DEVICE" \
+  "${ststnet[@]}" 2>&1 | tee "$OUT/ststnet.txt" || status=1
+timeout "${MOBILEVIT_LIMIT:-300}" "$PY" benchmarks/fold_batched.py --device "$DEVICE" \
+  --model mobilevitv3_xxs "${mobilevit[@]}" 2>&1 | tee "$OUT/mobilevit.txt" || status=1
+exit $status
