@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "real_composite.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("real_composite", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmark_script import BENCHMARKS, load_benchmark
 
 
 def test_an_absent_folder_is_skipped_with_a_message_and_exit_0(tmp_path, capsys):
-    bench = _load()
+    bench = load_benchmark("real_composite")
     assert bench.main([str(tmp_path / "absent")]) == 0
     assert "skipped" in capsys.readouterr().out
 
 
 def test_its_default_folder_is_beside_the_project_and_its_rows_are_honest():
-    bench = _load()
+    bench = load_benchmark("real_composite")
     assert bench.DEFAULT_DIR.parts[-3:] == ("shared", "realdata", "composite-dev")
-    assert bench.DEFAULT_DIR.parents[2] == SCRIPT.parents[2]  # ../shared from the project root
+    assert bench.DEFAULT_DIR.parents[2] == BENCHMARKS.parents[1]  # ../shared from the project root
     rows = bench.entries(["ststnet-default"], ["off_apexnet"])
     assert [name for name, _ in rows] == ["recipe ststnet-default", "model off_apexnet"]
     assert bench.protocol(quick=True, k=4) == {"protocol": "kfold", "k": 4}
@@ -35,13 +25,13 @@ def test_its_default_folder_is_beside_the_project_and_its_rows_are_honest():
 
 @pytest.mark.parametrize("name", ["composite-best", "ststnet-default"])
 def test_the_recipes_it_runs_select_nothing_on_test_subjects(name):
-    bench = _load()
+    bench = load_benchmark("real_composite")
     ((_, settings),) = bench.entries([name], [])
     assert settings.get("train", {}).get("selection", "fixed") == "fixed"
 
 
 def test_the_multi_seed_summary_gives_means_ranges_and_paired_differences():
-    bench = _load()
+    bench = load_benchmark("real_composite")
     uf1 = {
         "recipe base": {0: 0.70, 1: 0.60},
         "recipe best": {0: 0.78, 1: 0.72},
@@ -54,7 +44,7 @@ def test_the_multi_seed_summary_gives_means_ranges_and_paired_differences():
 
 
 def test_seeds_are_distinct_integers():
-    bench = _load()
+    bench = load_benchmark("real_composite")
     assert bench.parse_seeds("0,1,2") == [0, 1, 2]
     assert bench.parse_seeds("3") == [3]
     for bad in ("0,x", "1,1", ","):

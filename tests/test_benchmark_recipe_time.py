@@ -3,36 +3,26 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-from pathlib import Path
 
+from benchmark_script import load_benchmark
 from mekit.data.generic import load_generic
 from test_engine_ensemble import write_flow_corpus
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_time.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("recipe_time", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_an_absent_folder_is_skipped_with_a_message_and_exit_0(tmp_path, capsys):
-    bench = _load()
+    bench = load_benchmark("recipe_time")
     assert bench.main([str(tmp_path / "absent")]) == 0
     assert "skipped" in capsys.readouterr().out
 
 
 def test_the_defaults_make_the_full_composites_shape_from_composite_devs():
-    bench = _load()
+    bench = load_benchmark("recipe_time")
     assert bench.DEFAULT_DIR.parts[-3:] == ("shared", "realdata", "composite-dev")
     assert 333 + bench.EXTRA_SAMPLES == 442 and 48 + bench.EXTRA_SUBJECTS == 68
 
 
 def test_the_timing_corpus_adds_copies_under_new_subjects(tmp_path):
-    bench = _load()
+    bench = load_benchmark("recipe_time")
     source = write_flow_corpus(tmp_path / "source", subjects=3, per_subject=4)  # 12 samples
     out = bench.timing_corpus(source, tmp_path / "timing", subjects=2, samples=5)
     original = load_generic(source)
