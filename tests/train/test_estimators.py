@@ -8,13 +8,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from mekit.train.batched import BatchedTrainer
 from mekit.train.classical import SVMTrainer
 from mekit.train.estimators import Estimator, NetworkTrainer
-from mekit.train.executors import ProcessExecutor
+from mekit.train.executors import ProcessExecutor, SequentialExecutor
 from mekit.train.loop import TrainConfig
-from mekit.train.loso import cross_validate, run_folds
+from mekit.train.loso import _groups_in_workers, cross_validate, run_folds
 from mekit.train.splits import loso_folds
 
 LABELS = ["neg", "pos"]
@@ -100,6 +101,36 @@ def test_svm_folds_in_worker_processes_match_sequential():
         X, y, subjects, ids, LABELS, trainer, executor=ProcessExecutor(2), progress=False
     )
     pd.testing.assert_frame_equal(seq.predictions, par.predictions, check_exact=True)
+
+
+def test_groups_of_folds_in_worker_processes_match_training_them_here(toy_flow):
+    X, y, subjects, ids = toy_flow(4, 4)
+    trainer = BatchedTrainer("ststnet", 2, TINY, folds_at_once=2)  # two groups of two folds
+    folds = loso_folds(subjects)
+    workers = ProcessExecutor(2)
+    assert _groups_in_workers(trainer, trainer.groups(folds), workers)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TINY.num_threads)  # the workers' count, so the floats can be equal
+    try:
+        here = cross_validate(X, y, subjects, ids, LABELS, trainer, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    there = cross_validate(X, y, subjects, ids, LABELS, trainer, executor=workers, progress=False)
+    pd.testing.assert_frame_equal(here.predictions, there.predictions, check_exact=True)
+
+
+def test_groups_stay_here_with_one_group_a_sequential_executor_or_a_gpu(toy_flow, monkeypatch):
+    from mekit.train import device
+
+    _, _, subjects, _ = toy_flow(4, 4)
+    folds = loso_folds(subjects)
+    two = BatchedTrainer("ststnet", 2, TINY, folds_at_once=2)
+    one = BatchedTrainer("ststnet", 2, TINY, folds_at_once=4)
+    assert not _groups_in_workers(one, one.groups(folds), ProcessExecutor(2))
+    assert not _groups_in_workers(two, two.groups(folds), SequentialExecutor())
+    assert not _groups_in_workers(two, two.groups(folds), None)
+    monkeypatch.setattr(device, "resolve_device", lambda name: torch.device("cuda"))
+    assert not _groups_in_workers(two, two.groups(folds), ProcessExecutor(2))
 
 
 def test_an_svm_that_saw_one_class_scores_zero_for_the_other():

@@ -9,6 +9,10 @@ the group it holds out (a subject, a corpus, "fold3"...).
 Fold i trains with seed `config.seed + i` and `config.num_threads` torch threads, so a run gives
 identical predictions whichever executor (sequential, worker processes, Ray; see
 `mekit.train.executors`) runs its folds, and whether or not it was resumed from checkpoints.
+An all-folds trainer's groups of folds (fold-batched training) run in the executor's workers
+on a CPU, also on `config.num_threads` threads each; run here (a sequential executor), a group
+uses this process's torch threads, which can change the floats at rounding level for some
+models (Off-ApexNet with a strain stream gave identical predictions on a 442-sample LOSO).
 
 Resume: with `checkpoint_dir`, each finished fold is saved to `fold_{index:03d}.npz` there
 (written atomically), stamped with a fingerprint of everything that determines it (data,
@@ -104,6 +108,32 @@ def _fold_output(estimator: Estimator, fold: Fold, X: np.ndarray, num_classes: i
         history=list(getattr(estimator, "history_", [])),
         best_epoch=int(getattr(estimator, "best_epoch_", 0)),
     )
+
+
+def _run_group(
+    X: np.ndarray,
+    y: np.ndarray,
+    subjects: np.ndarray,
+    group: list[Fold],
+    trainer: AllFoldsNetworks,
+    num_classes: int,
+) -> list[_FoldOutput]:
+    """Fit one group of folds together (an all-folds trainer) and score each fold's test
+    samples; run in a worker when the groups of a CPU run go through an executor."""
+    fitted = trainer.fit_folds(X, y, subjects, group, progress=False)
+    return [_fold_output(e, f, X, num_classes) for e, f in zip(fitted, group, strict=True)]
+
+
+def _groups_in_workers(
+    trainer: AllFoldsNetworks, groups: list[list[Fold]], executor: FoldExecutor | None
+) -> bool:
+    """Whether an all-folds trainer's groups go to the executor's workers, several at a time:
+    on a CPU, with more than one group and an executor that runs jobs side by side. (On a GPU
+    one program trains every fold; worker processes would only share the device.)"""
+    from mekit.train.device import resolve_device
+
+    parallel = executor is not None and not isinstance(executor, SequentialExecutor)
+    return parallel and len(groups) > 1 and resolve_device(trainer.config.device).type == "cpu"
 
 
 def _run_fold(
@@ -312,7 +342,10 @@ def cross_validate(
     fold tests get no row in the predictions.
 
     executor: where per-fold trainers' folds run (`mekit.train.executors`); default one after
-    another here. All-folds trainers run here. checkpoint_dir: save each finished fold there
+    another here. All-folds trainers train each group of folds here, or, on a CPU with more
+    than one group, each group in one of the executor's workers (`config.num_threads` torch
+    threads each), as many groups at once as it has workers. checkpoint_dir: save each
+    finished fold there
     and, on a rerun, load matching ones instead of training them (see the module docstring).
     `desc` labels the progress bar and logs.
     """
@@ -340,6 +373,9 @@ def cross_validate(
             saver.directory,
         )
     where = "folds trained together"
+    if together and _groups_in_workers(trainer, todo, executor):
+        assert executor is not None
+        where = f"groups of folds trained together, executor={executor.describe()}"
     if not together:
         executor = executor if executor is not None else SequentialExecutor()
         where = f"executor={executor.describe()}"
@@ -376,6 +412,21 @@ def _fit_folds(
     if not groups:
         return
     if isinstance(trainer, AllFoldsNetworks):
+        if _groups_in_workers(trainer, groups, executor):
+            assert executor is not None
+            for outputs in map_folds(
+                _run_group,
+                groups,  # each group is one job: its folds train together in one worker
+                (X, y, subjects),
+                (trainer, num_classes),
+                threads=trainer.config.num_threads,
+                executor=executor,
+                progress=progress,
+                desc=f"{desc} ({len(groups)} groups of folds)",
+                unit="group",
+            ):
+                yield from outputs
+            return
         for group in groups:
             fitted = trainer.fit_folds(X, y, subjects, group, progress=progress)
             for estimator, fold in zip(fitted, group, strict=True):
@@ -404,14 +455,16 @@ def map_folds(
     executor: FoldExecutor | None = None,
     progress: bool = True,
     desc: str = "folds",
+    unit: str = "fold",
 ) -> Iterator[Any]:
     """`fn(*data, fold, *args)` for every fold, through `executor` (default: here, one after
     another), each result as its fold completes, under a progress bar. The per-fold loop of
     every fold-wise trainer: `cross_validate`'s estimators and the learned spotter
-    (`mekit.spot.learned.loso.loso_spotting`). Workers (`threads` torch threads each) are
-    stopped promptly on an error or an early close."""
+    (`mekit.spot.learned.loso.loso_spotting`), and of the groups of folds an all-folds trainer
+    trains on a CPU (a "fold" is then a list of folds; `unit` names it on the bar). Workers
+    (`threads` torch threads each) are stopped promptly on an error or an early close."""
     executor = executor if executor is not None else SequentialExecutor()
-    bar = tqdm(total=len(folds), desc=desc, unit="fold", disable=not progress)
+    bar = tqdm(total=len(folds), desc=desc, unit=unit, disable=not progress)
     results = None
     try:
         results = executor.map(fn, folds, data, args, threads)
