@@ -1,4 +1,4 @@
-"""Worker processes that die with their parent, however the parent dies.
+"""Worker processes that die with their parent, however the parent dies; the CPUs they share.
 
 `mekit prepare` and `mekit train` run faces, flow and folds in pools of worker processes of
 several hundred MB each. Python's pools clean up when the parent exits normally, but not when
@@ -34,3 +34,11 @@ def die_with_parent(parent_pid: int | None = None) -> bool:
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(1)  # the parent is already gone: nobody wants this worker's result
     return armed
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask on Linux, else the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -103,7 +103,10 @@ def test_svm_folds_in_worker_processes_match_sequential():
     pd.testing.assert_frame_equal(seq.predictions, par.predictions, check_exact=True)
 
 
-def test_groups_of_folds_in_worker_processes_match_training_them_here(toy_flow):
+def test_groups_of_folds_in_worker_processes_match_training_them_here(toy_flow, monkeypatch):
+    from mekit.train import loso
+
+    monkeypatch.setattr(loso, "usable_cpus", lambda: 2)  # 1 thread per worker, on any machine
     X, y, subjects, ids = toy_flow(4, 4)
     trainer = BatchedTrainer("ststnet", 2, TINY, folds_at_once=2)  # two groups of two folds
     folds = loso_folds(subjects)
@@ -131,6 +134,18 @@ def test_groups_stay_here_with_one_group_a_sequential_executor_or_a_gpu(toy_flow
     assert not _groups_in_workers(two, two.groups(folds), None)
     monkeypatch.setattr(device, "resolve_device", lambda name: torch.device("cuda"))
     assert not _groups_in_workers(two, two.groups(folds), ProcessExecutor(2))
+
+
+def test_each_worker_of_groups_gets_its_share_of_the_cpus(monkeypatch):
+    from mekit.train import loso
+
+    monkeypatch.setattr(loso, "usable_cpus", lambda: 16)
+    assert loso.group_threads(1, ProcessExecutor(2)) == 8
+    assert loso.group_threads(1, ProcessExecutor(3)) == 5
+    monkeypatch.setattr(loso, "usable_cpus", lambda: 2)
+    assert loso.group_threads(1, ProcessExecutor(2)) == 1
+    assert loso.group_threads(4, ProcessExecutor(2)) == 4  # train.num_threads is the least
+    assert loso.group_threads(3, SequentialExecutor()) == 3  # no workers attribute: as asked
 
 
 def test_an_svm_that_saw_one_class_scores_zero_for_the_other():

@@ -61,6 +61,7 @@ from tqdm.auto import tqdm
 from mekit.errors import MekitError
 from mekit.fileio import atomic_write
 from mekit.models import create_model
+from mekit.procs import usable_cpus
 from mekit.train.augment import hflip
 from mekit.train.device import autocast_dtype, resolve_device
 from mekit.train.estimators import AllFoldsNetworks
@@ -677,13 +678,6 @@ def _check_config(config: TrainConfig) -> None:
         )
 
 
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 @dataclasses.dataclass(frozen=True)
 class EnsembleFit:
     """Trained fold models (eval mode, in fold order) and their per-epoch histories."""
@@ -769,7 +763,7 @@ def _backend(backend: str, threads: int | None, config: TrainConfig) -> tuple[An
     if threads is None:
         # native: one fold per thread, so every CPU; torch: intra-op threads, which slow down
         # badly on oversubscribed CPUs, so as many as the plain loop uses (num_threads)
-        threads = _usable_cpus() if lib is not None else config.num_threads
+        threads = usable_cpus() if lib is not None else config.num_threads
     return lib, threads
 
 

@@ -10,9 +10,10 @@ Fold i trains with seed `config.seed + i` and `config.num_threads` torch threads
 identical predictions whichever executor (sequential, worker processes, Ray; see
 `mekit.train.executors`) runs its folds, and whether or not it was resumed from checkpoints.
 An all-folds trainer's groups of folds (fold-batched training) run in the executor's workers
-on a CPU, also on `config.num_threads` threads each; run here (a sequential executor), a group
-uses this process's torch threads, which can change the floats at rounding level for some
-models (Off-ApexNet with a strain stream gave identical predictions on a 442-sample LOSO).
+on a CPU, each worker on its share of the cores (`group_threads`); run here (a sequential
+executor), a group uses this process's torch threads. Another thread count can change the
+floats at rounding level for some models (Off-ApexNet with a strain stream gave identical
+predictions on a 442-sample LOSO, 1 thread in each of 2 workers against 2 threads here).
 
 Resume: with `checkpoint_dir`, each finished fold is saved to `fold_{index:03d}.npz` there
 (written atomically), stamped with a fingerprint of everything that determines it (data,
@@ -38,6 +39,7 @@ from tqdm.auto import tqdm
 
 from mekit.errors import MekitError
 from mekit.fileio import atomic_open
+from mekit.procs import usable_cpus
 from mekit.train.estimators import AllFoldsNetworks, Estimator, NetworkTrainer, Trainer
 from mekit.train.executors import FoldExecutor, FoldFn, SequentialExecutor, make_executor
 from mekit.train.loop import TrainConfig
@@ -134,6 +136,14 @@ def _groups_in_workers(
 
     parallel = executor is not None and not isinstance(executor, SequentialExecutor)
     return parallel and len(groups) > 1 and resolve_device(trainer.config.device).type == "cpu"
+
+
+def group_threads(num_threads: int, executor: FoldExecutor) -> int:
+    """Torch threads per worker for groups of folds: `num_threads`, or each local worker's
+    share of this machine's CPUs when that is more (a group in one process used every core
+    before; 2 workers on 2 cores get 1 thread each, on 16 cores 8)."""
+    workers = getattr(executor, "workers", 0)  # local processes; Ray's cluster decides itself
+    return max(num_threads, usable_cpus() // workers) if workers else num_threads
 
 
 def _run_fold(
@@ -343,7 +353,7 @@ def cross_validate(
 
     executor: where per-fold trainers' folds run (`mekit.train.executors`); default one after
     another here. All-folds trainers train each group of folds here, or, on a CPU with more
-    than one group, each group in one of the executor's workers (`config.num_threads` torch
+    than one group, each group in one of the executor's workers (`group_threads` torch
     threads each), as many groups at once as it has workers. checkpoint_dir: save each
     finished fold there
     and, on a rerun, load matching ones instead of training them (see the module docstring).
@@ -419,7 +429,7 @@ def _fit_folds(
                 groups,  # each group is one job: its folds train together in one worker
                 (X, y, subjects),
                 (trainer, num_classes),
-                threads=trainer.config.num_threads,
+                threads=group_threads(trainer.config.num_threads, executor),
                 executor=executor,
                 progress=progress,
                 desc=f"{desc} ({len(groups)} groups of folds)",
