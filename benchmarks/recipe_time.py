@@ -85,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.corpus / "samples.csv").is_file():
         print(f"skipped: no corpus at {args.corpus} (a generic-format folder with samples.csv)")
         return 0
+    if args.keep and (args.keep / "run").exists():  # mekit train would resume its folds
+        print(f"{args.keep / 'run'} exists: a run there resumes, not times; remove it first")
+        return 2
     with tempfile.TemporaryDirectory() as scratch:
         root = args.keep or Path(scratch)
         corpus = timing_corpus(args.corpus, root / "corpus")

@@ -37,3 +37,11 @@ def test_the_timing_corpus_adds_copies_under_new_subjects(tmp_path):
     assert [r["clip"] for r in copies] == [f"{r['clip']}_d{i}" for i, r in enumerate(rows[:5])]
     assert [r["flow"] for r in copies] == [r["flow"] for r in rows[:5]]  # the same files
     assert len({s.id for s in timing.samples}) == 17  # every copy is a sample of its own
+
+
+def test_a_kept_folder_with_a_run_is_refused_since_the_run_would_resume(tmp_path, capsys):
+    bench = load_benchmark("recipe_time")
+    source = write_flow_corpus(tmp_path / "source", subjects=2, per_subject=3)
+    (tmp_path / "keep" / "run").mkdir(parents=True)
+    assert bench.main([str(source), "--keep", str(tmp_path / "keep")]) == 2
+    assert "resumes" in capsys.readouterr().out
