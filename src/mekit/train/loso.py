@@ -119,10 +119,11 @@ def _run_group(
     group: list[Fold],
     trainer: AllFoldsNetworks,
     num_classes: int,
+    progress: bool,
 ) -> list[_FoldOutput]:
     """Fit one group of folds together (an all-folds trainer) and score each fold's test
-    samples; run in a worker when the groups of a CPU run go through an executor."""
-    fitted = trainer.fit_folds(X, y, subjects, group, progress=False)
+    samples: here, or in a worker when the groups of a CPU run go through an executor."""
+    fitted = trainer.fit_folds(X, y, subjects, group, progress=progress)
     return [_fold_output(e, f, X, num_classes) for e, f in zip(fitted, group, strict=True)]
 
 
@@ -382,11 +383,13 @@ def cross_validate(
             len(folds),
             saver.directory,
         )
-    where = "folds trained together"
-    if together and _groups_in_workers(trainer, todo, executor):
-        assert executor is not None
-        where = f"groups of folds trained together, executor={executor.describe()}"
-    if not together:
+    if together:
+        if not _groups_in_workers(trainer, todo, executor):
+            executor = None  # the groups train here, one after another
+        where = "folds trained together"
+        if executor is not None:
+            where = f"groups of folds trained together, executor={executor.describe()}"
+    else:
         executor = executor if executor is not None else SequentialExecutor()
         where = f"executor={executor.describe()}"
     log.info(
@@ -416,31 +419,28 @@ def _fit_folds(
     progress: bool,
     desc: str,
 ) -> Iterator[_FoldOutput]:
-    """Each fold's output as it finishes: all-folds trainers here, a group of folds at a
-    time; per-fold ones through the executor (whose workers are stopped promptly on an
-    error)."""
+    """Each fold's output as it finishes: all-folds trainers a group of folds at a time,
+    here when `executor` is None, else one group per job of the executor's workers; per-fold
+    ones through the executor (whose workers are stopped promptly on an error)."""
     if not groups:
         return
     if isinstance(trainer, AllFoldsNetworks):
-        if _groups_in_workers(trainer, groups, executor):
-            assert executor is not None
-            for outputs in map_folds(
-                _run_group,
-                groups,  # each group is one job: its folds train together in one worker
-                (X, y, subjects),
-                (trainer, num_classes),
-                threads=group_threads(trainer.config.num_threads, executor),
-                executor=executor,
-                progress=progress,
-                desc=f"{desc} ({len(groups)} groups of folds)",
-                unit="group",
-            ):
-                yield from outputs
+        if executor is None:
+            for group in groups:
+                yield from _run_group(X, y, subjects, group, trainer, num_classes, progress)
             return
-        for group in groups:
-            fitted = trainer.fit_folds(X, y, subjects, group, progress=progress)
-            for estimator, fold in zip(fitted, group, strict=True):
-                yield _fold_output(estimator, fold, X, num_classes)
+        for outputs in map_folds(
+            _run_group,
+            groups,  # each group is one job: its folds train together in one worker
+            (X, y, subjects),
+            (trainer, num_classes, False),
+            threads=group_threads(trainer.config.num_threads, executor),
+            executor=executor,
+            progress=progress,
+            desc=f"{desc} ({len(groups)} groups of folds)",
+            unit="group",
+        ):
+            yield from outputs
         return
     folds = [f for g in groups for f in g]
     yield from map_folds(
