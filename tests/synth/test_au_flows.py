@@ -7,8 +7,14 @@ import pytest
 
 from mekit.errors import MekitError
 from mekit.motion.normalise import minmax_flow
-from mekit.synth import SynthConfig
-from mekit.synth.au_flows import AUS, AUFlowConfig, au_flow_dataset, au_flow_sample
+from mekit.synth import SynthConfig, au_flows
+from mekit.synth.au_flows import (
+    AUS,
+    AUFlowConfig,
+    au_flow_dataset,
+    au_flow_sample,
+    is_rendered,
+)
 from mekit.synth.aus import AU_LIBRARY, au_field
 from mekit.synth.subjects import subject_identity
 
@@ -115,3 +121,54 @@ def test_patch_noise_is_flat_regions_and_off_by_default():
     np.testing.assert_array_equal(off, x)
     noisy, _ = au_flow_dataset(6, AUFlowConfig(patch_noise=(1.0, 2.0)))
     assert not np.array_equal(noisy, x)
+
+
+def test_rendered_samples_are_spread_evenly_over_the_indexes():
+    def rendered(share: float, n: int = 40) -> list[int]:
+        return [i for i in range(n) if is_rendered(i, AUFlowConfig(rendered=share))]
+
+    assert rendered(0.0) == []
+    assert rendered(1.0) == list(range(40))
+    assert rendered(0.5) == list(range(1, 40, 2))
+    quarter = rendered(0.25)
+    assert all(sum(i in quarter for i in range(k, k + 4)) == 1 for k in range(0, 37))
+    with pytest.raises(MekitError, match="rendered"):
+        AUFlowConfig(rendered=1.5)
+
+
+def test_rendered_samples_are_normalised_labelled_and_reproducible():
+    config = AUFlowConfig(rendered=0.5)
+    x, y = au_flow_dataset(6, config)
+    assert x.shape == (6, 3, 28, 28) and np.isfinite(x).all()
+    np.testing.assert_array_equal(minmax_flow(x), x)
+    analytic, labels = au_flow_dataset(6)
+    np.testing.assert_array_equal(x[0::2], analytic[0::2])  # the others are as without
+    assert not np.array_equal(x[1::2], analytic[1::2])
+    again, _ = au_flow_dataset(2, config, start=3)
+    np.testing.assert_array_equal(again, x[3:5])
+    assert labels.shape == y.shape
+
+
+def test_workers_make_the_same_bytes(monkeypatch):
+    monkeypatch.setattr(au_flows, "CHUNK", 3)
+    config = AUFlowConfig(rendered=0.5, seed=2)
+    x1, y1 = au_flow_dataset(8, config, start=5)
+    x2, y2 = au_flow_dataset(8, config, start=5, workers=2)
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+
+
+def test_tvl1_measures_the_au_field_on_a_rendered_face():
+    """The truth is the field the apex was warped with: where it moves the face by at least a
+    third of its 1 px peak, TV-L1's flow points the same way, at a sub-pixel size."""
+    config = AUFlowConfig(render_noise=(0.3, 0.3))
+    onset, lm = au_flows._crop_face(np.random.default_rng(0), config)
+    for au in (4, 12, 15):
+        field = au_field([au], lm, onset.shape)
+        field *= np.float32(1.0 / np.hypot(field[..., 0], field[..., 1]).max())
+        flow = au_flows.measured_flow(onset, field, np.random.default_rng(au), config)
+        moving = np.hypot(field[..., 0], field[..., 1]) > 1 / 3
+        dot = (flow[0] * field[..., 0] + flow[1] * field[..., 1])[moving]
+        lengths = np.hypot(*flow)[moving] * np.hypot(field[..., 0], field[..., 1])[moving]
+        assert dot.sum() / lengths.sum() > 0.8, au
+        assert 0.1 < np.hypot(*flow)[moving].mean() < 1.5, au

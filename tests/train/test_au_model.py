@@ -44,7 +44,8 @@ def test_training_is_bit_for_bit_reproducible(tiny, tmp_path):
     train_au_model(again, TINY)
     assert file_sha256(model_paths(again)[0]) == file_sha256(model_paths(tiny)[0])
     meta = read_sidecar(tiny)
-    assert meta["training"]["retrain"].endswith("--seed 0")
+    # the packaged model's command with TINY's options that differ from it
+    assert meta["training"]["retrain"].endswith("--seed 0 --n-train 64 --n-val 32 --epochs 1")
     assert "no real data" in meta["training"]["trained_on"]
     assert 0 <= meta["metrics"]["synthetic_macro_f1"] <= 1
     assert meta["input"]["threshold"] == meta["metrics"]["threshold"]

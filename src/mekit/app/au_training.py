@@ -33,6 +33,12 @@ from mekit.train.multilabel import MultiLabelConfig, fit_multilabel, sigmoid_pro
 
 log = logging.getLogger(__name__)
 
+RENDERED_HELP = (
+    "share of the samples whose flow TV-L1 measures on rendered faces, about 50 ms each "
+    "(0: the packaged model's data; see mekit.synth.au_flows)"
+)
+WORKERS_HELP = "processes making the samples (the same samples for any number)"
+
 # Thresholds tried on the synthetic validation samples; the file records the best.
 THRESHOLDS: tuple[float, ...] = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 
@@ -67,28 +73,35 @@ def train_au_model(
     out: Path,
     config: AUTrainConfig = AUTrainConfig(),  # noqa: B008
     data: AUFlowConfig | None = None,
+    workers: int = 1,
 ) -> dict[str, object]:
     """Train AUNet on synthetic AU flows (`data`, default `AUFlowConfig(seed=config.seed)`),
     score it on held-out synthetic samples, save it to `out` (stem); returns the synthetic
-    validation metrics."""
+    validation metrics. `workers` processes make the samples (the same bytes for any number)."""
     started = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
         data = data or AUFlowConfig(seed=config.seed)
-        members = [_train_member(i, config, data) for i in range(config.members)]
+        members = [_train_member(i, config, data, workers) for i in range(config.members)]
         model = members[0] if len(members) == 1 else AUEnsemble(members)
-        return save_au_model(out, model, config, data, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return save_au_model(out, model, config, data, seconds, workers)
     finally:
         torch.set_num_threads(threads)
 
 
 def save_au_model(
-    out: Path, model: nn.Module, config: AUTrainConfig, data: AUFlowConfig, seconds: float
+    out: Path,
+    model: nn.Module,
+    config: AUTrainConfig,
+    data: AUFlowConfig,
+    seconds: float,
+    workers: int = 1,
 ) -> dict[str, object]:
     """Pick `model`'s threshold on the held-out synthetic samples of `data` (n_val from
     n_train on), save it with its sidecar to `out`; returns the validation metrics."""
-    xv, yv = au_flow_dataset(config.n_val, data, start=config.n_train)
+    xv, yv = au_flow_dataset(config.n_val, data, start=config.n_train, workers=workers)
     probs = sigmoid_probabilities(model, xv)
     threshold, metrics = _best_threshold(probs, present_aus(yv, AUS))
     summary = {
@@ -112,18 +125,37 @@ def save_au_model(
         metrics=summary,
         training={
             "trained_on": "mekit synthetic AU flows (mekit.synth.au_flows); no real data",
-            "retrain": f"{RETRAIN_COMMAND} --seed {config.seed}",
+            "retrain": retrain_command(config, data),
             "seconds": round(seconds, 1),
         },
     )
     return summary
 
 
-def _train_member(index: int, config: AUTrainConfig, data: AUFlowConfig) -> nn.Module:
+def retrain_command(config: AUTrainConfig, data: AUFlowConfig) -> str:
+    """The command that trains this model again: the packaged one's with the options that
+    differ from it."""
+    defaults = AUTrainConfig()
+    options = [f"--seed {config.seed}"]
+    if config.n_train != defaults.n_train:
+        options.append(f"--n-train {config.n_train}")
+    if config.n_val != defaults.n_val:
+        options.append(f"--n-val {config.n_val}")
+    if config.epochs != defaults.epochs:
+        options.append(f"--epochs {config.epochs}")
+    if data.rendered:
+        options.append(f"--rendered {data.rendered:g}")
+    return " ".join([RETRAIN_COMMAND, *options])
+
+
+def _train_member(
+    index: int, config: AUTrainConfig, data: AUFlowConfig, workers: int = 1
+) -> nn.Module:
     """Ensemble member `index`: trained with seed + index on data seed + index (member 0 on
     `data` and `config` as given)."""
     config = replace(config, seed=config.seed + index)
-    x, y = au_flow_dataset(config.n_train, replace(data, seed=data.seed + index))
+    data = replace(data, seed=data.seed + index)
+    x, y = au_flow_dataset(config.n_train, data, workers=workers)
     log.info("member %d: %d training samples", index, len(x))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -164,11 +196,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="model stem to write")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--n-train", type=int, default=defaults.n_train)
+    parser.add_argument("--n-val", type=int, default=defaults.n_val)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--rendered", type=float, default=0.0, help=RENDERED_HELP)
+    parser.add_argument("--workers", type=int, default=1, help=WORKERS_HELP)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = AUTrainConfig(seed=args.seed, n_train=args.n_train, epochs=args.epochs)
-    summary = train_au_model(args.out, config)
+    config = AUTrainConfig(
+        seed=args.seed, n_train=args.n_train, n_val=args.n_val, epochs=args.epochs
+    )
+    data = AUFlowConfig(seed=args.seed, rendered=args.rendered)
+    summary = train_au_model(args.out, config, data, args.workers)
     weights, _ = model_paths(args.out)
     print(f"synthetic macro F1 {summary['synthetic_macro_f1']:.3f}; wrote {weights}")
 

@@ -24,26 +24,38 @@ real CASME II flows: taller crops (`crop_stretch`), AU7, AU10 and AU12 as real f
 (`intensity`) and other noise ranges; a face-wide drift (`broad_noise`); flat patches of
 motion with sharp edges, as TV-L1 gives real clips (`patch_noise`, `patch_share`).
 
+A share of the samples (`rendered`, off by default) has its flow measured instead of written:
+the field warps a face crop of one of the corpus's identities from onset to apex, with a small
+lighting change and sensor noise on both frames, and TV-L1 estimates the flow, as for a real
+clip: smoothed, smaller than the true motion (about a third of a 1 px peak at 56 px), and
+disturbed by the lighting change and noise, where the written fields are exact up to their
+modelled noise.
+
 Every sample draws from its own stream (seed, index): the same seed always gives the same bytes,
 whatever the number of samples or workers.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cache
 
 import cv2
 import numpy as np
 
-from mekit.config import Config
+from mekit.config import Config, check_range
 from mekit.faces import FaceConfig
 from mekit.faces.align import alignment_matrix
 from mekit.motion.flow import optical_strain
 from mekit.motion.normalise import minmax_flow
+from mekit.procs import die_with_parent
 from mekit.synth.aus import AU_LIBRARY, EMOTION_AUS, Bump, au_field
 from mekit.synth.base_faces import BASE_FACES, MIRROR_PERMUTATION, load_landmarks
-from mekit.synth.identity import morph_landmarks
+from mekit.synth.identity import make_identity, morph_landmarks
+from mekit.synth.render import gaussian_noise
 
 AUS: tuple[int, ...] = tuple(sorted(AU_LIBRARY))  # 1, 2, 4, ..., 25, 45
 EXPRESSION_AUS: tuple[int, ...] = tuple(a for a in AUS if a != 45)
@@ -141,6 +153,16 @@ class AUFlowConfig(Config, section="au_flows"):
     # background and face parts as flat regions): of the peak motion; (0, 0) for none.
     patch_noise: tuple[float, float] = (0.0, 0.0)
     patch_share: float = 1.0  # share of the samples that get patches (when patch_noise is set)
+    # Share of the samples whose flow is measured, not written: the AU field warps a rendered
+    # face crop from onset to apex (sensor noise on both frames, a small lighting change) and
+    # TV-L1 estimates the flow, as for a real clip. Spread evenly over the indexes
+    # (`is_rendered`); 0 (the default, and the recognition pretraining's data): none.
+    rendered: float = 0.0
+    render_amplitude: tuple[float, float] = (0.25, 1.5)  # peak motion, px of the WORK px crop
+    render_noise: tuple[float, float] = (0.3, 3.0)  # sensor noise, grey levels (log-uniform)
+
+    def check(self) -> None:
+        check_range(self, "rendered", 0, 1)
 
 
 @cache
@@ -226,12 +248,11 @@ def _patches(rng: np.random.Generator) -> np.ndarray:
     return motion[nearest].transpose(2, 0, 1).astype(np.float32)
 
 
-def au_flow_sample(
-    index: int, config: AUFlowConfig = AUFlowConfig()
-) -> tuple[np.ndarray, np.ndarray]:  # noqa: B008
-    """Sample `index`: ((3, 28, 28) float32 normalised u, v, strain, (len(AUS),) float32 0/1)."""
-    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7, index]))
-    lm = _crop_landmarks(rng, config)
+def _expression(
+    rng: np.random.Generator, config: AUFlowConfig, lm: np.ndarray
+) -> tuple[np.ndarray, set[int]]:
+    """The AUs of one sample on a WORK px crop with landmarks `lm`: ((WORK, WORK, 2) field,
+    its largest AU motion 1 and a blink on top, the labels)."""
     aus = _draw_aus(rng, config)
     if config.intensity == (0.3, 1.0):  # uniform, as the first shipped model drew them
         weights = {a: float(rng.uniform(0.3, 1.0)) for a in aus}
@@ -256,15 +277,46 @@ def au_flow_sample(
         blink /= max(float(np.sqrt((blink**2).sum(-1)).max()), 1e-6)
         field += blink * np.float32(_loguniform(rng, 0.3, 4.0) if aus else 1.0)
         labels.add(45)
-    flow = field.transpose(2, 0, 1).copy()
-    # Residual head motion: a small affine flow about the crop centre (translation is lost to
-    # min-max scaling anyway, but kept for the strain's sake it costs nothing).
+    return field, labels
+
+
+def _add_head_and_skin(rng: np.random.Generator, config: AUFlowConfig, flow: np.ndarray) -> None:
+    """Add to `flow` (2, WORK, WORK), in place: residual head motion (a small affine flow about
+    the crop centre) and smooth non-rigid motion, relative to an AU peak of 1."""
     ys, xs = (np.mgrid[0:WORK, 0:WORK].astype(np.float32) - WORK / 2) / (WORK / 2)
     affine = rng.normal(0, 1, size=(2, 2)) * _loguniform(rng, *config.head_motion)
     flow[0] += np.float32(affine[0, 0]) * xs + np.float32(affine[0, 1]) * ys
     flow[1] += np.float32(affine[1, 0]) * xs + np.float32(affine[1, 1]) * ys
     smooth = _smooth_noise(rng, rng.uniform(1.0, 5.0))
     flow += smooth * np.float32(_loguniform(rng, *config.smooth_noise))
+
+
+def _output(flow: np.ndarray, labels: set[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(2, WORK, WORK) flow -> ((3, 28, 28) normalised u, v, strain, the 0/1 AU targets)."""
+    stack = np.concatenate([flow, optical_strain(flow)[None]])
+    small = np.stack([cv2.resize(c, (SIZE, SIZE), interpolation=cv2.INTER_AREA) for c in stack])
+    target = np.array([a in labels for a in AUS], np.float32)
+    return minmax_flow(small), target
+
+
+def is_rendered(index: int, config: AUFlowConfig) -> bool:
+    """Whether sample `index` is a rendered one: `config.rendered` of any run of indexes,
+    spread evenly (0.5: the odd ones)."""
+    share = config.rendered
+    return share > 0 and int((index + 1) * share) > int(index * share)
+
+
+def au_flow_sample(
+    index: int, config: AUFlowConfig = AUFlowConfig()
+) -> tuple[np.ndarray, np.ndarray]:  # noqa: B008
+    """Sample `index`: ((3, 28, 28) float32 normalised u, v, strain, (len(AUS),) float32 0/1)."""
+    if is_rendered(index, config):
+        return _rendered_sample(index, config)
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7, index]))
+    lm = _crop_landmarks(rng, config)
+    field, labels = _expression(rng, config, lm)
+    flow = field.transpose(2, 0, 1).copy()
+    _add_head_and_skin(rng, config, flow)
     flow += rng.standard_normal(flow.shape).astype(np.float32) * np.float32(
         _loguniform(rng, *config.pixel_noise)
     )
@@ -283,17 +335,103 @@ def au_flow_sample(
             flow[:, y, x] += rng.normal(0, 1, size=2).astype(np.float32) * np.float32(
                 rng.uniform(1, 4)
             )
-    stack = np.concatenate([flow, optical_strain(flow)[None]])
-    small = np.stack([cv2.resize(c, (SIZE, SIZE), interpolation=cv2.INTER_AREA) for c in stack])
-    target = np.array([a in labels for a in AUS], np.float32)
-    return minmax_flow(small), target
+    return _output(flow, labels)
+
+
+# Rendered samples: faces of `RENDER_FACES` identities (the corpus's own, `make_identity`),
+# each cropped per sample with the same jitter as the landmark-only samples.
+RENDER_FACES = 24
+
+
+@cache
+def _render_face(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Identity k's neutral face, ((200, 200) float32 grey, (68, 2) landmarks px)."""
+    identity = make_identity(k, np.random.default_rng([k, 11]), frame_size=200, face_width=120)
+    grey = cv2.cvtColor(identity.neutral(), cv2.COLOR_BGR2GRAY).astype(np.float32)
+    return grey, identity.landmarks
+
+
+def _crop_face(rng: np.random.Generator, config: AUFlowConfig) -> tuple[np.ndarray, np.ndarray]:
+    """A face crop of WORK px around mekit's alignment, jittered as `_crop_landmarks`:
+    ((WORK, WORK) float32 grey, its landmarks)."""
+    grey, lm = _render_face(int(rng.integers(RENDER_FACES)))
+    matrix = np.vstack([alignment_matrix(lm, FaceConfig(size=WORK)), [0, 0, 1]])
+    scale = rng.uniform(*config.crop_scale)
+    roll = np.radians(rng.uniform(-1, 1) * config.crop_roll_deg)
+    rot = np.array([[np.cos(roll), -np.sin(roll)], [np.sin(roll), np.cos(roll)]]) * scale
+    shift = rng.uniform(-1, 1, size=2) * config.crop_shift * WORK
+    centre = np.array([WORK / 2, WORK / 2])
+    jitter = np.vstack([np.hstack([rot, (centre - rot @ centre + shift)[:, None]]), [0, 0, 1]])
+    full = (jitter @ matrix)[:2]
+    crop = cv2.warpAffine(
+        grey, full, (WORK, WORK), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )
+    return crop, lm @ full[:, :2].T + full[:, 2]
+
+
+@cache
+def _tvl1() -> cv2.optflow.DualTVL1OpticalFlow:
+    """TV-L1 with 3 pyramid levels and 3 warps: motions here are under 2 px of a 56 px crop,
+    and it is half the time of OpenCV's defaults (5 and 5)."""
+    return cv2.optflow.DualTVL1OpticalFlow_create(nscales=3, warps=3)
+
+
+def _rendered_sample(index: int, config: AUFlowConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Sample `index` with its flow measured (see `AUFlowConfig.rendered`)."""
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 8, index]))
+    onset, lm = _crop_face(rng, config)
+    field, labels = _expression(rng, config, lm)
+    _add_head_and_skin(rng, config, field.transpose(2, 0, 1))  # a view: adds to field
+    field *= np.float32(_loguniform(rng, *config.render_amplitude))
+    return _output(measured_flow(onset, field, rng, config), labels)
+
+
+def measured_flow(
+    onset: np.ndarray, field: np.ndarray, rng: np.random.Generator, config: AUFlowConfig
+) -> np.ndarray:
+    """TV-L1's (2, H, W) flow from `onset` ((H, W) float32 grey) to it moved by `field`
+    ((H, W, 2) px, forward), with a lighting change and sensor noise on both frames."""
+    h, w = onset.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    apex = cv2.remap(
+        onset, xs - field[..., 0], ys - field[..., 1], cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REFLECT,
+    )  # fmt: skip
+    apex *= np.float32(1 + rng.normal(0, 0.015))  # lighting
+    sigma = _loguniform(rng, *config.render_noise)
+    first, second = (
+        cv2.addWeighted(f, 1.0, gaussian_noise(rng, f.shape, sigma), 1.0, 0.0, dtype=cv2.CV_8U)
+        for f in (onset, apex)
+    )
+    return np.ascontiguousarray(_tvl1().calc(first, second, None).transpose(2, 0, 1))
 
 
 def au_flow_dataset(
     n: int,
-    config: AUFlowConfig = AUFlowConfig(),
-    start: int = 0,  # noqa: B008
+    config: AUFlowConfig = AUFlowConfig(),  # noqa: B008
+    start: int = 0,
+    workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Samples start..start+n-1: ((n, 3, 28, 28) float32, (n, len(AUS)) float32 labels)."""
+    """Samples start..start+n-1: ((n, 3, 28, 28) float32, (n, len(AUS)) float32 labels).
+
+    `workers` > 1 makes them in that many processes (worth it for rendered samples, about
+    50 ms each); every sample has its own stream, so the bytes are the same."""
+    if workers <= 1 or n < 2 * CHUNK:
+        return _samples(config, start, n)
+    chunks = [(config, i, min(CHUNK, start + n - i)) for i in range(start, start + n, CHUNK)]
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
+        parts = list(pool.map(_samples, *zip(*chunks, strict=True)))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+CHUNK = 500  # samples per job of `au_flow_dataset`'s workers
+
+
+def _samples(config: AUFlowConfig, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = zip(*(au_flow_sample(start + i, config) for i in range(n)), strict=True)
     return np.stack(xs), np.stack(ys)
