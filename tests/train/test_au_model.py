@@ -16,7 +16,8 @@ from mekit.models.au_net import AU_LABELS
 from mekit.synth.au_flows import AUS, au_flow_dataset
 from mekit.synth.aus import AU_NAMES as RENDERED_NAMES
 from mekit.train.au_model import AU_NAMES, AUDetector, _side, shipped_model_path
-from mekit.train.checkpoint import file_sha256, model_paths, read_sidecar
+from mekit.train.augment import hflip
+from mekit.train.checkpoint import file_sha256, load_model, model_paths, read_sidecar
 
 TINY = AUTrainConfig(n_train=64, n_val=32, epochs=1, batch_size=32, width=4, members=1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,3 +116,16 @@ def test_an_ensemble_averages_members_trained_as_single_models(tiny, tmp_path):
     with torch.no_grad():
         mean = torch.stack([torch.sigmoid(m(x)) for m in ensemble.members]).mean(0)
         torch.testing.assert_close(torch.sigmoid(ensemble(x)), mean)
+
+
+def test_shipped_detector_gives_the_mean_over_each_flow_and_its_mirror():
+    """One batched call on the channels-last model, the same numbers as the plain two calls."""
+    detector = AUDetector.shipped()
+    x, _ = au_flow_dataset(5)
+    plain = load_model(shipped_model_path()).model.eval()
+    with torch.no_grad():
+        c = torch.from_numpy(x)
+        expected = (torch.sigmoid(plain(c)) + torch.sigmoid(plain(hflip(c, 0)))) / 2
+    np.testing.assert_allclose(detector.probabilities(x), expected.numpy(), atol=1e-5)
+    single = np.stack([detector.probabilities(s[None])[0] for s in x])
+    np.testing.assert_allclose(single, expected.numpy(), atol=1e-5)

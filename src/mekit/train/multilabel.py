@@ -73,13 +73,12 @@ def fit_multilabel(
 
 def sigmoid_probabilities(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """(N, L) label probabilities of `model` on flows `x`: the mean of the sigmoid for each flow
-    and its mirror image."""
+    and its mirror image (run as one batch: one call, not two, for a single event)."""
     model.eval()
     with torch.no_grad():
         chunks = torch.split(torch.from_numpy(np.ascontiguousarray(x, np.float32)), batch_size)
-        return torch.cat(
-            [
-                (torch.sigmoid(model(c)) + torch.sigmoid(model(hflip(c, U_CHANNEL)))) / 2
-                for c in chunks
-            ]
-        ).numpy()
+        out = []
+        for c in chunks:
+            both = torch.sigmoid(model(torch.cat([c, hflip(c, U_CHANNEL)])))
+            out.append((both[: len(c)] + both[len(c) :]) / 2)
+        return torch.cat(out).numpy()
