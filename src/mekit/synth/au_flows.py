@@ -25,7 +25,7 @@ real CASME II flows: taller crops (`crop_stretch`), AU7, AU10 and AU12 as real f
 motion with sharp edges, as TV-L1 gives real clips (`patch_noise`, `patch_share`).
 
 A share of the samples (`rendered`, off by default) has its flow measured instead of written:
-the field warps a face crop of one of the corpus's identities from onset to apex, with a small
+the field warps a face crop of a synthetic identity from onset to apex, with a small
 lighting change and sensor noise on both frames, and TV-L1 estimates the flow, as for a real
 clip: smoothed, smaller than the true motion (about a third of a 1 px peak at 56 px), and
 disturbed by the lighting change and noise, where the written fields are exact up to their
@@ -338,8 +338,9 @@ def au_flow_sample(
     return _output(flow, labels)
 
 
-# Rendered samples: faces of `RENDER_FACES` identities (the corpus's own, `make_identity`),
-# each cropped per sample with the same jitter as the landmark-only samples.
+# Rendered samples: faces of `RENDER_FACES` identities, made as the synthetic corpus makes its
+# subjects (`make_identity`: a base photo reshaped, re-lit, on a new background), each cropped
+# per sample with the same jitter as the written samples.
 RENDER_FACES = 24
 
 
