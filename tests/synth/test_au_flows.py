@@ -147,6 +147,8 @@ def test_rendered_samples_are_normalised_labelled_and_reproducible():
     assert not np.array_equal(x[1::2], written[1::2])
     again, _ = au_flow_dataset(2, config, start=3)
     np.testing.assert_array_equal(again, x[3:5])
+    stretched, _ = au_flow_dataset(2, replace(config, crop_stretch=(1.2, 1.3)))
+    assert not np.array_equal(stretched[1], x[1])  # the crop settings apply to rendered ones too
 
 
 def test_workers_make_the_same_bytes(monkeypatch):

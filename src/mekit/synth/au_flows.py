@@ -175,19 +175,27 @@ def _base(face: int) -> np.ndarray:
     return lm
 
 
-def _crop_landmarks(rng: np.random.Generator, config: AUFlowConfig) -> np.ndarray:
-    """A morphed face's landmarks in a WORK px crop around mekit's alignment, jittered."""
-    lm = morph_landmarks(_base(int(rng.integers(4))), rng, 1.0)
-    matrix = alignment_matrix(lm, FaceConfig(size=WORK))
-    pts = lm @ matrix[:, :2].T + matrix[:, 2]
+CENTRE = np.array([WORK / 2, WORK / 2])  # of the crop, px
+
+
+def _jitter(rng: np.random.Generator, config: AUFlowConfig) -> tuple[np.ndarray, np.ndarray]:
+    """A random crop about mekit's alignment: ((2, 2) scale, roll and row stretch about the
+    crop centre, (2,) shift px), drawn from the `crop_*` settings."""
     scale = rng.uniform(*config.crop_scale)
     roll = np.radians(rng.uniform(-1, 1) * config.crop_roll_deg)
     rot = np.array([[np.cos(roll), -np.sin(roll)], [np.sin(roll), np.cos(roll)]]) * scale
     if config.crop_stretch != (1.0, 1.0):
         rot[1] *= rng.uniform(*config.crop_stretch)  # image rows only
-    shift = rng.uniform(-1, 1, size=2) * config.crop_shift * WORK
-    centre = np.array([WORK / 2, WORK / 2])
-    return (pts - centre) @ rot.T + centre + shift
+    return rot, rng.uniform(-1, 1, size=2) * config.crop_shift * WORK
+
+
+def _crop_landmarks(rng: np.random.Generator, config: AUFlowConfig) -> np.ndarray:
+    """A morphed face's landmarks in a WORK px crop around mekit's alignment, jittered."""
+    lm = morph_landmarks(_base(int(rng.integers(4))), rng, 1.0)
+    matrix = alignment_matrix(lm, FaceConfig(size=WORK))
+    pts = lm @ matrix[:, :2].T + matrix[:, 2]
+    rot, shift = _jitter(rng, config)
+    return (pts - CENTRE) @ rot.T + CENTRE + shift
 
 
 def _turned(bumps: tuple[Bump, ...], degrees: float) -> tuple[Bump, ...]:
@@ -357,12 +365,8 @@ def _crop_face(rng: np.random.Generator, config: AUFlowConfig) -> tuple[np.ndarr
     ((WORK, WORK) float32 grey, its landmarks)."""
     grey, lm = _render_face(int(rng.integers(RENDER_FACES)))
     matrix = np.vstack([alignment_matrix(lm, FaceConfig(size=WORK)), [0, 0, 1]])
-    scale = rng.uniform(*config.crop_scale)
-    roll = np.radians(rng.uniform(-1, 1) * config.crop_roll_deg)
-    rot = np.array([[np.cos(roll), -np.sin(roll)], [np.sin(roll), np.cos(roll)]]) * scale
-    shift = rng.uniform(-1, 1, size=2) * config.crop_shift * WORK
-    centre = np.array([WORK / 2, WORK / 2])
-    jitter = np.vstack([np.hstack([rot, (centre - rot @ centre + shift)[:, None]]), [0, 0, 1]])
+    rot, shift = _jitter(rng, config)
+    jitter = np.vstack([np.hstack([rot, (CENTRE - rot @ CENTRE + shift)[:, None]]), [0, 0, 1]])
     full = (jitter @ matrix)[:2]
     crop = cv2.warpAffine(
         grey, full, (WORK, WORK), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
@@ -407,6 +411,9 @@ def measured_flow(
     return np.ascontiguousarray(_tvl1().calc(first, second, None).transpose(2, 0, 1))
 
 
+CHUNK = 500  # samples per job of `au_flow_dataset`'s workers
+
+
 def au_flow_dataset(
     n: int,
     config: AUFlowConfig = AUFlowConfig(),  # noqa: B008
@@ -428,9 +435,6 @@ def au_flow_dataset(
     ) as pool:
         parts = list(pool.map(_samples, *zip(*chunks, strict=True)))
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
-CHUNK = 500  # samples per job of `au_flow_dataset`'s workers
 
 
 def _samples(config: AUFlowConfig, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
