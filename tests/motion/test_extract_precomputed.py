@@ -3,6 +3,7 @@ documented scaling, sequence kinds skipped with what they need, and LOSO trainin
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -198,3 +199,56 @@ def test_loso_trains_on_a_generic_corpus_of_npy_flows(tmp_path, no_faces):
     assert len(result.predictions) == 24 and set(result.histories) == {"p0", "p1", "p2", "p3"}
     assert result.predictions["true"].tolist() == [scheme.label_of(by_id[i]) for i in ids]
     assert 0.0 <= result.metrics().accuracy <= 1.0
+
+
+def test_realign_moves_flow_and_apex_into_mekits_alignment(tmp_path, monkeypatch):
+    """features.realign: landmarks of the apex image give mekit's alignment of the crop; flow
+    and apex move by it (the flow's vectors turned); a flow without its apex image is skipped
+    with the fix; frames' cache keys do not change."""
+    from skimage import data
+
+    from mekit.faces import FaceConfig, FaceLandmarker
+    from mekit.faces.realign import crop_matrix, realign
+    from mekit.motion.extract import feature_key
+
+    grey = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
+    face = grey[60:200, 160:290]  # tighter than mekit's crop, taller than wide
+    root = tmp_path / "c"
+    (root / "in").mkdir(parents=True)
+    cv2.imwrite(str(root / "in" / "apex.png"), face)
+    np.save(root / "in" / "ramp.npy", ramp_flow())
+    write_csv(
+        root,
+        [
+            {"subject": "s1", "clip": "a", "label": "positive", "flow": "in/ramp.npy",
+             "apex_image": "in/apex.png"},
+            {"subject": "s2", "clip": "b", "label": "positive", "flow": "in/ramp.npy"},
+        ],
+    )  # fmt: skip
+    samples = by_clip(root)
+    plain = precomputed_features(samples["a"], FeatureConfig(kind="apex_flow", size=32))
+    moved = precomputed_features(
+        samples["a"], FeatureConfig(kind="apex_flow", size=32, realign=True)
+    )
+    matrix = crop_matrix(FaceLandmarker().on_crop(face), face.shape, 32)
+    assert np.array_equal(moved[:1], realign(plain[:1], matrix))
+    assert np.array_equal(moved[1:], realign(plain[1:], matrix, vectors=(0, 1)))
+    assert not np.allclose(moved, plain, atol=0.05)  # this crop is not mekit's
+    # the apex image realigned is mekit's own alignment of the face: its eyes are level
+    eyes = FaceLandmarker()((moved[0] * 255).astype(np.uint8).repeat(4, 0).repeat(4, 1))
+    assert eyes is not None and abs(eyes[42, 1] - eyes[39, 1]) < 4
+    result = extract_features(list(samples.values()), FeatureConfig(realign=True), progress=False)
+    assert [i.split("/")[-1] for i in result.ids] == ["a"]
+    assert "features.realign needs the sample's apex_image" in result.skipped[0].reason
+    monkeypatch.setattr(extract_module, "file_digest", lambda path: str(path))
+    framed = replace(
+        samples["a"],
+        onset=0,
+        apex=1,
+        offset=2,
+        frames=tuple(root / f"{n}.png" for n in range(3)),
+        frame_numbers=(0, 1, 2),
+    )
+    key = feature_key(framed, FaceConfig(), FeatureConfig())
+    assert key == feature_key(framed, FaceConfig(), FeatureConfig(realign=True))
+    assert key != feature_key(framed, FaceConfig(), FeatureConfig(size=32))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark_script import load_benchmark
 from mekit.app.au_training import AUTrainConfig, train_au_model
 from mekit.models import count_params, create_model, get_spec
 from mekit.models.au_net import AU_LABELS
@@ -18,6 +19,7 @@ from mekit.synth.aus import AU_NAMES as RENDERED_NAMES
 from mekit.train.au_model import AU_NAMES, AUDetector, _side, shipped_model_path
 from mekit.train.augment import hflip
 from mekit.train.checkpoint import file_sha256, load_model, model_paths, read_sidecar
+from mekit.train.metrics import au_metrics
 
 TINY = AUTrainConfig(n_train=64, n_val=32, epochs=1, batch_size=32, width=4, members=1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,6 +104,22 @@ def test_benchmark_skips_cleanly_without_a_corpus(tmp_path):
     assert run.returncode == 0 and "skipped" in run.stdout
 
 
+def test_benchmark_gap_interval_on_hand_made_cases():
+    gap_interval = load_benchmark("real_aus").gap_interval
+    truth = [frozenset({4}), frozenset({4, 7}), frozenset({12}), frozenset({4})] * 5
+    # the same predictions: no gap in any draw
+    assert gap_interval(truth, truth, truth, aus=(4, 7, 12), resamples=50) == (0.0, 0.0)
+    # perfect against nothing: every AU a draw holds scores 1 against 0
+    nothing = [frozenset()] * len(truth)
+    assert gap_interval(truth, truth, nothing, aus=(4, 7, 12), resamples=50) == (1.0, 1.0)
+    # one AU12 missed of five: the gap's interval holds the whole-set gap (au_metrics')
+    missed = truth[:-2] + [frozenset(), frozenset({4})]
+    exact = au_metrics(truth, truth, (4, 7, 12)).macro_f1
+    exact -= au_metrics(truth, missed, (4, 7, 12)).macro_f1
+    low, high = gap_interval(truth, truth, missed, aus=(4, 7, 12), resamples=500)
+    assert 0.0 <= low <= exact <= high <= 1 / 3
+
+
 def test_an_ensemble_averages_members_trained_as_single_models(tiny, tmp_path):
     pair = tmp_path / "pair"
     train_au_model(pair, replace(TINY, members=2))
@@ -129,3 +147,29 @@ def test_shipped_detector_gives_the_mean_over_each_flow_and_its_mirror():
     np.testing.assert_allclose(detector.probabilities(x), expected.numpy(), atol=1e-5)
     single = np.stack([detector.probabilities(s[None])[0] for s in x])
     np.testing.assert_allclose(single, expected.numpy(), atol=1e-5)
+
+
+def test_flows_of_crops_laid_out_otherwise_move_into_the_au_models_layout():
+    from mekit.faces import FaceConfig, alignment_matrix
+    from mekit.faces.realign import crop_matrix, realign
+    from mekit.synth.base_faces import BASE_FACES, load_landmarks
+    from mekit.train.au_model import in_au_layout
+
+    raw = load_landmarks(BASE_FACES[1]).astype(np.float64)
+    flow = au_flow_dataset(1)[0][0]
+    for config in [FaceConfig(size=128), FaceConfig(size=96)]:  # mekit's layout at any size
+        m = alignment_matrix(raw, config)
+        aligned = raw @ m[:, :2].T + m[:, 2]
+        assert in_au_layout(flow, aligned, config.size) is flow
+    # a tighter crop (as when the square is fitted inside a frame the face fills): warped
+    tight = FaceConfig(size=128, margin=-0.1, forehead=0.0)
+    m = alignment_matrix(raw, tight)
+    aligned = raw @ m[:, :2].T + m[:, 2]
+    moved = in_au_layout(flow, aligned, 128)
+    expected = realign(flow, crop_matrix(aligned, (128, 128), 28), vectors=(0, 1))
+    assert np.array_equal(moved, expected) and not np.allclose(moved, flow, atol=0.05)
+    # the moved crop is mekit's: its landmarks map onto the default alignment's
+    canon = alignment_matrix(raw, FaceConfig(size=28))
+    back = crop_matrix(aligned, (128, 128), 28)
+    ours = (aligned * 28 / 128) @ back[:, :2].T + back[:, 2]
+    assert np.abs(ours - (raw @ canon[:, :2].T + canon[:, 2])).max() < 1e-6

@@ -41,7 +41,7 @@ from mekit.motion.features import compute_features, flow_features, frames_needed
 from mekit.motion.flow import magnitude
 from mekit.spot.input.video import VideoReader
 from mekit.spot.metrics import Interval
-from mekit.train.au_model import AU_INPUT_SIZE, AUDetector, AUFinding
+from mekit.train.au_model import AU_INPUT_SIZE, AUDetector, AUFinding, in_au_layout
 from mekit.train.checkpoint import LoadedModel, load_model, model_paths
 from mekit.train.export import model_is_oracle
 from mekit.train.inputs import feature_config_for, to_model_layout
@@ -148,6 +148,7 @@ class Recogniser:
         aus: tuple[AUFinding, ...] = ()
         if self.au_detector is not None:  # the same onset -> apex flow, at the AU model's 28 px
             au_input = flow_features(flow, FeatureConfig(size=AU_INPUT_SIZE))
+            au_input = in_au_layout(au_input, clip.landmarks, self.face.size)
             aus = tuple(self.au_detector.findings(au_input, motion))
         return Recognition(
             probabilities=probabilities,

@@ -77,3 +77,20 @@ class FaceLandmarker:
             gray, dlib.rectangle(rect.left(), rect.top(), rect.right(), rect.bottom())
         )
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+
+    def on_crop(self, image: np.ndarray) -> np.ndarray:
+        """(68, 2) float32 landmarks of the face in a face crop: the largest face found, else
+        the whole image taken as the face box (a crop the face fills often defeats the
+        detector; see `mekit.faces.realign`)."""
+        import dlib
+
+        found = self(image)
+        if found is not None:
+            return found
+        if self._predictor is None:
+            self._load()
+        assert self._predictor is not None
+        gray = image if image.ndim == 2 else image.mean(axis=2).astype(np.uint8)
+        h, w = gray.shape[:2]
+        shape = self._predictor(np.ascontiguousarray(gray), dlib.rectangle(0, 0, w - 1, h - 1))
+        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)

@@ -24,7 +24,9 @@ whoever wrote it, so absolute motion is lost: u and v are mapped to [-1, 1] (0 -
 [0, 1] (assumed to be a face crop already). Everything is resized to S x S by area
 averaging, as computed features are. Precomputed features are not cached: reading and resizing
 costs less than hashing the inputs for a key. Settings of the face and flow steps (flow method,
-head motion, eye masks, magnification) do not apply.
+head motion, eye masks, magnification) do not apply. With `FeatureConfig.realign` the inputs
+are moved from their crop into mekit's face alignment, found from the apex image's landmarks
+(`mekit.faces.realign`), as a model that knows where mekit puts the brows and mouth needs them.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from mekit.data.imagecheck import image_problem
 from mekit.data.schema import Sample, Skipped
 from mekit.errors import SampleError
 from mekit.faces import FaceConfig, FaceLandmarker, align_frames
+from mekit.faces.realign import crop_matrix, realign
 from mekit.motion.cache import FeatureCache, file_digest
 from mekit.motion.features import (
     FEATURE_VERSION,
@@ -89,7 +92,8 @@ def feature_key(sample: Sample, face: FaceConfig, config: FeatureConfig) -> str:
             "frames": [file_digest(sample.frame_path(n)) for n in _numbers(sample, config)],
             "fps": sample.fps,
             "face": asdict(face),
-            "features": asdict(config),
+            # realign acts on precomputed inputs only, never on frames: left out of the key
+            "features": {k: v for k, v in asdict(config).items() if k != "realign"},
         }
     )
 
@@ -188,7 +192,28 @@ def precomputed_features(
         parts.append(read_apex_image(sample.input_path("apex_image"), config.size, sample.id))
     if "flow" in needs:
         parts.append(read_flow(sample.input_path("flow"), config.size, face_size, sample.id))
+    if config.realign:
+        matrix = _crop_matrix(sample, config.size)
+        parts = [realign(p, matrix, vectors=(0, 1) if len(p) == 3 else None) for p in parts]
     return np.concatenate(parts).astype(np.float32)
+
+
+def _crop_matrix(sample: Sample, size: int) -> np.ndarray:
+    """mekit's alignment of a sample's precomputed crop, from its apex image's landmarks."""
+    path = sample.input_path("apex_image")
+    if path is None:
+        raise SampleError(
+            sample.id,
+            "features.realign needs the sample's apex_image (the face crop its flow was "
+            "computed on) to find the face; add an apex_image column or set "
+            "features.realign=false",
+        )
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise SampleError(sample.id, f"cannot read apex image {path}; is it a valid JPEG/PNG?")
+    if "crop" not in _worker:
+        _worker["crop"] = FaceLandmarker(upsample=1)
+    return crop_matrix(_worker["crop"].on_crop(image), image.shape, size)
 
 
 def read_apex_image(path: Path, size: int, sample_id: str) -> np.ndarray:

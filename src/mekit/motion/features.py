@@ -96,6 +96,9 @@ class FeatureConfig(Config, section="features"):
     lbp_radius: tuple[int, int, int] = (1, 1, 1)  # x, y, t
     lbp_neighbours: int = 8
     lbp_grid: tuple[int, int, int] = (5, 5, 1)  # rows, cols, time blocks
+    # Precomputed inputs (flow, apex image; no frames) moved from their crop into mekit's face
+    # alignment, from the landmarks of the sample's apex image (`mekit.faces.realign`)
+    realign: bool = False
 
 
 def frames_needed(onset: int, apex: int, offset: int, config: FeatureConfig) -> tuple[int, ...]:

@@ -4,8 +4,10 @@
 flow (any scale: it is min-max normalised per sample here, as in training) -> the probability
 of each AU (the mean over the flow and its mirror image); an AU is present from the threshold
 its file records. `findings` adds the face region each AU acts on and the side of the image
-that moved there. The packaged model is `shipped_model_path()`; it was trained on mekit's
-synthetic faces only by `mekit.app.au_training` (RETRAIN_COMMAND, bit-for-bit).
+that moved there. `in_au_layout` moves a flow of a crop laid out otherwise (a face at the
+frame's edge, other face settings) into the layout the model learnt. The packaged model is
+`shipped_model_path()`; it was trained on mekit's synthetic faces only by
+`mekit.app.au_training` (RETRAIN_COMMAND, bit-for-bit).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from mekit.data.facs import AU_NAMES
 from mekit.errors import MekitError
+from mekit.faces.realign import crop_matrix, realign
 from mekit.models.au_net import AU_LABELS
 from mekit.motion.normalise import minmax_flow
 from mekit.train.checkpoint import LoadedModel, load_model, model_paths
@@ -140,6 +143,19 @@ class AUDetector:
             if p >= self.threshold
         ]
         return sorted(found, key=lambda f: -f.probability)
+
+
+def in_au_layout(features: np.ndarray, landmarks: np.ndarray, side: int) -> np.ndarray:
+    """(3, S, S) u, v, strain of an aligned face crop `side` px wide (`landmarks` in its px)
+    in the layout the AU model was trained on: mekit's default alignment (`FaceConfig()`, as
+    `mekit.synth.au_flows` lays out its faces). The same array when the crop is already laid
+    out so (the usual case); warped (`mekit.faces.realign`) when the crop was fitted inside
+    the frame (a face at the frame's edge or filling it) or made with other face settings."""
+    matrix = crop_matrix(landmarks, (side, side), features.shape[-1])
+    off = np.abs(matrix - np.eye(2, 3))
+    if off[:, :2].max() < 1e-3 and off[:, 2].max() < 0.02:  # px of the S px crop
+        return features
+    return realign(features, matrix, vectors=(0, 1))
 
 
 @cache
