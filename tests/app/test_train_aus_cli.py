@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mekit.cli.main import main
-from mekit.train.au_model import RETRAIN_COMMAND, AUDetector
+from mekit.train.au_model import RETRAIN_COMMAND, AUDetector, shipped_model_path
 from mekit.train.checkpoint import model_paths, read_sidecar
 
 
@@ -29,13 +29,20 @@ def test_train_aus_is_listed_and_refuses_a_bad_setting(capsys, tmp_path):
     assert "epochs" in capsys.readouterr().err
 
 
-def test_train_aus_trains_on_rendered_samples_when_asked(tmp_path, capsys):
+def test_train_aus_renders_half_the_samples_as_packaged_unless_told(tmp_path, capsys):
     out = tmp_path / "au"
-    args = ["--n-train", "8", "--n-val", "8", "--epochs", "1", "--rendered", "0.5"]
+    args = ["--n-train", "8", "--n-val", "8", "--epochs", "1"]
     assert main(["train-aus", "--out", str(out), *args, "--workers", "2"]) == 0
     meta = read_sidecar(out)
-    assert meta["config"]["data"]["rendered"] == 0.5
-    assert meta["training"]["retrain"].endswith("--n-train 8 --n-val 8 --epochs 1 --rendered 0.5")
+    assert meta["config"]["data"]["rendered"] == 0.5  # the packaged model's share
+    assert meta["training"]["retrain"].endswith("--n-train 8 --n-val 8 --epochs 1")
     assert AUDetector.load(out).threshold == meta["input"]["threshold"]
+    packaged = read_sidecar(shipped_model_path())
+    assert packaged["config"]["data"]["rendered"] == 0.5
+    written = tmp_path / "written"
+    assert main(["train-aus", "--out", str(written), *args, "--rendered", "0"]) == 0
+    meta = read_sidecar(written)
+    assert meta["config"]["data"]["rendered"] == 0.0
+    assert meta["training"]["retrain"].endswith("--n-train 8 --n-val 8 --epochs 1 --rendered 0")
     assert main(["train-aus", "--out", str(tmp_path / "x"), "--rendered", "2"]) == 2
     assert "rendered" in capsys.readouterr().err

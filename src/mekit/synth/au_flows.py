@@ -18,18 +18,18 @@ sample (`mekit.motion.normalise.minmax_flow`), as the shared composite flow imag
   smooth and pixel flow noise from signal-to-noise ratios far below 1 up to clean, and the odd
   outlier pixel (as TV-L1 gives at eye corners and hair), which min-max scaling makes matter.
 
-Options off by default (the shipped model's data; see `AUFlowConfig`) move the samples towards
-real CASME II flows: taller crops (`crop_stretch`), AU7, AU10 and AU12 as real faces make them
-(`SHAPE_LIBRARY`, `real_shapes`), AU6 with a smile (`cheek_with_smile`), weaker AUs
-(`intensity`) and other noise ranges; a face-wide drift (`broad_noise`); flat patches of
-motion with sharp edges, as TV-L1 gives real clips (`patch_noise`, `patch_share`).
+Options off by default (see `AUFlowConfig`) move the samples towards real CASME II flows:
+taller crops (`crop_stretch`), AU7, AU10 and AU12 as real faces make them (`SHAPE_LIBRARY`,
+`real_shapes`), AU6 with a smile (`cheek_with_smile`), weaker AUs (`intensity`) and other
+noise ranges; a face-wide drift (`broad_noise`); flat patches of motion with sharp edges, as
+TV-L1 gives real clips (`patch_noise`, `patch_share`).
 
-A share of the samples (`rendered`, off by default) has its flow measured instead of written:
-the field warps a face crop of a synthetic identity from onset to apex, with a small
-lighting change and sensor noise on both frames, and TV-L1 estimates the flow, as for a real
-clip: smoothed, smaller than the true motion (about a third of a 1 px peak at 56 px), and
-disturbed by the lighting change and noise, where the written fields are exact up to their
-modelled noise.
+A share of the samples (`rendered`; off by default, half for the packaged AU model) has its
+flow measured instead of written: the field warps a face crop of a synthetic identity from
+onset to apex, with a small lighting change and sensor noise on both frames, and TV-L1
+estimates the flow, as for a real clip: smoothed, smaller than the true motion (about a third
+of a 1 px peak at 56 px), and disturbed by the lighting change and noise, where the written
+fields are exact up to their modelled noise.
 
 Every sample draws from its own stream (seed, index): the same seed always gives the same bytes,
 whatever the number of samples or workers.
@@ -122,7 +122,8 @@ SHAPE_LIBRARY: dict[int, tuple[Bump, ...]] = {
 
 @dataclass(frozen=True)
 class AUFlowConfig(Config, section="au_flows"):
-    """How the samples are drawn (see the module doc); the defaults made the shipped model."""
+    """How the samples are drawn (see the module doc); the defaults with `rendered=0.5` made
+    the packaged AU model, the defaults alone the recognition pretraining's samples."""
 
     seed: int = 0
     prototype_share: float = 0.5  # else a uniformly random set of 1-3 AUs
@@ -156,7 +157,8 @@ class AUFlowConfig(Config, section="au_flows"):
     # Share of the samples whose flow is measured, not written: the AU field warps a rendered
     # face crop from onset to apex (sensor noise on both frames, a small lighting change) and
     # TV-L1 estimates the flow, as for a real clip. Spread evenly over the indexes
-    # (`is_rendered`); 0 (the default, and the recognition pretraining's data): none.
+    # (`is_rendered`); 0 (the default, and the recognition pretraining's data): none; the
+    # packaged AU model took 0.5 (`mekit.app.au_training.PACKAGED_RENDERED`).
     rendered: float = 0.0
     render_amplitude: tuple[float, float] = (0.25, 1.5)  # peak motion, px of the WORK px crop
     render_noise: tuple[float, float] = (0.3, 3.0)  # sensor noise, grey levels (log-uniform)
