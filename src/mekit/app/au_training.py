@@ -7,9 +7,10 @@ makes the samples in two processes, the same bytes: about 37 minutes): the sampl
 `mekit.synth.au_flows` (seeded per sample; half of them, PACKAGED_RENDERED, measured by
 OpenCV's TV-L1 on rendered faces, so the bytes hold for one OpenCV build), the weights, batch
 order, flips and dropout from `--seed`, and the thread count is fixed (1) because another
-count may sum floats in another order. No real face, and nothing derived from one, is used: the decision threshold
-too is the one of `THRESHOLDS` with the best macro F1 on held-out synthetic samples. (It lives
-in `app` because it needs both the generator, `mekit.synth`, and training, `mekit.train`.)
+count may sum floats in another order. No real face, and nothing derived from one, is used:
+the decision threshold too is the one of `THRESHOLDS` with the best macro F1 on held-out
+synthetic samples. (It lives in `app` because it needs both the generator, `mekit.synth`, and
+training, `mekit.train`.)
 """
 
 from __future__ import annotations
