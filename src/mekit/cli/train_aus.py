@@ -18,8 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "defaults it rewrites the packaged model bit-for-bit: mekit train-aus "
         "--out src/mekit/models/weights/au-motion --seed 0",
     )
-    # Unset options keep `AUTrainConfig`'s defaults (the packaged model's), read when it runs:
-    # building the parser must not import torch.
+    # Unset options keep the packaged model's settings (`AUTrainConfig`, PACKAGED_RENDERED),
+    # read when it runs: building the parser must not import torch.
     p.add_argument("--out", type=Path, required=True, help="model stem (.safetensors + .json)")
     p.add_argument("--seed", type=int, help="seed of the samples, weights and batch order (0)")
     p.add_argument("--n-train", type=int, help="synthetic training samples (default: packaged)")
@@ -30,7 +30,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--rendered",
         type=float,
-        default=0.5,  # au_training.PACKAGED_RENDERED (not imported: it needs torch)
         help="share of the samples whose flow TV-L1 measures on rendered faces, about 50 ms "
         "each (default 0.5, the packaged model's; 0: all written)",
     )
@@ -45,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    from mekit.app.au_training import AUTrainConfig, train_au_model
+    from mekit.app.au_training import PACKAGED_RENDERED, AUTrainConfig, train_au_model
     from mekit.synth.au_flows import AUFlowConfig
     from mekit.train.checkpoint import model_paths
 
@@ -56,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         "epochs": args.epochs,
     }
     config = AUTrainConfig(**{k: v for k, v in given.items() if v is not None})
-    data = AUFlowConfig(seed=config.seed, rendered=args.rendered)
+    rendered = PACKAGED_RENDERED if args.rendered is None else args.rendered
+    data = AUFlowConfig(seed=config.seed, rendered=rendered)
     summary = train_au_model(args.out, config, data, args.workers)
     print(
         f"synthetic macro F1 {summary['synthetic_macro_f1']:.3f} at threshold "

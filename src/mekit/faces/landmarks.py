@@ -60,37 +60,38 @@ class FaceLandmarker:
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         """(68, 2) float32 landmarks (x, y in px) of the largest face in a grey or RGB uint8
         image, or None when no face is found."""
-        import dlib
-
-        if self._detector is None:
-            self._load()
-        assert self._detector is not None and self._predictor is not None
-        gray = image if image.ndim == 2 else image.mean(axis=2).astype(np.uint8)
-        gray = np.ascontiguousarray(gray)
+        gray = self._grey(image)
+        assert self._detector is not None
         rects = self._detector(gray, 0)
         if len(rects) == 0 and self.upsample > 0:
             rects = self._detector(gray, self.upsample)
         if len(rects) == 0:
             return None
         rect = max(rects, key=lambda r: r.width() * r.height())
-        shape = self._predictor(
-            gray, dlib.rectangle(rect.left(), rect.top(), rect.right(), rect.bottom())
-        )
-        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+        return self._shape(gray, rect.left(), rect.top(), rect.right(), rect.bottom())
 
     def on_crop(self, image: np.ndarray) -> np.ndarray:
         """(68, 2) float32 landmarks of the face in a face crop: the largest face found, else
         the whole image taken as the face box (a crop the face fills often defeats the
         detector; see `mekit.faces.realign`)."""
-        import dlib
-
         found = self(image)
         if found is not None:
             return found
-        if self._predictor is None:
+        gray = self._grey(image)
+        h, w = gray.shape
+        return self._shape(gray, 0, 0, w - 1, h - 1)
+
+    def _grey(self, image: np.ndarray) -> np.ndarray:
+        """The models loaded, and `image` as the contiguous uint8 grey array dlib reads."""
+        if self._detector is None or self._predictor is None:
             self._load()
-        assert self._predictor is not None
         gray = image if image.ndim == 2 else image.mean(axis=2).astype(np.uint8)
-        h, w = gray.shape[:2]
-        shape = self._predictor(np.ascontiguousarray(gray), dlib.rectangle(0, 0, w - 1, h - 1))
+        return np.ascontiguousarray(gray)
+
+    def _shape(self, gray: np.ndarray, left: int, top: int, right: int, bottom: int) -> np.ndarray:
+        """(68, 2) float32 landmarks the shape predictor places in the face box given."""
+        import dlib
+
+        assert self._predictor is not None
+        shape = self._predictor(gray, dlib.rectangle(left, top, right, bottom))
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
