@@ -5,7 +5,9 @@ input; a few LOSO folds trained both ways with the same schedule: one after anot
 `mekit.train.loop.fit` (as `run_folds` with one worker does) and all at once with
 `mekit.train.batched.fit_folds` (by default one group of the size a run takes,
 `auto_folds_at_once`, at most 8: 5 for Off-ApexNet on a CPU). Prints the time per fold-epoch
-of each, their ratio (measured in this one run) and the extrapolation to all 68 folds.
+of each, their ratio (measured in this one run) and the extrapolation to all 68 folds, after
+one untimed epoch of each (kernels built for new shapes on first use), and the per-fold loop
+again with torch's foreach Adam instead of the fused one (`train.fused_adam=false`).
 
 It also prints each model's compute floor on the device: the matmul and convolution
 FLOPs of one fold-epoch (forward and backward, counted by torch's FlopCounterMode) at the
@@ -33,7 +35,7 @@ from mekit.models import create_model, get_spec
 from mekit.train.batched import auto_folds_at_once, fit_folds, predict_folds
 from mekit.train.device import autocast_dtype, describe, resolve_device
 from mekit.train.loop import TrainConfig, fit, predict_proba
-from mekit.train.splits import loso_folds
+from mekit.train.splits import Fold, loso_folds
 
 
 def corpus_for(model: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -75,6 +77,18 @@ def flops_per_sample(model: str, x: np.ndarray, batch: int) -> float:
     return counter.get_total_flops() / len(xb)
 
 
+def per_fold_loop(
+    model: str, X: np.ndarray, y: np.ndarray, folds: list[Fold], config: TrainConfig
+) -> float:
+    """Milliseconds per fold-epoch of `folds` trained one after another (`fit`, `run_folds`)."""
+    start = time.perf_counter()
+    for fold in folds:
+        cfg = dataclasses.replace(config, seed=config.seed + fold.index)
+        result = fit(model, len(LABELS), X[fold.train_idx], y[fold.train_idx], cfg)
+        predict_proba(result.model, X[fold.test_idx])
+    return 1000 * (time.perf_counter() - start) / (len(folds) * config.epochs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -106,24 +120,28 @@ def main() -> None:
             num_threads=args.threads,
             device=args.device,
         )
-        start = time.perf_counter()
-        for fold in plain_folds:
-            cfg = dataclasses.replace(config, seed=config.seed + fold.index)
-            result = fit(model, len(LABELS), X[fold.train_idx], y[fold.train_idx], cfg)
-            predict_proba(result.model, X[fold.test_idx])
-        plain_s = time.perf_counter() - start
+        # One epoch of each first, untimed: oneDNN builds its kernels for each new shape on
+        # first use, a cost a real run pays once, not once per fold
+        warm = dataclasses.replace(config, epochs=1)
+        fit(model, len(LABELS), X[plain_folds[0].train_idx], y[plain_folds[0].train_idx], warm)
+        fit_folds(model, len(LABELS), X, y, batched_folds, warm)
+        plain_ms = per_fold_loop(model, X, y, plain_folds, config)
+        foreach_cfg = dataclasses.replace(config, fused_adam=False)
+        foreach_ms = per_fold_loop(model, X, y, plain_folds, foreach_cfg)
         start = time.perf_counter()
         models = fit_folds(model, len(LABELS), X, y, batched_folds, config)
         predict_folds(models, X, batched_folds)
-        batched_s = time.perf_counter() - start
-        plain_ms = 1000 * plain_s / (len(plain_folds) * args.epochs)
-        batched_ms = 1000 * batched_s / (len(batched_folds) * args.epochs)
+        batched_ms = 1000 * (time.perf_counter() - start) / (len(batched_folds) * args.epochs)
         full = len(folds) * args.epochs / 60000
         print(
             f"{model}: per-fold loop {plain_ms:.0f} ms per fold-epoch ({len(plain_folds)} folds), "
             f"fold-batched {batched_ms:.0f} ms ({len(batched_folds)} folds at once): "
             f"{plain_ms / batched_ms:.2f}x; {len(folds)} folds x {args.epochs} epochs: "
             f"{plain_ms * full:.1f} vs {batched_ms * full:.1f} min (extrapolated)"
+        )
+        print(
+            f"{model}: per-fold loop with the foreach Adam (train.fused_adam=false) "
+            f"{foreach_ms:.0f} ms per fold-epoch: the fused update is {foreach_ms / plain_ms:.2f}x"
         )
         n_train = np.mean([len(f.train_idx) for f in plain_folds])
         floor_ms = 1000 * n_train * flops_per_sample(model, X, args.batch) / (peak * 1e9)

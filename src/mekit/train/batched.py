@@ -57,6 +57,7 @@ from mekit.train.loop import (
     predict_proba,
 )
 from mekit.train.losses import smoothed_cross_entropy
+from mekit.train.optim import make_adam
 from mekit.train.splits import Fold
 from mekit.train.warm_start import transfer_weights
 
@@ -252,9 +253,7 @@ class BatchedTrainer(AllFoldsNetworks):
 
         mixing = config.augment_mixup > 0
         step_grads = vmap(grad(mixed_loss_of if mixing else loss_of), randomness="different")
-        optimizer = torch.optim.Adam(
-            list(params.values()), lr=config.lr, weight_decay=config.weight_decay
-        )
+        optimizer = make_adam(params.values(), config.lr, config.weight_decay, config.fused_adam)
         generators = [torch.Generator().manual_seed(config.seed + f.index) for f in folds]
         flow, magnitude = _flow_channels(spec) if config.augment_affine else (None, ())
         train_idx = [torch.from_numpy(np.asarray(f.train_idx, dtype=np.int64)) for f in folds]
