@@ -8,6 +8,7 @@ from enum import Enum
 
 import numpy as np
 import pandas as pd
+import torch
 
 from mekit.cli.main import main
 
@@ -126,20 +127,30 @@ def test_init_is_loaded_by_the_kernel_and_changes_what_it_learns(tmp_path, capsy
     assert not np.allclose(probs["init"].to_numpy(), probs["fresh"].to_numpy(), atol=1e-3)
 
 
-def test_auto_keeps_the_plain_loop_on_the_cpu_for_large_inputs():
+def test_auto_trains_one_model_per_fold_on_the_cpu_where_the_kernel_does_not_apply():
     from mekit.pipeline.config import ExperimentConfig
     from mekit.pipeline.cross_validation import fold_engine
 
-    def engine(model: str, choice: str) -> str:
-        values = {"model": model, "engine": choice, "train": {"device": "cpu"}}
+    def engine(model: str, choice: str, device: str = "cpu") -> str:
+        values = {"model": model, "engine": choice, "train": {"device": device}}
         return fold_engine(ExperimentConfig.from_dict(values))
 
-    # 64 px MobileViTv3: slower fold-batched on the CPU, so auto trains one model per fold...
+    # fold-batching is slower than one model per fold on the CPU, so auto trains the latter...
     assert engine("mobilevitv3_xxs", "auto") == "plain"
-    # ...unless all folds at once are asked for; 28 px Off-ApexNet is faster fold-batched
+    assert engine("off_apexnet", "auto") == "plain"
+    # ...unless all folds at once are asked for; STSTNet keeps its fused kernel
     assert engine("mobilevitv3_xxs", "ensemble") == "batched"
-    assert engine("off_apexnet", "auto") == "batched"
+    assert engine("off_apexnet", "ensemble") == "batched"
     assert engine("ststnet", "auto") == "kernel"
+
+
+def test_auto_batches_folds_on_a_gpu(monkeypatch):
+    from mekit.pipeline import cross_validation
+    from mekit.pipeline.config import ExperimentConfig
+
+    monkeypatch.setattr(cross_validation, "resolve_device", lambda name: torch.device("cuda"))
+    config = ExperimentConfig.from_dict({"model": "off_apexnet", "engine": "auto"})
+    assert cross_validation.fold_engine(config) == "batched"
 
 
 def test_only_the_runs_own_question_explains_the_engine_choice(caplog):

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from mekit.errors import MekitError
-from mekit.models import get_spec
 from mekit.pipeline.config import ExperimentConfig
 from mekit.train import LosoResult
 from mekit.train.averaging import average_results, member_seed, normalise_inputs
@@ -31,9 +30,9 @@ def fold_engine(config: ExperimentConfig, explain: bool = False) -> str:
 
     engine "ensemble" asks for all folds at once: the fused kernel where it implements every
     setting, else fold-batched training, else an error naming what neither implements; "auto"
-    takes the same order and falls back to the plain loop, and on the CPU also keeps the plain
-    loop for models whose input is larger than 32 px (see `_batching_loses_on_cpu`). `explain`
-    logs why auto chose the plain loop (a run asks once, not at every member and export)."""
+    takes the same order and falls back to the plain loop, and on the CPU takes the plain loop
+    where the fused kernel does not apply (see `_batching_loses_on_cpu`). `explain` logs why
+    auto chose the plain loop (a run asks once, not at every member and export)."""
     if config.engine == "plain":
         return "plain"
     from mekit.train.batched import batched_unsupported
@@ -49,9 +48,8 @@ def fold_engine(config: ExperimentConfig, explain: bool = False) -> str:
     if not batched and config.engine == "auto" and _batching_loses_on_cpu(config):
         say(
             "engine auto: the plain loop (fold-batched %s on the CPU is slower than one model "
-            "per fold: its %d px input keeps the CPU busy; --engine ensemble forces it)",
+            "per fold; --engine ensemble forces it)",
             config.model,
-            get_spec(config.model).size,
         )
         return "plain"
     if not batched:
@@ -65,18 +63,14 @@ def fold_engine(config: ExperimentConfig, explain: bool = False) -> str:
     return "plain"
 
 
-# Fold-batching pays on the CPU only where each step is too small to keep it busy:
-# `benchmarks/fold_batched.py` on 2 cores measured Off-ApexNet (28 px) 1.9x faster than one model
-# per fold, MobileViTv3-XXS (64 px) 3.5x slower, and out of 24 GB at 16 folds at once.
-_CPU_BATCHING_MAX_SIZE = 32
-
-
+# On the CPU, fold-batching loses to one model per fold for every model measured: with the
+# fused Adam and both timed after a warm-up epoch, `benchmarks/fold_batched.py` on 2 cores gave
+# STSTNet 0.69x (its kernel is another matter), Off-ApexNet 0.79x (0.82x on one thread, what
+# each of 2 workers gets), its strain variant 0.90x (0.77x), MobileViTv3-XXS about 0.25x.
+# Stacking folds only pays where one model's step leaves the device idle: a GPU.
 def _batching_loses_on_cpu(config: ExperimentConfig) -> bool:
-    """Whether fold-batched training of `config.model` would run on the CPU with an input larger
-    than `_CPU_BATCHING_MAX_SIZE` px (where the per-fold loop is faster)."""
-    if resolve_device(config.train.device).type != "cpu":
-        return False
-    return get_spec(config.model).size > _CPU_BATCHING_MAX_SIZE
+    """Whether `config` trains on the CPU, where the per-fold loop is the faster engine."""
+    return resolve_device(config.train.device).type == "cpu"
 
 
 @dataclass(frozen=True)
