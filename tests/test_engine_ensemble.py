@@ -131,8 +131,8 @@ def test_auto_trains_one_model_per_fold_on_the_cpu_where_the_kernel_does_not_app
     from mekit.pipeline.config import ExperimentConfig
     from mekit.pipeline.cross_validation import fold_engine
 
-    def engine(model: str, choice: str, device: str = "cpu") -> str:
-        values = {"model": model, "engine": choice, "train": {"device": device}}
+    def engine(model: str, choice: str) -> str:
+        values = {"model": model, "engine": choice, "train": {"device": "cpu"}}
         return fold_engine(ExperimentConfig.from_dict(values))
 
     # fold-batching is slower than one model per fold on the CPU, so auto trains the latter...

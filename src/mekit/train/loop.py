@@ -138,8 +138,8 @@ class TrainConfig(Config, section="train"):
       precision: "auto" (bf16 autocast on a GPU, fp32 on the CPU), "fp32", "bf16", "fp16"
       (`mekit.train.device`). Batches are drawn and augmented on the CPU as before, so a CPU
       run gives the same results as before these settings existed.
-    fused_adam: Adam's update as one fused kernel (`mekit.train.optim`): about 1.8x faster
-      training of Off-ApexNet on 2 CPU cores, the same arithmetic rounded differently (about
+    fused_adam: Adam's update as one fused kernel (`mekit.train.optim`): Off-ApexNet's folds
+      train 1.25-1.39x faster on 2 CPU cores, the same arithmetic rounded differently (about
       1e-7 per step); false is the per-tensor (foreach) update mekit used before this
       setting, draw for draw.
     """

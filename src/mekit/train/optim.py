@@ -3,10 +3,11 @@
 `torch.optim.Adam(fused=True)` updates all parameters in one kernel; the default (foreach) runs
 several whole-tensor operations per step, each allocating a temporary the size of the largest
 parameter. On 2 CPU cores that made Adam half of an Off-ApexNet training step (its 1568 x 1024
-dense layer); fused, its folds train 1.25-1.4x faster (`benchmarks/fold_batched.py`). Same
+dense layer); fused, its folds train 1.25-1.39x faster (`benchmarks/fold_batched.py`). Same
 arithmetic, rounded differently: parameters drift from the foreach update by about 1e-7 per
-step, so a trained model matches one trained before `train.fused_adam` existed in its figures,
-not draw for draw; `train.fused_adam=false` gives the foreach update back.
+step, so a network trained before `train.fused_adam` existed is trained again as another draw
+of the same training, not to the same floats; `train.fused_adam=false` gives the foreach
+update back, float for float.
 
 torch builds before 2.4 have no fused kernel on the CPU; there the foreach update is used.
 """
