@@ -1,13 +1,15 @@
 """MobileViTv3-XXS on 64x64 flow: what a 68-fold, 100-epoch LOSO costs on this CPU.
 
     python benchmarks/loso_mobilevit.py [--folds 2] [--epochs 2]
+    python benchmarks/loso_mobilevit.py --memory-format contiguous --memory-format auto
 
 Issue 6 asks for the full run (442 samples, 68 subjects, 100 epochs, batch 32) in under 30
 minutes on 2 CPU cores. This script trains `--folds` real LOSO folds for `--epochs` epochs
 with `mekit.train.loso.run_folds` in three set-ups (1 process x 1 thread, 1 process x 2
-threads, 2 worker processes x 1 thread each), measures seconds per fold-epoch and extrapolates
-to 68 folds x 100 epochs. It also prints the floating-point work the full run needs, so the
-gap to the target is explained, not hidden.
+threads, 2 worker processes x 1 thread each) and each `--memory-format`
+(`train.memory_format`), measures seconds per fold-epoch and extrapolates to 68 folds x 100
+epochs. It also prints the floating-point work the full run needs, so the gap to the target
+is explained, not hidden.
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument(
+        "--memory-format",
+        action="append",
+        choices=["auto", "contiguous", "channels_last"],
+        help="train.memory_format, repeatable (default auto: channels-last for this network)",
+    )
     args = parser.parse_args()
     X, y, subjects = dataset()
     folds = loso_folds(subjects)[: args.folds]
@@ -65,9 +73,17 @@ def main() -> None:
         f"epochs, batch 32: {flops / 1e6:.0f} MFLOP per sample forward+backward, "
         f"{total_flops / 1e12:.0f} TFLOP for the whole run"
     )
-    print(f"{'set-up':<26}{'s / fold-epoch':>16}{'full run (min)':>16}{'GFLOP/s':>10}")
-    for name, executor, threads in set_ups:
-        config = TrainConfig(epochs=args.epochs, batch_size=32, lr=1e-3, num_threads=threads)
+    print(f"{'set-up':<40}{'s / fold-epoch':>16}{'full run (min)':>16}{'GFLOP/s':>10}")
+    runs = [(s, f) for f in args.memory_format or ["auto"] for s in set_ups]
+    for (set_up, executor, threads), layout in runs:
+        name = f"{set_up}, {layout}"
+        config = TrainConfig(
+            epochs=args.epochs,
+            batch_size=32,
+            lr=1e-3,
+            num_threads=threads,
+            memory_format=layout,
+        )
         t0 = time.perf_counter()
         run_folds(
             X,
@@ -87,7 +103,7 @@ def main() -> None:
         full_min = per_fold_epoch * N_SUBJECTS * EPOCHS_TARGET / 60
         work = flops * N_SAMPLES * len(folds) * args.epochs
         print(
-            f"{name:<26}{per_fold_epoch * parallel:>20.2f}{full_min:>16.0f}"
+            f"{name:<40}{per_fold_epoch * parallel:>16.2f}{full_min:>16.0f}"
             f"{work / seconds / 1e9:>10.1f}"
         )
     need = total_flops / (TARGET_MIN * 60) / 1e9

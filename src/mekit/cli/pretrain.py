@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         action="append",
         metavar="KEY=VALUE",
         help="train.* settings with --images; pretrain.* (samples, epochs, batch_size, lr, "
-        "weight_decay, seed) with --synthetic",
+        "weight_decay, seed, memory_format) with --synthetic",
     )
     p.set_defaults(func=run)
 

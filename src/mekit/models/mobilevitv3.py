@@ -30,7 +30,7 @@ outputs trail the weights after a few dozen high-learning-rate Adam steps.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -421,8 +421,12 @@ def _received_attention(
     return up[:, 0]
 
 
-FLOW_SPEC = uv_strain_spec(
-    "mobilevitv3_xxs", size=64, description="MobileViTv3-XXS on 64x64 onset-apex u/v/strain"
+# Channels-last training: 1.22-1.32x faster on 2 CPU cores (benchmarks/memory_format.py)
+FLOW_SPEC = replace(
+    uv_strain_spec(
+        "mobilevitv3_xxs", size=64, description="MobileViTv3-XXS on 64x64 onset-apex u/v/strain"
+    ),
+    channels_last=True,
 )
 
 
@@ -456,6 +460,7 @@ def mobilevitv3_s(num_classes: int, dropout: float = 0.1) -> nn.Module:
         description="Two MobileViTv3-XS streams on 64x64 input, apex image and onset-apex "
         "u/v/strain; pooled features fused by a trainable layer",
         features="apex_flow",
+        channels_last=True,
     )
 )
 def mobilevitv3_xs_two_stream(

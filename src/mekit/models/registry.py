@@ -86,6 +86,10 @@ class ModelSpec:
       - "apex_flow_sequence": the apex image (repeated over T) stacked with the flows of
         neighbouring frames, (B, C, T, H, W), channels e.g. ("apex", "dx", "dy", "magnitude").
     `size` is the square side H = W in pixels. `channel_names` name the C channels in order.
+    `channels_last`: training keeps its inputs and convolution weights channels-last (NHWC),
+    which oneDNN and cuDNN run faster for this network (`train.memory_format` "auto"; set
+    where `benchmarks/memory_format.py` measured at least 1.2x on the CPU). (C, H, W) inputs
+    only.
     """
 
     name: str
@@ -97,6 +101,7 @@ class ModelSpec:
     description: str = ""
     task: Task = Task.RECOGNITION
     features: str = ""
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.input_kind not in INPUT_KINDS:
@@ -117,6 +122,8 @@ class ModelSpec:
             raise ValueError(f"{self.name}: input_kind {self.input_kind!r} needs frames >= 1")
         if not temporal and self.frames is not None:
             raise ValueError(f"{self.name}: input_kind {self.input_kind!r} takes frames=None")
+        if temporal and self.channels_last:
+            raise ValueError(f"{self.name}: channels_last is for (C, H, W) inputs")
 
     def variant(self, name: str, description: str) -> ModelSpec:
         """This spec for another model of the same family and input (timm's variants)."""

@@ -41,7 +41,8 @@ class SyntheticPretrainConfig(MultiLabelConfig, section="pretrain"):
     says. `synthetic = true` (a recipe's [pretrain]) makes a run pretrain its model first (into
     the run folder, reused on resume) and start every network from it (`train.init_from`).
     `mekit pretrain --synthetic` makes the same model file on its own. The schedule (seed,
-    epochs, batch_size, lr, weight_decay) is `fit_multilabel`'s."""
+    epochs, batch_size, lr, weight_decay) and the memory layout (memory_format, as
+    `train.memory_format`) are `fit_multilabel`'s."""
 
     epochs: int = 8
     synthetic: bool = False

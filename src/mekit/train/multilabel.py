@@ -3,8 +3,10 @@
 `fit_multilabel` trains any registered network on (N, C, H, W) flows and (N, L) 0/1 targets
 with binary cross-entropy: AdamW under a one-cycle schedule, shuffled batches, each flow
 mirrored left-right with probability 0.5 (u changes sign; the AU targets are symmetric or
-carry no side). Every random draw comes from one generator seeded with `config.seed`, so a
-run is repeatable bit-for-bit on the same machine and thread count.
+carry no side), in the memory layout `memory_format` picks (as `train.memory_format` does:
+"auto" trains MobileViTv3 channels-last, the AU network as before). Every random draw comes
+from one generator seeded with `config.seed`, so a run is repeatable bit-for-bit on the same
+machine and thread count.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 
 from mekit.config import Config, check_range
 from mekit.train.augment import hflip
+from mekit.train.device import MemoryFormat, memory_format
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,7 @@ class MultiLabelConfig(Config, section="multilabel"):
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    memory_format: MemoryFormat = MemoryFormat.AUTO
 
     def check(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -43,16 +47,22 @@ U_CHANNEL = 0  # of (u, v, strain): the component a left-right mirror negates (`
 
 
 def fit_multilabel(
-    model: nn.Module, x: np.ndarray, y: np.ndarray, config: MultiLabelConfig
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    config: MultiLabelConfig,
 ) -> nn.Module:
-    """Train `model` (logits (B, L)) on flows `x` (N, 3, H, W) and targets `y` (N, L) in
-    place; returns it in eval mode."""
+    """Train `model` (a registered network, logits (B, L)) on flows `x` (N, 3, H, W) and
+    targets `y` (N, L) in place, in the memory layout `config.memory_format` picks for it;
+    returns it in eval mode and contiguous."""
+    layout = memory_format(config.memory_format, model.spec)
     gen = torch.Generator().manual_seed(config.seed)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = config.epochs * ((len(xt) + config.batch_size - 1) // config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps)
     loss_fn = nn.BCEWithLogitsLoss()
+    model.to(memory_format=layout)
     for epoch in range(config.epochs):
         model.train()
         order = torch.randperm(len(xt), generator=gen)
@@ -61,14 +71,14 @@ def fit_multilabel(
             xb, yb = xt[batch], yt[batch]
             flip = torch.rand(len(xb), generator=gen) < 0.5
             xb = torch.where(flip[:, None, None, None], hflip(xb, U_CHANNEL), xb)
-            loss = loss_fn(model(xb), yb)
+            loss = loss_fn(model(xb.contiguous(memory_format=layout)), yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(xb)
         log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, total / len(xt))
-    return model.eval()
+    return model.to(memory_format=torch.contiguous_format).eval()
 
 
 def sigmoid_probabilities(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
