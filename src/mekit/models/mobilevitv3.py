@@ -421,7 +421,7 @@ def _received_attention(
     return up[:, 0]
 
 
-# Channels-last training: 1.22-1.32x faster on 2 CPU cores (benchmarks/memory_format.py)
+# Channels-last training: 1.2-1.25x per step on one CPU thread (benchmarks/memory_format.py)
 FLOW_SPEC = replace(
     uv_strain_spec(
         "mobilevitv3_xxs", size=64, description="MobileViTv3-XXS on 64x64 onset-apex u/v/strain"

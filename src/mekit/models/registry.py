@@ -88,8 +88,8 @@ class ModelSpec:
     `size` is the square side H = W in pixels. `channel_names` name the C channels in order.
     `channels_last`: training keeps its inputs and convolution weights channels-last (NHWC),
     which oneDNN and cuDNN run faster for this network (`train.memory_format` "auto"; set
-    where `benchmarks/memory_format.py` measured at least 1.2x on the CPU). (C, H, W) inputs
-    only.
+    where `benchmarks/memory_format.py` measured about 1.2x or more on one CPU thread). (C, H,
+    W) inputs only.
     """
 
     name: str

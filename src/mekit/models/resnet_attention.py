@@ -126,7 +126,7 @@ SPEC = ModelSpec(
     features="apex",
     description="ResNet18 + spatial/channel dual attention in each residual unit (Xu et al. 2021) "
     "on the 112x112 grey apex frame (paper: 224); ~11.2M parameters",
-    channels_last=True,  # 1.2x faster training on 2 CPU cores (benchmarks/memory_format.py)
+    channels_last=True,  # 1.2x per step on one CPU thread, resnet18 too (memory_format.py)
 )
 
 

@@ -8,9 +8,9 @@ mekit never installs or replaces torch: whatever build the environment holds (CP
 is the one used.
 
 The memory layout "auto" trains channels-last (NHWC) the networks whose `ModelSpec` says it
-pays (`channels_last`: MobileViTv3 and the dual-attention ResNet18, 1.2-1.3x faster on 2 CPU
-cores by `benchmarks/memory_format.py`; STSTNet is 0.7x there) and keeps every other network
-as it was, float for float.
+pays (`channels_last`: MobileViTv3 and the ResNet18s, 1.2-1.25x faster per training step on
+one CPU thread by `benchmarks/memory_format.py`; STSTNet is 0.8x there) and keeps every
+other network as it was, float for float.
 """
 
 from __future__ import annotations
