@@ -6,7 +6,8 @@ Every registered network with one image per sample ((C, H, W) input), trained by
 one untimed epoch of each (oneDNN builds its kernels for each new shape on first use); prints
 the best time per training step of each, their ratio, and which layout `train.memory_format`
 "auto" picks for the network (its `ModelSpec.channels_last`, set where this benchmark measured
-at least 1.2x on 2 CPU cores).
+about 1.2x or more on one thread). The larger networks' ratios vary by a few hundredths from
+run to run; `--rounds 5` steadies them.
 
     python benchmarks/memory_format.py                        # every network, 1 thread
     python benchmarks/memory_format.py --model mobilevitv3_xxs --threads 2
