@@ -47,10 +47,7 @@ U_CHANNEL = 0  # of (u, v, strain): the component a left-right mirror negates (`
 
 
 def fit_multilabel(
-    model: nn.Module,
-    x: np.ndarray,
-    y: np.ndarray,
-    config: MultiLabelConfig,
+    model: nn.Module, x: np.ndarray, y: np.ndarray, config: MultiLabelConfig
 ) -> nn.Module:
     """Train `model` (a registered network, logits (B, L)) on flows `x` (N, 3, H, W) and
     targets `y` (N, L) in place, in the memory layout `config.memory_format` picks for it;
