@@ -1,6 +1,7 @@
 """Training speed in torch's default (contiguous, NCHW) memory layout against channels-last (NHWC).
 
-Every registered network with one image per sample ((C, H, W) input), trained by
+Every registered network (one image per sample, (C, H, W), or a clip, (C, T, H, W): there
+channels-last means NDHWC inputs and 3-D convolution weights, and NHWC 2-D ones), trained by
 `mekit.train.loop.fit` on random inputs of its shape (96 samples, batch 32, 3 classes) with
 `train.memory_format` "contiguous" and then "channels_last", alternately for a few rounds after
 one untimed epoch of each (oneDNN builds its kernels for each new shape on first use); prints
@@ -30,15 +31,13 @@ from mekit.train.loop import TrainConfig, fit
 SAMPLES, CLASSES = 96, 3
 
 
-def image_models() -> list[str]:
-    """The registered networks with (C, H, W) input, averaging wrappers and the AU net left
-    out (they train their members, or through another trainer)."""
+def networks() -> list[str]:
+    """The registered networks, averaging wrappers and the AU net left out (they train their
+    members, or through another trainer)."""
     return [
         spec.name
         for spec in list_models()
-        if len(spec.input_shape) == 3
-        and not spec.name.endswith("_average")
-        and spec.name not in ("flow_blend", "aunet")
+        if not spec.name.endswith("_average") and spec.name not in ("flow_blend", "aunet")
     ]
 
 
@@ -77,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"CPU, {args.threads} thread(s), {SAMPLES} samples, batch 32, ms per training step")
-    for model in args.model or image_models():
+    for model in args.model or networks():
         plain, nhwc = compare(model, args.epochs, args.rounds, args.threads)
         auto = "channels_last" if get_spec(model).channels_last else "contiguous"
         print(

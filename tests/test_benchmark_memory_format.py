@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from benchmark_script import load_benchmark
-from mekit.models import get_spec
 
 bench = load_benchmark("memory_format")
 
 
-def test_it_times_every_single_image_network_and_only_those():
-    names = bench.image_models()
-    assert {"mobilevitv3_xxs", "off_apexnet", "ststnet", "resnet18"} <= set(names)
-    assert all(len(get_spec(n).input_shape) == 3 for n in names)
+def test_it_times_every_network_that_trains_through_fit():
+    names = bench.networks()
+    assert {"mobilevitv3_xxs", "off_apexnet", "ststnet", "resnet18", "me_resnet"} <= set(names)
+    assert {"cnn_lstm_fusion", "dtscnn", "keyframe_gru", "apex_neighbour_fusion"} <= set(names)
     assert not any(n.endswith("_average") or n in ("aunet", "flow_blend") for n in names)
 
 

@@ -30,7 +30,7 @@ outputs trail the weights after a few dozen high-learning-rate Adam steps.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -422,10 +422,10 @@ def _received_attention(
 
 
 # Channels-last training: 1.2-1.25x per step on one CPU thread (benchmarks/memory_format.py)
-FLOW_SPEC = replace(
-    uv_strain_spec(
-        "mobilevitv3_xxs", size=64, description="MobileViTv3-XXS on 64x64 onset-apex u/v/strain"
-    ),
+FLOW_SPEC = uv_strain_spec(
+    "mobilevitv3_xxs",
+    size=64,
+    description="MobileViTv3-XXS on 64x64 onset-apex u/v/strain",
     channels_last=True,
 )
 

@@ -88,8 +88,8 @@ class ModelSpec:
     `size` is the square side H = W in pixels. `channel_names` name the C channels in order.
     `channels_last`: training keeps its inputs and convolution weights channels-last (NHWC),
     which oneDNN and cuDNN run faster for this network (`train.memory_format` "auto"; set
-    where `benchmarks/memory_format.py` measured about 1.2x or more on one CPU thread). (C, H,
-    W) inputs only.
+    where `benchmarks/memory_format.py` measured about 1.2x or more on one CPU thread); for
+    (C, T, H, W) inputs, channels_last_3d inputs and 3-D convolution weights.
     """
 
     name: str
@@ -122,8 +122,6 @@ class ModelSpec:
             raise ValueError(f"{self.name}: input_kind {self.input_kind!r} needs frames >= 1")
         if not temporal and self.frames is not None:
             raise ValueError(f"{self.name}: input_kind {self.input_kind!r} takes frames=None")
-        if temporal and self.channels_last:
-            raise ValueError(f"{self.name}: channels_last is for (C, H, W) inputs")
 
     def variant(self, name: str, description: str) -> ModelSpec:
         """This spec for another model of the same family and input (timm's variants)."""
@@ -171,10 +169,12 @@ def uv_strain_spec(
     *,
     frames: int | None = None,
     task: Task = Task.RECOGNITION,
+    channels_last: bool = False,
 ) -> ModelSpec:
     """The spec of a model on u/v/strain flow, the input most ME models share: one onset->apex
     image (B, 3, size, size) ("onset_apex" features), or with `frames` the flows between
-    `frames + 1` keyframes (B, 3, frames, size, size) ("keyframes" features)."""
+    `frames + 1` keyframes (B, 3, frames, size, size) ("keyframes" features). `channels_last`
+    as in `ModelSpec`."""
     return ModelSpec(
         name=name,
         input_kind="flow" if frames is None else "flow_sequence",
@@ -185,6 +185,7 @@ def uv_strain_spec(
         description=description,
         task=task,
         features="onset_apex" if frames is None else "keyframes",
+        channels_last=channels_last,
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from mekit.config import Choice
 from mekit.errors import MekitError
@@ -54,6 +55,25 @@ def memory_format(choice: str, spec: ModelSpec) -> torch.memory_format:
     if choice == "contiguous" or (choice == "auto" and not spec.channels_last):
         return torch.contiguous_format
     return torch.channels_last if len(spec.input_shape) == 3 else torch.channels_last_3d
+
+
+def to_memory_format(module: nn.Module, layout: torch.memory_format) -> nn.Module:
+    """`module`, in place, with every 4-D and 5-D parameter and buffer in `layout`'s family:
+    for a channels-last layout, 2-D convolution weights channels_last and 3-D ones
+    channels_last_3d (so a network running a 2-D CNN over the frames of a (C, T, H, W) input
+    converts too, where `nn.Module.to` would refuse the mix); contiguous otherwise."""
+    nhwc = layout in (torch.channels_last, torch.channels_last_3d)
+    formats = {
+        4: torch.channels_last if nhwc else torch.contiguous_format,
+        5: torch.channels_last_3d if nhwc else torch.contiguous_format,
+    }
+
+    def convert(t: torch.Tensor) -> torch.Tensor:
+        # `to` re-strides a tensor that is both (a 1x1 kernel), as `nn.Module.to` does:
+        # convolutions pick their output's layout from the weight's strides
+        return t.to(memory_format=formats[t.dim()]) if t.dim() in formats else t
+
+    return module._apply(convert)
 
 
 def _mps_available() -> bool:

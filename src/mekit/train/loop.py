@@ -37,6 +37,7 @@ from mekit.train.device import (
     autocast_dtype,
     memory_format,
     resolve_device,
+    to_memory_format,
 )
 from mekit.train.losses import balanced_class_weights, make_loss
 from mekit.train.optim import make_adam
@@ -429,7 +430,7 @@ def fit(
         torch.set_num_threads(threads)
     # Models leave fit on the CPU and contiguous, wherever and however they trained: saving
     # and reports
-    model.to("cpu", memory_format=torch.contiguous_format)
+    to_memory_format(model.to("cpu"), torch.contiguous_format)
     model.eval()
     return FitResult(
         model=model, history=history, stopped_epoch=len(history), best_epoch=best_epoch
@@ -480,7 +481,7 @@ def _train_epochs(
     device = resolve_device(config.device)
     dtype = autocast_dtype(config.precision, device)
     layout = memory_format(config.memory_format, model.spec)
-    model.to(device, memory_format=layout)
+    to_memory_format(model.to(device), layout)
     if val is not None:
         val = (val[0].contiguous(memory_format=layout), val[1])
     criterion.to(device)

@@ -20,7 +20,7 @@ from torch import nn
 
 from mekit.config import Config, check_range
 from mekit.train.augment import hflip
-from mekit.train.device import MemoryFormat, memory_format
+from mekit.train.device import MemoryFormat, memory_format, to_memory_format
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def fit_multilabel(
     steps = config.epochs * ((len(xt) + config.batch_size - 1) // config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps)
     loss_fn = nn.BCEWithLogitsLoss()
-    model.to(memory_format=layout)
+    to_memory_format(model, layout)
     for epoch in range(config.epochs):
         model.train()
         order = torch.randperm(len(xt), generator=gen)
@@ -75,7 +75,7 @@ def fit_multilabel(
             sched.step()
             total += float(loss.detach()) * len(xb)
         log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, total / len(xt))
-    return model.to(memory_format=torch.contiguous_format).eval()
+    return to_memory_format(model, torch.contiguous_format).eval()
 
 
 def sigmoid_probabilities(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
