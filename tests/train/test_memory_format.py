@@ -20,6 +20,14 @@ from mekit.train.device import memory_format, to_memory_format
 from mekit.train.loop import TrainConfig, fit
 from mekit.train.multilabel import MultiLabelConfig, fit_multilabel
 
+TEMPORAL = (
+    "me_resnet_small",
+    "dtscnn",
+    "cnn_lstm_fusion",
+    "keyframe_gru",
+    "apex_neighbour_fusion",
+)
+
 
 def test_auto_follows_the_spec_and_explicit_choices_apply_to_any_network():
     assert memory_format("auto", get_spec("mobilevitv3_xxs")) == torch.channels_last
@@ -30,10 +38,9 @@ def test_auto_follows_the_spec_and_explicit_choices_apply_to_any_network():
         "resnet18_dual_attention",
     ):
         assert memory_format("auto", get_spec(marked)) == torch.channels_last, marked
-    for marked in ("me_resnet", "me_resnet_small", "dtscnn", "apex_neighbour_fusion"):
-        assert memory_format("auto", get_spec(marked)) == torch.channels_last_3d, marked
+    for clip_network in TEMPORAL + ("me_resnet", "cnn_lstm_spatial", "cnn_lstm_temporal"):
+        assert memory_format("auto", get_spec(clip_network)) == torch.channels_last_3d
     assert memory_format("auto", get_spec("off_apexnet_strain")) == torch.contiguous_format
-    assert memory_format("auto", get_spec("cnn_lstm_fusion")) == torch.contiguous_format
     assert memory_format("auto", get_spec("ststnet")) == torch.contiguous_format
     assert memory_format("contiguous", get_spec("mobilevitv3_xxs")) == torch.contiguous_format
     assert memory_format("channels_last", get_spec("ststnet")) == torch.channels_last
@@ -136,15 +143,6 @@ def test_a_network_mixing_2d_and_3d_convolutions_converts_each_to_its_own_layout
     assert net[2].weight.is_contiguous()  # 1-D: as it was
     to_memory_format(net, torch.contiguous_format)
     assert all(p.is_contiguous() for p in net.parameters())
-
-
-TEMPORAL = (
-    "me_resnet_small",
-    "dtscnn",
-    "cnn_lstm_fusion",
-    "keyframe_gru",
-    "apex_neighbour_fusion",
-)
 
 
 @pytest.mark.parametrize("model", TEMPORAL)

@@ -119,6 +119,7 @@ class KeyframeGRU(nn.Module):
         description="Keyframe mining (seed 001 e): per-frame CNN, local self-attention (+-2), "
         "global comparison scores, top-6 frames in temporal order, GRU; raw 64x64 grey frames",
         features="frames",
+        channels_last=True,  # 1.46-1.48x per step on one CPU thread
     )
 )
 def keyframe_gru(

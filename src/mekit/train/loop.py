@@ -151,10 +151,10 @@ class TrainConfig(Config, section="train"):
       1e-7 per step); false is the per-tensor (foreach) update mekit used before this
       setting, draw for draw.
     memory_format: "auto" (the default) trains channels-last (NHWC inputs and convolution
-      weights) the networks whose spec says it is faster (MobileViTv3 and the ResNet18s:
-      1.2-1.25x per step on one CPU thread) and every other network as before, float for float;
-      "contiguous" (torch's default layout) or "channels_last" for any network
-      (`mekit.train.device.memory_format`). The same arithmetic in another order, so another
+      weights) the networks whose spec says it is faster (MobileViTv3, the ResNet18s and the
+      clip networks: 1.13-1.56x per step on one CPU thread) and every other network as before,
+      float for float; "contiguous" (torch's default layout) or "channels_last" for any
+      network (`mekit.train.device.memory_format`). The same arithmetic in another order, so another
       draw of the same training (Adam's first steps turn rounding-sized gradient differences
       into lr-sized ones). Trained models leave `fit` contiguous. The per-fold loop only:
       fold-batched training keeps its stacked tensors as they are.
