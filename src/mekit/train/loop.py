@@ -154,10 +154,10 @@ class TrainConfig(Config, section="train"):
       weights) the networks whose spec says it is faster (MobileViTv3, the ResNet18s and the
       clip networks: 1.13-1.56x per step on one CPU thread) and every other network as before,
       float for float; "contiguous" (torch's default layout) or "channels_last" for any
-      network (`mekit.train.device.memory_format`). The same arithmetic in another order, so another
-      draw of the same training (Adam's first steps turn rounding-sized gradient differences
-      into lr-sized ones). Trained models leave `fit` contiguous. The per-fold loop only:
-      fold-batched training keeps its stacked tensors as they are.
+      network (`mekit.train.device.memory_format`). The same arithmetic in another order, so
+      another draw of the same training (Adam's first steps turn rounding-sized gradient
+      differences into lr-sized ones). Trained models leave `fit` contiguous. The per-fold
+      loop only: fold-batched training keeps its stacked tensors as they are.
     """
 
     epochs: int = 200
