@@ -7,7 +7,7 @@ channels-last means NDHWC inputs and 3-D convolution weights, and NHWC 2-D ones)
 one untimed epoch of each (oneDNN builds its kernels for each new shape on first use); prints
 the best time per training step of each, their ratio, and which layout `train.memory_format`
 "auto" picks for the network (its `ModelSpec.channels_last`, set where this benchmark measured
-it faster in every run on one thread, 1.13x or more; Off-ApexNet, 1.11-1.12x, is left
+it faster in every run on one thread, 1.15x or more; Off-ApexNet, 1.11-1.12x, is left
 contiguous to keep the composite recipes' floats). The larger networks' ratios vary by a few
 hundredths from run to run; `--rounds 5` steadies them.
 

@@ -68,7 +68,7 @@ class ApexNeighbourFusion(nn.Module):
         description="Apex + neighbour frames (seed 001 d): CNN on the 64x64 apex image, 2-layer "
         "LSTM over CNN features of 8 dx/dy/magnitude flows, fused by concatenation + FC",
         features="apex_flow_clip",
-        channels_last=True,  # 1.31-1.46x per step on one CPU thread
+        channels_last=True,  # 1.31x per step on one CPU thread
     )
 )
 def apex_neighbour_fusion(num_classes: int, dropout: float = 0.5) -> nn.Module:

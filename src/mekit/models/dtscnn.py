@@ -67,7 +67,7 @@ class DTSCNN(nn.Module):
         frames=10,
         description="DTSCNN (Peng et al. 2017): two shallow 3D-CNN streams on 10 48x48 "
         "u/v/strain flows at full and half temporal rate",
-        channels_last=True,  # NDHWC: 1.39-1.56x per step on one CPU thread
+        channels_last=True,  # NDHWC: 1.41x per step on one CPU thread
     )
 )
 def dtscnn(num_classes: int, dropout: float = 0.5) -> nn.Module:

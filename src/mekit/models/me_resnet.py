@@ -103,7 +103,7 @@ SPEC = uv_strain_spec(
     frames=10,
     description="ME-ResNet (Jiang & Zhu 2024): 3D ResNet50 with CBAM bottlenecks, base width 16, "
     "on 10 consecutive 64x64 u/v/strain flows between 11 onset-apex keyframes",
-    channels_last=True,  # NDHWC: 1.24-1.36x per step on one CPU thread, small 1.34-1.55x
+    channels_last=True,  # NDHWC: 1.36x per step on one CPU thread, the small one 1.48x
 )
 
 

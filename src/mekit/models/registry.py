@@ -89,7 +89,7 @@ class ModelSpec:
     `channels_last`: training keeps its inputs and convolution weights channels-last (NHWC),
     which oneDNN and cuDNN run faster for this network (`train.memory_format` "auto"; set
     where `benchmarks/memory_format.py` measured it faster in every run on one CPU thread,
-    1.13x or more); for (C, T, H, W) inputs, channels_last_3d inputs and 3-D convolution
+    1.15x or more); for (C, T, H, W) inputs, channels_last_3d inputs and 3-D convolution
     weights (2-D ones over the frames channels_last).
     """
 

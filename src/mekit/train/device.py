@@ -10,7 +10,7 @@ is the one used.
 The memory layout "auto" trains channels-last (NHWC; NDHWC for 3-D convolutions) the networks
 whose `ModelSpec` says it pays (`channels_last`: MobileViTv3 and the ResNet18s, 1.2-1.25x
 faster per training step on one CPU thread by `benchmarks/memory_format.py`, the clip networks
-1.13-1.56x; STSTNet is 0.8x there) and keeps every other network as it was, float for float.
+1.15-1.48x; STSTNet is 0.8x there) and keeps every other network as it was, float for float.
 """
 
 from __future__ import annotations

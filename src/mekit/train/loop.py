@@ -152,7 +152,7 @@ class TrainConfig(Config, section="train"):
       setting, draw for draw.
     memory_format: "auto" (the default) trains channels-last (NHWC inputs and convolution
       weights) the networks whose spec says it is faster (MobileViTv3, the ResNet18s and the
-      clip networks: 1.13-1.56x per step on one CPU thread) and every other network as before,
+      clip networks: 1.15-1.48x per step on one CPU thread) and every other network as before,
       float for float; "contiguous" (torch's default layout) or "channels_last" for any
       network (`mekit.train.device.memory_format`). The same arithmetic in another order, so
       another draw of the same training (Adam's first steps turn rounding-sized gradient
