@@ -73,7 +73,7 @@ def to_memory_format(module: nn.Module, layout: torch.memory_format) -> nn.Modul
         # convolutions pick their output's layout from the weight's strides
         return t.to(memory_format=formats[t.dim()]) if t.dim() in formats else t
 
-    return module._apply(convert)
+    return module._apply(convert)  # what `nn.Module.to` runs, with one format per rank
 
 
 def _mps_available() -> bool:
