@@ -46,6 +46,12 @@ def test_every_shipped_recipe_builds_a_valid_experiment_config():
         assert config.protocol == "loso"  # recipes never fix the protocol
 
 
+def test_the_mobilevit_recipe_trains_and_pretrains_contiguous():
+    """Pinned where `auto` would pick channels-last: the layout its documented runs used."""
+    config = ExperimentConfig.from_dict(load_recipe("mobilevit-synthetic").settings)
+    assert config.train.memory_format == config.pretrain.memory_format == "contiguous"
+
+
 def test_mekit_recipes_lists_one_line_each(capsys):
     assert main(["recipes"]) == 0
     lines = capsys.readouterr().out.splitlines()
