@@ -1,10 +1,20 @@
+import warnings
+
 import pandas as pd
 import pytest
 
 from mekit.data.corpus_spec import Gathered, collect
 from mekit.data.records import check_interval
 from mekit.data.schema import RowError, Sample
-from mekit.data.sheets import cell, find_workbook, read_book, select_columns
+from mekit.data.sheets import (
+    cell,
+    excel_engine,
+    find_workbook,
+    read_book,
+    read_excel,
+    select_columns,
+    sheet_names,
+)
 from mekit.errors import MekitError
 
 
@@ -87,3 +97,27 @@ def test_check_interval_reasons():
         check_interval("x", 5, None, 1)
     with pytest.raises(RowError, match=r"apex 9 is outside onset..offset 1..5; fix the sheet"):
         check_interval("x", 1, 9, 5)
+
+
+def test_an_old_xls_workbook_is_read_with_calamine_not_the_deprecated_xlrd(tmp_path):
+    xlwt = pytest.importorskip("xlwt")
+    pytest.importorskip("python_calamine")
+    book = xlwt.Workbook()
+    for name in ("notes", "label"):
+        sheet = book.add_sheet(name)
+        for c, value in enumerate(["Subject", "Onset", name]):
+            sheet.write(0, c, value)
+        for c, value in enumerate(["spNO.1", 46, 2.5]):
+            sheet.write(1, c, value)
+    path = tmp_path / "old.xls"
+    book.save(str(path))
+    assert excel_engine(path) == "calamine"
+    assert excel_engine(tmp_path / "new.xlsx") == "openpyxl"
+    assert sheet_names(path) == ["notes", "label"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas' xlrd deprecation would fail here
+        tables = read_book(path, "label sheet")
+        label = read_excel(path, sheet_name="label", dtype=str)
+    notes = [["Subject", "Onset", "notes"], ["spNO.1", "46", "2.5"]]
+    assert tables["notes"].values.tolist() == notes
+    assert label.to_dict("records") == [{"Subject": "spNO.1", "Onset": "46", "label": "2.5"}]

@@ -19,12 +19,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from mekit.data.corrections import Corrections
 from mekit.data.records import frame_number, make_sample
 from mekit.data.schema import LoadResult, RowError, Sample, Skipped
-from mekit.data.sheets import canonical, read_book, read_table, records, select_columns
+from mekit.data.sheets import (
+    canonical,
+    read_book,
+    read_excel,
+    read_table,
+    records,
+    select_columns,
+)
 from mekit.errors import MekitError
 
 
@@ -64,7 +69,7 @@ class ClipSheet:
         if self.header_search:
             table = read_table(path, self.required, what=self.what)
             return [(n, canonical(r, self.required)) for n, r in table.rows], table.where
-        df = read_book(path, self.what, lambda p: pd.read_excel(p, dtype=str))
+        df = read_book(path, self.what, lambda p: read_excel(p, dtype=str))
         rows = list(records(select_columns(df, self.required, f"{self.what} {path}")))
         return rows, lambda line: f"{path.name} row {line}"
 

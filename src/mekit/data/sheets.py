@@ -40,6 +40,33 @@ def cell(value: object) -> str:
     return re.sub(r"^(\d+)\.0$", r"\1", text)
 
 
+def excel_engine(path: Path) -> str | None:
+    """The pandas engine for the workbook `path`, named so pandas' changing defaults do not
+    change how a sheet reads: openpyxl for .xlsx/.xlsm; calamine for an old .xls (pandas
+    deprecates xlrd, its default there) where python-calamine is installed; else pandas'."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".xlsx", ".xlsm"):
+        return "openpyxl"
+    if suffix != ".xls":
+        return None
+    try:
+        import python_calamine  # noqa: F401
+    except ImportError:
+        return None
+    return "calamine"
+
+
+def read_excel(path: Path, **kwargs: Any) -> Any:
+    """`pd.read_excel(path, **kwargs)` with the engine of `excel_engine`."""
+    return pd.read_excel(path, engine=excel_engine(path), **kwargs)
+
+
+def sheet_names(path: Path) -> list[str | int]:
+    """The names of the workbook's sheets, in order."""
+    with pd.ExcelFile(path, engine=excel_engine(path)) as book:
+        return list(book.sheet_names)
+
+
 def read_book(
     path: Path,
     what: str,
@@ -50,12 +77,12 @@ def read_book(
     """`read(path)` (default: every sheet of a workbook, cells as text, no header), with the
     one place that turns a missing, corrupt or wrong file into a MekitError naming it (and,
     for a missing one, the `fix`)."""
-    read = read or (lambda p: pd.read_excel(p, sheet_name=None, header=None, dtype=str))
+    read = read or (lambda p: read_excel(p, sheet_name=None, header=None, dtype=str))
     try:
         return read(path)
     except FileNotFoundError:
         raise MekitError(f"{what} {path} not found; {fix}") from None
-    except Exception as e:  # xlrd/openpyxl/pandas raise many kinds for corrupt or wrong files
+    except Exception as e:  # calamine/openpyxl/pandas raise many kinds for corrupt or wrong files
         raise MekitError(f"cannot read {what} {path}: {e}") from None
 
 

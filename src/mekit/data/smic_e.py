@@ -60,7 +60,7 @@ from mekit.data.records import (
     subset_frames,
 )
 from mekit.data.schema import Event, LoadResult, LongVideo, RowError, Sample, Skipped
-from mekit.data.sheets import read_book
+from mekit.data.sheets import read_book, read_excel
 from mekit.data.smic import (
     FPS,
     SUBJECT_DIR,
@@ -161,7 +161,7 @@ def read_sheet(path: Path, subset: str = "HS") -> tuple[str, list[tuple[int, dic
     def read(p: Path) -> dict[str, pd.DataFrame]:
         if p.suffix.lower() == ".csv":
             return {p.stem: pd.read_csv(p, dtype=str)}
-        return pd.read_excel(p, sheet_name=None, dtype=str)
+        return read_excel(p, sheet_name=None, dtype=str)
 
     books = read_book(path, "annotation sheet", read)
     if not books:
