@@ -4,7 +4,9 @@ latency (batch 1) and training step time (batch 32) for every registered model.
     python benchmarks/model_table.py [--threads 1] [--out docs/models.md]
 
 FLOPs are counted by torch's FlopCounterMode (multiply-adds x 2) for one sample's forward
-pass. Latencies are medians over repeated runs after a warm-up, on this machine's CPU.
+pass. Latencies are medians over repeated runs after a warm-up, on this machine's CPU. The
+training step is the one `mekit train` runs by default: the Adam of `make_adam` (fused where
+the build has it) and the memory layout `train.memory_format=auto` picks for the model.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,7 +23,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mekit import __version__
 from mekit.models import count_params, create_model, list_models
+from mekit.train.device import memory_format, to_memory_format
 from mekit.train.inputs import feature_kind_for
+from mekit.train.optim import make_adam
 
 
 def median_seconds(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
@@ -33,6 +38,34 @@ def median_seconds(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
     return statistics.median(times)
 
 
+LAYOUT_NAMES = {
+    torch.contiguous_format: "contiguous",
+    torch.channels_last: "channels-last",
+    torch.channels_last_3d: "channels-last-3d",
+}
+
+
+def training_step(
+    model: torch.nn.Module, batch_size: int = 32
+) -> tuple[Callable[[], None], torch.memory_format]:
+    """One default training step of `model` on a random batch, as `fit` runs it (fused Adam,
+    the layout of `train.memory_format=auto`), and that layout. Puts `model` in train mode
+    and in the layout."""
+    spec = model.spec
+    layout = memory_format("auto", spec)
+    to_memory_format(model.train(), layout)
+    batch = torch.randn(batch_size, *spec.input_shape).contiguous(memory_format=layout)
+    target = torch.randint(0, 3, (batch_size,))
+    optimiser = make_adam(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(model(batch), target).backward()
+        optimiser.step()
+
+    return step, layout
+
+
 def measure(name: str) -> dict[str, object]:
     torch.manual_seed(0)
     model = create_model(name, num_classes=3)
@@ -43,16 +76,7 @@ def measure(name: str) -> dict[str, object]:
         model(one)
     with torch.no_grad():
         latency = median_seconds(lambda: model(one), repeats=10)
-    model.train()
-    batch = torch.randn(32, *spec.input_shape)
-    target = torch.randint(0, 3, (32,))
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-    def step() -> None:
-        optimiser.zero_grad()
-        torch.nn.functional.cross_entropy(model(batch), target).backward()
-        optimiser.step()
-
+    step, layout = training_step(model)
     step_time = median_seconds(step, repeats=3)
     return {
         "model": name,
@@ -63,6 +87,7 @@ def measure(name: str) -> dict[str, object]:
         "mflops": counter.get_total_flops() / 1e6,
         "latency_ms": 1000 * latency,
         "step_ms": 1000 * step_time,
+        "layout": LAYOUT_NAMES[layout],
     }
 
 
@@ -87,16 +112,18 @@ def main() -> None:
         f"{__version__}, torch {torch.__version__}, {args.threads} CPU threads, "
         f"{platform.processor() or platform.machine()}). 3 classes. FLOPs for one sample's "
         "forward pass; latency: forward, batch 1, eval mode; step: forward + backward + Adam, "
-        "batch 32.",
+        "batch 32, as `mekit train` runs it by default (fused Adam; the memory layout "
+        "`train.memory_format=auto` picks, in the last column).",
         "",
         "| model | input | shape (C,[T,]H,W) | features | params | MFLOPs | latency (ms) "
-        "| train step (ms) |",
-        "|---|---|---|---|---:|---:|---:|---:|",
+        "| train step (ms) | layout |",
+        "|---|---|---|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| `{r['model']}` | {r['input']} | {r['shape']} | `{r['features']}` | "
-            f"{r['params']:,} | {r['mflops']:.1f} | {r['latency_ms']:.1f} | {r['step_ms']:.0f} |"
+            f"{r['params']:,} | {r['mflops']:.1f} | {r['latency_ms']:.1f} | {r['step_ms']:.0f} "
+            f"| {r['layout']} |"
         )
     lines += [
         "",
