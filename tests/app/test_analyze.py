@@ -375,7 +375,7 @@ def test_a_face_step_failure_is_a_warning_not_a_drop(long_video, own_model, tmp_
         assert e["motion_map"] is None and e["explanation_map"] is None
     failures = [w for w in data["warnings"] if "was not recognised" in w]
     assert len(failures) == len(data["events"]) and "no face found in onset frame" in failures[0]
-    rows = list(csv.DictReader((tmp_path / "timeline.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "timeline.csv").read_text().splitlines()))
     assert [r["emotion"] for r in rows] == ["unknown"] * len(rows) and rows[0][
         "prob_surprise"
     ] == ""

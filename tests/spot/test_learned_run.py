@@ -84,7 +84,7 @@ def test_spot_a_video_with_the_trained_spotter(trained, tmp_path):
     root, run = trained
     video = sorted((root / "long_videos").glob("*.mp4"))[0]
     intervals = spot_with_spotters(video, [run.out], tmp_path, progress=False)
-    rows = list(csv.DictReader((tmp_path / f"{video.stem}.intervals.csv").open()))
+    rows = list(csv.DictReader((tmp_path / f"{video.stem}.intervals.csv").read_text().splitlines()))
     assert len(rows) == len(intervals)
     assert all(r["kind"] == "micro" and int(r["onset"]) <= int(r["offset"]) for r in rows)
     data = json.loads((tmp_path / f"{video.stem}.intervals.json").read_text())

@@ -86,7 +86,7 @@ def test_a_long_video_corpus_is_spotted_with_its_own_annotations(videos, tmp_pat
     frames.mkdir(parents=True)
     for i, image in iter_frames(path):
         cv2.imwrite(str(frames / f"006_1_{i + 1:04d}.jpg"), image)
-    truth = list(csv.DictReader(open(folder / "intervals.csv")))
+    truth = list(csv.DictReader((folder / "intervals.csv").read_text().splitlines()))
     rows = [
         [
             6,

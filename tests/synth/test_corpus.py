@@ -57,13 +57,13 @@ def test_sheet_header_is_exactly_the_casme2_one(small_corpus):
     assert first[0] == "01" and isinstance(first[0], str)
     assert all(isinstance(v, int) for v in first[3:6])
     # what corpus readers see through pandas
-    df = pd.read_excel(small_corpus.sheet, dtype={"Subject": str})
+    df = pd.read_excel(small_corpus.sheet, engine="openpyxl", dtype={"Subject": str})
     assert list(df.columns)[:3] == ["Subject", "Filename", "Unnamed: 2"]
     assert set(df["Subject"]) == {"01", "02"}
 
 
 def test_sheet_frames_exist_and_are_ordered(small_corpus):
-    df = pd.read_excel(small_corpus.sheet, dtype={"Subject": str})
+    df = pd.read_excel(small_corpus.sheet, engine="openpyxl", dtype={"Subject": str})
     assert len(df) == 8
     for _, row in df.iterrows():
         folder = small_corpus.out / f"sub{row.Subject}" / row.Filename
@@ -77,7 +77,7 @@ def test_sheet_frames_exist_and_are_ordered(small_corpus):
 
 
 def test_emotions_are_balanced_per_subject(small_corpus):
-    df = pd.read_excel(small_corpus.sheet, dtype={"Subject": str})
+    df = pd.read_excel(small_corpus.sheet, engine="openpyxl", dtype={"Subject": str})
     for _, group in df.groupby("Subject"):
         assert Counter(group["Estimated Emotion"]) == {e: 1 for e in SMALL.emotions}
 
@@ -85,7 +85,7 @@ def test_emotions_are_balanced_per_subject(small_corpus):
 def test_ground_truth_matches_the_sheet_and_keeps_blinks_off_the_rise(small_corpus):
     truth = pd.read_csv(small_corpus.ground_truth, dtype={"subject": str, "blink_frames": str})
     assert tuple(truth.columns) == GROUND_TRUTH_COLUMNS
-    sheet = pd.read_excel(small_corpus.sheet, dtype={"Subject": str})
+    sheet = pd.read_excel(small_corpus.sheet, engine="openpyxl", dtype={"Subject": str})
     assert (truth.onset.values == sheet.OnsetFrame.values).all()
     assert (truth.apex.values == sheet.ApexFrame.values).all()
     assert (truth["clip"].values == sheet.Filename.values).all()
