@@ -8,9 +8,11 @@ from enum import Enum
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from mekit.cli.main import main
+from mekit.errors import MekitError
 
 LABELS = ("negative", "positive", "surprise")
 
@@ -151,6 +153,11 @@ def test_auto_batches_folds_on_a_gpu(monkeypatch):
     monkeypatch.setattr(cross_validation, "resolve_device", lambda name: torch.device("cuda"))
     config = ExperimentConfig.from_dict({"model": "off_apexnet", "engine": "auto"})
     assert cross_validation.fold_engine(config) == "batched"
+    # a layout asked for explicitly is one fold-batching does not keep: one model per fold
+    nhwc = {"model": "mobilevitv3_xxs", "train": {"memory_format": "channels_last"}}
+    assert cross_validation.fold_engine(ExperimentConfig.from_dict(nhwc)) == "plain"
+    with pytest.raises(MekitError, match="memory_format='channels_last'"):
+        cross_validation.fold_engine(ExperimentConfig.from_dict({**nhwc, "engine": "ensemble"}))
 
 
 def test_only_the_runs_own_question_explains_the_engine_choice(caplog):

@@ -144,6 +144,19 @@ def test_selection_other_than_fixed_is_refused(toy_flow):
         fit_folds("ststnet", 2, X, y, loso_folds(subjects), TrainConfig(selection="test-oracle"))
 
 
+def test_an_asked_for_channels_last_layout_is_refused_not_ignored(toy_flow):
+    # vmap lays out the stacked convolutions itself; "auto" lets it, an explicit layout is
+    # refused so that the run takes the per-fold loop, which honours it
+    X, y, subjects, _ = toy_flow(2, 4)
+    assert not batched_unsupported(TrainConfig(memory_format="auto"))
+    assert not batched_unsupported(TrainConfig(memory_format="contiguous"))
+    (why,) = batched_unsupported(TrainConfig(memory_format="channels_last"))
+    assert "train.memory_format='channels_last'" in why
+    nhwc = TrainConfig(memory_format="channels_last")
+    with pytest.raises(MekitError, match="memory_format"):
+        fit_folds("ststnet", 2, X, y, loso_folds(subjects), nhwc)
+
+
 @pytest.mark.parametrize("spec", list_models(), ids=lambda s: s.name)
 def test_every_registered_model_trains_fold_batched(spec):
     rng = np.random.default_rng(0)

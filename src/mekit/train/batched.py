@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.train.augment import mixup, mixup_loss
-from mekit.train.device import autocast_dtype, resolve_device
+from mekit.train.device import MemoryFormat, autocast_dtype, resolve_device
 from mekit.train.estimators import AllFoldsNetworks
 from mekit.train.loop import (
     TrainConfig,
@@ -66,9 +66,15 @@ log = logging.getLogger(__name__)
 
 def batched_unsupported(config: TrainConfig) -> list[str]:
     """Why fold-batched training cannot run `config` (empty when it can)."""
+    out = []
     if config.selection != "fixed":
-        return [f"train.selection={config.selection!r} (fold-batched training is 'fixed' only)"]
-    return []
+        out.append(f"train.selection={config.selection!r} (fold-batched training is 'fixed' only)")
+    if config.memory_format == MemoryFormat.CHANNELS_LAST:
+        # vmap folds the fold axis into the channels of grouped convolutions, in its own layout
+        out.append(
+            "train.memory_format='channels_last' (fold-batched training keeps vmap's layout)"
+        )
+    return out
 
 
 def _fold_loss(
