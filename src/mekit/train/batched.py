@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import types
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,13 @@ def batched_unsupported(config: TrainConfig) -> list[str]:
     out = []
     if config.selection != "fixed":
         out.append(f"train.selection={config.selection!r} (fold-batched training is 'fixed' only)")
+    if autocast_dtype(config.precision, resolve_device(config.device)) == torch.float16:
+        # the per-fold loop scales fp16 losses (GradScaler); skipping an overflowing step
+        # for one fold would need an optimiser per fold
+        out.append(
+            f"train.precision={config.precision!r} (fp16 here; fold-batched training has no "
+            "loss scaling: use bf16 or fp32)"
+        )
     if config.memory_format == MemoryFormat.CHANNELS_LAST:
         # vmap folds the fold axis into the channels of grouped convolutions, in its own layout
         out.append(
@@ -174,6 +182,28 @@ def _fold_model(
     return model
 
 
+# Normalisation layers whose vmap rules cannot mix a bf16/fp16 input with fp32 parameters.
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def _norms_in_fp32(model: nn.Module) -> nn.Module:
+    """`model`, in place, with each normalisation layer computing in fp32 outside autocast
+    and handing its output back in its input's dtype. Under autocast a convolution or linear
+    layer hands a norm a bf16 or fp16 input; torch's norms take it beside their fp32
+    parameters, but under vmap batch norm's forward and layer norm's backward do not
+    ("expected scalar type BFloat16 but found Float"). The per-fold loop's autocast casts
+    the same layers' inputs the same way, so both engines normalise in fp32."""
+
+    def fp32_forward(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return type(norm).forward(norm, x.float()).to(x.dtype)
+
+    for module in model.modules():
+        if isinstance(module, _NORMS):
+            module.forward = types.MethodType(fp32_forward, module)
+    return model
+
+
 def _unstacked(
     model_name: str,
     num_classes: int,
@@ -240,6 +270,8 @@ class BatchedTrainer(AllFoldsNetworks):
         spec = models[0].spec
         params, buffers = stack_module_state(models)
         base = copy.deepcopy(models[0]).to("meta")
+        if dtype is not None:
+            _norms_in_fp32(base)
         weights = torch.stack(
             [torch.from_numpy(_class_weights(y[f.train_idx], num_classes, config)) for f in folds]
         ).to(device)
