@@ -102,10 +102,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=TrainConfig.batch_size, help="default 32")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--precision", default="auto", help="train.precision (auto: bf16 on a GPU, else fp32)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    print(f"device: {describe(device, autocast_dtype('auto', device))}, {args.threads} threads")
+    dtype = autocast_dtype(args.precision, device)
+    print(f"device: {describe(device, dtype)}, {args.threads} threads")
     peak = matmul_gflops(device)
     print(f"fp32 matmul (2048^3): {peak:.0f} GFLOP/s")
     for model in args.model or ["off_apexnet", "mobilevitv3_xxs"]:
@@ -119,6 +123,7 @@ def main() -> None:
             batch_size=args.batch,
             num_threads=args.threads,
             device=args.device,
+            precision=args.precision,
         )
         # One epoch of each first, untimed: oneDNN builds its kernels for each new shape on
         # first use, a cost a real run pays once, not once per fold

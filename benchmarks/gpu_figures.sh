@@ -6,7 +6,10 @@
 #   under 3 minutes and at least 10x its per-fold loop.
 #
 #   bash benchmarks/gpu_figures.sh                # on the GPU machine, from the repository root
-#   DEVICE=cpu QUICK=1 bash benchmarks/gpu_figures.sh   # a smoke run of the same steps on a CPU
+#   DEVICE=cpu PRECISION=bf16 QUICK=1 bash benchmarks/gpu_figures.sh   # a smoke run on a CPU
+#
+# The smoke run takes the GPU's code path on the CPU: STSTNet fold-batched by vmap (not the
+# CPU's fused kernel) and both models under bf16 autocast, the GPU's default precision.
 #
 # Needs torch (any CUDA build), numpy, pandas, scikit-learn, safetensors and tqdm; mekit runs
 # from src/ (no install). Each step has its own time limit, so one slow step cannot eat the
@@ -16,11 +19,12 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-gpu_out}
 DEVICE=${DEVICE:-cuda}
+PRECISION=${PRECISION:-auto}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 
 if [ "${QUICK:-0}" = 1 ]; then
-  ststnet=(--epochs 2 --folds 3 --plain-folds 1)
+  ststnet=(--epochs 2 --folds 3 --plain-folds 1 --batched)
   mobilevit=(--epochs 1 --folds 2 --plain-folds 1)
 else
   ststnet=(--plain-folds 2)
@@ -33,7 +37,8 @@ fi
 
 status=0
 timeout "${STSTNET_LIMIT:-240}" "$PY" benchmarks/loso_speed.py --device "$DEVICE" \
-  "${ststnet[@]}" 2>&1 | tee "$OUT/ststnet.txt" || status=1
+  --precision "$PRECISION" "${ststnet[@]}" 2>&1 | tee "$OUT/ststnet.txt" || status=1
 timeout "${MOBILEVIT_LIMIT:-300}" "$PY" benchmarks/fold_batched.py --device "$DEVICE" \
-  --model mobilevitv3_xxs "${mobilevit[@]}" 2>&1 | tee "$OUT/mobilevit.txt" || status=1
+  --precision "$PRECISION" --model mobilevitv3_xxs "${mobilevit[@]}" 2>&1 \
+  | tee "$OUT/mobilevit.txt" || status=1
 exit $status

@@ -11,6 +11,7 @@ the test samples of the folds both ran.
     python benchmarks/loso_speed.py --quick          # 68 folds x 40 epochs, 2 plain folds
     python benchmarks/loso_speed.py --epochs 100 --folds 20 --plain-folds 3 --threads 2
     python benchmarks/loso_speed.py --device cuda    # on a GPU: fold-batched vs the plain loop
+    python benchmarks/loso_speed.py --quick --batched --precision bf16   # that path, on a CPU
 
 The plain loop uses `--threads` torch threads (TrainConfig.num_threads); the ensemble the same
 number of threads, each training whole folds.
@@ -150,6 +151,17 @@ def main() -> None:
         help="cpu (default: the fused kernel against the plain loop) or cuda/mps/auto (vmapped "
         "fold-batched training against the plain loop, both on that device)",
     )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help="train.precision of both engines (auto: bf16 autocast on a GPU, fp32 on the CPU)",
+    )
+    parser.add_argument(
+        "--batched",
+        action="store_true",
+        help="the ensemble by vmapped fold-batched training on the CPU too (what a GPU runs: "
+        "a smoke run of that path; the fused kernel takes fp32 only)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.plain_folds = min(args.epochs, 40), min(args.plain_folds, 2)
@@ -162,8 +174,9 @@ def main() -> None:
         seed=args.seed,
         num_threads=args.threads,
         device=args.device,
+        precision=args.precision,
     )
-    on_cpu = resolve_device(args.device).type == "cpu"
+    kernel = resolve_device(args.device).type == "cpu" and not args.batched
     all_folds = loso_folds(subjects)
     ens_folds = pick(all_folds, args.folds)
     plain_folds = pick(ens_folds, args.plain_folds)
@@ -172,14 +185,15 @@ def main() -> None:
         f"{np.bincount(y, minlength=3).tolist()}, 28x28x3; {args.epochs} epochs, batch 256, "
         f"Adam lr 5e-5; {args.threads} threads on {os.cpu_count()} CPUs "
         f"({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-        f"native kernel: {native_kernel_available()}, device: {args.device}"
+        f"native kernel: {native_kernel_available()}, device: {args.device}, precision: "
+        f"{args.precision}, ensemble: {'fused kernel' if kernel else 'fold-batched (vmap)'}"
     )
 
     # The ensemble first: it is the figure the target is about.
     print(f"ensemble: {len(ens_folds)} folds x {args.epochs} epochs ...", flush=True)
     load = [os.getloadavg()[0]]
     start, cpu = time.perf_counter(), time.process_time()
-    if on_cpu:
+    if kernel:
         result = run_loso_ensemble(
             X,
             y,
@@ -192,7 +206,7 @@ def main() -> None:
             backend=args.backend,
             progress=False,
         )
-    else:  # the fused kernel is CPU code: on a GPU all folds go through vmap
+    else:  # the fused kernel is CPU code: on a GPU (or with --batched) all folds go through vmap
         trainer = BatchedTrainer("ststnet", len(LABELS), config)
         result = cross_validate(X, y, subjects, ids, LABELS, trainer, ens_folds, progress=False)
     ens_s, ens_cpu = time.perf_counter() - start, time.process_time() - cpu
