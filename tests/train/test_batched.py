@@ -166,6 +166,41 @@ def test_fp16_is_refused_for_want_of_loss_scaling(monkeypatch):
     assert "train.precision='fp16'" in why and "loss scaling" in why
 
 
+def test_a_group_out_of_gpu_memory_is_trained_again_in_halves(toy_flow, monkeypatch, caplog):
+    X, y, subjects, _ = toy_flow(4, 3)
+    folds = loso_folds(subjects)
+    in_pairs = fit_folds("ststnet", 2, X, y, folds, FAST, folds_at_once=2)
+    real = BatchedTrainer._fit_group
+    tried = []
+
+    def small_gpu(self, X, y, group, progress):
+        tried.append(len(group))
+        if len(group) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self, X, y, group, progress)
+
+    monkeypatch.setattr(BatchedTrainer, "_fit_group", small_gpu)
+    with caplog.at_level("WARNING", logger="mekit.train.batched"):
+        models = fit_folds("ststnet", 2, X, y, folds, FAST, folds_at_once=4)
+    assert tried == [4, 2, 2]
+    assert all(_same(a, b) for a, b in zip(models, in_pairs, strict=True))
+    assert "4 folds at once ran out of GPU memory; training them as 2 and 2" in caplog.text
+
+
+def test_a_single_fold_out_of_gpu_memory_is_an_error(toy_flow, monkeypatch):
+    X, y, subjects, _ = toy_flow(2, 3)
+    tried = []
+
+    def no_memory(self, X, y, group, progress):
+        tried.append(len(group))
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(BatchedTrainer, "_fit_group", no_memory)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        fit_folds("ststnet", 2, X, y, loso_folds(subjects), FAST, folds_at_once=2)
+    assert tried == [2, 1]  # halved once, then the first single fold gives up
+
+
 def _flat(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 

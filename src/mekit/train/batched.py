@@ -244,7 +244,32 @@ class BatchedTrainer(AllFoldsNetworks):
     def fit_models(
         self, X: np.ndarray, y: np.ndarray, folds: Sequence[Fold], progress: bool = False
     ) -> list[nn.Module]:
-        """One group of folds trained as one vmapped program (see the module docstring)."""
+        """One group of folds trained as one vmapped program (see the module docstring); a
+        group that runs out of GPU memory is trained again as two halves (each fold starts
+        over from its own seed; the dropout masks, drawn for the whole group, change)."""
+        try:
+            return self._fit_group(X, y, folds, progress)
+        except torch.cuda.OutOfMemoryError:
+            if len(folds) == 1:
+                raise
+        # here, outside the handler, the failed attempt's tensors are free
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = (len(folds) + 1) // 2
+        log.warning(
+            "%d folds at once ran out of GPU memory; training them as %d and %d "
+            "(--set folds_at_once=%d fixes the grouping from the start)",
+            len(folds),
+            half,
+            len(folds) - half,
+            half,
+        )
+        first = self.fit_models(X, y, folds[:half], progress)
+        return first + self.fit_models(X, y, folds[half:], progress)
+
+    def _fit_group(
+        self, X: np.ndarray, y: np.ndarray, folds: Sequence[Fold], progress: bool
+    ) -> list[nn.Module]:
         problems = batched_unsupported(self.config)
         if problems:
             raise MekitError(f"fold-batched training cannot train with {', '.join(problems)}")
