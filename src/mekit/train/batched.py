@@ -191,8 +191,8 @@ def _norms_in_fp32(model: nn.Module) -> nn.Module:
     and handing its output back in its input's dtype. Under autocast a convolution or linear
     layer hands a norm a bf16 or fp16 input; torch's norms take it beside their fp32
     parameters, but under vmap batch norm's forward and layer norm's backward do not
-    ("expected scalar type BFloat16 but found Float"). The per-fold loop's autocast casts
-    the same layers' inputs the same way, so both engines normalise in fp32."""
+    ("expected scalar type BFloat16 but found Float"). The statistics are fp32 either way;
+    outside vmap (the per-fold loop) the norms take the bf16 input as it comes."""
 
     def fp32_forward(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):
