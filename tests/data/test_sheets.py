@@ -112,7 +112,7 @@ def test_an_old_xls_workbook_is_read_with_calamine_not_the_deprecated_xlrd(tmp_p
     path = tmp_path / "old.xls"
     book.save(str(path))
     assert excel_engine(path) == "calamine"
-    assert excel_engine(tmp_path / "new.xlsx") == "openpyxl"
+    assert excel_engine(tmp_path / "missing.xlsx") is None  # pandas says it is missing
     assert sheet_names(path) == ["notes", "label"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # pandas' xlrd deprecation would fail here
@@ -121,3 +121,18 @@ def test_an_old_xls_workbook_is_read_with_calamine_not_the_deprecated_xlrd(tmp_p
     notes = [["Subject", "Onset", "notes"], ["spNO.1", "46", "2.5"]]
     assert tables["notes"].values.tolist() == notes
     assert label.to_dict("records") == [{"Subject": "spNO.1", "Onset": "46", "label": "2.5"}]
+
+
+def test_a_workbook_saved_under_the_other_suffix_still_reads(tmp_path):
+    xlwt = pytest.importorskip("xlwt")
+    pytest.importorskip("python_calamine")
+    book = xlwt.Workbook()
+    book.add_sheet("old").write(0, 0, "Subject")
+    book.save(str(tmp_path / "old_inside.xlsx"))
+    pd.DataFrame({"Subject": ["01"]}).to_excel(tmp_path / "new_inside.xls", index=False)
+    assert excel_engine(tmp_path / "old_inside.xlsx") == "calamine"
+    assert excel_engine(tmp_path / "new_inside.xls") == "openpyxl"
+    assert sheet_names(tmp_path / "old_inside.xlsx") == ["old"]
+    assert read_excel(tmp_path / "new_inside.xls", dtype=str).to_dict("records") == [
+        {"Subject": "01"}
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,20 +41,29 @@ def cell(value: object) -> str:
     return re.sub(r"^(\d+)\.0$", r"\1", text)
 
 
+OLE2_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")  # an old binary .xls workbook
+
+
 def excel_engine(path: Path) -> str | None:
-    """The pandas engine for the workbook `path`, named so pandas' changing defaults do not
-    change how a sheet reads: openpyxl for .xlsx/.xlsm; calamine for an old .xls (pandas
-    deprecates xlrd, its default there) where python-calamine is installed; else pandas'."""
-    suffix = Path(path).suffix.lower()
-    if suffix in (".xlsx", ".xlsm"):
-        return "openpyxl"
-    if suffix != ".xls":
-        return None
+    """The pandas engine for the workbook `path`, chosen by its content (as pandas does: a
+    workbook saved under the other suffix still reads) and named so pandas' changing defaults
+    do not change how a sheet reads: openpyxl for an .xlsx/.xlsm workbook; calamine for an old
+    binary .xls (pandas deprecates xlrd, its default there) where python-calamine is
+    installed; pandas' own choice for anything else (and for a file it cannot open)."""
     try:
-        import python_calamine  # noqa: F401
-    except ImportError:
-        return None
-    return "calamine"
+        with open(path, "rb") as f:
+            head = f.read(len(OLE2_MAGIC))
+        if head == OLE2_MAGIC:
+            import python_calamine  # noqa: F401
+
+            return "calamine"
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as book:
+                if "xl/workbook.xml" in book.namelist():
+                    return "openpyxl"
+    except (OSError, ImportError, zipfile.BadZipFile):
+        pass
+    return None
 
 
 def read_excel(path: Path, **kwargs: Any) -> Any:
