@@ -325,3 +325,23 @@ def test_fit_with_temporal_jitter_on_sequences():
     jit = fit("dtscnn", 2, X, y, TrainConfig(**cfg, augment_temporal_jitter=2))
     again = fit("dtscnn", 2, X, y, TrainConfig(**cfg, augment_temporal_jitter=2))
     assert jit.history == again.history != plain.history
+
+
+def test_every_augmentation_transforms_the_batch_on_its_own_device():
+    # the meta device checks device placement as a GPU does (a CPU tensor beside a meta one
+    # raises), so this is what fold-batched training on a GPU runs: CPU draws, device batch
+    def each(x: torch.Tensor, seed: int = 0) -> list[torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        clip = x.unsqueeze(2).expand(-1, -1, 4, -1, -1)
+        return [
+            random_hflip(x, 0, g),
+            random_affine(x, g, 10.0, 0.1, 0.05, (0, 1), (2,)),
+            random_erase(x, g, 1.0),
+            temporal_jitter(clip, g, 1),
+            mixup(x, torch.zeros(4, dtype=torch.long), g, 0.2)[0],
+        ]
+
+    on_meta = each(torch.zeros(4, 3, 8, 8, device="meta"))
+    on_cpu = each(torch.randn(4, 3, 8, 8))
+    assert [t.device.type for t in on_meta] == ["meta"] * 5
+    assert [t.shape for t in on_meta] == [t.shape for t in on_cpu]

@@ -11,6 +11,7 @@ import torch
 from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.models.registry import get_spec, list_models
+from mekit.train import batched
 from mekit.train.batched import (
     BatchedTrainer,
     auto_folds_at_once,
@@ -158,8 +159,6 @@ def test_an_asked_for_channels_last_layout_is_refused_not_ignored(toy_flow):
 
 
 def test_fp16_is_refused_for_want_of_loss_scaling(monkeypatch):
-    from mekit.train import batched
-
     monkeypatch.setattr(batched, "resolve_device", lambda name: torch.device("cuda"))
     assert not batched_unsupported(TrainConfig(precision="bf16"))
     (why,) = batched_unsupported(TrainConfig(precision="fp16"))
@@ -199,6 +198,28 @@ def test_a_single_fold_out_of_gpu_memory_is_an_error(toy_flow, monkeypatch):
     with pytest.raises(torch.cuda.OutOfMemoryError):
         fit_folds("ststnet", 2, X, y, loso_folds(subjects), FAST, folds_at_once=2)
     assert tried == [2, 1]  # halved once, then the first single fold gives up
+
+
+def test_a_steps_batches_are_gathered_and_augmented_where_the_samples_live():
+    # on a GPU the samples are moved there once and each step's batches are made there (the
+    # meta device checks placement as a GPU does); the draws come from the folds' generators
+    spec = get_spec("off_apexnet")
+    config = TrainConfig(augment_mixup=0.2, augment_rotation_deg=10.0, augment_erase=0.5)
+    x = torch.randn(6, *spec.input_shape)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    picks = [torch.tensor([0, 1]), torch.tensor([2, 5])]
+
+    def batches(x_all: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+        return batched._fold_batches(x_all, y, picks, gens, config, spec)
+
+    xb, yb, others, lams = batches(x.to("meta"))
+    assert [t.device.type for t in (xb, yb, others, lams)] == ["meta"] * 4
+    assert xb.shape == (2, 2, *spec.input_shape) and yb.shape == others.shape == (2, 2)
+    cpu = batches(x)
+    assert cpu[0].shape == xb.shape and torch.equal(cpu[1], y[torch.stack(picks)])
+    again = batches(x)
+    assert all(torch.equal(a, b) for a, b in zip(cpu, again, strict=True))
 
 
 def _flat(model: torch.nn.Module) -> torch.Tensor:

@@ -1,4 +1,7 @@
-"""Training-time augmentation on batches of model input."""
+"""Training-time augmentation on batches of model input.
+
+Every random draw comes from a CPU `torch.Generator` (the same draws whatever the device);
+the batch itself may live on any device, and is transformed there."""
 
 from __future__ import annotations
 
@@ -78,7 +81,7 @@ def affine(
     a[:, 1, 0] = -sin * dy / (dx * s)
     a[:, 1, 1] = cos / s
     shift = torch.stack([t[:, 0] * dx, t[:, 1] * dy], dim=1)
-    theta = torch.cat([a, -(a @ shift[:, :, None])], dim=2).to(x.dtype)
+    theta = torch.cat([a, -(a @ shift[:, :, None])], dim=2).to(x.device, x.dtype)
 
     flat = x.reshape(b, -1, h, w)  # (B, C * T, H, W): one grid for all channels and frames
     grid = F.affine_grid(theta, list(flat.shape), align_corners=False)
@@ -87,12 +90,12 @@ def affine(
 
     if flow_channels is not None:
         iu, iv = flow_channels
-        c, sn, k = (_per_sample(v.to(x.dtype), x) for v in (cos, sin, s))
+        c, sn, k = (_per_sample(v.to(x.device, x.dtype), x) for v in (cos, sin, s))
         u, v = out[:, iu].clone(), out[:, iv].clone()
         out[:, iu] = k * (c * u - sn * v)
         out[:, iv] = k * (sn * u + c * v)
     for i in magnitude_channels:
-        out[:, i] = out[:, i] * _per_sample(s.to(x.dtype), x)
+        out[:, i] = out[:, i] * _per_sample(s.to(x.device, x.dtype), x)
     return out
 
 
@@ -178,7 +181,7 @@ def random_erase(x: torch.Tensor, generator: torch.Generator, p: float) -> torch
     inside_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])  # (B, W)
     mask = inside_rows[:, :, None] & inside_cols[:, None, :] & chosen[:, None, None]
     mask = mask.reshape(b, *([1] * (x.dim() - 3)), h, w)
-    return x.masked_fill(mask, 0.0)
+    return x.masked_fill(mask.to(x.device), 0.0)
 
 
 def mixup(

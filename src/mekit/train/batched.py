@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from mekit.errors import MekitError
 from mekit.models import create_model
+from mekit.models.registry import ModelSpec
 from mekit.train.augment import mixup, mixup_loss
 from mekit.train.device import MemoryFormat, autocast_dtype, resolve_device
 from mekit.train.estimators import AllFoldsNetworks
@@ -204,6 +205,36 @@ def _norms_in_fp32(model: nn.Module) -> nn.Module:
     return model
 
 
+def _fold_batches(
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    picks: Sequence[torch.Tensor],
+    generators: Sequence[torch.Generator],
+    config: TrainConfig,
+    spec: ModelSpec,
+) -> tuple[torch.Tensor, ...]:
+    """One step's batches, fold f's of samples `picks[f]` augmented with draws from
+    `generators[f]`: (x (F, B, ...) on x_all's device, y (F, B)), and with mixup the partner
+    labels (F, B) and the mixing weights (F,). Every draw is made on the CPU, so the batches
+    are the same draws wherever x_all lives."""
+    flow, magnitude = _flow_channels(spec) if config.augment_affine else (None, ())
+    device = x_all.device
+    xs, ys, others, lams = [], [], [], []
+    for idx, g in zip(picks, generators, strict=True):
+        xf = augment_batch(x_all[idx], config, spec, g, flow, magnitude)
+        yf = y_all[idx]
+        if config.augment_mixup > 0:
+            xf, y_other, lam = mixup(xf, yf, g, config.augment_mixup)
+            others.append(y_other)
+            lams.append(lam)
+        xs.append(xf)
+        ys.append(yf)
+    batches = [torch.stack(xs), torch.stack(ys).to(device, non_blocking=True)]
+    if others:
+        batches += [torch.stack(others).to(device), torch.tensor(lams, device=device)]
+    return tuple(batches)
+
+
 def _unstacked(
     model_name: str,
     num_classes: int,
@@ -280,7 +311,9 @@ class BatchedTrainer(AllFoldsNetworks):
         device = resolve_device(config.device)
         dtype = autocast_dtype(config.precision, device)
         amp_dtype = dtype or torch.float32
-        x_all = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        # the samples live where the model trains: each step gathers and augments its
+        # batches there (moving them from the CPU each step cost more than a GPU step)
+        x_all = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
         y_all = torch.from_numpy(np.asarray(y, dtype=np.int64))
         sizes = [len(f.train_idx) for f in folds]
         if min(sizes) == 0:
@@ -318,7 +351,6 @@ class BatchedTrainer(AllFoldsNetworks):
         step_grads = vmap(grad(mixed_loss_of if mixing else loss_of), randomness="different")
         optimizer = make_adam(params.values(), config.lr, config.weight_decay, config.fused_adam)
         generators = [torch.Generator().manual_seed(config.seed + f.index) for f in folds]
-        flow, magnitude = _flow_channels(spec) if config.augment_affine else (None, ())
         train_idx = [torch.from_numpy(np.asarray(f.train_idx, dtype=np.int64)) for f in folds]
         streams = [
             _Stream(y_all[idx], g, config.sampling)
@@ -333,24 +365,8 @@ class BatchedTrainer(AllFoldsNetworks):
             warnings.filterwarnings("ignore", message="There is a performance drop")
             torch.manual_seed(config.seed)  # dropout masks
             for _ in tqdm(range(steps), desc=f"{len(folds)} folds", disable=not progress):
-                xs, ys, others, lams = [], [], [], []
-                for f, (stream, g) in enumerate(zip(streams, generators, strict=True)):
-                    idx = train_idx[f][stream.take(batch)]
-                    xf = augment_batch(x_all[idx], config, spec, g, flow, magnitude)
-                    yf = y_all[idx]
-                    if mixing:
-                        xf, y_other, lam = mixup(xf, yf, g, config.augment_mixup)
-                        others.append(y_other)
-                        lams.append(lam)
-                    xs.append(xf)
-                    ys.append(yf)
-                xb = torch.stack(xs).to(device, non_blocking=True)
-                yb = torch.stack(ys).to(device, non_blocking=True)
-                extra = (
-                    (torch.stack(others).to(device), torch.tensor(lams, device=device))
-                    if mixing
-                    else ()
-                )
+                picks = [i[s.take(batch)] for i, s in zip(train_idx, streams, strict=True)]
+                xb, yb, *extra = _fold_batches(x_all, y_all, picks, generators, config, spec)
                 grads = step_grads(params, buffers, xb, yb, weights, *extra)
                 for name, p in params.items():
                     p.grad = grads[name]
