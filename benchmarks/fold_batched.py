@@ -11,9 +11,9 @@ again with torch's foreach Adam instead of the fused one (`train.fused_adam=fals
 
 It also prints each model's compute floor on the device: the matmul and convolution
 FLOPs of one fold-epoch (forward and backward, counted by torch's FlopCounterMode) at the
-device's own measured matmul rate (in the autocast dtype where there is one). No schedule of
-the same arithmetic trains a fold-epoch faster than that, so the per-fold loop's time over
-the floor is the most that stacking folds (or any other batching) can gain there.
+device's own measured fp32 matmul rate. No schedule of the same arithmetic trains a fold-epoch
+faster than that, so the per-fold loop's time over the floor is the most that stacking folds
+(or any other batching) can gain there.
 
     python benchmarks/fold_batched.py               # off_apexnet and mobilevitv3_xxs, batch 32
     python benchmarks/fold_batched.py --model ststnet --epochs 20 --folds 8
@@ -49,12 +49,10 @@ def corpus_for(model: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return x.numpy().astype(np.float32), y, subjects
 
 
-def matmul_gflops(
-    device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 5
-) -> float:
-    """The device's sustained matmul rate in `dtype`: an n x n x n product, best of `reps`."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+def matmul_gflops(device: torch.device, n: int = 2048, reps: int = 5) -> float:
+    """The device's sustained fp32 matmul rate: an n x n x n product, best of `reps`."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
     best = float("inf")
     for _ in range(reps + 1):  # the first is a warm-up
         if device.type == "cuda":
@@ -112,9 +110,8 @@ def main() -> None:
     device = resolve_device(args.device)
     dtype = autocast_dtype(args.precision, device)
     print(f"device: {describe(device, dtype)}, {args.threads} threads")
-    peak_dtype = dtype or torch.float32
-    peak = matmul_gflops(device, peak_dtype)
-    print(f"{peak_dtype} matmul (2048^3): {peak:.0f} GFLOP/s")
+    peak = matmul_gflops(device)
+    print(f"fp32 matmul (2048^3): {peak:.0f} GFLOP/s")
     for model in args.model or ["off_apexnet", "mobilevitv3_xxs"]:
         X, y, subjects = corpus_for(model)
         folds = loso_folds(subjects)
