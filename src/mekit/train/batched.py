@@ -365,7 +365,9 @@ class BatchedTrainer(AllFoldsNetworks):
             warnings.filterwarnings("ignore", message="There is a performance drop")
             torch.manual_seed(config.seed)  # dropout masks
             for _ in tqdm(range(steps), desc=f"{len(folds)} folds", disable=not progress):
-                picks = [i[s.take(batch)] for i, s in zip(train_idx, streams, strict=True)]
+                picks = [
+                    idx[stream.take(batch)] for idx, stream in zip(train_idx, streams, strict=True)
+                ]
                 xb, yb, *extra = _fold_batches(x_all, y_all, picks, generators, config, spec)
                 grads = step_grads(params, buffers, xb, yb, weights, *extra)
                 for name, p in params.items():
