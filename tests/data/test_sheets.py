@@ -129,7 +129,8 @@ def test_a_workbook_saved_under_the_other_suffix_still_reads(tmp_path):
     book = xlwt.Workbook()
     book.add_sheet("old").write(0, 0, "Subject")
     book.save(str(tmp_path / "old_inside.xlsx"))
-    pd.DataFrame({"Subject": ["01"]}).to_excel(tmp_path / "new_inside.xls", index=False)
+    new = pd.DataFrame({"Subject": ["01"]})
+    new.to_excel(tmp_path / "new_inside.xls", index=False, engine="openpyxl")  # xlsx inside
     assert excel_engine(tmp_path / "old_inside.xlsx") == "calamine"
     assert excel_engine(tmp_path / "new_inside.xls") == "openpyxl"
     assert sheet_names(tmp_path / "old_inside.xlsx") == ["old"]
