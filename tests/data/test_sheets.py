@@ -10,10 +10,10 @@ from mekit.data.sheets import (
     cell,
     excel_engine,
     find_workbook,
+    open_workbook,
     read_book,
     read_excel,
     select_columns,
-    sheet_names,
 )
 from mekit.errors import MekitError
 
@@ -113,7 +113,8 @@ def test_an_old_xls_workbook_is_read_with_calamine_not_the_deprecated_xlrd(tmp_p
     book.save(str(path))
     assert excel_engine(path) == "calamine"
     assert excel_engine(tmp_path / "missing.xlsx") is None  # pandas says it is missing
-    assert sheet_names(path) == ["notes", "label"]
+    with open_workbook(path) as book:
+        assert book.sheet_names == ["notes", "label"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # pandas' xlrd deprecation would fail here
         tables = read_book(path, "label sheet")
@@ -133,7 +134,8 @@ def test_a_workbook_saved_under_the_other_suffix_still_reads(tmp_path):
     new.to_excel(tmp_path / "new_inside.xls", index=False, engine="openpyxl")  # xlsx inside
     assert excel_engine(tmp_path / "old_inside.xlsx") == "calamine"
     assert excel_engine(tmp_path / "new_inside.xls") == "openpyxl"
-    assert sheet_names(tmp_path / "old_inside.xlsx") == ["old"]
+    with open_workbook(tmp_path / "old_inside.xlsx") as book:
+        assert book.sheet_names == ["old"]
     assert read_excel(tmp_path / "new_inside.xls", dtype=str).to_dict("records") == [
         {"Subject": "01"}
     ]

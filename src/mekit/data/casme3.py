@@ -34,14 +34,7 @@ from mekit.data.corpus_spec import RowBuilder, Rows, SheetCorpus, first_holding
 from mekit.data.corrections import Corrections
 from mekit.data.records import event_sample, frame_number, make_event, numbered_frames
 from mekit.data.schema import RowError, Sample
-from mekit.data.sheets import (
-    find_workbook,
-    read_book,
-    read_excel,
-    records,
-    select_columns,
-    sheet_names,
-)
+from mekit.data.sheets import find_workbook, open_workbook, read_book, records, select_columns
 from mekit.errors import MekitError
 
 FPS = 30.0
@@ -109,9 +102,10 @@ def read_sheet(path: Path) -> tuple[str, pd.DataFrame]:
     """(sheet name, table with canonical column names, cells as text) of the label sheet."""
 
     def read(p: Path) -> tuple[str, pd.DataFrame]:
-        names = sheet_names(p)
-        name = next((n for n in names if str(n).strip().lower() == SHEET_NAME), names[0])
-        return str(name), read_excel(p, sheet_name=name, dtype=str)
+        with open_workbook(p) as book:
+            names = book.sheet_names
+            name = next((n for n in names if str(n).strip().lower() == SHEET_NAME), names[0])
+            return str(name), pd.read_excel(book, sheet_name=name, dtype=str)
 
     name, df = read_book(path, "label sheet", read)
     where = f"label sheet {path} (sheet '{name}')"

@@ -57,10 +57,9 @@ def excel_engine(path: Path) -> str | None:
             import python_calamine  # noqa: F401
 
             return "calamine"
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as book:
-                if "xl/workbook.xml" in book.namelist():
-                    return "openpyxl"
+        with zipfile.ZipFile(path) as book:
+            if "xl/workbook.xml" in book.namelist():
+                return "openpyxl"
     except (OSError, ImportError, zipfile.BadZipFile):
         pass
     return None
@@ -71,10 +70,10 @@ def read_excel(path: Path, **kwargs: Any) -> Any:
     return pd.read_excel(path, engine=excel_engine(path), **kwargs)
 
 
-def sheet_names(path: Path) -> list[str | int]:
-    """The names of the workbook's sheets, in order."""
-    with pd.ExcelFile(path, engine=excel_engine(path)) as book:
-        return list(book.sheet_names)
+def open_workbook(path: Path) -> pd.ExcelFile:
+    """The workbook `path`, opened once with the engine of `excel_engine`, for reading its
+    sheet names and then sheets (`with open_workbook(p) as book: pd.read_excel(book, ...)`)."""
+    return pd.ExcelFile(path, engine=excel_engine(path))
 
 
 def read_book(
