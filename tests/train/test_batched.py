@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from torch.nn.utils import parameters_to_vector
 
 from mekit.errors import MekitError
 from mekit.models import create_model
@@ -18,7 +19,7 @@ from mekit.train.batched import (
     batched_unsupported,
     fit_folds,
 )
-from mekit.train.loop import TrainConfig, fit
+from mekit.train.loop import TrainConfig, _flow_channels, fit
 from mekit.train.loso import cross_validate
 from mekit.train.splits import Fold, loso_folds
 
@@ -211,7 +212,8 @@ def test_a_steps_batches_are_gathered_and_augmented_where_the_samples_live():
 
     def batches(x_all: torch.Tensor) -> tuple[torch.Tensor, ...]:
         gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
-        return batched._fold_batches(x_all, y, picks, gens, config, spec)
+        flow, magnitude = _flow_channels(spec)
+        return batched._fold_batches(x_all, y, picks, gens, config, spec, flow, magnitude)
 
     xb, yb, others, lams = batches(x.to("meta"))
     assert [t.device.type for t in (xb, yb, others, lams)] == ["meta"] * 4
@@ -220,10 +222,6 @@ def test_a_steps_batches_are_gathered_and_augmented_where_the_samples_live():
     assert cpu[0].shape == xb.shape and torch.equal(cpu[1], y[torch.stack(picks)])
     again = batches(x)
     assert all(torch.equal(a, b) for a, b in zip(cpu, again, strict=True))
-
-
-def _flat(model: torch.nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
 @pytest.mark.parametrize("name", ["ststnet", "mobilevitv3_xxs", "keyframe_gru"])
@@ -241,8 +239,9 @@ def test_bf16_autocast_trains_fold_batched_through_every_kind_of_norm(name):
     bf16 = fit_folds(name, 2, X, y, folds, replace(config, precision="bf16"))
     for fold, a, b in zip(folds, fp32, bf16, strict=True):
         torch.manual_seed(config.seed + fold.index)
-        start = _flat(create_model(name, 2))
-        step32, step16 = _flat(a) - start, _flat(b) - start
+        start = parameters_to_vector(create_model(name, 2).parameters())
+        step32 = (parameters_to_vector(a.parameters()) - start).detach()
+        step16 = (parameters_to_vector(b.parameters()) - start).detach()
         assert torch.isfinite(step16).all() and not torch.equal(step16, step32)
         # the same start, batches and dropout masks: bf16 rounding alone tilts the update
         # (cosine .66-.997 measured); a broken bf16 path would not point the same way

@@ -212,12 +212,14 @@ def _fold_batches(
     generators: Sequence[torch.Generator],
     config: TrainConfig,
     spec: ModelSpec,
+    flow: tuple[int, int] | None = None,
+    magnitude: tuple[int, ...] = (),
 ) -> tuple[torch.Tensor, ...]:
     """One step's batches, fold f's of samples `picks[f]` augmented with draws from
     `generators[f]`: (x (F, B, ...) on x_all's device, y (F, B)), and with mixup the partner
-    labels (F, B) and the mixing weights (F,). Every draw is made on the CPU, so the batches
-    are the same draws wherever x_all lives."""
-    flow, magnitude = _flow_channels(spec) if config.augment_affine else (None, ())
+    labels (F, B) and the mixing weights (F,). `flow`, `magnitude`: `_flow_channels(spec)`
+    where the affine augmentation is on. Every draw is made on the CPU, so the batches are
+    the same draws wherever x_all lives."""
     device = x_all.device
     xs, ys, others, lams = [], [], [], []
     for idx, g in zip(picks, generators, strict=True):
@@ -351,6 +353,7 @@ class BatchedTrainer(AllFoldsNetworks):
         step_grads = vmap(grad(mixed_loss_of if mixing else loss_of), randomness="different")
         optimizer = make_adam(params.values(), config.lr, config.weight_decay, config.fused_adam)
         generators = [torch.Generator().manual_seed(config.seed + f.index) for f in folds]
+        flow, magnitude = _flow_channels(spec) if config.augment_affine else (None, ())
         train_idx = [torch.from_numpy(np.asarray(f.train_idx, dtype=np.int64)) for f in folds]
         streams = [
             _Stream(y_all[idx], g, config.sampling)
@@ -368,7 +371,9 @@ class BatchedTrainer(AllFoldsNetworks):
                 picks = [
                     idx[stream.take(batch)] for idx, stream in zip(train_idx, streams, strict=True)
                 ]
-                xb, yb, *extra = _fold_batches(x_all, y_all, picks, generators, config, spec)
+                xb, yb, *extra = _fold_batches(
+                    x_all, y_all, picks, generators, config, spec, flow, magnitude
+                )
                 grads = step_grads(params, buffers, xb, yb, weights, *extra)
                 for name, p in params.items():
                     p.grad = grads[name]
