@@ -22,6 +22,7 @@ from mekit.train.multilabel import (
     U_CHANNEL,
     MultiLabelConfig,
     fit_multilabel,
+    mirrored_batches,
     sigmoid_probabilities,
 )
 from mekit.train.warm_start import transfer_weights
@@ -140,3 +141,64 @@ def test_synthetic_pretraining_and_an_explicit_init_exclude_each_other():
         ExperimentConfig.from_dict(
             {"train": {"init_from": "x.safetensors"}, "pretrain": {"synthetic": True}}
         )
+
+
+def test_mirrored_batches_are_made_on_the_samples_device_from_cpu_draws():
+    x, y = (torch.from_numpy(a) for a in _separable(10, 0))
+    epochs = [list(mirrored_batches(x, y, torch.Generator().manual_seed(4), 4)) for _ in range(2)]
+    assert [len(xb) for xb, _ in epochs[0]] == [4, 4, 2]
+    for (xa, ya), (xb, yb) in zip(*epochs, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)  # the same draws, the same batches
+    seen = torch.cat([xb for xb, _ in epochs[0]])
+    mirrored = torch.stack([hflip(s[None], U_CHANNEL)[0] for s in x])
+    # every flow once, as it is or mirrored
+    assert all(any(torch.equal(s, t) for t in torch.cat([x, mirrored])) for s in seen)
+    assert sorted(seen[:, 2].sum(dim=(1, 2)).tolist()) == pytest.approx(
+        sorted(x[:, 2].sum(dim=(1, 2)).tolist())
+    )
+    # on another device (meta checks placement as a GPU does) the draws stay on the CPU
+    on_meta = list(mirrored_batches(x.to("meta"), y.to("meta"), torch.Generator(), 4))
+    assert {t.device.type for batch in on_meta for t in batch} == {"meta"}
+
+
+def test_fit_multilabel_trains_under_bf16_autocast_and_returns_fp32_weights():
+    x, y = _separable(160, 0)
+    config = MultiLabelConfig(epochs=8, batch_size=32, lr=1e-2)
+    models = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        models[precision] = fit_multilabel(
+            create_model("ststnet", 2), x, y, config, "cpu", precision
+        )
+    xt, yt = _separable(128, 1)
+    assert ((sigmoid_probabilities(models["bf16"], xt) >= 0.5) == (yt > 0)).mean() > 0.95
+    weights = {k: dict(m.named_parameters()) for k, m in models.items()}
+    assert {p.dtype for p in weights["bf16"].values()} == {torch.float32}
+    assert {p.device.type for p in weights["bf16"].values()} == {"cpu"}
+    first = "streams.0.0.0.weight"
+    assert not torch.equal(weights["bf16"][first], weights["fp32"][first])  # autocast ran
+
+
+def test_mekit_pretrain_synthetic_takes_device_and_precision(tmp_path, capsys):
+    out = tmp_path / "pre"
+    argv = ["pretrain", "--synthetic", "--model", "ststnet", "--out", str(out)]
+    small = ["--set", "pretrain.samples=40", "--set", "pretrain.epochs=1"]
+    assert main([*argv, *small, "--device", "cpu", "--precision", "bf16"]) == 0
+    training = load_model(out.with_suffix(".json")).meta["training"]
+    assert (training["device"], training["precision"]) == ("cpu", "bf16")
+    assert main([*argv, *small, "--device", "tpu"]) != 0
+    assert "train.device 'tpu' is not one of" in capsys.readouterr().err
+
+
+def test_a_run_pretrains_on_its_train_device_and_precision(tmp_path):
+    corpus = write_flow_corpus(tmp_path / "corpus", subjects=3, per_subject=4)
+    values = {
+        "labels": "raw",
+        "engine": "plain",
+        "train": {"epochs": 1, "device": "cpu", "precision": "bf16"},
+        "pretrain": {"synthetic": True, "samples": 32, "epochs": 1},
+    }
+    run = tmp_path / "run"
+    run_experiment(corpus, run, ExperimentConfig.from_dict(values), progress=False)
+    training = load_model(run / "pretrained.json").meta["training"]
+    assert (training["device"], training["precision"]) == ("cpu", "bf16")

@@ -34,6 +34,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="--synthetic: per-sample normalisation the fine-tuning run uses (average.input_norm)",
     )
     p.add_argument(
+        "--device",
+        help="where it trains: auto (default: a CUDA GPU, else MPS, else the CPU), cpu, cuda, "
+        "cuda:N or mps (train.device)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="auto (default: bf16 autocast on a GPU, fp32 on the CPU); train.precision",
+    )
+    p.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
@@ -61,13 +71,19 @@ def _only(overrides: dict, section: str) -> dict:
     return overrides.get(section, {})
 
 
+def _hardware(args: argparse.Namespace) -> dict[str, str]:
+    """--device and --precision where given: train.device and train.precision."""
+    return {key: getattr(args, key) for key in ("device", "precision") if getattr(args, key)}
+
+
 def _images(args: argparse.Namespace, overrides: dict) -> int:
     from mekit.config import from_mapping, merge
     from mekit.pipeline import run_pretrain
     from mekit.train import TrainConfig
 
     model = args.model or IMAGE_MODEL
-    train = from_mapping(TrainConfig, merge({"epochs": 30}, _only(overrides, "train")))
+    settings = merge({"epochs": 30}, _only(overrides, "train"))
+    train = from_mapping(TrainConfig, merge(settings, _hardware(args)))
     outcome = run_pretrain(Path(args.images), Path(args.out), model, train)
     print(
         f"pretrained {model} on {outcome.n_train} images ({len(outcome.labels)} classes: "
@@ -86,7 +102,8 @@ def _synthetic(args: argparse.Namespace, overrides: dict) -> int:
 
     model = args.model or FLOW_MODEL
     config = from_mapping(SyntheticPretrainConfig, _only(overrides, "pretrain"))
-    outcome = run_synthetic_pretrain(model, Path(args.out), config, args.input_norm)
+    hardware = _hardware(args)
+    outcome = run_synthetic_pretrain(model, Path(args.out), config, args.input_norm, **hardware)
     print(
         f"pretrained {model} on {outcome.n_train} synthetic AU flows ({len(outcome.labels)} "
         f"AUs); synthetic held-out {outcome.score} {outcome.held_out_score:.3f} on "

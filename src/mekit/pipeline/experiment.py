@@ -146,12 +146,21 @@ def run_experiment(
 
 def _pretrained(config: ExperimentConfig, out: Path) -> ExperimentConfig:
     """`config` starting from its model pretrained on synthetic AU flows (`out/pretrained`,
-    made now unless an interrupted run left it there): `train.init_from` names it, and
-    `pretrain.synthetic` is off, the pretraining being done."""
+    made now unless an interrupted run left it there, on the run's `train.device` under its
+    `train.precision`): `train.init_from` names it, and `pretrain.synthetic` is off, the
+    pretraining being done."""
     weights, _ = model_paths(out / PRETRAINED_STEM)
     if not weights.is_file():
         norm = str(config.average.input_norm)
-        run_synthetic_pretrain(config.model, out / PRETRAINED_STEM, config.pretrain, norm)
+        train = config.train
+        run_synthetic_pretrain(
+            config.model,
+            out / PRETRAINED_STEM,
+            config.pretrain,
+            norm,
+            train.device,
+            train.precision,
+        )
     return replace(
         config,
         train=replace(config.train, init_from=str(weights)),

@@ -82,10 +82,13 @@ def run_synthetic_pretrain(
     out: Path,
     config: SyntheticPretrainConfig = SyntheticPretrainConfig(),  # noqa: B008
     input_norm: str = "none",
+    device: str = "auto",
+    precision: str = "auto",
 ) -> PretrainOutcome:
     """Pretrain `model` (a u/v/strain flow network) to predict the AUs of synthetic flows, each
-    normalised per sample by `input_norm` as the fine-tuning run will normalise its input, and
-    save it at `out` as a model file that `train.init_from` (or `--init`) starts a run from."""
+    normalised per sample by `input_norm` as the fine-tuning run will normalise its input, on
+    `device` under `precision` (as `train.device` and `train.precision`), and save it at `out`
+    as a model file that `train.init_from` (or `--init`) starts a run from."""
     if input_norm not in INPUT_NORMS:
         raise MekitError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, not {input_norm!r}")
     spec = get_spec(model)
@@ -103,7 +106,7 @@ def run_synthetic_pretrain(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         network = create_model(model, len(AU_LABELS))
-        fit_multilabel(network, x, y, config)  # the config is the schedule too
+        fit_multilabel(network, x, y, config, device, precision)  # config: the schedule too
     found = present_aus(sigmoid_probabilities(network, xv), AUS)
     macro_f1 = au_metrics(present_aus(yv, AUS), found, AUS).macro_f1
     paths = save_model(
@@ -119,6 +122,8 @@ def run_synthetic_pretrain(
             "task": "pretrain",
             "trained_on": "mekit synthetic AU flows (mekit.synth.au_flows); no real data",
             "samples": len(x),
+            "device": device,
+            "precision": precision,
         },
     )
     log.info("pretrained %s: synthetic AU macro F1 %.3f; %s", model, macro_f1, paths[0])

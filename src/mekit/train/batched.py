@@ -48,7 +48,7 @@ from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.models.registry import ModelSpec
 from mekit.train.augment import mixup, mixup_loss
-from mekit.train.device import MemoryFormat, autocast_dtype, resolve_device
+from mekit.train.device import MemoryFormat, autocast, autocast_dtype, resolve_device
 from mekit.train.estimators import AllFoldsNetworks
 from mekit.train.loop import (
     TrainConfig,
@@ -312,7 +312,6 @@ class BatchedTrainer(AllFoldsNetworks):
         model_kwargs = dict(self.model_kwargs)
         device = resolve_device(config.device)
         dtype = autocast_dtype(config.precision, device)
-        amp_dtype = dtype or torch.float32
         # the samples live where the model trains: each step gathers and augments its
         # batches there (moving them from the CPU each step cost more than a GPU step)
         x_all = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
@@ -337,7 +336,7 @@ class BatchedTrainer(AllFoldsNetworks):
         ).to(device)
 
         def logits_of(p: dict, b: dict, xb: torch.Tensor) -> torch.Tensor:
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=dtype is not None):
+            with autocast(device, dtype):
                 return functional_call(base, (p, b), (xb,))
 
         def loss_of(p: dict, b: dict, xb: torch.Tensor, yb: torch.Tensor, w: torch.Tensor):

@@ -116,6 +116,11 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """The forward pass's autocast context: to `dtype` on `device`, or off when it is None."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 def describe(device: torch.device, dtype: torch.dtype | None) -> str:
     """E.g. "cuda (bf16 autocast)" or "cpu (fp32)"."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type

@@ -34,6 +34,7 @@ from mekit.train.device import (
     DEVICES,
     MemoryFormat,
     Precision,
+    autocast,
     autocast_dtype,
     memory_format,
     resolve_device,
@@ -299,7 +300,7 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         xb = xb.contiguous(memory_format=layout)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast(device, dtype):
             logits = model(xb).float()
             if y_other is None:
                 loss = criterion(logits, yb)

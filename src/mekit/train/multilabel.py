@@ -4,14 +4,17 @@
 with binary cross-entropy: AdamW under a one-cycle schedule, shuffled batches, each flow
 mirrored left-right with probability 0.5 (u changes sign; the AU targets are symmetric or
 carry no side), in the memory layout `memory_format` picks (as `train.memory_format` does:
-"auto" trains MobileViTv3 channels-last, the AU network as before). Every random draw comes
-from one generator seeded with `config.seed`, so a run is repeatable bit-for-bit on the same
-machine and thread count.
+"auto" trains MobileViTv3 channels-last, the AU network as before), on the device and in the
+precision a run's `train.device` and `train.precision` name (the CPU in fp32 by default: the
+packaged AU model is trained there). Every random draw comes from one CPU generator seeded
+with `config.seed`, so a run is repeatable bit-for-bit on the same machine and thread count,
+and draws the same batches and mirrors on any device.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +23,15 @@ from torch import nn
 
 from mekit.config import Config, check_range
 from mekit.train.augment import hflip
-from mekit.train.device import MemoryFormat, memory_format, to_memory_format
+from mekit.train.device import (
+    MemoryFormat,
+    autocast,
+    autocast_dtype,
+    describe,
+    memory_format,
+    resolve_device,
+    to_memory_format,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,35 +58,62 @@ U_CHANNEL = 0  # of (u, v, strain): the component a left-right mirror negates (`
 
 
 def fit_multilabel(
-    model: nn.Module, x: np.ndarray, y: np.ndarray, config: MultiLabelConfig
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    config: MultiLabelConfig,
+    device: str = "cpu",
+    precision: str = "auto",
 ) -> nn.Module:
     """Train `model` (a registered network, logits (B, L)) on flows `x` (N, 3, H, W) and
-    targets `y` (N, L) in place, in the memory layout `config.memory_format` picks for it;
-    returns it in eval mode and contiguous."""
+    targets `y` (N, L) in place, on `device` (as `train.device`: auto, cpu, cuda[:N], mps)
+    under `precision` (as `train.precision`), in the memory layout `config.memory_format` picks
+    for it; returns it on the CPU, in eval mode and contiguous."""
+    where = resolve_device(device)
+    dtype = autocast_dtype(precision, where)
     layout = memory_format(config.memory_format, model.spec)
     gen = torch.Generator().manual_seed(config.seed)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
+    # the samples move to the device once; each batch is gathered there
+    xt = torch.from_numpy(x).to(where)
+    yt = torch.from_numpy(y.astype(np.float32)).to(where)
+    to_memory_format(model.to(where), layout)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = config.epochs * ((len(xt) + config.batch_size - 1) // config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps)
+    scaler = torch.amp.GradScaler(where.type) if dtype == torch.float16 else None
     loss_fn = nn.BCEWithLogitsLoss()
-    to_memory_format(model, layout)
+    log.info("multi-label training on %s", describe(where, dtype))
     for epoch in range(config.epochs):
         model.train()
-        order = torch.randperm(len(xt), generator=gen)
-        total = 0.0
-        for batch in torch.split(order, config.batch_size):
-            xb, yb = xt[batch], yt[batch]
-            flip = torch.rand(len(xb), generator=gen) < 0.5
-            xb = torch.where(flip[:, None, None, None], hflip(xb, U_CHANNEL), xb)
-            loss = loss_fn(model(xb.contiguous(memory_format=layout)), yb)
+        total = torch.zeros((), device=where)  # summed there: no wait for the device per step
+        for xb, yb in mirrored_batches(xt, yt, gen, config.batch_size):
+            with autocast(where, dtype):
+                loss = loss_fn(model(xb.contiguous(memory_format=layout)).float(), yb)
             opt.zero_grad()
-            loss.backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             sched.step()
-            total += float(loss.detach()) * len(xb)
-        log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, total / len(xt))
-    return to_memory_format(model, torch.contiguous_format).eval()
+            total += loss.detach() * len(xb)
+        log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, float(total) / len(xt))
+    return to_memory_format(model.cpu(), torch.contiguous_format).eval()
+
+
+def mirrored_batches(
+    xt: torch.Tensor, yt: torch.Tensor, gen: torch.Generator, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of shuffled batches of flows `xt` and targets `yt`, made on their device, each
+    flow mirrored with probability 0.5; the order and mirrors are drawn from the CPU `gen`."""
+    order = torch.randperm(len(xt), generator=gen)
+    for batch in torch.split(order, batch_size):
+        flip = torch.rand(len(batch), generator=gen) < 0.5
+        batch, flip = batch.to(xt.device), flip.to(xt.device)
+        xb = xt[batch]
+        yield torch.where(flip[:, None, None, None], hflip(xb, U_CHANNEL), xb), yt[batch]
 
 
 def sigmoid_probabilities(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
