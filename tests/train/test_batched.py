@@ -13,13 +13,14 @@ from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.models.registry import get_spec, list_models
 from mekit.train import batched
+from mekit.train.augment import mixup
 from mekit.train.batched import (
     BatchedTrainer,
     auto_folds_at_once,
     batched_unsupported,
     fit_folds,
 )
-from mekit.train.loop import TrainConfig, _flow_channels, fit
+from mekit.train.loop import TrainConfig, _flow_channels, augment_batch, fit
 from mekit.train.loso import cross_validate
 from mekit.train.splits import Fold, loso_folds
 
@@ -213,7 +214,7 @@ def test_a_steps_batches_are_gathered_and_augmented_where_the_samples_live():
     def batches(x_all: torch.Tensor) -> tuple[torch.Tensor, ...]:
         gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
         flow, magnitude = _flow_channels(spec)
-        return batched._fold_batches(x_all, y, picks, gens, config, spec, flow, magnitude)
+        return batched.fold_batches(x_all, y, picks, gens, config, spec, flow, magnitude)
 
     xb, yb, others, lams = batches(x.to("meta"))
     assert [t.device.type for t in (xb, yb, others, lams)] == ["meta"] * 4
@@ -222,6 +223,43 @@ def test_a_steps_batches_are_gathered_and_augmented_where_the_samples_live():
     assert cpu[0].shape == xb.shape and torch.equal(cpu[1], y[torch.stack(picks)])
     again = batches(x)
     assert all(torch.equal(a, b) for a, b in zip(cpu, again, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("name", "settings"),
+    [
+        ("off_apexnet", {"augment_rotation_deg": 10.0, "augment_scale": 0.1, "augment_erase": 0.5}),
+        ("off_apexnet", {"augment_translate": 0.1, "augment_mixup": 0.2}),
+        ("me_resnet_small", {"augment_temporal_jitter": 1, "augment_erase": 0.5}),
+    ],
+)
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 30])  # a fold per chunk; all folds at once
+def test_all_folds_augmented_at_once_are_each_folds_own_batch_augmented_alone(
+    name, settings, chunk_bytes, monkeypatch
+):
+    # the transforms run once on many folds' samples together; each fold's batch must be what
+    # augmenting it alone with its own generator gives (flip, affine, erase, jitter, mixup)
+    monkeypatch.setattr(batched, "CPU_AUGMENT_BYTES", chunk_bytes)
+    spec = get_spec(name)
+    config = TrainConfig(**settings)
+    x = torch.randn(8, *spec.input_shape)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    picks = [torch.tensor([0, 1, 2]), torch.tensor([3, 7, 5]), torch.tensor([6, 6, 4])]
+    flow, magnitude = _flow_channels(spec)
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1, 2)]
+    together = batched.fold_batches(x, y, picks, gens, config, spec, flow, magnitude)
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1, 2)]
+    for f, (idx, g) in enumerate(zip(picks, gens, strict=True)):
+        alone = augment_batch(x[idx], config, spec, g, flow, magnitude)
+        labels = y[idx]
+        if config.augment_mixup:
+            alone, other, lam = mixup(alone, labels, g, config.augment_mixup)
+            assert torch.equal(together[2][f], other) and together[3][f] == torch.tensor(lam)
+        assert torch.equal(together[0][f], alone) and torch.equal(together[1][f], labels)
+    assert not torch.equal(together[0], x[torch.stack(picks)])  # it did augment
+    with pytest.raises(ValueError, match="fold 1 takes a batch of 2"):
+        uneven = [picks[0], picks[1][:2]]
+        batched.fold_batches(x, y, uneven, gens[:2], config, spec, flow, magnitude)
 
 
 @pytest.mark.parametrize("name", ["ststnet", "mobilevitv3_xxs", "keyframe_gru"])

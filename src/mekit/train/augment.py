@@ -25,16 +25,22 @@ def hflip(x: torch.Tensor, u_channel: int | None) -> torch.Tensor:
     return out
 
 
+def flip_draws(n: int, generator: torch.Generator) -> torch.Tensor:
+    """(n,) uniforms in [0, 1): sample i is mirrored where its draw is below 0.5."""
+    return torch.rand(n, generator=generator)
+
+
+def hflip_where(x: torch.Tensor, draws: torch.Tensor, u_channel: int | None) -> torch.Tensor:
+    """Mirror (`hflip`) the samples whose `flip_draws` are below 0.5."""
+    mask = (draws < 0.5).to(x.device).reshape(-1, *([1] * (x.dim() - 1)))
+    return torch.where(mask, hflip(x, u_channel), x)
+
+
 def random_hflip(
     x: torch.Tensor, u_channel: int | None, generator: torch.Generator
 ) -> torch.Tensor:
     """Mirror each sample with probability 0.5, drawing from `generator` (reproducible)."""
-    mask = torch.rand(x.shape[0], generator=generator) < 0.5
-    if not bool(mask.any()):
-        return x
-    out = x.clone()
-    out[mask] = hflip(x[mask], u_channel)
-    return out
+    return hflip_where(x, flip_draws(x.shape[0], generator), u_channel)
 
 
 def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -99,6 +105,37 @@ def affine(
     return out
 
 
+def affine_draws(n: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, 4) uniforms in [-1, 1) (float64): each sample's angle, zoom and x and y shift as
+    fractions of their ranges. Always 4 per sample, whatever the ranges."""
+    return torch.rand(n, 4, generator=generator, dtype=torch.float64) * 2.0 - 1.0
+
+
+def affine_from_draws(
+    x: torch.Tensor,
+    draws: torch.Tensor,
+    max_rotation_deg: float = 0.0,
+    max_scale: float = 0.0,
+    max_translate: float = 0.0,
+    flow_channels: tuple[int, int] | None = None,
+    magnitude_channels: tuple[int, ...] = (),
+) -> torch.Tensor:
+    """`affine` with each sample's transform read from its `affine_draws` (see
+    `random_affine`)."""
+    if max_rotation_deg < 0 or not 0 <= max_scale < 1 or max_translate < 0:
+        raise ValueError(
+            f"random_affine wants max_rotation_deg >= 0, 0 <= max_scale < 1, max_translate >= 0;"
+            f" got {max_rotation_deg}, {max_scale}, {max_translate}"
+        )
+    h, w = x.shape[-2], x.shape[-1]
+    angle = draws[:, 0] * max_rotation_deg
+    scale = 1.0 + draws[:, 1] * max_scale
+    translate = torch.stack(
+        [draws[:, 2] * max_translate * w, draws[:, 3] * max_translate * h], dim=1
+    )
+    return affine(x, angle, scale, translate, flow_channels, magnitude_channels)
+
+
 def random_affine(
     x: torch.Tensor,
     generator: torch.Generator,
@@ -115,17 +152,25 @@ def random_affine(
     (x) and height (y). Always draws 4 numbers per sample, so the generator advances the same
     way whatever the ranges. The input is left unchanged.
     """
-    if max_rotation_deg < 0 or not 0 <= max_scale < 1 or max_translate < 0:
-        raise ValueError(
-            f"random_affine wants max_rotation_deg >= 0, 0 <= max_scale < 1, max_translate >= 0;"
-            f" got {max_rotation_deg}, {max_scale}, {max_translate}"
-        )
-    b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
-    r = torch.rand(b, 4, generator=generator, dtype=torch.float64) * 2.0 - 1.0  # U[-1, 1)
-    angle = r[:, 0] * max_rotation_deg
-    scale = 1.0 + r[:, 1] * max_scale
-    translate = torch.stack([r[:, 2] * max_translate * w, r[:, 3] * max_translate * h], dim=1)
-    return affine(x, angle, scale, translate, flow_channels, magnitude_channels)
+    ranges = (max_rotation_deg, max_scale, max_translate)
+    draws = affine_draws(x.shape[0], generator)
+    return affine_from_draws(x, draws, *ranges, flow_channels, magnitude_channels)
+
+
+def jitter_draws(n: int, generator: torch.Generator, max_shift: int) -> torch.Tensor:
+    """(n,) frame shifts, uniform in [-max_shift, max_shift]."""
+    return torch.randint(-max_shift, max_shift + 1, (n,), generator=generator)
+
+
+def shift_frames(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Frame t of sample i of the result is frame clamp(t + shift[i], 0, T - 1) of x
+    (B, C, T, H, W)."""
+    b, _, frames = x.shape[:3]
+    shift = shift.to(x.device)
+    index = (torch.arange(frames, device=x.device)[None, :] + shift[:, None]).clamp(0, frames - 1)
+    rows = torch.arange(b, device=x.device)[:, None]
+    # advanced indexing on dims 0 and 2 -> (B, T, C, H, W)
+    return x[rows, :, index].permute(0, 2, 1, 3, 4).contiguous()
 
 
 def temporal_jitter(x: torch.Tensor, generator: torch.Generator, max_shift: int) -> torch.Tensor:
@@ -140,12 +185,7 @@ def temporal_jitter(x: torch.Tensor, generator: torch.Generator, max_shift: int)
         raise ValueError(f"max_shift must be >= 0, got {max_shift}")
     if x.dim() != 5 or max_shift == 0:
         return x
-    b, _, frames = x.shape[:3]
-    shift = torch.randint(-max_shift, max_shift + 1, (b,), generator=generator)
-    index = (torch.arange(frames)[None, :] + shift[:, None]).clamp(0, frames - 1)  # (B, T)
-    rows = torch.arange(b)[:, None]
-    # advanced indexing on dims 0 and 2 -> (B, T, C, H, W)
-    return x[rows, :, index].permute(0, 2, 1, 3, 4).contiguous()
+    return shift_frames(x, jitter_draws(x.shape[0], generator, max_shift))
 
 
 # Random erasing's ranges (Zhong et al., "Random Erasing Data Augmentation", AAAI 2020):
@@ -154,19 +194,18 @@ ERASE_AREA = (0.02, 0.4)
 ERASE_ASPECT = (0.3, 1 / 0.3)
 
 
-def random_erase(x: torch.Tensor, generator: torch.Generator, p: float) -> torch.Tensor:
-    """With probability `p` per sample, set one random rectangle of it to 0 in every channel
-    (and every frame of a temporal sample): for flow, and for input normalised per sample by
-    "median" or "standardize", 0 reads as "no motion", as if that region had not moved.
+def erase_draws(n: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, 5) uniforms in [0, 1) (float64): each sample's rectangle area, aspect, top, left and
+    whether it is erased. Always 5 per sample, whatever the probability."""
+    return torch.rand(n, 5, generator=generator, dtype=torch.float64)
 
-    x: (B, C, H, W) or (B, C, T, H, W). Area and aspect ratio as `ERASE_AREA`, `ERASE_ASPECT`
-    (log-uniform aspect), position uniform within the image. Always draws 5 numbers per
-    sample, so the generator advances the same way whatever `p`. The input is left unchanged.
-    """
+
+def erase_from_draws(x: torch.Tensor, draws: torch.Tensor, p: float) -> torch.Tensor:
+    """`random_erase` with each sample's rectangle read from its `erase_draws`."""
     if not 0 <= p <= 1:
         raise ValueError(f"random_erase wants 0 <= p <= 1, got {p}")
     b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
-    r = torch.rand(b, 5, generator=generator, dtype=torch.float64)
+    r = draws
     area = (ERASE_AREA[0] + r[:, 0] * (ERASE_AREA[1] - ERASE_AREA[0])) * h * w
     low, high = torch.log(torch.tensor(ERASE_ASPECT, dtype=torch.float64))
     aspect = torch.exp(low + r[:, 1] * (high - low))
@@ -184,6 +223,29 @@ def random_erase(x: torch.Tensor, generator: torch.Generator, p: float) -> torch
     return x.masked_fill(mask.to(x.device), 0.0)
 
 
+def random_erase(x: torch.Tensor, generator: torch.Generator, p: float) -> torch.Tensor:
+    """With probability `p` per sample, set one random rectangle of it to 0 in every channel
+    (and every frame of a temporal sample): for flow, and for input normalised per sample by
+    "median" or "standardize", 0 reads as "no motion", as if that region had not moved.
+
+    x: (B, C, H, W) or (B, C, T, H, W). Area and aspect ratio as `ERASE_AREA`, `ERASE_ASPECT`
+    (log-uniform aspect), position uniform within the image. Always draws 5 numbers per
+    sample, so the generator advances the same way whatever `p`. The input is left unchanged.
+    """
+    return erase_from_draws(x, erase_draws(x.shape[0], generator), p)
+
+
+def mixup_draws(n: int, generator: torch.Generator, alpha: float) -> tuple[float, torch.Tensor]:
+    """One batch's mixup draws: lam ~ Beta(alpha, alpha) and the pairing (a permutation of n).
+    torch has no seeded Beta sampler, so lam is drawn by numpy from a seed taken from
+    `generator`."""
+    if not alpha > 0:
+        raise ValueError(f"mixup wants alpha > 0, got {alpha}")
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    return lam, torch.randperm(n, generator=generator)
+
+
 def mixup(
     x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, alpha: float
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -192,15 +254,10 @@ def mixup(
     for the batch. Returns (mixed x, y[j], lam); the loss is then lam * loss(y) + (1 - lam) *
     loss(y[j]). Flow is additive, so a mix of two flows is the superposition of two motions.
 
-    Every draw comes from `generator` (torch has no seeded Beta sampler, so lam is drawn by
-    numpy from a seed taken from it): the same generator state gives the same mix. The inputs
-    are left unchanged.
+    Every draw comes from `generator` (`mixup_draws`): the same generator state gives the same
+    mix. The inputs are left unchanged.
     """
-    if not alpha > 0:
-        raise ValueError(f"mixup wants alpha > 0, got {alpha}")
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
-    pair = torch.randperm(x.shape[0], generator=generator)
+    lam, pair = mixup_draws(x.shape[0], generator, alpha)
     return lam * x + (1.0 - lam) * x[pair], y[pair], lam
 
 

@@ -47,14 +47,16 @@ from tqdm.auto import tqdm
 from mekit.errors import MekitError
 from mekit.models import create_model
 from mekit.models.registry import ModelSpec
-from mekit.train.augment import mixup, mixup_loss
+from mekit.train.augment import mixup_draws, mixup_loss
 from mekit.train.device import MemoryFormat, autocast, autocast_dtype, resolve_device
 from mekit.train.estimators import AllFoldsNetworks
 from mekit.train.loop import (
+    AugmentDraws,
     TrainConfig,
     _flow_channels,
-    augment_batch,
+    apply_augment,
     class_weights,
+    draw_augment,
     epoch_order,
     predict_proba,
 )
@@ -205,7 +207,15 @@ def _norms_in_fp32(model: nn.Module) -> nn.Module:
     return model
 
 
-def _fold_batches(
+# On the CPU a step's batches are augmented a chunk of folds at a time, each chunk's samples
+# within this many bytes (`benchmarks/batch_assembly.py`, 2 threads): at once, 68 STSTNet folds
+# (300 kB each) took half the time they took fold by fold, 5 Off-ApexNet folds 0.6 of it; but
+# all 68 MobileViTv3-XXS folds (1.5 MB each) took twice as long at once, each intermediate a
+# fresh allocation above the mmap threshold (page faults, as `CPU_STACK_BYTES` says).
+CPU_AUGMENT_BYTES = 2 << 20
+
+
+def fold_batches(
     x_all: torch.Tensor,
     y_all: torch.Tensor,
     picks: Sequence[torch.Tensor],
@@ -215,26 +225,55 @@ def _fold_batches(
     flow: tuple[int, int] | None = None,
     magnitude: tuple[int, ...] = (),
 ) -> tuple[torch.Tensor, ...]:
-    """One step's batches, fold f's of samples `picks[f]` augmented with draws from
-    `generators[f]`: (x (F, B, ...) on x_all's device, y (F, B)), and with mixup the partner
-    labels (F, B) and the mixing weights (F,). `flow`, `magnitude`: `_flow_channels(spec)`
-    where the affine augmentation is on. Every draw is made on the CPU, so the batches are
-    the same draws wherever x_all lives."""
+    """One step's batches, fold f's of samples `picks[f]` (all of one size) augmented with
+    draws from `generators[f]`: (x (F, B, ...) on x_all's device, y (F, B)), and with mixup the
+    partner labels (F, B) and the mixing weights (F,). `flow`, `magnitude`:
+    `_flow_channels(spec)` where the affine augmentation is on.
+
+    Every draw is made on the CPU, fold by fold, so the batches are the same draws wherever
+    x_all lives. The transforms then run on many folds' samples together, one call per
+    transform: on a GPU all folds at once (68 folds' small calls cost it more than its step),
+    on the CPU in chunks of `CPU_AUGMENT_BYTES`."""
     device = x_all.device
-    xs, ys, others, lams = [], [], [], []
-    for idx, g in zip(picks, generators, strict=True):
-        xf = augment_batch(x_all[idx], config, spec, g, flow, magnitude)
-        yf = y_all[idx]
+    folds, size = len(picks), len(picks[0])
+    draws, pairs, lams = [], [], []
+    for f, (idx, g) in enumerate(zip(picks, generators, strict=True)):
+        if len(idx) != size:
+            raise ValueError(f"fold {f} takes a batch of {len(idx)}, fold 0 of {size}")
+        draws.append(draw_augment(size, x_all.dim() == 5, config, g))
         if config.augment_mixup > 0:
-            xf, y_other, lam = mixup(xf, yf, g, config.augment_mixup)
-            others.append(y_other)
+            lam, pair = mixup_draws(size, g, config.augment_mixup)
+            pairs.append(pair)
             lams.append(lam)
-        xs.append(xf)
-        ys.append(yf)
-    batches = [torch.stack(xs), torch.stack(ys).to(device, non_blocking=True)]
-    if others:
-        batches += [torch.stack(others).to(device), torch.tensor(lams, device=device)]
+    chunk = folds
+    if device.type == "cpu":
+        chunk = max(1, CPU_AUGMENT_BYTES // max(1, size * x_all[0].nbytes))
+    xs = []
+    for start in range(0, folds, chunk):
+        part = slice(start, start + chunk)
+        xb = x_all[torch.cat(list(picks[part])).to(device)]
+        xb = apply_augment(xb, AugmentDraws.concat(draws[part]), config, spec, flow, magnitude)
+        if lams:
+            xb = _mixed(xb, lams[part], pairs[part])
+        xs.append(xb)
+    yb = y_all[torch.cat(list(picks))].reshape(folds, size)
+    xb = torch.cat(xs) if len(xs) > 1 else xs[0]
+    batches = [xb.reshape(folds, size, *xb.shape[1:]), yb.to(device)]
+    if lams:
+        others = torch.stack([y[pair] for y, pair in zip(yb, pairs, strict=True)])
+        batches += [others.to(device), torch.tensor(lams, device=device)]
     return tuple(batches)
+
+
+def _mixed(xb: torch.Tensor, lams: Sequence[float], pairs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Consecutive folds' batches `xb` mixed as `mixup` mixes one: fold f's by `lams[f]` with
+    its samples `pairs[f]`."""
+    size = len(pairs[0])
+    pair = torch.cat([p + f * size for f, p in enumerate(pairs)]).to(xb.device)
+    lam = torch.tensor(lams, dtype=torch.float64).repeat_interleave(size)
+    per_sample = (-1, *([1] * (xb.dim() - 1)))
+    keep, mix = (w.to(xb.device, xb.dtype).reshape(per_sample) for w in (lam, 1.0 - lam))
+    return keep * xb + mix * xb[pair]
 
 
 def _unstacked(
@@ -370,7 +409,7 @@ class BatchedTrainer(AllFoldsNetworks):
                 picks = [
                     idx[stream.take(batch)] for idx, stream in zip(train_idx, streams, strict=True)
                 ]
-                xb, yb, *extra = _fold_batches(
+                xb, yb, *extra = fold_batches(
                     x_all, y_all, picks, generators, config, spec, flow, magnitude
                 )
                 grads = step_grads(params, buffers, xb, yb, weights, *extra)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +23,16 @@ from mekit.config import Choice, Config, check_range, parsed_field
 from mekit.errors import MekitError
 from mekit.models import ModelSpec, create_model
 from mekit.train.augment import (
+    affine_draws,
+    affine_from_draws,
+    erase_draws,
+    erase_from_draws,
+    flip_draws,
+    hflip_where,
+    jitter_draws,
     mixup,
     mixup_loss,
-    random_affine,
-    random_erase,
-    random_hflip,
-    temporal_jitter,
+    shift_frames,
 )
 from mekit.train.device import (
     DEVICES,
@@ -317,6 +321,63 @@ def _train_epoch(
     return total / len(y)
 
 
+@dataclass(frozen=True)
+class AugmentDraws:
+    """The random draws of `augment_batch` for a batch, one row per sample, each None where
+    `config` turns that augmentation off: kept apart from the transforms so that many folds'
+    batches, each drawn from its own generator, are transformed in one go (`concat`)."""
+
+    flip: torch.Tensor | None = None
+    affine: torch.Tensor | None = None
+    erase: torch.Tensor | None = None
+    jitter: torch.Tensor | None = None
+
+    @staticmethod
+    def concat(parts: Sequence[AugmentDraws]) -> AugmentDraws:
+        """The draws of batches put one after the other."""
+        fields = ("flip", "affine", "erase", "jitter")
+        joined = {}
+        for name in fields:
+            rows = [getattr(p, name) for p in parts]
+            joined[name] = None if rows[0] is None else torch.cat(rows)
+        return AugmentDraws(**joined)
+
+
+def draw_augment(
+    n: int, temporal: bool, config: TrainConfig, generator: torch.Generator
+) -> AugmentDraws:
+    """The draws `augment_batch` makes from `generator` for a batch of `n` samples (`temporal`:
+    (B, C, T, H, W) input), in its order: flip, rotation/zoom/shift, erasing, temporal jitter."""
+    jitter = config.augment_temporal_jitter
+    return AugmentDraws(
+        flip=flip_draws(n, generator) if config.augment_flip else None,
+        affine=affine_draws(n, generator) if config.augment_affine else None,
+        erase=erase_draws(n, generator) if config.augment_erase else None,
+        jitter=jitter_draws(n, generator, jitter) if jitter and temporal else None,
+    )
+
+
+def apply_augment(
+    xb: torch.Tensor,
+    draws: AugmentDraws,
+    config: TrainConfig,
+    spec: ModelSpec,
+    flow: tuple[int, int] | None,
+    magnitude: tuple[int, ...],
+) -> torch.Tensor:
+    """The batch `xb` augmented as `draws` say, on its own device (see `augment_batch`)."""
+    if draws.flip is not None:
+        xb = hflip_where(xb, draws.flip, spec.u_channel)
+    if draws.affine is not None:
+        ranges = (config.augment_rotation_deg, config.augment_scale, config.augment_translate)
+        xb = affine_from_draws(xb, draws.affine, *ranges, flow, magnitude)
+    if draws.erase is not None:
+        xb = erase_from_draws(xb, draws.erase, config.augment_erase)
+    if draws.jitter is not None:
+        xb = shift_frames(xb, draws.jitter)
+    return xb
+
+
 def augment_batch(
     xb: torch.Tensor,
     config: TrainConfig,
@@ -328,23 +389,8 @@ def augment_batch(
     """A training batch as `config` augments it (flip, then rotation/zoom/shift, then random
     erasing, then temporal jitter), every draw from `generator`; `flow`, `magnitude`:
     `_flow_channels(spec)`."""
-    if config.augment_flip:
-        xb = random_hflip(xb, spec.u_channel, generator)
-    if config.augment_affine:
-        xb = random_affine(
-            xb,
-            generator,
-            config.augment_rotation_deg,
-            config.augment_scale,
-            config.augment_translate,
-            flow,
-            magnitude,
-        )
-    if config.augment_erase:
-        xb = random_erase(xb, generator, config.augment_erase)
-    if config.augment_temporal_jitter:
-        xb = temporal_jitter(xb, generator, config.augment_temporal_jitter)
-    return xb
+    draws = draw_augment(len(xb), xb.dim() == 5, config, generator)
+    return apply_augment(xb, draws, config, spec, flow, magnitude)
 
 
 V_NAMES: tuple[str, ...] = ("v", "dy")
