@@ -174,11 +174,11 @@ def test_a_group_out_of_gpu_memory_is_trained_again_in_halves(toy_flow, monkeypa
     real = BatchedTrainer._fit_group
     tried = []
 
-    def small_gpu(self, X, y, group, progress):
+    def small_gpu(self, X, y, group, progress, checkpoints=None):
         tried.append(len(group))
         if len(group) > 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(self, X, y, group, progress)
+        return real(self, X, y, group, progress, checkpoints)
 
     monkeypatch.setattr(BatchedTrainer, "_fit_group", small_gpu)
     with caplog.at_level("WARNING", logger="mekit.train.batched"):
@@ -192,7 +192,7 @@ def test_a_single_fold_out_of_gpu_memory_is_an_error(toy_flow, monkeypatch):
     X, y, subjects, _ = toy_flow(2, 3)
     tried = []
 
-    def no_memory(self, X, y, group, progress):
+    def no_memory(self, X, y, group, progress, checkpoints=None):
         tried.append(len(group))
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
 

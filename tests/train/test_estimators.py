@@ -103,7 +103,9 @@ def test_svm_folds_in_worker_processes_match_sequential():
     pd.testing.assert_frame_equal(seq.predictions, par.predictions, check_exact=True)
 
 
-def test_groups_of_folds_in_worker_processes_match_training_them_here(toy_flow, monkeypatch):
+def test_groups_of_folds_in_worker_processes_match_training_them_here(
+    toy_flow, monkeypatch, tmp_path
+):
     from mekit.train import loso
 
     monkeypatch.setattr(loso, "usable_cpus", lambda: 2)  # 1 thread per worker, on any machine
@@ -118,8 +120,13 @@ def test_groups_of_folds_in_worker_processes_match_training_them_here(toy_flow, 
         here = cross_validate(X, y, subjects, ids, LABELS, trainer, progress=False)
     finally:
         torch.set_num_threads(threads)
-    there = cross_validate(X, y, subjects, ids, LABELS, trainer, executor=workers, progress=False)
+    there = cross_validate(
+        X, y, subjects, ids, LABELS, trainer, executor=workers, checkpoint_dir=tmp_path,
+        progress=False,
+    )  # fmt: skip
     pd.testing.assert_frame_equal(here.predictions, there.predictions, check_exact=True)
+    # the workers' groups kept their progress beside the fold files, and removed it at the end
+    assert len(list(tmp_path.glob("fold_*.npz"))) == 4 and not list(tmp_path.glob("group_*"))
 
 
 def test_groups_stay_here_with_one_group_a_sequential_executor_or_a_gpu(toy_flow, monkeypatch):

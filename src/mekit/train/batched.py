@@ -50,6 +50,7 @@ from mekit.models.registry import ModelSpec
 from mekit.train.augment import mixup_draws, mixup_loss
 from mekit.train.device import MemoryFormat, autocast, autocast_dtype, resolve_device
 from mekit.train.estimators import AllFoldsNetworks
+from mekit.train.group_state import GroupCheckpoints, cpu_copy
 from mekit.train.loop import (
     AugmentDraws,
     TrainConfig,
@@ -120,6 +121,55 @@ class _Stream:
             self.buffer = torch.cat([self.buffer, epoch])
         out, self.buffer = self.buffer[:k], self.buffer[k:]
         return out
+
+
+class _Progress:
+    """Everything a fold-batched group's training carries from step to step, to save and to
+    continue from (`mekit.train.group_state`): stacked parameters and buffers, the optimiser,
+    each fold's generator and sample stream, and the dropout generator of `device`."""
+
+    def __init__(
+        self,
+        params: dict[str, torch.Tensor],
+        buffers: dict[str, torch.Tensor],
+        optimizer: torch.optim.Optimizer,
+        generators: Sequence[torch.Generator],
+        streams: Sequence[_Stream],
+        device: torch.device,
+    ) -> None:
+        self.params, self.buffers, self.optimizer = params, buffers, optimizer
+        self.generators, self.streams, self.device = generators, streams, device
+
+    def state(self, step: int) -> dict[str, Any]:
+        """The state before step `step` (0-based), on the CPU."""
+        state = {
+            "step": step,
+            "params": self.params,
+            "buffers": self.buffers,
+            "optimizer": self.optimizer.state_dict(),
+            "generators": [g.get_state() for g in self.generators],
+            "streams": [s.buffer for s in self.streams],
+            "rng": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return cpu_copy(state)
+
+    def restore(self, state: Mapping[str, Any]) -> int:
+        """Continue from `state`; returns its step."""
+        with torch.no_grad():
+            for kind, tensors in (("params", self.params), ("buffers", self.buffers)):
+                for name, t in tensors.items():
+                    t.copy_(state[kind][name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for g, saved in zip(self.generators, state["generators"], strict=True):
+            g.set_state(saved)
+        for stream, buffer in zip(self.streams, state["streams"], strict=True):
+            stream.buffer = buffer
+        torch.set_rng_state(state["rng"])
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        return int(state["step"])
 
 
 def fit_folds(
@@ -309,24 +359,37 @@ class BatchedTrainer(AllFoldsNetworks):
         return [list(folds[i : i + chunk]) for i in range(0, len(folds), chunk)]
 
     def _fit(
-        self, X: np.ndarray, y: np.ndarray, folds: list[Fold], progress: bool
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        folds: list[Fold],
+        progress: bool,
+        checkpoints: GroupCheckpoints | None = None,
     ) -> tuple[list[nn.Module], list[list[dict[str, float]]]]:
-        return self.fit_models(X, y, folds, progress), [[] for _ in folds]
+        return self.fit_models(X, y, folds, progress, checkpoints), [[] for _ in folds]
 
     def fit_models(
-        self, X: np.ndarray, y: np.ndarray, folds: Sequence[Fold], progress: bool = False
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        folds: Sequence[Fold],
+        progress: bool = False,
+        checkpoints: GroupCheckpoints | None = None,
     ) -> list[nn.Module]:
-        """One group of folds trained as one vmapped program (see the module docstring); a
-        group that runs out of GPU memory is trained again as two halves (each fold starts
-        over from its own seed; the dropout masks, drawn for the whole group, change)."""
+        """One group of folds trained as one vmapped program (see the module docstring),
+        saving its progress in `checkpoints` as it goes; a group that runs out of GPU memory is
+        trained again as two halves (each fold starts over from its own seed; the dropout
+        masks, drawn for the whole group, change)."""
         try:
-            return self._fit_group(X, y, folds, progress)
+            return self._fit_group(X, y, folds, progress, checkpoints)
         except torch.cuda.OutOfMemoryError:
             if len(folds) == 1:
                 raise
         # here, outside the handler, the failed attempt's tensors are free
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+        if checkpoints is not None:
+            checkpoints.for_folds(folds).clear()
         half = (len(folds) + 1) // 2
         log.warning(
             "%d folds at once ran out of GPU memory; training them as %d and %d "
@@ -336,11 +399,16 @@ class BatchedTrainer(AllFoldsNetworks):
             len(folds) - half,
             half,
         )
-        first = self.fit_models(X, y, folds[:half], progress)
-        return first + self.fit_models(X, y, folds[half:], progress)
+        first = self.fit_models(X, y, folds[:half], progress, checkpoints)
+        return first + self.fit_models(X, y, folds[half:], progress, checkpoints)
 
     def _fit_group(
-        self, X: np.ndarray, y: np.ndarray, folds: Sequence[Fold], progress: bool
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        folds: Sequence[Fold],
+        progress: bool,
+        checkpoints: GroupCheckpoints | None = None,
     ) -> list[nn.Module]:
         problems = batched_unsupported(self.config)
         if problems:
@@ -398,6 +466,8 @@ class BatchedTrainer(AllFoldsNetworks):
             for idx, g in zip(train_idx, generators, strict=True)
         ]
 
+        state = checkpoints.for_folds(folds) if checkpoints is not None else None
+        saved = state.load() if state is not None else None
         with (
             torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
             warnings.catch_warnings(),
@@ -405,7 +475,16 @@ class BatchedTrainer(AllFoldsNetworks):
             # vmap falls back to a per-fold loop for attention on the CPU; correct, and said here
             warnings.filterwarnings("ignore", message="There is a performance drop")
             torch.manual_seed(config.seed)  # dropout masks
-            for _ in tqdm(range(steps), desc=f"{len(folds)} folds", disable=not progress):
+            training = _Progress(params, buffers, optimizer, generators, streams, device)
+            start = training.restore(saved) if saved is not None else 0
+            bar = tqdm(
+                range(start, steps),
+                desc=f"{len(folds)} folds",
+                initial=start,
+                total=steps,
+                disable=not progress,
+            )
+            for step in bar:
                 picks = [
                     idx[stream.take(batch)] for idx, stream in zip(train_idx, streams, strict=True)
                 ]
@@ -416,6 +495,10 @@ class BatchedTrainer(AllFoldsNetworks):
                 for name, p in params.items():
                     p.grad = grads[name]
                 optimizer.step()
+                if state is not None and step + 1 < steps and state.due():
+                    state.save(lambda step=step: training.state(step + 1))
+        if state is not None:
+            state.clear()
 
         return [
             _unstacked(model_name, num_classes, model_kwargs, {**params, **buffers}, f)

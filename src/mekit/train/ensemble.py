@@ -65,6 +65,7 @@ from mekit.procs import usable_cpus
 from mekit.train.augment import hflip
 from mekit.train.device import autocast_dtype, resolve_device
 from mekit.train.estimators import AllFoldsNetworks
+from mekit.train.group_state import GroupCheckpoints, GroupState
 from mekit.train.loop import TrainConfig, _batches
 from mekit.train.loso import LosoResult, cross_validate
 from mekit.train.losses import balanced_class_weights
@@ -402,6 +403,27 @@ class _Trainer:
         """(F, P) loss gradients of the current parameters on the given batches, no update."""
         raise NotImplementedError
 
+    def dropout_states(self) -> list[int]:
+        """Each fold's dropout stream state (a uint64)."""
+        raise NotImplementedError
+
+    def set_dropout_states(self, states: list[int]) -> None:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        """The stacked training state, copied, to save (`mekit.train.group_state`)."""
+        tensors = {
+            name: getattr(self, name).clone()
+            for name in ("params", "running", "adam_m", "adam_v", "steps")
+        }
+        return {**tensors, "dropout": self.dropout_states()}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from `state()`, in place (the native kernel holds these tensors' memory)."""
+        for name in ("params", "running", "adam_m", "adam_v", "steps"):
+            getattr(self, name).copy_(state[name])
+        self.set_dropout_states(list(state["dropout"]))
+
 
 class _NativeTrainer(_Trainer):
     def __init__(
@@ -481,6 +503,12 @@ class _NativeTrainer(_Trainer):
         self._run(idx, flip, bsz, train=1)
         return self.loss.numpy().copy()
 
+    def dropout_states(self) -> list[int]:
+        return [int(v) for v in self.rng.numpy().view(np.uint64)]
+
+    def set_dropout_states(self, states: list[int]) -> None:
+        self.rng.numpy().view(np.uint64)[:] = np.array(states, dtype=np.uint64)
+
     def gradients(self, idx: np.ndarray, flip: np.ndarray, bsz: np.ndarray) -> torch.Tensor:
         self.grad_out.zero_()
         self._run(idx, flip, bsz, train=0)
@@ -493,6 +521,12 @@ class _TorchTrainer(_Trainer):
     def __init__(self, setup: _Setup, params: torch.Tensor, running: torch.Tensor) -> None:
         super().__init__(setup, params, running)
         self.rng = [_dropout_seed(seed) for seed in setup.seeds]  # the kernel's streams
+
+    def dropout_states(self) -> list[int]:
+        return [int(v) for v in self.rng]
+
+    def set_dropout_states(self, states: list[int]) -> None:
+        self.rng = [int(v) for v in states]
 
     def _loss(
         self,
@@ -778,11 +812,13 @@ def fit_fold_ensemble(
     threads: int | None = None,
     backend: Backend = "auto",
     progress: bool = False,
+    state: GroupState | None = None,
 ) -> EnsembleFit:
     """Train one model per fold on X[fold.train_idx], all folds at once; no prediction.
 
     Fold f starts from the weights fit() would draw with seed `config.seed + f.index` and
-    draws its batches and flips as fit() does. See `run_loso_ensemble` for the arguments.
+    draws its batches and flips as fit() does. See `run_loso_ensemble` for the arguments;
+    `state`: where the training saves its progress at epoch ends, and continues from.
     """
     X, y, folds, sizes = _checked_inputs(X, y, folds, num_classes, config, model_name, backend)
     if threads is not None and threads < 1:
@@ -829,7 +865,7 @@ def fit_fold_ensemble(
         used,
         threads,
     )
-    histories = _train(trainer, folds, config, bmax, progress, model_name)
+    histories = _train(trainer, folds, config, bmax, progress, model_name, state)
     for f, model in enumerate(models):
         _unpack(model, trainer.params[f], trainer.running[f], int(trainer.steps[f]))
         model.eval()
@@ -893,8 +929,14 @@ class KernelTrainer(AllFoldsNetworks):
     engine = "kernel"
 
     def _fit(
-        self, X: np.ndarray, y: np.ndarray, folds: list[Fold], progress: bool
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        folds: list[Fold],
+        progress: bool,
+        checkpoints: GroupCheckpoints | None = None,
     ) -> tuple[list[torch.nn.Module], list[list[dict[str, float]]]]:
+        state = checkpoints.for_folds(folds) if checkpoints is not None else None
         fitted = fit_fold_ensemble(
             X,
             y,
@@ -906,6 +948,7 @@ class KernelTrainer(AllFoldsNetworks):
             threads=self.threads,
             backend=self.backend,
             progress=progress,
+            state=state,
         )
         return fitted.models, fitted.histories
 
@@ -922,12 +965,21 @@ def _train(
     bmax: int,
     progress: bool,
     model_name: str,
+    state: GroupState | None = None,
 ) -> list[list[dict[str, float]]]:
-    """All epochs of all folds; returns per-fold histories (epoch, train_loss)."""
+    """All epochs of all folds; returns per-fold histories (epoch, train_loss). With `state`,
+    the progress is saved at an epoch's end when due, and a saved one is continued."""
     n_folds = len(folds)
     generators = [torch.Generator().manual_seed(config.seed + fold.index) for fold in folds]
     train_idx = [np.asarray(fold.train_idx, dtype=np.int64) for fold in folds]
     histories: list[list[dict[str, float]]] = [[] for _ in folds]
+    done = 0
+    saved = state.load() if state is not None else None
+    if saved is not None:
+        trainer.restore(saved["trainer"])
+        for g, generator_state in zip(generators, saved["generators"], strict=True):
+            g.set_state(generator_state)
+        histories, done = saved["histories"], int(saved["step"])
     idx = np.zeros((n_folds, bmax), dtype=np.int32)
     flip = np.zeros((n_folds, bmax), dtype=np.uint8)
     bsz = np.zeros(n_folds, dtype=np.int32)
@@ -935,12 +987,13 @@ def _train(
     torch.set_num_threads(trainer.s.threads)
     bar = tqdm(
         total=config.epochs,
+        initial=done,
         desc=f"ensemble {model_name} x{n_folds}",
         unit="epoch",
         disable=not progress,
     )
     try:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(done + 1, config.epochs + 1):
             # The draws of fit(): randperm per epoch, then one rand(B) per batch for flips.
             plans = []
             for f in range(n_folds):
@@ -971,7 +1024,18 @@ def _train(
                     {"epoch": epoch, "train_loss": float(totals[f] / len(train_idx[f]))}
                 )
             bar.update()
+            if state is not None and epoch < config.epochs and state.due():
+                state.save(
+                    lambda epoch=epoch: {
+                        "step": epoch,  # epochs done
+                        "trainer": trainer.state(),
+                        "generators": [g.get_state() for g in generators],
+                        "histories": histories,
+                    }
+                )
     finally:
         bar.close()
         torch.set_num_threads(threads)
+    if state is not None:
+        state.clear()
     return histories

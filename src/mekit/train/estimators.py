@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mekit.train.group_state import GroupCheckpoints
 from mekit.train.loop import TrainConfig, fit, predict_proba
 from mekit.train.splits import Fold, validation_subjects
 
@@ -192,13 +193,20 @@ class AllFoldsNetworks:
         folds: Sequence[Fold],
         *,
         progress: bool = False,
+        checkpoints: GroupCheckpoints | None = None,
     ) -> list[FittedNetwork]:
-        """One fitted network per fold of one group, each on its `train_idx` only."""
-        models, histories = self._fit(X, y, list(folds), progress)
+        """One fitted network per fold of one group, each on its `train_idx` only; with
+        `checkpoints`, the group's progress is saved as it trains and resumed from there."""
+        models, histories = self._fit(X, y, list(folds), progress, checkpoints)
         return fitted_networks(models, histories, self.config)
 
     def _fit(
-        self, X: np.ndarray, y: np.ndarray, folds: list[Fold], progress: bool
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        folds: list[Fold],
+        progress: bool,
+        checkpoints: GroupCheckpoints | None,
     ) -> tuple[list[nn.Module], list[list[dict[str, float]]]]:
         raise NotImplementedError
 

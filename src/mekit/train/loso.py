@@ -19,6 +19,8 @@ Resume: with `checkpoint_dir`, each finished fold is saved to `fold_{index:03d}.
 (written atomically), stamped with a fingerprint of everything that determines it (data,
 labels, the trainer's description: model, settings, engine; the fold's samples). A rerun loads
 the folds whose fingerprint matches instead of training them again, and retrains the others.
+Folds trained together (an all-folds trainer) also save their group's progress as they train
+(`group_FIRST-LAST_N.pt`, `mekit.train.group_state`), and a rerun continues the group from it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from mekit.fileio import atomic_open
 from mekit.procs import usable_cpus
 from mekit.train.estimators import AllFoldsNetworks, Estimator, NetworkTrainer, Trainer
 from mekit.train.executors import FoldExecutor, FoldFn, SequentialExecutor, make_executor
+from mekit.train.group_state import GroupCheckpoints
 from mekit.train.loop import TrainConfig
 from mekit.train.metrics import ClassificationMetrics, classification_metrics
 from mekit.train.splits import Fold, loso_folds
@@ -120,10 +123,12 @@ def _run_group(
     trainer: AllFoldsNetworks,
     num_classes: int,
     progress: bool,
+    checkpoints: GroupCheckpoints | None = None,
 ) -> list[_FoldOutput]:
     """Fit one group of folds together (an all-folds trainer) and score each fold's test
-    samples: here, or in a worker when the groups of a CPU run go through an executor."""
-    fitted = trainer.fit_folds(X, y, subjects, group, progress=progress)
+    samples: here, or in a worker when the groups of a CPU run go through an executor. With
+    `checkpoints` the group saves its progress as it trains (`mekit.train.group_state`)."""
+    fitted = trainer.fit_folds(X, y, subjects, group, progress=progress, checkpoints=checkpoints)
     return [_fold_output(e, f, X, num_classes) for e, f in zip(fitted, group, strict=True)]
 
 
@@ -401,7 +406,11 @@ def cross_validate(
         trainer.config.selection,
         where,
     )
-    for out in _fit_folds(trainer, todo, X, y, subj, len(labels), executor, progress, desc):
+    checkpoints = saver.groups() if saver is not None and together else None
+    fitting = _fit_folds(
+        trainer, todo, X, y, subj, len(labels), executor, progress, desc, checkpoints
+    )
+    for out in fitting:
         if saver is not None:
             saver.save(out)
         outputs.append(out)
@@ -418,6 +427,7 @@ def _fit_folds(
     executor: FoldExecutor | None,
     progress: bool,
     desc: str,
+    checkpoints: GroupCheckpoints | None = None,
 ) -> Iterator[_FoldOutput]:
     """Each fold's output as it finishes: all-folds trainers a group of folds at a time,
     here when `executor` is None, else one group per job of the executor's workers; per-fold
@@ -427,13 +437,15 @@ def _fit_folds(
     if isinstance(trainer, AllFoldsNetworks):
         if executor is None:
             for group in groups:
-                yield from _run_group(X, y, subjects, group, trainer, num_classes, progress)
+                yield from _run_group(
+                    X, y, subjects, group, trainer, num_classes, progress, checkpoints
+                )
             return
         for outputs in map_folds(
             _run_group,
             groups,  # each group is one job: its folds train together in one worker
             (X, y, subjects),
-            (trainer, num_classes, False),
+            (trainer, num_classes, False, checkpoints),
             threads=group_threads(trainer.config.num_threads, executor),
             executor=executor,
             progress=progress,
@@ -519,6 +531,10 @@ class _Checkpoints:
     def save(self, out: _FoldOutput) -> None:
         path = _checkpoint_path(self.directory, out.index)
         _save_checkpoint(path, out, self.fingerprints[out.index])
+
+    def groups(self) -> GroupCheckpoints:
+        """Where groups of folds trained together keep their progress, stamped alike."""
+        return GroupCheckpoints(self.directory, dict(self.fingerprints))
 
 
 def run_folds(

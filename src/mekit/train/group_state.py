@@ -1,0 +1,112 @@
+"""The progress of a group of folds trained together, saved while it trains, so an interrupted
+run resumes the group where it stopped instead of starting it over.
+
+The fold runner saves a fold's result when the fold ends; folds trained together (fold-batched,
+the fused STSTNet kernel) end together, so without this a run killed near the end of its only
+group (all 68 folds of a GPU run, or of STSTNet on the CPU) loses everything. An all-folds
+trainer saves its whole training state (parameters, optimiser, normalisation statistics,
+every random stream, the step) at a step it can continue from, every `SAVE_EVERY_S` seconds
+or, where a save takes long, so that saving costs at most 1/`SAVE_COST_SHARE` of the time
+(68 MobileViTv3-XXS folds' state with Adam's moments is about 0.8 GB); on resume it continues
+from there, and the result is the same, bit for bit, as that of an uninterrupted run on the
+same machine.
+
+The file `group_FIRST-LAST.pt` sits beside the fold results, stamped with the fingerprints
+of the group's folds (data, trainer, settings, samples), so it is never resumed by another
+run; it is removed when its group has finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mekit.fileio import atomic_open
+from mekit.train.splits import Fold
+
+log = logging.getLogger(__name__)
+
+SAVE_EVERY_S = 60.0
+SAVE_COST_SHARE = 50  # the wait after a save is at least this many times its duration
+
+
+@dataclass(frozen=True)
+class GroupCheckpoints:
+    """Where the groups of a run keep their progress: `directory`, with each fold's
+    fingerprint (`fingerprints[fold.index]`, as the fold results are stamped)."""
+
+    directory: Path
+    fingerprints: Mapping[int, str]
+
+    def for_folds(self, folds: Sequence[Fold]) -> GroupState:
+        """The progress file of the group of `folds`."""
+        h = hashlib.sha256()
+        for fold in folds:
+            h.update(f"{fold.index}:{self.fingerprints[fold.index]};".encode())
+        name = f"group_{folds[0].index:03d}-{folds[-1].index:03d}_{len(folds)}.pt"
+        return GroupState(self.directory / name, h.hexdigest())
+
+
+@dataclass
+class GroupState:
+    """One group's progress file (see the module docstring)."""
+
+    path: Path
+    fingerprint: str
+    last_save: float = field(default_factory=time.monotonic)
+    save_seconds: float = 0.0  # how long the last save took
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, or None when there is none, or it is another run's or unreadable
+        (logged; the group then starts over)."""
+        if not self.path.exists():
+            return None
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a torn or foreign file: start the group over
+            log.warning("ignoring unreadable group progress %s (%s)", self.path, e)
+            return None
+        if not isinstance(saved, dict) or saved.get("fingerprint") != self.fingerprint:
+            log.info("%s is from a different run or data; the group starts over", self.path)
+            return None
+        log.info("resuming %s at step %s", self.path.name, saved["state"].get("step"))
+        return saved["state"]
+
+    def due(self) -> bool:
+        """Whether it is time to save: `SAVE_EVERY_S` since the last save (or the start), and
+        `SAVE_COST_SHARE` times as long as that save took."""
+        wait = max(SAVE_EVERY_S, SAVE_COST_SHARE * self.save_seconds)
+        return time.monotonic() - self.last_save >= wait
+
+    def save(self, make_state: Callable[[], Mapping[str, Any]]) -> None:
+        """Write the state `make_state()` gives (tensors, numbers, strings, lists and dicts of
+        them) atomically; its making (copies off the GPU) counts as part of the save."""
+        start = time.monotonic()
+        state = make_state()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(self.path, "wb", fsync=True) as f:
+            torch.save({"fingerprint": self.fingerprint, "state": dict(state)}, f)
+        self.last_save = time.monotonic()
+        self.save_seconds = self.last_save - start
+
+    def clear(self) -> None:
+        """Remove the file: its group has finished."""
+        self.path.unlink(missing_ok=True)
+
+
+def cpu_copy(value: Any) -> Any:
+    """`value` with every tensor in it copied to the CPU (a state to save)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, Mapping):
+        return {k: cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(cpu_copy(v) for v in value)
+    return value
