@@ -14,7 +14,7 @@
 #
 # Needs torch (any CUDA build), numpy, pandas, scikit-learn, safetensors and tqdm; mekit runs
 # from src/ (no install). Each step has its own time limit, so one slow step cannot eat the
-# loan; logs go to $OUT (default gpu_out/).
+# loan (240 + 300 + 45 s: within one 600-second call); logs go to $OUT (default gpu_out/).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -44,6 +44,6 @@ timeout "${STSTNET_LIMIT:-240}" "$PY" benchmarks/loso_speed.py --device "$DEVICE
 timeout "${MOBILEVIT_LIMIT:-300}" "$PY" benchmarks/fold_batched.py --device "$DEVICE" \
   --precision "$PRECISION" --model mobilevitv3_xxs "${mobilevit[@]}" 2>&1 \
   | tee "$OUT/mobilevit.txt" || status=1
-timeout "${ASSEMBLY_LIMIT:-90}" "$PY" benchmarks/batch_assembly.py --device "$DEVICE" \
+timeout "${ASSEMBLY_LIMIT:-45}" "$PY" benchmarks/batch_assembly.py --device "$DEVICE" \
   "${assembly[@]}" 2>&1 | tee "$OUT/assembly.txt" || status=1
 exit $status
