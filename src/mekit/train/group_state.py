@@ -7,7 +7,7 @@ group (all 68 folds of a GPU run, or of STSTNet on the CPU) loses everything. An
 trainer saves its whole training state (parameters, optimiser, normalisation statistics,
 every random stream, the step) at a step it can continue from, every `SAVE_EVERY_S` seconds
 or, where a save takes long, so that saving costs at most 1/`SAVE_COST_SHARE` of the time
-(68 MobileViTv3-XXS folds' state with Adam's moments is about 0.8 GB); on resume it continues
+(68 MobileViTv3-XXS folds' weights with Adam's moments are 0.6 GB); on resume it continues
 from there, and the result is the same, bit for bit, as that of an uninterrupted run on the
 same machine.
 
