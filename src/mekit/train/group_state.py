@@ -11,9 +11,9 @@ or, where a save takes long, so that saving costs at most 1/`SAVE_COST_SHARE` of
 from there, and the result is the same, bit for bit, as that of an uninterrupted run on the
 same machine.
 
-The file `group_FIRST-LAST.pt` sits beside the fold results, stamped with the fingerprints
-of the group's folds (data, trainer, settings, samples), so it is never resumed by another
-run; it is removed when its group has finished.
+The file `group_FIRST-LAST_N.pt` (N folds) sits beside the fold results, stamped with the
+fingerprints of the group's folds (data, trainer, settings, samples), so it is never resumed
+by another run; it is removed when its group has finished.
 """
 
 from __future__ import annotations
