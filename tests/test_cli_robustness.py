@@ -69,6 +69,27 @@ def test_train_out_blocked_by_a_file(tmp_path, capsys):
     assert code == 2 and str(out) in line and "--out" in line
 
 
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        (("--precision", "fp16", "--device", "cpu"), "fp16 needs a GPU"),
+        (("--device", "tpu"), "train.device 'tpu' is not one of"),
+    ],
+)
+def test_train_refuses_a_device_or_precision_before_loading_the_corpus(
+    tmp_path, capsys, monkeypatch, option, words
+):
+    from mekit.pipeline import experiment
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the corpus was loaded")
+
+    monkeypatch.setattr(experiment, "load_labelled", no_loading)
+    argv = ["train", "--corpus", str(tmp_path), "--model", "ststnet", "--out", str(tmp_path / "r")]
+    code, err = _run(capsys, *argv, *option)
+    assert code == 2 and words in _one_error_line(err)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_a_read_only_out_folder(tmp_path, capsys, video, model):
     locked = tmp_path / "locked"

@@ -188,6 +188,8 @@ def test_mekit_pretrain_synthetic_takes_device_and_precision(tmp_path, capsys):
     assert (training["device"], training["precision"]) == ("cpu", "bf16")
     assert main([*argv, *small, "--device", "tpu"]) != 0
     assert "train.device 'tpu' is not one of" in capsys.readouterr().err
+    assert main([*argv, *small, "--device", "cpu", "--precision", "fp16"]) != 0
+    assert "fp16 needs a GPU" in capsys.readouterr().err  # before any flow is made
 
 
 def test_a_run_pretrains_on_its_train_device_and_precision(tmp_path):
@@ -202,3 +204,11 @@ def test_a_run_pretrains_on_its_train_device_and_precision(tmp_path):
     run_experiment(corpus, run, ExperimentConfig.from_dict(values), progress=False)
     training = load_model(run / "pretrained.json").meta["training"]
     assert (training["device"], training["precision"]) == ("cpu", "bf16")
+
+
+def test_mekit_pretrain_images_takes_device_and_precision_as_train_settings(tmp_path, capsys):
+    argv = ["pretrain", "--images", str(tmp_path), "--out", str(tmp_path / "pre")]
+    assert main([*argv, "--device", "tpu"]) != 0  # checked as train.device, before any data
+    assert "train.device 'tpu' is not one of" in capsys.readouterr().err
+    assert main([*argv, "--device", "cpu", "--precision", "fp16"]) != 0
+    assert "fp16 needs a GPU" in capsys.readouterr().err
