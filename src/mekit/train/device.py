@@ -121,6 +121,24 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
+def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
+    """The loss scaler fp16 autocast needs on `device` (bf16 and fp32 need none)."""
+    return torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+
+def backward_and_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
+) -> None:
+    """Backpropagate `loss` and step `optimizer`, through `scaler` where there is one."""
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
 def describe(device: torch.device, dtype: torch.dtype | None) -> str:
     """E.g. "cuda (bf16 autocast)" or "cpu (fp32)"."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type

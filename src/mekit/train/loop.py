@@ -40,6 +40,8 @@ from mekit.train.device import (
     Precision,
     autocast,
     autocast_dtype,
+    backward_and_step,
+    grad_scaler,
     memory_format,
     resolve_device,
     to_memory_format,
@@ -310,13 +312,7 @@ def _train_epoch(
                 loss = criterion(logits, yb)
             else:
                 loss = mixup_loss(criterion, logits, yb, y_other, lam)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        backward_and_step(loss, optimizer, scaler)
         total += loss.item() * len(idx)
     return total / len(y)
 
@@ -532,7 +528,7 @@ def _train_epochs(
     if val is not None:
         val = (val[0].contiguous(memory_format=layout), val[1])
     criterion.to(device)
-    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    scaler = grad_scaler(device, dtype)
     optimizer = make_adam(model.parameters(), config.lr, config.weight_decay, config.fused_adam)
     history: list[dict[str, float]] = []
     best_epoch, best_score, best_state = config.epochs, -float("inf"), None

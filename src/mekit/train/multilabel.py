@@ -27,7 +27,9 @@ from mekit.train.device import (
     MemoryFormat,
     autocast,
     autocast_dtype,
+    backward_and_step,
     describe,
+    grad_scaler,
     memory_format,
     resolve_device,
     to_memory_format,
@@ -80,7 +82,7 @@ def fit_multilabel(
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = config.epochs * ((len(xt) + config.batch_size - 1) // config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps)
-    scaler = torch.amp.GradScaler(where.type) if dtype == torch.float16 else None
+    scaler = grad_scaler(where, dtype)
     loss_fn = nn.BCEWithLogitsLoss()
     log.info("multi-label training on %s", describe(where, dtype))
     for epoch in range(config.epochs):
@@ -90,13 +92,7 @@ def fit_multilabel(
             with autocast(where, dtype):
                 loss = loss_fn(model(xb.contiguous(memory_format=layout)).float(), yb)
             opt.zero_grad()
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            backward_and_step(loss, opt, scaler)
             sched.step()
             total += loss.detach() * len(xb)
         log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, float(total) / len(xt))
