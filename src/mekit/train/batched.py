@@ -286,11 +286,12 @@ def fold_batches(
     on the CPU in chunks of `CPU_AUGMENT_BYTES`."""
     device = x_all.device
     folds, size = len(picks), len(picks[0])
+    temporal = x_all.dim() == 5
     draws, pairs, lams = [], [], []
     for f, (idx, g) in enumerate(zip(picks, generators, strict=True)):
         if len(idx) != size:
             raise ValueError(f"fold {f} takes a batch of {len(idx)}, fold 0 of {size}")
-        draws.append(draw_augment(size, x_all.dim() == 5, config, g))
+        draws.append(draw_augment(size, temporal, config, g))
         if config.augment_mixup > 0:
             lam, pair = mixup_draws(size, g, config.augment_mixup)
             pairs.append(pair)
@@ -298,15 +299,17 @@ def fold_batches(
     chunk = folds
     if device.type == "cpu":
         chunk = max(1, CPU_AUGMENT_BYTES // max(1, size * x_all[0].nbytes))
+    idx = torch.cat(list(picks))
+    on_device = idx.to(device)
     xs = []
     for start in range(0, folds, chunk):
         part = slice(start, start + chunk)
-        xb = x_all[torch.cat(list(picks[part])).to(device)]
+        xb = x_all[on_device[start * size : (start + chunk) * size]]
         xb = apply_augment(xb, AugmentDraws.concat(draws[part]), config, spec, flow, magnitude)
         if lams:
             xb = _mixed(xb, lams[part], pairs[part])
         xs.append(xb)
-    yb = y_all[torch.cat(list(picks))].reshape(folds, size)
+    yb = y_all[idx].reshape(folds, size)
     xb = torch.cat(xs) if len(xs) > 1 else xs[0]
     batches = [xb.reshape(folds, size, *xb.shape[1:]), yb.to(device)]
     if lams:
