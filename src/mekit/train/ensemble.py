@@ -410,17 +410,16 @@ class _Trainer:
     def set_dropout_states(self, states: list[int]) -> None:
         raise NotImplementedError
 
+    STATE = ("params", "running", "adam_m", "adam_v", "steps")  # the tensors carried over
+
     def state(self) -> dict[str, Any]:
         """The stacked training state, copied, to save (`mekit.train.group_state`)."""
-        tensors = {
-            name: getattr(self, name).clone()
-            for name in ("params", "running", "adam_m", "adam_v", "steps")
-        }
+        tensors = {name: getattr(self, name).clone() for name in self.STATE}
         return {**tensors, "dropout": self.dropout_states()}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Continue from `state()`, in place (the native kernel holds these tensors' memory)."""
-        for name in ("params", "running", "adam_m", "adam_v", "steps"):
+        for name in self.STATE:
             getattr(self, name).copy_(state[name])
         self.set_dropout_states(list(state["dropout"]))
 
