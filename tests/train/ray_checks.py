@@ -70,6 +70,11 @@ def starts_and_stops_its_own_ray(work: Path, problem, reference) -> None:
     result = run_loso(X, y, subjects, ids, LABELS, "ststnet", TINY, progress=False, executor=own)
     assert_same_run(reference, result)
     assert not ray.is_initialized()
+    # An error in a fold reaches the caller, and the Ray this executor started is stopped.
+    with pytest.raises(MekitError, match="known models"):
+        folds = loso_folds(subjects)
+        run_folds(X, y, subjects, ids, LABELS, "nonet", TINY, folds, own, progress=False)
+    assert not ray.is_initialized()
 
 
 CHECKS = {f.__name__: f for f in (matches_sequential, starts_and_stops_its_own_ray)}

@@ -152,6 +152,22 @@ def _ray_fold_task(fn: FoldFn, threads: int, fold: Fold, args: tuple[Any, ...], 
     return fn(*data, fold, *args)
 
 
+def _cancel_unfinished(ray: Any, refs: list[Any]) -> None:
+    """Cancel the folds of `refs` that have not finished, on a Ray this executor did not start.
+
+    Ray's core can abort the driving process when a cancel races the task's own completion
+    ("Tried to complete task that was not pending", ray-project/ray#54527). The folds already
+    finished are therefore left alone, which shrinks that window to the instant between the
+    wait and the cancel; a Ray this executor started is shut down instead, with no cancel.
+    """
+    _, unfinished = ray.wait(refs, num_returns=len(refs), timeout=0)
+    for ref in unfinished:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:  # finished or gone meanwhile: nothing to cancel
+            pass
+
+
 class RayExecutor(FoldExecutor):
     """Folds as Ray tasks, on a Ray cluster or on a Ray instance started on this machine.
 
@@ -221,13 +237,10 @@ class RayExecutor(FoldExecutor):
                     # fold's own error class (e.g. MekitError).
                     yield ray.get(ref)
         finally:
-            for ref in pending:
-                try:
-                    ray.cancel(ref, force=True)
-                except Exception:  # already finished or gone: nothing to cancel
-                    pass
             if started:
-                ray.shutdown()
+                ray.shutdown()  # ends the folds still running with the Ray this call started
+            elif pending:
+                _cancel_unfinished(ray, pending)
 
     def describe(self) -> str:
         where = self.address or (f"local, {self.num_cpus} CPUs" if self.num_cpus else "local")
