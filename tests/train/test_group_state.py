@@ -1,5 +1,6 @@
-"""Groups of folds trained together save their progress and resume from it
-(`mekit.train.group_state`): an interrupted run ends exactly as an uninterrupted one."""
+"""Groups of folds trained together, and folds trained one model at a time, save their
+progress and resume from it (`mekit.train.group_state`): an interrupted run ends exactly as an
+uninterrupted one."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import torch
 from mekit.train import batched as batched_module
 from mekit.train import ensemble as ensemble_module
 from mekit.train import group_state
+from mekit.train import loop as loop_module
 from mekit.train.batched import BatchedTrainer
 from mekit.train.ensemble import KernelTrainer, native_kernel_available
+from mekit.train.estimators import NetworkTrainer
 from mekit.train.group_state import GroupCheckpoints, GroupState
 from mekit.train.loop import TrainConfig
 from mekit.train.loso import cross_validate
@@ -145,3 +148,44 @@ def test_an_interrupted_kernel_group_resumes_at_its_last_epoch(
     resumed = _run(data, trainer, tmp_path)
     assert_same_run(resumed, uninterrupted)  # the histories of the first epochs included
     assert not list(tmp_path.glob("group_*.pt"))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        # dropout (STSTNet's), mixup and the affine step: every random stream of a fold
+        {"augment_mixup": 0.2, "augment_rotation_deg": 5.0},
+        # early stopping on held-out training subjects: the best epoch and its weights
+        {"selection": "val-split", "val_fraction": 0.5, "patience": 2},
+    ],
+    ids=["fixed", "val-split"],
+)
+def test_an_interrupted_fold_of_the_per_fold_loop_resumes_at_its_last_epoch(
+    data, tmp_path, monkeypatch, settings
+):
+    config = TrainConfig(epochs=3, batch_size=4, **settings)
+    trainer = NetworkTrainer("ststnet", 2, config)
+    uninterrupted = _run(data, trainer)
+
+    _save_always(monkeypatch)  # at every epoch's end
+    # fold 0 trains its 3 epochs and is saved; fold 1 is stopped in its second epoch
+    _interrupt_after(monkeypatch, loop_module, "_train_epoch", 4)
+    with pytest.raises(Interrupted):
+        _run(data, trainer, tmp_path)
+    assert (tmp_path / "fold_000.npz").exists()
+    progress = tmp_path / "fold_001.progress.pt"
+    assert torch.load(progress, weights_only=True)["state"]["step"] == 1  # epochs done
+    monkeypatch.undo()
+
+    epochs_trained = []
+    real_epoch = loop_module._train_epoch
+
+    def counted(*args, **kwargs):
+        epochs_trained.append(1)
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "_train_epoch", counted)
+    resumed = _run(data, trainer, tmp_path)
+    assert_same_run(resumed, uninterrupted)  # the history of fold 1's first epoch included
+    assert len(epochs_trained) == 2 + 3  # fold 1's last two epochs, then fold 2's three
+    assert not list(tmp_path.glob("*.progress.pt"))

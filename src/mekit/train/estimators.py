@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mekit.train.group_state import GroupCheckpoints
+from mekit.train.group_state import GroupCheckpoints, GroupState
 from mekit.train.loop import TrainConfig, fit, predict_proba
 from mekit.train.splits import Fold, validation_subjects
 
@@ -40,7 +40,9 @@ class Estimator(Protocol):
 
     `groups` are the training samples' subjects (what a validation split may draw from);
     `eval_set` is given only to estimators whose trainer has `peeks_at_test` (test-oracle).
-    Optional attributes after fitting: `history_` (per-epoch dicts) and `best_epoch_`.
+    Optional attributes after fitting: `history_` (per-epoch dicts) and `best_epoch_`; an
+    estimator that can save its progress while it fits and continue from it has a
+    `progress_file` attribute (None, or the `GroupState` the fold runner sets before `fit`).
     """
 
     def fit(
@@ -82,12 +84,14 @@ def _threads_fixed(threads: int, fn: Any, *args: Any) -> Any:
 class NetworkEstimator:
     """One registered network trained by `mekit.train.loop.fit` with `config` (its seed is the
     fold's). Selection: "fixed" keeps the last epoch; "val-split" holds out whole training
-    subjects (drawn from `groups`); "test-oracle" selects on `eval_set` (the test fold)."""
+    subjects (drawn from `groups`); "test-oracle" selects on `eval_set` (the test fold).
+    With a `progress_file`, `fit` saves its progress there and continues from it."""
 
     model_name: str
     num_classes: int
     config: TrainConfig
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    progress_file: GroupState | None = None
 
     def fit(
         self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, eval_set: EvalSet | None = None
@@ -103,8 +107,17 @@ class NetworkEstimator:
                 raise ValueError("test-oracle selection needs the test fold as eval_set")
             X_val, y_val = eval_set
         # fit trains on cfg.num_threads threads itself; predict_proba below fixes them too.
-        model_kwargs = dict(self.model_kwargs)
-        result = fit(self.model_name, self.num_classes, X, y, cfg, X_val, y_val, model_kwargs)
+        result = fit(
+            self.model_name,
+            self.num_classes,
+            X,
+            y,
+            cfg,
+            X_val,
+            y_val,
+            dict(self.model_kwargs),
+            progress_file=self.progress_file,
+        )
         self.model_ = result.model
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch

@@ -1,19 +1,21 @@
-"""The progress of a group of folds trained together, saved while it trains, so an interrupted
-run resumes the group where it stopped instead of starting it over.
+"""The progress of a fold, or of a group of folds trained together, saved while it trains, so
+an interrupted run resumes it where it stopped instead of starting it over.
 
 The fold runner saves a fold's result when the fold ends; folds trained together (fold-batched,
 the fused STSTNet kernel) end together, so without this a run killed near the end of its only
-group (all 68 folds of a GPU run, or of STSTNet on the CPU) loses everything. An all-folds
-trainer saves its whole training state (parameters, optimiser, normalisation statistics,
-every random stream, the step) at a step it can continue from, every `SAVE_EVERY_S` seconds
-or, where a save takes long, so that saving costs at most 1/`SAVE_COST_SHARE` of the time
-(68 MobileViTv3-XXS folds' weights with Adam's moments are 0.6 GB); on resume it continues
-from there, and the result is the same, bit for bit, as that of an uninterrupted run on the
-same machine.
+group (all 68 folds of a GPU run, or of STSTNet on the CPU) loses everything, and a run of one
+model per fold loses the folds in training (minutes to tens of minutes each for the larger
+networks on a CPU). A trainer saves its whole training state (parameters, optimiser,
+normalisation statistics, every random stream, the step or epoch) at a point it can continue
+from, every `SAVE_EVERY_S` seconds or, where a save takes long, so that saving costs at most
+1/`SAVE_COST_SHARE` of the time (68 MobileViTv3-XXS folds' weights with Adam's moments are
+0.6 GB); on resume it continues from there, and the result is the same, bit for bit, as that
+of an uninterrupted run on the same machine.
 
-The file `group_FIRST-LAST_N.pt` (N folds) sits beside the fold results, stamped with the
-fingerprints of the group's folds (data, trainer, settings, samples), so it is never resumed
-by another run; it is removed when its group has finished.
+The file, `group_FIRST-LAST_N.pt` for a group of N folds and `fold_INDEX.progress.pt` for one
+fold trained alone, sits beside the fold results, stamped with the fingerprints of its folds
+(data, trainer, settings, samples), so it is never resumed by another run; it is removed when
+its training has finished.
 """
 
 from __future__ import annotations
@@ -46,11 +48,13 @@ class GroupCheckpoints:
     fingerprints: Mapping[int, str]
 
     def for_folds(self, folds: Sequence[Fold]) -> GroupState:
-        """The progress file of the group of `folds`."""
+        """The progress file of `folds`: a group trained together, or one fold."""
         h = hashlib.sha256()
         for fold in folds:
             h.update(f"{fold.index}:{self.fingerprints[fold.index]};".encode())
         name = f"group_{folds[0].index:03d}-{folds[-1].index:03d}_{len(folds)}.pt"
+        if len(folds) == 1:
+            name = f"fold_{folds[0].index:03d}.progress.pt"
         return GroupState(self.directory / name, h.hexdigest())
 
 

@@ -46,6 +46,7 @@ from mekit.train.device import (
     resolve_device,
     to_memory_format,
 )
+from mekit.train.group_state import GroupState, cpu_copy
 from mekit.train.losses import balanced_class_weights, make_loss
 from mekit.train.optim import make_adam
 from mekit.train.warm_start import transfer_weights
@@ -442,6 +443,7 @@ def fit(
     X_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
+    progress_file: GroupState | None = None,
 ) -> FitResult:
     """Train registered model `model_name` on X_train (N, *spec.input_shape) float32 and
     y_train (N,) class indices 0..num_classes-1.
@@ -450,6 +452,11 @@ def fit(
     subjects' samples or, for the oracle, the test subject's. With "fixed" a given validation
     set is only monitored (val_loss, val_acc in the history). Validation loss uses the
     training criterion (including class weights).
+
+    With `progress_file`, the training saves its progress there at epoch ends (about once a
+    minute, `mekit.train.group_state`) and starts from it when it holds this training's
+    progress: an interrupted fit continues, with the same result, bit for bit, as an
+    uninterrupted one. The file is removed when the fit ends.
     """
     x, y = _labelled_tensors(X_train, y_train, num_classes, "training set")
     has_val = X_val is not None and y_val is not None
@@ -468,7 +475,9 @@ def fit(
             model = create_model(model_name, num_classes, **dict(model_kwargs or {}))
             if config.init_from:
                 transfer_weights(model, config.init_from)
-            history, best_epoch = _train_epochs(model, x, y, val, criterion, config, generator)
+            history, best_epoch = _train_epochs(
+                model, x, y, val, criterion, config, generator, progress_file
+            )
     finally:
         torch.set_num_threads(threads)
     # Models leave fit on the CPU and contiguous, wherever and however they trained: saving
@@ -515,9 +524,11 @@ def _train_epochs(
     criterion: nn.Module,
     config: TrainConfig,
     generator: torch.Generator,
+    progress_file: GroupState | None = None,
 ) -> tuple[list[dict[str, float]], int]:
     """Train `model` on `config.device` for `config.epochs` epochs (fewer when "val-split"
-    stops early), leaving it with the weights `config.selection` keeps.
+    stops early), leaving it with the weights `config.selection` keeps; saving its progress in
+    `progress_file` and starting from it (see `fit`).
 
     Returns the history (one record per epoch) and the epoch whose weights the model holds.
     """
@@ -530,9 +541,11 @@ def _train_epochs(
     criterion.to(device)
     scaler = grad_scaler(device, dtype)
     optimizer = make_adam(model.parameters(), config.lr, config.weight_decay, config.fused_adam)
-    history: list[dict[str, float]] = []
-    best_epoch, best_score, best_state = config.epochs, -float("inf"), None
-    for epoch in range(1, config.epochs + 1):
+    progress = _FitProgress(model, optimizer, scaler, generator, device, config.epochs)
+    saved = progress_file.load() if progress_file is not None else None
+    if saved is not None:
+        progress.restore(saved)
+    for epoch in range(progress.done + 1, config.epochs + 1):
         train_loss = _train_epoch(
             model,
             x,
@@ -550,20 +563,78 @@ def _train_epochs(
         record: dict[str, float] = {"epoch": epoch, "train_loss": train_loss}
         if val is not None:
             record["val_loss"], record["val_acc"] = _evaluate(model, *val, criterion)
-        history.append(record)
+        progress.history.append(record)
+        progress.done = epoch
+        if config.selection != "fixed":
+            score = -record["val_loss"] if config.selection == "val-split" else record["val_acc"]
+            if score > progress.best_score:
+                progress.best_epoch, progress.best_score = epoch, score
+                progress.best_state = copy.deepcopy(model.state_dict())
+            elif config.selection == "val-split" and epoch - progress.best_epoch >= config.patience:
+                log.debug("early stop at epoch %d (best %d)", epoch, progress.best_epoch)
+                break
+        if progress_file is not None and epoch < config.epochs and progress_file.due():
+            progress_file.save(progress.state)
+    if progress_file is not None:
+        progress_file.clear()
+    if progress.best_state is not None:
+        model.load_state_dict(progress.best_state)
+    return progress.history, progress.best_epoch
 
-        if config.selection == "fixed":
-            continue
-        score = -record["val_loss"] if config.selection == "val-split" else record["val_acc"]
-        if score > best_score:
-            best_epoch, best_score = epoch, score
-            best_state = copy.deepcopy(model.state_dict())
-        elif config.selection == "val-split" and epoch - best_epoch >= config.patience:
-            log.debug("early stop at epoch %d (best %d)", epoch, best_epoch)
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return history, best_epoch
+
+class _FitProgress:
+    """What `fit`'s training carries from epoch to epoch, to save and to continue from: the
+    model, the optimiser (and fp16 loss scaler), the batch generator, the dropout generator of
+    `device`, the history, and the best epoch so far with its weights."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler | None,
+        generator: torch.Generator,
+        device: torch.device,
+        epochs: int,
+    ) -> None:
+        self.model, self.optimizer, self.scaler = model, optimizer, scaler
+        self.generator, self.device = generator, device
+        self.done = 0  # epochs trained
+        self.history: list[dict[str, float]] = []
+        # the last epoch holds the weights until a validation score improves on nothing
+        self.best_epoch, self.best_score = epochs, -math.inf
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def state(self) -> dict[str, Any]:
+        """The state after `self.done` epochs, on the CPU."""
+        state = {
+            "step": self.done,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "generator": self.generator.get_state(),
+            "rng": torch.get_rng_state(),
+            "history": self.history,
+            "best": [self.best_epoch, self.best_score],
+            "best_state": self.best_state or {},
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return cpu_copy(state)
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from `state`."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["rng"])
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.done = int(state["step"])
+        self.history = [dict(record) for record in state["history"]]
+        self.best_epoch, self.best_score = int(state["best"][0]), float(state["best"][1])
+        self.best_state = dict(state["best_state"]) or None
 
 
 @torch.no_grad()

@@ -20,7 +20,9 @@ Resume: with `checkpoint_dir`, each finished fold is saved to `fold_{index:03d}.
 labels, the trainer's description: model, settings, engine; the fold's samples). A rerun loads
 the folds whose fingerprint matches instead of training them again, and retrains the others.
 Folds trained together (an all-folds trainer) also save their group's progress as they train
-(`group_FIRST-LAST_N.pt`, `mekit.train.group_state`), and a rerun continues the group from it.
+(`group_FIRST-LAST_N.pt`, `mekit.train.group_state`), and a rerun continues the group from it;
+so do folds trained one model at a time by an estimator with a `progress_file`
+(`fold_NNN.progress.pt`).
 """
 
 from __future__ import annotations
@@ -153,13 +155,23 @@ def group_threads(num_threads: int, executor: FoldExecutor) -> int:
 
 
 def _run_fold(
-    X: np.ndarray, y: np.ndarray, subjects: np.ndarray, fold: Fold, trainer: Any, num_classes: int
+    X: np.ndarray,
+    y: np.ndarray,
+    subjects: np.ndarray,
+    fold: Fold,
+    trainer: Any,
+    num_classes: int,
+    checkpoints: GroupCheckpoints | None = None,
 ) -> _FoldOutput:
     """Fit the trainer's estimator for `fold` on its training samples; score its test samples.
-    Runs wherever the executor puts it (a worker process receives X, y, subjects once)."""
+    Runs wherever the executor puts it (a worker process receives X, y, subjects once). With
+    `checkpoints`, an estimator that can (one with a `progress_file`) saves its progress as it
+    trains, and continues from it on a rerun."""
     train, test = fold.train_idx, fold.test_idx
     eval_set = (X[test], y[test]) if trainer.peeks_at_test else None
     estimator = trainer.estimator(fold)
+    if checkpoints is not None and hasattr(estimator, "progress_file"):
+        estimator.progress_file = checkpoints.for_folds([fold])
     estimator.fit(X[train], y[train], subjects[train], eval_set=eval_set)
     return _fold_output(estimator, fold, X, num_classes)
 
@@ -406,7 +418,7 @@ def cross_validate(
         trainer.config.selection,
         where,
     )
-    checkpoints = saver.groups() if saver is not None and together else None
+    checkpoints = saver.groups() if saver is not None else None
     fitting = _fit_folds(
         trainer, todo, X, y, subj, len(labels), executor, progress, desc, checkpoints
     )
@@ -459,7 +471,7 @@ def _fit_folds(
         _run_fold,
         folds,
         (X, y, subjects),
-        (trainer, num_classes),
+        (trainer, num_classes, checkpoints),
         threads=trainer.config.num_threads,
         executor=executor,
         progress=progress,
