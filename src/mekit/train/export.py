@@ -6,19 +6,26 @@ once more on all samples with the run's schedule: the fixed number of epochs of 
 `TrainConfig` (there is no held-out data left to stop early on, so "val-split" and
 "test-oracle" selection fall back to the fixed schedule), then saved with `save_model`
 (safetensors + JSON sidecar) together with the cross-validation metrics that estimate it.
+
+The training saves its progress beside the model file (`NAME.progress.pt`, stamped with a hash
+of the samples, labels, model and schedule; `mekit.train.group_state`), so a run interrupted
+while it trains this model continues it on a rerun instead of starting it over.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mekit.train.checkpoint import save_model
+from mekit.train.checkpoint import model_paths, save_model
+from mekit.train.group_state import GroupState
 from mekit.train.loop import TrainConfig, fit
 
 log = logging.getLogger(__name__)
@@ -44,7 +51,11 @@ def train_and_save(
     the sidecar as `save_model` describes; `training` gets the schedule and sample count added.
     """
     schedule = replace(train, selection="fixed")
-    result = fit(model_name, len(labels), X, y, schedule)
+    weights_path, _ = model_paths(path)
+    progress = GroupState(
+        weights_path.with_suffix(".progress.pt"), _fingerprint(X, y, labels, model_name, schedule)
+    )
+    result = fit(model_name, len(labels), X, y, schedule, progress_file=progress)
     provenance = {
         "samples": int(len(y)),
         "epochs": schedule.epochs,
@@ -64,6 +75,19 @@ def train_and_save(
     )
     log.info("model trained on all %d samples: %s", len(y), paths[1])
     return paths
+
+
+def _fingerprint(
+    X: np.ndarray, y: np.ndarray, labels: Sequence[str], model_name: str, schedule: TrainConfig
+) -> str:
+    """What determines the model `train_and_save` trains: its progress file holds this."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
+    h.update(np.asarray(y, dtype=np.int64).tobytes())
+    setup = {"shape": list(np.shape(X)), "labels": list(labels), "model": model_name}
+    setup["train"] = asdict(schedule)
+    h.update(json.dumps(setup, sort_keys=True, default=str).encode())
+    return h.hexdigest()
 
 
 def model_is_oracle(meta: Mapping[str, Any]) -> bool:
