@@ -167,7 +167,7 @@ class _Progress:
         for stream, buffer in zip(self.streams, state["streams"], strict=True):
             stream.buffer = buffer
         torch.set_rng_state(state["rng"])
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and "cuda_rng" in state:  # saved on a GPU too
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         return int(state["step"])
 

@@ -600,7 +600,8 @@ class _FitProgress:
         self.generator, self.device = generator, device
         self.done = 0  # epochs trained
         self.history: list[dict[str, float]] = []
-        # the last epoch holds the weights until a validation score improves on nothing
+        # "fixed" selection (and one whose validation scores are never numbers) keeps the last
+        # epoch's weights
         self.best_epoch, self.best_score = epochs, -math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
 
@@ -629,7 +630,7 @@ class _FitProgress:
             self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["rng"])
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and "cuda_rng" in state:  # saved on a GPU too
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.done = int(state["step"])
         self.history = [dict(record) for record in state["history"]]
