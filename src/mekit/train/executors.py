@@ -160,7 +160,10 @@ def _cancel_unfinished(ray: Any, refs: list[Any]) -> None:
     finished are therefore left alone, which shrinks that window to the instant between the
     wait and the cancel; a Ray this executor started is shut down instead, with no cancel.
     """
-    _, unfinished = ray.wait(refs, num_returns=len(refs), timeout=0)
+    try:
+        _, unfinished = ray.wait(refs, num_returns=len(refs), timeout=0)
+    except Exception:  # Ray gone meanwhile: nothing left to cancel, and the fold's error stands
+        return
     for ref in unfinished:
         try:
             ray.cancel(ref, force=True)
