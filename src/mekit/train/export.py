@@ -8,8 +8,9 @@ once more on all samples with the run's schedule: the fixed number of epochs of 
 (safetensors + JSON sidecar) together with the cross-validation metrics that estimate it.
 
 The training saves its progress beside the model file (`NAME.progress.pt`, stamped with a hash
-of the samples, labels, model and schedule; `mekit.train.group_state`), so a run interrupted
-while it trains this model continues it on a rerun instead of starting it over.
+of the samples, labels, model and schedule; `model_progress`, `mekit.train.group_state`), so a
+run interrupted while it trains this model continues it on a rerun instead of starting it over
+(pretraining on images, `mekit.train.transfer`, does the same).
 """
 
 from __future__ import annotations
@@ -51,10 +52,7 @@ def train_and_save(
     the sidecar as `save_model` describes; `training` gets the schedule and sample count added.
     """
     schedule = replace(train, selection="fixed")
-    weights_path, _ = model_paths(path)
-    progress = GroupState(
-        weights_path.with_suffix(".progress.pt"), _fingerprint(X, y, labels, model_name, schedule)
-    )
+    progress = model_progress(path, X, y, labels, model_name, schedule)
     result = fit(model_name, len(labels), X, y, schedule, progress_file=progress)
     provenance = {
         "samples": int(len(y)),
@@ -77,10 +75,25 @@ def train_and_save(
     return paths
 
 
+def model_progress(
+    path: str | Path,
+    X: np.ndarray,
+    y: np.ndarray,
+    labels: Sequence[str],
+    model_name: str,
+    schedule: TrainConfig,
+) -> GroupState:
+    """The progress file (`NAME.progress.pt`) of the model to be saved at `path` (stem or
+    either file name), trained on X, y with `schedule`: stamped with a hash of them all, so
+    only the same training continues from it."""
+    weights, _ = model_paths(path)
+    fingerprint = _fingerprint(X, y, labels, model_name, schedule)
+    return GroupState(weights.with_suffix(".progress.pt"), fingerprint)
+
+
 def _fingerprint(
     X: np.ndarray, y: np.ndarray, labels: Sequence[str], model_name: str, schedule: TrainConfig
 ) -> str:
-    """What determines the model `train_and_save` trains: its progress file holds this."""
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
     h.update(np.asarray(y, dtype=np.int64).tobytes())

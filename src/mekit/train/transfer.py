@@ -21,6 +21,7 @@ from mekit.data.images import ImageSet
 from mekit.errors import MekitError
 from mekit.models import get_spec
 from mekit.train.checkpoint import save_model
+from mekit.train.export import model_progress
 from mekit.train.loop import TrainConfig, fit, predict_proba
 from mekit.train.warm_start import TransferReport, transfer_weights
 
@@ -70,7 +71,8 @@ def pretrain(
 
     FER2013's own split is honoured (Training vs PublicTest/PrivateTest); other image sets
     hold out `held_out_fraction` of their images, drawn with `config.seed`. The held-out
-    accuracy is reported only; the schedule is fixed.
+    accuracy is reported only; the schedule is fixed. The training saves its progress beside
+    `out` (`mekit.train.export.model_progress`) and continues from it when rerun.
     """
     spec = get_spec(model_name)
     if spec.input_kind not in IMAGE_INPUTS:
@@ -87,7 +89,9 @@ def pretrain(
     channels, size = spec.input_shape[0], spec.input_shape[-1]
     X = images_to_inputs(images.images, channels, size)
     train_config = replace(config, selection="fixed", init_from="")
-    result = fit(model_name, len(labels), X[~held], y[~held], train_config)
+    x_train, y_train = X[~held], y[~held]
+    progress = model_progress(out, x_train, y_train, labels, model_name, train_config)
+    result = fit(model_name, len(labels), x_train, y_train, train_config, progress_file=progress)
     accuracy = float("nan")
     if held.any():
         accuracy = float((predict_proba(result.model, X[held]).argmax(1) == y[held]).mean())
