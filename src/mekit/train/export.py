@@ -95,8 +95,9 @@ def _fingerprint(
     X: np.ndarray, y: np.ndarray, labels: Sequence[str], model_name: str, schedule: TrainConfig
 ) -> str:
     h = hashlib.sha256()
-    h.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
-    h.update(np.asarray(y, dtype=np.int64).tobytes())
+    # the arrays' own buffers, not copies (a pretraining set can hold gigabytes)
+    h.update(np.ascontiguousarray(X, dtype=np.float32).data)
+    h.update(np.ascontiguousarray(y, dtype=np.int64).data)
     setup = {"shape": list(np.shape(X)), "labels": list(labels), "model": model_name}
     setup["train"] = asdict(schedule)
     h.update(json.dumps(setup, sort_keys=True, default=str).encode())
