@@ -103,13 +103,8 @@ def test_image_sources_are_recognised(tmp_path):
     assert len(folder) == 4 and folder.size == (64, 64)
 
 
-class Interrupted(Exception):
-    """Stands for the Ctrl-C or kill that stops a pretraining."""
-
-
-def test_an_interrupted_pretraining_continues_from_its_progress(tmp_path, monkeypatch):
+def test_an_interrupted_pretraining_continues_from_its_progress(tmp_path, epochs):
     from mekit.data.images import load_image_folder
-    from mekit.train import group_state, loop
     from mekit.train.loop import TrainConfig
     from mekit.train.transfer import pretrain
 
@@ -117,27 +112,13 @@ def test_an_interrupted_pretraining_continues_from_its_progress(tmp_path, monkey
     config = TrainConfig(epochs=2, batch_size=4)
     reference = pretrain(images, "resnet18", config, tmp_path / "reference").model_path
 
-    monkeypatch.setattr(group_state, "SAVE_EVERY_S", 0.0)  # a save at every epoch's end
-    monkeypatch.setattr(group_state, "SAVE_COST_SHARE", 0)
-    real_epoch = loop._train_epoch
-    epochs = []
-
-    def interrupted_in_the_second(*args, **kwargs):
-        epochs.append(1)
-        if len(epochs) == 2:
-            raise Interrupted
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "_train_epoch", interrupted_in_the_second)
-    with pytest.raises(Interrupted):
+    epochs.stop_at(2)
+    with pytest.raises(epochs.Interrupted):
         pretrain(images, "resnet18", config, tmp_path / "pre")
     assert (tmp_path / "pre.progress.pt").exists()
 
-    epochs.clear()
-    monkeypatch.setattr(
-        loop, "_train_epoch", lambda *a, **k: epochs.append(1) or real_epoch(*a, **k)
-    )
+    epochs.reset()
     weights = pretrain(images, "resnet18", config, tmp_path / "pre").model_path
-    assert len(epochs) == 1  # only the second epoch again
+    assert epochs.trained == 1  # only the second epoch again
     assert weights.read_bytes() == reference.read_bytes()
     assert not (tmp_path / "pre.progress.pt").exists()

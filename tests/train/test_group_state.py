@@ -12,7 +12,6 @@ import torch
 from mekit.train import batched as batched_module
 from mekit.train import ensemble as ensemble_module
 from mekit.train import group_state
-from mekit.train import loop as loop_module
 from mekit.train.batched import BatchedTrainer
 from mekit.train.ensemble import KernelTrainer, native_kernel_available
 from mekit.train.estimators import NetworkTrainer
@@ -151,41 +150,39 @@ def test_an_interrupted_kernel_group_resumes_at_its_last_epoch(
 
 
 @pytest.mark.parametrize(
-    "settings",
+    ("settings", "stop_at", "done", "retrained"),
     [
-        # dropout (STSTNet's), mixup and the affine step: every random stream of a fold
-        {"augment_mixup": 0.2, "augment_rotation_deg": 5.0},
-        # early stopping on held-out training subjects: the best epoch and its weights
-        {"selection": "val-split", "val_fraction": 0.5, "patience": 2},
+        # Dropout (STSTNet's), mixup and the affine step: every random stream of a fold. Fold
+        # 0 trains its 3 epochs and is saved; fold 1 stops in its second epoch; the rerun
+        # trains fold 1's last two epochs and fold 2's three.
+        ({"epochs": 3, "augment_mixup": 0.2, "augment_rotation_deg": 5.0}, 5, 1, 2 + 3),
+        # Early stopping on held-out training subjects. Fold 0 stops after 5 epochs (its best
+        # is 3), fold 1 is interrupted in its 4th, after its best (2), which the rerun must
+        # restore to stop there (patience 2); fold 2 then trains 4 epochs (its best is 2).
+        (
+            {"epochs": 6, "lr": 1e-2, "selection": "val-split", "val_fraction": 0.5, "patience": 2},
+            5 + 4,
+            3,
+            1 + 4,
+        ),
     ],
     ids=["fixed", "val-split"],
 )
 def test_an_interrupted_fold_of_the_per_fold_loop_resumes_at_its_last_epoch(
-    data, tmp_path, monkeypatch, settings
+    data, tmp_path, epochs, settings, stop_at, done, retrained
 ):
-    config = TrainConfig(epochs=3, batch_size=4, **settings)
-    trainer = NetworkTrainer("ststnet", 2, config)
+    trainer = NetworkTrainer("ststnet", 2, TrainConfig(batch_size=4, **settings))
     uninterrupted = _run(data, trainer)
 
-    _save_always(monkeypatch)  # at every epoch's end
-    # fold 0 trains its 3 epochs and is saved; fold 1 is stopped in its second epoch
-    _interrupt_after(monkeypatch, loop_module, "_train_epoch", 4)
-    with pytest.raises(Interrupted):
+    epochs.stop_at(stop_at)
+    with pytest.raises(epochs.Interrupted):
         _run(data, trainer, tmp_path)
     assert (tmp_path / "fold_000.npz").exists()
     progress = tmp_path / "fold_001.progress.pt"
-    assert torch.load(progress, weights_only=True)["state"]["step"] == 1  # epochs done
-    monkeypatch.undo()
+    assert torch.load(progress, weights_only=True)["state"]["step"] == done  # epochs done
 
-    epochs_trained = []
-    real_epoch = loop_module._train_epoch
-
-    def counted(*args, **kwargs):
-        epochs_trained.append(1)
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(loop_module, "_train_epoch", counted)
+    epochs.reset()
     resumed = _run(data, trainer, tmp_path)
-    assert_same_run(resumed, uninterrupted)  # the history of fold 1's first epoch included
-    assert len(epochs_trained) == 2 + 3  # fold 1's last two epochs, then fold 2's three
+    assert_same_run(resumed, uninterrupted)  # the history of fold 1's first epochs included
+    assert epochs.trained == retrained
     assert not list(tmp_path.glob("*.progress.pt"))
