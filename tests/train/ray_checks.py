@@ -71,8 +71,8 @@ def starts_and_stops_its_own_ray(work: Path, problem, reference) -> None:
     assert_same_run(reference, result)
     assert not ray.is_initialized()
     # An error in a fold reaches the caller, and the Ray this executor started is stopped.
+    folds = loso_folds(subjects)
     with pytest.raises(MekitError, match="known models"):
-        folds = loso_folds(subjects)
         run_folds(X, y, subjects, ids, LABELS, "nonet", TINY, folds, own, progress=False)
     assert not ray.is_initialized()
 
