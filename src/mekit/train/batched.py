@@ -50,7 +50,12 @@ from mekit.models.registry import ModelSpec
 from mekit.train.augment import mixup_draws, mixup_loss
 from mekit.train.device import MemoryFormat, autocast, autocast_dtype, resolve_device
 from mekit.train.estimators import AllFoldsNetworks
-from mekit.train.group_state import GroupCheckpoints, cpu_copy
+from mekit.train.group_state import (
+    GroupCheckpoints,
+    cpu_copy,
+    dropout_generators,
+    restore_dropout_generators,
+)
 from mekit.train.loop import (
     AugmentDraws,
     TrainConfig,
@@ -149,10 +154,8 @@ class _Progress:
             "optimizer": self.optimizer.state_dict(),
             "generators": [g.get_state() for g in self.generators],
             "streams": [s.buffer for s in self.streams],
-            "rng": torch.get_rng_state(),
+            **dropout_generators(self.device),
         }
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return cpu_copy(state)
 
     def restore(self, state: Mapping[str, Any]) -> int:
@@ -166,9 +169,7 @@ class _Progress:
             g.set_state(saved)
         for stream, buffer in zip(self.streams, state["streams"], strict=True):
             stream.buffer = buffer
-        torch.set_rng_state(state["rng"])
-        if self.device.type == "cuda" and "cuda_rng" in state:  # saved on a GPU too
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        restore_dropout_generators(state, self.device)
         return int(state["step"])
 
 

@@ -105,6 +105,23 @@ class GroupState:
         self.path.unlink(missing_ok=True)
 
 
+def dropout_generators(device: torch.device) -> dict[str, torch.Tensor]:
+    """The state of torch's global generators that draw dropout on `device` (the CPU's, and
+    the GPU's on a GPU), to save with a training's progress."""
+    state = {"rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_dropout_generators(state: Mapping[str, Any], device: torch.device) -> None:
+    """Set the generators `dropout_generators` saved (progress saved on a CPU carries no GPU
+    state: a GPU then keeps its own)."""
+    torch.set_rng_state(state["rng"])
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+
+
 def cpu_copy(value: Any) -> Any:
     """`value` with every tensor in it copied to the CPU (a state to save)."""
     if isinstance(value, torch.Tensor):

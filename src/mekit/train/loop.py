@@ -46,7 +46,12 @@ from mekit.train.device import (
     resolve_device,
     to_memory_format,
 )
-from mekit.train.group_state import GroupState, cpu_copy
+from mekit.train.group_state import (
+    GroupState,
+    cpu_copy,
+    dropout_generators,
+    restore_dropout_generators,
+)
 from mekit.train.losses import balanced_class_weights, make_loss
 from mekit.train.optim import make_adam
 from mekit.train.warm_start import transfer_weights
@@ -613,13 +618,11 @@ class _FitProgress:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "generator": self.generator.get_state(),
-            "rng": torch.get_rng_state(),
+            **dropout_generators(self.device),
             "history": self.history,
             "best": [self.best_epoch, self.best_score],
             "best_state": self.best_state or {},
         }
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return cpu_copy(state)
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -629,9 +632,7 @@ class _FitProgress:
         if self.scaler is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["rng"])
-        if self.device.type == "cuda" and "cuda_rng" in state:  # saved on a GPU too
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        restore_dropout_generators(state, self.device)
         self.done = int(state["step"])
         self.history = [dict(record) for record in state["history"]]
         self.best_epoch, self.best_score = int(state["best"][0]), float(state["best"][1])
