@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mekit.train import TrainConfig
+from mekit.train import TrainConfig, export
 from mekit.train.checkpoint import load_model
 from mekit.train.export import train_and_save
 from mekit.train.loop import fit
@@ -78,3 +78,25 @@ def test_another_schedule_does_not_continue_a_models_progress(tmp_path, toy_flow
     assert epochs.trained == 3  # from its start
     fresh, _ = train_and_save(tmp_path / "fresh", X, y, labels, "ststnet", other, **kwargs)
     assert weights.read_bytes() == fresh.read_bytes()
+
+
+def test_a_model_stopped_before_its_file_is_written_keeps_its_progress(
+    tmp_path, toy_flow, epochs, monkeypatch
+):
+    X, y, _, _ = toy_flow(3, 8)
+    args = (X, y, ["a", "b"], "ststnet", TrainConfig(epochs=3))
+    kwargs = {"input": {}, "config": {}}
+
+    def stopped(*args, **kwargs):
+        raise epochs.Interrupted
+
+    with monkeypatch.context() as patch:
+        patch.setattr(export, "save_model", stopped)
+        with pytest.raises(epochs.Interrupted):
+            train_and_save(tmp_path / "m", *args, **kwargs)
+    progress = tmp_path / "m.progress.pt"
+    assert torch.load(progress, weights_only=True)["state"]["step"] == 2  # the last save
+    epochs.reset()
+    train_and_save(tmp_path / "m", *args, **kwargs)
+    assert epochs.trained == 1
+    assert not progress.exists()

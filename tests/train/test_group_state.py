@@ -12,6 +12,7 @@ import torch
 from mekit.train import batched as batched_module
 from mekit.train import ensemble as ensemble_module
 from mekit.train import group_state
+from mekit.train import loso as loso_module
 from mekit.train.batched import BatchedTrainer
 from mekit.train.ensemble import KernelTrainer, native_kernel_available
 from mekit.train.estimators import NetworkTrainer
@@ -182,4 +183,74 @@ def test_an_interrupted_fold_of_the_per_fold_loop_resumes_at_its_last_epoch(
     resumed = _run(data, trainer, tmp_path)
     assert_same_run(resumed, uninterrupted)  # the history of fold 1's first epochs included
     assert epochs.trained == 1 + trained[2]  # fold 1's last epoch, then fold 2
+    assert not list(tmp_path.glob("*.progress.pt"))
+
+
+def test_a_fold_stopped_after_its_training_but_before_its_save_continues_it(
+    data, tmp_path, epochs
+):
+    # The fit has ended, the fold file is not yet written: the progress file must still be
+    # there, or the rerun would train the fold from its start.
+    trainer = NetworkTrainer("ststnet", 2, TrainConfig(epochs=3, batch_size=4))
+    uninterrupted = _run(data, trainer)
+    epochs.reset()
+    with pytest.MonkeyPatch.context() as patch:
+        _interrupt_after(patch, loso_module._Checkpoints, "save", 1)  # fold 1's file
+        with pytest.raises(Interrupted):
+            _run(data, trainer, tmp_path)
+    assert epochs.trained == 6  # folds 0 and 1 trained in full
+    assert not (tmp_path / "fold_001.npz").exists()
+    assert not (tmp_path / "fold_000.progress.pt").exists()  # fold 0 saved: removed
+    progress = tmp_path / "fold_001.progress.pt"
+    assert torch.load(progress, weights_only=True)["state"]["step"] == 2  # its last save
+
+    epochs.reset()
+    resumed = _run(data, trainer, tmp_path)
+    assert_same_run(resumed, uninterrupted)
+    assert epochs.trained == 1 + 3  # fold 1's last epoch, then fold 2
+    assert not list(tmp_path.glob("*.progress.pt"))
+
+
+def test_a_group_stopped_before_its_folds_are_saved_continues_its_training(
+    data, tmp_path, monkeypatch
+):
+    config = TrainConfig(epochs=2, batch_size=4, fused_adam=False)
+    trainer = BatchedTrainer("ststnet", 2, config, folds_at_once=3)
+    uninterrupted = _run(data, trainer)
+
+    _save_always(monkeypatch)  # after every step but the last
+    with pytest.MonkeyPatch.context() as patch:
+        _interrupt_after(patch, loso_module._Checkpoints, "save", 1)  # the group's 2nd fold
+        with pytest.raises(Interrupted):
+            _run(data, trainer, tmp_path)
+    (progress,) = tmp_path.glob("group_*.pt")
+    steps = torch.load(progress, weights_only=True)["state"]["step"]  # all steps but one
+
+    calls = {"n": 0}
+    real = batched_module.fold_batches
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(batched_module, "fold_batches", counted)
+    resumed = _run(data, trainer, tmp_path)
+    assert_same_run(resumed, uninterrupted)
+    assert steps > 1 and calls["n"] == 1  # only the step after the last save
+    assert not list(tmp_path.glob("group_*.pt"))
+
+
+def test_a_rerun_removes_the_progress_of_folds_already_saved(data, tmp_path, epochs):
+    # Stopped between a fold's save and the removal of its progress file.
+    trainer = NetworkTrainer("ststnet", 2, TrainConfig(epochs=2, batch_size=4))
+    with pytest.MonkeyPatch.context() as patch:
+        _interrupt_after(patch, GroupState, "clear", 0)
+        with pytest.raises(Interrupted):
+            _run(data, trainer, tmp_path)
+    assert (tmp_path / "fold_000.npz").exists()
+    assert (tmp_path / "fold_000.progress.pt").exists()
+
+    epochs.reset()
+    _run(data, trainer, tmp_path)
+    assert epochs.trained == 2 * 2  # folds 1 and 2; fold 0 was loaded
     assert not list(tmp_path.glob("*.progress.pt"))

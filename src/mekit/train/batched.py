@@ -403,8 +403,12 @@ class BatchedTrainer(AllFoldsNetworks):
             len(folds) - half,
             half,
         )
-        first = self.fit_models(X, y, folds[:half], progress, checkpoints)
-        return first + self.fit_models(X, y, folds[half:], progress, checkpoints)
+        halves = [folds[:half], folds[half:]]
+        models = [m for part in halves for m in self.fit_models(X, y, part, progress, checkpoints)]
+        if checkpoints is not None:  # the fold runner removes only the whole group's file
+            for part in halves:
+                checkpoints.for_folds(part).clear()
+        return models
 
     def _fit_group(
         self,
@@ -501,8 +505,6 @@ class BatchedTrainer(AllFoldsNetworks):
                 optimizer.step()
                 if state is not None and step + 1 < steps and state.due():
                     state.save(lambda step=step: training.state(step + 1))
-        if state is not None:
-            state.clear()
 
         return [
             _unstacked(model_name, num_classes, model_kwargs, {**params, **buffers}, f)

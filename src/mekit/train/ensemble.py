@@ -817,7 +817,8 @@ def fit_fold_ensemble(
 
     Fold f starts from the weights fit() would draw with seed `config.seed + f.index` and
     draws its batches and flips as fit() does. See `run_loso_ensemble` for the arguments;
-    `state`: where the training saves its progress at epoch ends, and continues from.
+    `state`: where the training saves its progress at epoch ends, and continues from (the
+    caller removes it once it has kept the result).
     """
     X, y, folds, sizes = _checked_inputs(X, y, folds, num_classes, config, model_name, backend)
     if threads is not None and threads < 1:
@@ -1035,6 +1036,4 @@ def _train(
     finally:
         bar.close()
         torch.set_num_threads(threads)
-    if state is not None:
-        state.clear()
     return histories

@@ -71,6 +71,7 @@ def train_and_save(
         metrics=metrics,
         training=provenance,
     )
+    progress.clear()  # only now: a run stopped before the save continues the training
     log.info("model trained on all %d samples: %s", len(y), paths[1])
     return paths
 

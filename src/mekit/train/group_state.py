@@ -14,8 +14,9 @@ of an uninterrupted run on the same machine.
 
 The file, `group_FIRST-LAST_N.pt` for a group of N folds and `fold_INDEX.progress.pt` for one
 fold trained alone, sits beside the fold results, stamped with the fingerprints of its folds
-(data, trainer, settings, samples), so it is never resumed by another run; it is removed when
-its training has finished.
+(data, trainer, settings, samples), so it is never resumed by another run. The fold runner
+removes it once the results of all its folds are saved (not when the training ends: a run
+stopped in between would lose the training), and on a rerun that finds them all saved.
 """
 
 from __future__ import annotations

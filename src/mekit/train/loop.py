@@ -461,7 +461,8 @@ def fit(
     With `progress_file`, the training saves its progress there at epoch ends (about once a
     minute, `mekit.train.group_state`) and starts from it when it holds this training's
     progress: an interrupted fit continues, with the same result, bit for bit, as an
-    uninterrupted one. The file is removed when the fit ends.
+    uninterrupted one. The caller removes it (`GroupState.clear`) once it has kept the fit's
+    result: a run stopped between the fit's end and that continues from the last save.
     """
     x, y = _labelled_tensors(X_train, y_train, num_classes, "training set")
     has_val = X_val is not None and y_val is not None
@@ -580,8 +581,6 @@ def _train_epochs(
                 break
         if progress_file is not None and epoch < config.epochs and progress_file.due():
             progress_file.save(progress.state)
-    if progress_file is not None:
-        progress_file.clear()
     if progress.best_state is not None:
         model.load_state_dict(progress.best_state)
     return progress.history, progress.best_epoch

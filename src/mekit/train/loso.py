@@ -22,7 +22,7 @@ the folds whose fingerprint matches instead of training them again, and retrains
 Folds trained together (an all-folds trainer) also save their group's progress as they train
 (`group_FIRST-LAST_N.pt`, `mekit.train.group_state`), and a rerun continues the group from it;
 so do folds trained one model at a time by an estimator with a `progress_file`
-(`fold_NNN.progress.pt`).
+(`fold_NNN.progress.pt`). Such a file is removed once all its folds are saved.
 """
 
 from __future__ import annotations
@@ -419,12 +419,22 @@ def cross_validate(
         where,
     )
     checkpoints = saver.groups() if saver is not None else None
+    if checkpoints is not None:  # a rerun after a stop between a group's save and this
+        for group, ok in zip(groups, complete, strict=True):
+            if ok:
+                checkpoints.for_folds(group).clear()
+    group_of = {f.index: i for i, g in enumerate(todo) for f in g}
+    unsaved = [{f.index for f in g} for g in todo]
     fitting = _fit_folds(
         trainer, todo, X, y, subj, len(labels), executor, progress, desc, checkpoints
     )
     for out in fitting:
         if saver is not None:
             saver.save(out)
+            g = group_of[out.index]
+            unsaved[g].discard(out.index)
+            if not unsaved[g]:  # all its folds saved: the group's progress has done its job
+                checkpoints.for_folds(todo[g]).clear()
         outputs.append(out)
     return _assemble(outputs, folds, y, subj, ids, labels, trainer.model_name, trainer.config)
 

@@ -106,6 +106,7 @@ def pretrain(
         metrics={"held_out_accuracy": accuracy, "n_held_out": int(held.sum())},
         training={"corpus": images.dataset, "samples": int((~held).sum()), "task": "pretrain"},
     )
+    progress.clear()  # only now: a run stopped before the save continues the training
     log.info("pretrained %s on %d images: %s", model_name, int((~held).sum()), paths[0])
     return PretrainOutcome(paths[0], labels, int((~held).sum()), int(held.sum()), accuracy)
 
