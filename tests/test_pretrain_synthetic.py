@@ -212,3 +212,35 @@ def test_mekit_pretrain_images_takes_device_and_precision_as_train_settings(tmp_
     assert "train.device 'tpu' is not one of" in capsys.readouterr().err
     assert main([*argv, "--device", "cpu", "--precision", "fp16"]) != 0
     assert "fp16 needs a GPU" in capsys.readouterr().err
+
+
+def test_an_interrupted_synthetic_pretraining_continues_from_its_last_epoch(tmp_path, monkeypatch):
+    from mekit.train import group_state, multilabel
+
+    # STSTNet's dropout, the mirrors and the one-cycle schedule all carry across the stop
+    config = SyntheticPretrainConfig(samples=64, epochs=3, batch_size=32)
+    reference = run_synthetic_pretrain("ststnet", tmp_path / "reference", config).model_path
+
+    monkeypatch.setattr(group_state, "SAVE_EVERY_S", 0.0)  # at every epoch's end
+    monkeypatch.setattr(group_state, "SAVE_COST_SHARE", 0)
+    real, epochs = multilabel.mirrored_batches, []
+
+    def counted(*args, **kwargs):
+        epochs.append(1)
+        if len(epochs) == stop_at:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(multilabel, "mirrored_batches", counted)
+    stop_at = 3
+    with pytest.raises(KeyboardInterrupt):
+        run_synthetic_pretrain("ststnet", tmp_path / "pre", config)
+    progress = tmp_path / "pre.progress.pt"
+    assert torch.load(progress, weights_only=True)["state"]["step"] == 2  # epochs done
+
+    epochs.clear()
+    stop_at = 0
+    outcome = run_synthetic_pretrain("ststnet", tmp_path / "pre", config)
+    assert len(epochs) == 1  # only the third epoch was trained again
+    assert outcome.model_path.read_bytes() == reference.read_bytes()
+    assert not progress.exists()

@@ -186,9 +186,7 @@ def test_an_interrupted_fold_of_the_per_fold_loop_resumes_at_its_last_epoch(
     assert not list(tmp_path.glob("*.progress.pt"))
 
 
-def test_a_fold_stopped_after_its_training_but_before_its_save_continues_it(
-    data, tmp_path, epochs
-):
+def test_a_fold_stopped_after_its_training_but_before_its_save_continues_it(data, tmp_path, epochs):
     # The fit has ended, the fold file is not yet written: the progress file must still be
     # there, or the rerun would train the fold from its start.
     trainer = NetworkTrainer("ststnet", 2, TrainConfig(epochs=3, batch_size=4))

@@ -25,6 +25,7 @@ from mekit.train import TrainConfig
 from mekit.train.averaging import normalise_inputs
 from mekit.train.checkpoint import save_model
 from mekit.train.device import autocast_dtype, resolve_device
+from mekit.train.export import model_progress
 from mekit.train.metrics import au_metrics, present_aus
 from mekit.train.multilabel import fit_multilabel, sigmoid_probabilities
 from mekit.train.transfer import PretrainOutcome, pretrain
@@ -106,10 +107,12 @@ def run_synthetic_pretrain(
     x, y = synthetic_au_inputs(config.samples, size, input_norm, config.seed, 0, channels)
     xv, yv = synthetic_au_inputs(n_val, size, input_norm, config.seed, config.samples, channels)
     log.info("pretraining %s on %d synthetic AU flows (%d px)", model, len(x), size)
+    # an interrupted pretraining continues from here (config: the schedule too)
+    progress = model_progress(out, x, y, AU_LABELS, model, config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         network = create_model(model, len(AU_LABELS))
-        fit_multilabel(network, x, y, config, device, precision)  # config: the schedule too
+        fit_multilabel(network, x, y, config, device, precision, progress_file=progress)
     found = present_aus(sigmoid_probabilities(network, xv), AUS)
     macro_f1 = au_metrics(present_aus(yv, AUS), found, AUS).macro_f1
     paths = save_model(
@@ -129,6 +132,7 @@ def run_synthetic_pretrain(
             "precision": precision,
         },
     )
+    progress.clear()  # only now: a run stopped before the save continues the training
     log.info("pretrained %s: synthetic AU macro F1 %.3f; %s", model, macro_f1, paths[0])
     # held-out: synthetic AUs never trained on, present from probability 0.5
     return PretrainOutcome(paths[0], AU_LABELS, len(x), n_val, macro_f1, "AU macro F1")

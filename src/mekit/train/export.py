@@ -82,18 +82,19 @@ def model_progress(
     y: np.ndarray,
     labels: Sequence[str],
     model_name: str,
-    schedule: TrainConfig,
+    schedule: Any,
 ) -> GroupState:
     """The progress file (`NAME.progress.pt`) of the model to be saved at `path` (stem or
-    either file name), trained on X, y with `schedule`: stamped with a hash of them all, so
-    only the same training continues from it."""
+    either file name), trained on X, y (class indices, or 0/1 targets) with `schedule` (a
+    dataclass: `TrainConfig`, `MultiLabelConfig`...): stamped with a hash of them all, so only
+    the same training continues from it."""
     weights, _ = model_paths(path)
     fingerprint = _fingerprint(X, y, labels, model_name, schedule)
     return GroupState(weights.with_suffix(".progress.pt"), fingerprint)
 
 
 def _fingerprint(
-    X: np.ndarray, y: np.ndarray, labels: Sequence[str], model_name: str, schedule: TrainConfig
+    X: np.ndarray, y: np.ndarray, labels: Sequence[str], model_name: str, schedule: Any
 ) -> str:
     h = hashlib.sha256()
     # the arrays' own buffers, not copies (a pretraining set can hold gigabytes)

@@ -8,14 +8,17 @@ carry no side), in the memory layout `memory_format` picks (as `train.memory_for
 precision a run's `train.device` and `train.precision` name (the CPU in fp32 by default: the
 packaged AU model is trained there). Every random draw comes from one CPU generator seeded
 with `config.seed`, so a run is repeatable bit-for-bit on the same machine and thread count,
-and draws the same batches and mirrors on any device.
+and draws the same batches and mirrors on any device. With a `progress_file`
+(`mekit.train.group_state`) the training saves its progress at epoch ends, about once a minute,
+and an interrupted one continues from there with the same result, bit for bit.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +36,12 @@ from mekit.train.device import (
     memory_format,
     resolve_device,
     to_memory_format,
+)
+from mekit.train.group_state import (
+    GroupState,
+    cpu_copy,
+    dropout_generators,
+    restore_dropout_generators,
 )
 
 log = logging.getLogger(__name__)
@@ -66,11 +75,13 @@ def fit_multilabel(
     config: MultiLabelConfig,
     device: str = "cpu",
     precision: str = "auto",
+    progress_file: GroupState | None = None,
 ) -> nn.Module:
     """Train `model` (a registered network, logits (B, L)) on flows `x` (N, 3, H, W) and
     targets `y` (N, L) in place, on `device` (as `train.device`: auto, cpu, cuda[:N], mps)
     under `precision` (as `train.precision`), in the memory layout `config.memory_format` picks
-    for it; returns it on the CPU, in eval mode and contiguous."""
+    for it; returns it on the CPU, in eval mode and contiguous. With `progress_file`, saves
+    its progress there and continues from it (the caller removes it once the model is kept)."""
     where = resolve_device(device)
     dtype = autocast_dtype(precision, where)
     layout = memory_format(config.memory_format, model.spec)
@@ -85,7 +96,10 @@ def fit_multilabel(
     scaler = grad_scaler(where, dtype)
     loss_fn = nn.BCEWithLogitsLoss()
     log.info("multi-label training on %s", describe(where, dtype))
-    for epoch in range(config.epochs):
+    training = _Progress(model, opt, sched, scaler, gen, where)
+    saved = progress_file.load() if progress_file is not None else None
+    start = training.restore(saved) if saved is not None else 0
+    for epoch in range(start, config.epochs):
         model.train()
         total = torch.zeros((), device=where)  # summed there: no wait for the device per step
         for xb, yb in mirrored_batches(xt, yt, gen, config.batch_size):
@@ -96,7 +110,46 @@ def fit_multilabel(
             sched.step()
             total += loss.detach() * len(xb)
         log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, float(total) / len(xt))
+        if progress_file is not None and epoch + 1 < config.epochs and progress_file.due():
+            progress_file.save(lambda done=epoch + 1: training.state(done))
     return to_memory_format(model.cpu(), torch.contiguous_format).eval()
+
+
+@dataclass
+class _Progress:
+    """What `fit_multilabel` carries from epoch to epoch: the model, AdamW, the one-cycle
+    schedule, the fp16 loss scaler, the batch generator and the dropout generator of `device`."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    generator: torch.Generator
+    device: torch.device
+
+    def state(self, done: int) -> dict[str, Any]:
+        """The state after `done` epochs, on the CPU."""
+        state = {
+            "step": done,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "generator": self.generator.get_state(),
+            **dropout_generators(self.device),
+        }
+        return cpu_copy(state)
+
+    def restore(self, state: Mapping[str, Any]) -> int:
+        """Continue from `state`; returns the epochs it had done."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"])
+        restore_dropout_generators(state, self.device)
+        return int(state["step"])
 
 
 def mirrored_batches(
