@@ -214,6 +214,10 @@ def test_mekit_pretrain_images_takes_device_and_precision_as_train_settings(tmp_
     assert "fp16 needs a GPU" in capsys.readouterr().err
 
 
+class Stopped(Exception):
+    """Stands for the Ctrl-C or kill that stops a run."""
+
+
 def test_an_interrupted_synthetic_pretraining_continues_from_its_last_epoch(tmp_path, monkeypatch):
     from mekit.train import group_state, multilabel
 
@@ -228,12 +232,12 @@ def test_an_interrupted_synthetic_pretraining_continues_from_its_last_epoch(tmp_
     def counted(*args, **kwargs):
         epochs.append(1)
         if len(epochs) == stop_at:
-            raise KeyboardInterrupt
+            raise Stopped
         return real(*args, **kwargs)
 
     monkeypatch.setattr(multilabel, "mirrored_batches", counted)
     stop_at = 3
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Stopped):
         run_synthetic_pretrain("ststnet", tmp_path / "pre", config)
     progress = tmp_path / "pre.progress.pt"
     assert torch.load(progress, weights_only=True)["state"]["step"] == 2  # epochs done

@@ -404,3 +404,42 @@ def test_bad_inputs_say_what_is_wrong(synth_folder):
         synth_long_videos(synth_folder / "missing")
     with pytest.raises(MekitError, match="k_s"):
         video_windows(LongVideo("v", "d", "s", 30.0, (), video=path))
+
+
+class Stopped(Exception):
+    """Stands for the Ctrl-C or kill that stops a run."""
+
+
+def test_an_interrupted_loso_spotting_fold_continues_from_its_last_epoch(tmp_path, monkeypatch):
+    from mekit.train import group_state
+
+    videos = _three_subjects()
+    config = replace(FAST, epochs=3)
+    uninterrupted = loso_spotting(videos, config)
+
+    monkeypatch.setattr(group_state, "SAVE_EVERY_S", 0.0)  # at every epoch's end
+    monkeypatch.setattr(group_state, "SAVE_COST_SHARE", 0)
+    saves, real_save = [], group_state.GroupState.save
+
+    def stop_in_fold_1(self, make_state):
+        saves.append(self.path.name)
+        if saves.count("fold_001.progress.pt") == 2:  # after its 2nd epoch, before its 3rd
+            real_save(self, make_state)
+            raise Stopped
+        real_save(self, make_state)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(group_state.GroupState, "save", stop_in_fold_1)
+        with pytest.raises(Stopped):
+            loso_spotting(videos, config, checkpoint_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fold_000.npz", "fold_001.progress.pt"]
+
+    saves.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(group_state.GroupState, "save", stop_in_fold_1)
+        resumed = loso_spotting(videos, config, checkpoint_dir=tmp_path)
+    # fold 1 trained only its 3rd epoch (after which nothing is saved); fold 2 all three
+    assert saves == ["fold_002.progress.pt"] * 2
+    for name, curve in uninterrupted.items():
+        assert np.array_equal(resumed[name].scores, curve.scores)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"fold_00{i}.npz" for i in range(3)]

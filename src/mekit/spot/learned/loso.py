@@ -33,6 +33,7 @@ from mekit.spot.learned.spotter import (
 from mekit.spot.learned.windows import SpotterVideo
 from mekit.spot.metrics import Interval, SpotScores, spotting_scores
 from mekit.train.executors import FoldExecutor
+from mekit.train.group_state import GroupState
 from mekit.train.loso import load_stamped, map_folds, save_stamped
 from mekit.train.splits import Fold, loso_folds
 
@@ -57,9 +58,11 @@ class SoftNetEstimator:
     """SOFTNet under the fold runner's estimator contract (`mekit.train.estimators`): `fit` on
     one fold's training windows (X (N, 3, S, S), soft targets y (N,), groups their subjects),
     then `predict` the spotting score of other windows. The schedule is fixed, so nothing is
-    selected on held-out data and `groups` / `eval_set` are only part of the contract."""
+    selected on held-out data and `groups` / `eval_set` are only part of the contract. With a
+    `progress_file`, `fit` saves its progress there and continues from it."""
 
     config: SpotterConfig = field(default_factory=SpotterConfig)
+    progress_file: GroupState | None = None
 
     def fit(
         self,
@@ -68,7 +71,7 @@ class SoftNetEstimator:
         groups: np.ndarray | None = None,
         eval_set: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> SoftNetEstimator:
-        self.model_ = fit_softnet(X, y, self.config)
+        self.model_ = fit_softnet(X, y, self.config, progress_file=self.progress_file)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -101,7 +104,8 @@ def loso_spotting(
     `executor`: where folds run (`mekit.train.executors`; default here, one after another;
     workers use config.threads or 1 torch threads). `checkpoint_dir`: each finished fold's
     curves are saved there (`fold_NNN.npz`, stamped with a digest of its settings and of the
-    windows it saw), and a rerun loads the folds that match instead of training them again.
+    windows it saw), and a rerun loads the folds that match instead of training them again; a
+    fold in training saves its progress beside it (`fold_NNN.progress.pt`) and continues it.
     """
     ids = [v.id for v in videos]
     if len(set(ids)) != len(ids):
@@ -145,15 +149,17 @@ def _spot_fold(
     train = [data[i] for i in fold.train_idx]
     test = [data[i] for i in fold.test_idx]
     cfg = replace(config, seed=config.seed + fold.index)
-    path = fingerprint = None
+    path = fingerprint = fit_progress = None
     if checkpoint_dir is not None:
         path = Path(checkpoint_dir) / f"fold_{fold.index:03d}.npz"
         fingerprint = _fold_fingerprint(cfg, fold, train, test)
+        fit_progress = GroupState(path.with_suffix(".progress.pt"), fingerprint)
         saved = _load_fold(path, fingerprint, test)
         if saved is not None:
+            fit_progress.clear()  # left by a run stopped right after the fold's save
             return saved, True
     X, y, groups = stack_windows(train, cfg)
-    estimator = SoftNetEstimator(cfg).fit(X, y, groups)
+    estimator = SoftNetEstimator(cfg, progress_file=fit_progress).fit(X, y, groups)
     curves = [
         ScoreCurve(
             video=v.id,
@@ -166,8 +172,9 @@ def _spot_fold(
         )
         for v in test
     ]
-    if path is not None and fingerprint is not None:
+    if path is not None and fingerprint is not None and fit_progress is not None:
         _save_fold(path, fingerprint, curves)
+        fit_progress.clear()
     return curves, False
 
 

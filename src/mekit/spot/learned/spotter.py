@@ -75,6 +75,7 @@ from mekit.models.softnet import CHANNEL_NAMES, NORMALIZE, SoftNet
 from mekit.spot.learned.windows import SpotterVideo, WindowStream
 from mekit.spot.metrics import Interval
 from mekit.train.checkpoint import file_sha256, model_paths, write_weights
+from mekit.train.group_state import GroupState, cpu_copy
 
 log = logging.getLogger(__name__)
 
@@ -215,10 +216,13 @@ def fit_softnet(
     config: SpotterConfig = SpotterConfig(),
     *,
     progress: bool = False,
+    progress_file: GroupState | None = None,
 ) -> SoftNet:
     """A SOFTNet trained on windows X (N, 3, S, S) with soft targets y (N,) in [0, 1]: the
     negatives thinned, the positives augmented, as `train_spotter` describes. Returns the model
-    in eval mode; deterministic for a given `config.seed`."""
+    in eval mode; deterministic for a given `config.seed`. With `progress_file`
+    (`mekit.train.group_state`), saves its progress at epoch ends (about once a minute) and
+    continues from it, with the same result (the caller removes it once the result is kept)."""
     positives = np.flatnonzero(y >= 0.5)
     negatives = np.flatnonzero(y < 0.5)
     if len(positives) == 0:
@@ -254,7 +258,7 @@ def fit_softnet(
                 pos = targets >= 0.5
                 inputs = torch.cat([inputs, _augment(inputs[pos], generator)])
                 targets = torch.cat([targets, targets[pos].repeat(3)])
-        _fit(model, inputs, targets, config, generator, progress)
+        _fit(model, inputs, targets, config, generator, progress, progress_file)
     finally:
         torch.set_num_threads(threads)
     model.eval()
@@ -268,6 +272,7 @@ def _fit(
     config: SpotterConfig,
     generator: torch.Generator,
     progress: bool,
+    progress_file: GroupState | None = None,
 ) -> None:
     if config.optimizer == "sgd":
         optimiser: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
@@ -276,8 +281,22 @@ def _fit(
     loss_fn = torch.nn.MSELoss()
     n = len(inputs)
     model.train()
-    bar = tqdm(range(config.epochs), desc="softnet", unit="epoch", disable=not progress)
-    for _ in bar:
+    start = 0
+    saved = progress_file.load() if progress_file is not None else None
+    if saved is not None:  # SOFTNet has no dropout: the batch order is its only draw
+        model.load_state_dict(saved["model"])
+        optimiser.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        start = int(saved["step"])
+    bar = tqdm(
+        range(start, config.epochs),
+        desc="softnet",
+        unit="epoch",
+        initial=start,
+        total=config.epochs,
+        disable=not progress,
+    )
+    for epoch in bar:
         order = torch.randperm(n, generator=generator)
         total = 0.0
         for s in range(0, n, config.batch_size):
@@ -289,6 +308,17 @@ def _fit(
             total += float(loss.detach()) * len(batch)
         bar.set_postfix(loss=f"{total / n:.4f}")
         log.debug("softnet epoch loss %.4f", total / n)
+        if progress_file is not None and epoch + 1 < config.epochs and progress_file.due():
+            progress_file.save(
+                lambda done=epoch + 1: cpu_copy(
+                    {
+                        "step": done,
+                        "model": model.state_dict(),
+                        "optimizer": optimiser.state_dict(),
+                        "generator": generator.get_state(),
+                    }
+                )
+            )
 
 
 @torch.no_grad()
