@@ -44,7 +44,7 @@ from mekit.train.averaging import (
 )
 from mekit.train.checkpoint import model_paths
 from mekit.train.classical import CLASSICAL_MODELS
-from mekit.train.device import autocast_dtype, resolve_device
+from mekit.train.device import check_hardware
 from mekit.train.export import train_and_save
 from mekit.train.inputs import feature_config_for, to_model_layout
 from mekit.train.metrics import ClassificationMetrics
@@ -93,7 +93,7 @@ def run_experiment(
     timings: dict[str, float] = {}
     spec, feature_config = _model_input(config)
     if spec is not None:  # a device or precision this machine lacks: said before any loading
-        autocast_dtype(config.train.precision, resolve_device(config.train.device))
+        check_hardware(config.train.device, config.train.precision)
     t0 = time.perf_counter()
     data = load_labelled(sources, config, corrections)
     timings["load_s"] = time.perf_counter() - t0

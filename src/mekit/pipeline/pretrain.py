@@ -24,7 +24,7 @@ from mekit.synth.au_flows import AUS, AUFlowConfig, au_flow_dataset
 from mekit.train import TrainConfig
 from mekit.train.averaging import normalise_inputs
 from mekit.train.checkpoint import save_model
-from mekit.train.device import autocast_dtype, resolve_device
+from mekit.train.device import check_hardware
 from mekit.train.export import model_progress
 from mekit.train.metrics import au_metrics, present_aus
 from mekit.train.multilabel import fit_multilabel, sigmoid_probabilities
@@ -54,7 +54,7 @@ def run_pretrain(
     source: Path, out: Path, model: str, train: TrainConfig = TrainConfig()
 ) -> PretrainOutcome:
     """Pretrain `model` on a macro-expression image source and save it as a model file."""
-    autocast_dtype(train.precision, resolve_device(train.device))  # refused before any loading
+    check_hardware(train.device, train.precision)  # before any loading
     spec = get_spec(model)
     images = load_image_source(source, size=spec.input_shape[-1])
     for s in images.skipped:
@@ -94,7 +94,7 @@ def run_synthetic_pretrain(
     as a model file that `train.init_from` (or `--init`) starts a run from."""
     if input_norm not in INPUT_NORMS:
         raise MekitError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, not {input_norm!r}")
-    autocast_dtype(precision, resolve_device(device))  # refused before the flows are made
+    check_hardware(device, precision)  # before the flows are made
     spec = get_spec(model)
     if uv_strain_channels(spec) is None:
         raise MekitError(

@@ -116,6 +116,13 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
+def check_hardware(device: str, precision: str) -> None:
+    """Refuse a `train.device` or `train.precision` this machine or torch build lacks (the
+    errors of `resolve_device` and `autocast_dtype`): entry points call it before they load
+    any data, so the refusal comes in seconds."""
+    autocast_dtype(precision, resolve_device(device))
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
     """The forward pass's autocast context: to `dtype` on `device`, or off when it is None."""
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
