@@ -66,7 +66,8 @@ def fold_engine(config: ExperimentConfig, explain: bool = False) -> str:
 # On the CPU, fold-batching loses to one model per fold for every model measured: with the
 # fused Adam and both timed after a warm-up epoch, `benchmarks/fold_batched.py` on 2 cores gave
 # STSTNet 0.69x (its kernel is another matter), Off-ApexNet 0.79x (0.82x on one thread, what
-# each of 2 workers gets), its strain variant 0.90x (0.77x), MobileViTv3-XXS about 0.25x.
+# each of 2 workers gets), its strain variant 0.90x (0.77x), MobileViTv3-XXS about 0.25x; on an
+# AVX-512 machine later, Off-ApexNet 0.65x and MobileViTv3-XXS 0.43x (0.87x and 0.61x in bf16).
 # Stacking folds only pays where one model's step leaves the device idle: a GPU.
 def _batching_loses_on_cpu(config: ExperimentConfig) -> bool:
     """Whether `config` trains on the CPU, where the per-fold loop is the faster engine."""
