@@ -78,6 +78,18 @@ def _interrupt_after(monkeypatch, module, name: str, calls: int) -> None:
     monkeypatch.setattr(module, name, wrapped)
 
 
+def _count_calls(monkeypatch, module, name: str) -> dict[str, int]:
+    """Count the calls of module.name (in the returned dict's "n")."""
+    real, calls = getattr(module, name), {"n": 0}
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
 def _save_always(monkeypatch) -> None:
     monkeypatch.setattr(group_state, "SAVE_EVERY_S", 0.0)
     monkeypatch.setattr(group_state, "SAVE_COST_SHARE", 0)
@@ -224,14 +236,7 @@ def test_a_group_stopped_before_its_folds_are_saved_continues_its_training(
     (progress,) = tmp_path.glob("group_*.pt")
     steps = torch.load(progress, weights_only=True)["state"]["step"]  # all steps but one
 
-    calls = {"n": 0}
-    real = batched_module.fold_batches
-
-    def counted(*args, **kwargs):
-        calls["n"] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(batched_module, "fold_batches", counted)
+    calls = _count_calls(monkeypatch, batched_module, "fold_batches")
     resumed = _run(data, trainer, tmp_path)
     assert_same_run(resumed, uninterrupted)
     assert steps > 1 and calls["n"] == 1  # only the step after the last save
@@ -252,3 +257,33 @@ def test_a_rerun_removes_the_progress_of_folds_already_saved(data, tmp_path, epo
     _run(data, trainer, tmp_path)
     assert epochs.trained == 2 * 2  # folds 1 and 2; fold 0 was loaded
     assert not list(tmp_path.glob("*.progress.pt"))
+
+
+def test_the_halves_of_a_group_out_of_gpu_memory_keep_their_progress_until_saved(
+    data, tmp_path, monkeypatch
+):
+    config = TrainConfig(epochs=2, batch_size=4, fused_adam=False)
+    trainer = BatchedTrainer("ststnet", 2, config, folds_at_once=3)
+    real = BatchedTrainer._fit_group
+
+    def small_gpu(self, X, y, group, progress, checkpoints=None):
+        if len(group) > 2:  # 3 folds are trained as 2 and 1
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self, X, y, group, progress, checkpoints)
+
+    monkeypatch.setattr(BatchedTrainer, "_fit_group", small_gpu)
+    uninterrupted = _run(data, trainer)
+
+    _save_always(monkeypatch)
+    with pytest.MonkeyPatch.context() as patch:
+        _interrupt_after(patch, loso_module._Checkpoints, "save", 0)  # before any fold's file
+        with pytest.raises(Interrupted):
+            _run(data, trainer, tmp_path)
+    left = sorted(p.name for p in tmp_path.glob("*.pt"))
+    assert left == ["fold_002.progress.pt", "group_000-001_2.pt"]  # the halves' progress
+
+    calls = _count_calls(monkeypatch, batched_module, "fold_batches")
+    resumed = _run(data, trainer, tmp_path)
+    assert_same_run(resumed, uninterrupted)
+    assert calls["n"] == 2  # each half's step after its last save
+    assert not list(tmp_path.glob("*.pt"))  # the runner removed the halves' files too

@@ -330,6 +330,12 @@ def _mixed(xb: torch.Tensor, lams: Sequence[float], pairs: Sequence[torch.Tensor
     return keep * xb + mix * xb[pair]
 
 
+def _halves(folds: Sequence[Fold]) -> tuple[list[Fold], list[Fold]]:
+    """How a group that ran out of GPU memory is split: the first half takes the odd fold."""
+    half = (len(folds) + 1) // 2
+    return list(folds[:half]), list(folds[half:])
+
+
 def _unstacked(
     model_name: str,
     num_classes: int,
@@ -392,23 +398,30 @@ class BatchedTrainer(AllFoldsNetworks):
         # here, outside the handler, the failed attempt's tensors are free
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        if checkpoints is not None:
+        if checkpoints is not None:  # the halves start over: the group's progress is void
             checkpoints.for_folds(folds).clear()
-        half = (len(folds) + 1) // 2
+        first, second = _halves(folds)
         log.warning(
             "%d folds at once ran out of GPU memory; training them as %d and %d "
             "(--set folds_at_once=%d fixes the grouping from the start)",
             len(folds),
-            half,
-            len(folds) - half,
-            half,
+            len(first),
+            len(second),
+            len(first),
         )
-        halves = [folds[:half], folds[half:]]
-        models = [m for part in halves for m in self.fit_models(X, y, part, progress, checkpoints)]
-        if checkpoints is not None:  # the fold runner removes only the whole group's file
-            for part in halves:
-                checkpoints.for_folds(part).clear()
-        return models
+        return [
+            m
+            for part in (first, second)
+            for m in self.fit_models(X, y, part, progress, checkpoints)
+        ]
+
+    def progress_groups(self, group: Sequence[Fold]) -> list[list[Fold]]:
+        """The group, and the halves (and theirs) it is trained as if it runs out of GPU
+        memory: each leaves its own progress file."""
+        if len(group) == 1:
+            return [list(group)]
+        first, second = _halves(group)
+        return [list(group), *self.progress_groups(first), *self.progress_groups(second)]
 
     def _fit_group(
         self,

@@ -198,6 +198,11 @@ class AllFoldsNetworks:
         """The folds in the groups `fit_folds` trains together (fixed by the whole list)."""
         return [list(folds)]
 
+    def progress_groups(self, group: Sequence[Fold]) -> list[list[Fold]]:
+        """The groups of folds whose progress files (`GroupCheckpoints.for_folds`) training
+        `group` can leave; the fold runner removes them once the group's folds are saved."""
+        return [list(group)]
+
     def fit_folds(
         self,
         X: np.ndarray,

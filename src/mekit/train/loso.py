@@ -154,6 +154,13 @@ def group_threads(num_threads: int, executor: FoldExecutor) -> int:
     return max(num_threads, usable_cpus() // workers) if workers else num_threads
 
 
+def _clear_progress(trainer: Trainer, group: list[Fold], checkpoints: GroupCheckpoints) -> None:
+    """Remove the progress files training `group` can leave, its folds' results being saved."""
+    together = isinstance(trainer, AllFoldsNetworks)
+    for part in trainer.progress_groups(group) if together else [group]:
+        checkpoints.for_folds(part).clear()
+
+
 def _run_fold(
     X: np.ndarray,
     y: np.ndarray,
@@ -422,7 +429,7 @@ def cross_validate(
     if checkpoints is not None:  # a rerun after a stop between a group's save and this
         for group, ok in zip(groups, complete, strict=True):
             if ok:
-                checkpoints.for_folds(group).clear()
+                _clear_progress(trainer, group, checkpoints)
     group_of = {f.index: i for i, g in enumerate(todo) for f in g}
     unsaved = [{f.index for f in g} for g in todo]
     fitting = _fit_folds(
@@ -434,7 +441,7 @@ def cross_validate(
             g = group_of[out.index]
             unsaved[g].discard(out.index)
             if not unsaved[g]:  # all its folds saved: the group's progress has done its job
-                checkpoints.for_folds(todo[g]).clear()
+                _clear_progress(trainer, todo[g], checkpoints)
         outputs.append(out)
     return _assemble(outputs, folds, y, subj, ids, labels, trainer.model_name, trainer.config)
 
