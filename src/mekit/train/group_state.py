@@ -123,6 +123,42 @@ def restore_dropout_generators(state: Mapping[str, Any], device: torch.device) -
         torch.cuda.set_rng_state(state["cuda_rng"], device)
 
 
+def model_training(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    generator: torch.Generator,
+    device: torch.device,
+) -> dict[str, Any]:
+    """The state of one model's training, not copied: its weights, the optimiser, the fp16
+    loss scaler ({} without one), the batch generator and the dropout generators of `device`.
+    A trainer adds what else it carries and saves the whole through `cpu_copy`."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        "generator": generator.get_state(),
+        **dropout_generators(device),
+    }
+
+
+def restore_model_training(
+    state: Mapping[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    generator: torch.Generator,
+    device: torch.device,
+) -> None:
+    """Continue the training `model_training` saved in `state`."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None:
+        scaler.load_state_dict(state["scaler"])
+    generator.set_state(state["generator"])
+    restore_dropout_generators(state, device)
+
+
 def cpu_copy(value: Any) -> Any:
     """`value` with every tensor in it copied to the CPU (a state to save)."""
     if isinstance(value, torch.Tensor):

@@ -49,8 +49,8 @@ from mekit.train.device import (
 from mekit.train.group_state import (
     GroupState,
     cpu_copy,
-    dropout_generators,
-    restore_dropout_generators,
+    model_training,
+    restore_model_training,
 )
 from mekit.train.losses import balanced_class_weights, make_loss
 from mekit.train.optim import make_adam
@@ -613,11 +613,7 @@ class _FitProgress:
         """The state after `self.done` epochs, on the CPU."""
         state = {
             "step": self.done,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-            "generator": self.generator.get_state(),
-            **dropout_generators(self.device),
+            **model_training(self.model, self.optimizer, self.scaler, self.generator, self.device),
             "history": self.history,
             "best": [self.best_epoch, self.best_score],
             "best_state": self.best_state or {},
@@ -626,12 +622,9 @@ class _FitProgress:
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Continue from `state`."""
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scaler is not None:
-            self.scaler.load_state_dict(state["scaler"])
-        self.generator.set_state(state["generator"])
-        restore_dropout_generators(state, self.device)
+        restore_model_training(
+            state, self.model, self.optimizer, self.scaler, self.generator, self.device
+        )
         self.done = int(state["step"])
         self.history = [dict(record) for record in state["history"]]
         self.best_epoch, self.best_score = int(state["best"][0]), float(state["best"][1])

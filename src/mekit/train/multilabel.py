@@ -40,8 +40,8 @@ from mekit.train.device import (
 from mekit.train.group_state import (
     GroupState,
     cpu_copy,
-    dropout_generators,
-    restore_dropout_generators,
+    model_training,
+    restore_model_training,
 )
 
 log = logging.getLogger(__name__)
@@ -131,24 +131,17 @@ class _Progress:
         """The state after `done` epochs, on the CPU."""
         state = {
             "step": done,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            **model_training(self.model, self.optimizer, self.scaler, self.generator, self.device),
             "schedule": self.schedule.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-            "generator": self.generator.get_state(),
-            **dropout_generators(self.device),
         }
         return cpu_copy(state)
 
     def restore(self, state: Mapping[str, Any]) -> int:
         """Continue from `state`; returns the epochs it had done."""
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        restore_model_training(
+            state, self.model, self.optimizer, self.scaler, self.generator, self.device
+        )
         self.schedule.load_state_dict(state["schedule"])
-        if self.scaler is not None:
-            self.scaler.load_state_dict(state["scaler"])
-        self.generator.set_state(state["generator"])
-        restore_dropout_generators(state, self.device)
         return int(state["step"])
 
 
