@@ -173,3 +173,67 @@ def test_flows_of_crops_laid_out_otherwise_move_into_the_au_models_layout():
     back = crop_matrix(aligned, (128, 128), 28)
     ours = (aligned * 28 / 128) @ back[:, :2].T + back[:, 2]
     assert np.abs(ours - (raw @ canon[:, :2].T + canon[:, 2])).max() < 1e-6
+
+
+class Stopped(Exception):
+    """Stands for the run being stopped (Ctrl-C, kill) at a chosen point."""
+
+
+def test_a_stopped_run_continues_to_the_same_model_and_leaves_no_files(tmp_path, monkeypatch):
+    from mekit.app import au_training
+    from mekit.train.group_state import GroupState
+
+    config = replace(TINY, members=2, epochs=3)
+    whole = tmp_path / "whole"
+    train_au_model(whole, config)
+
+    # stop in member 1's training, right after it saved its progress at the end of epoch 1;
+    # member 0 is trained and kept by then
+    saves: list[str] = []
+    real_save = GroupState.save
+
+    def save_then_stop(self, make_state):
+        real_save(self, make_state)
+        saves.append(self.path.name)
+        if self.path.name == "run.member1.progress.pt":
+            raise Stopped
+
+    monkeypatch.setattr(GroupState, "due", lambda self: True)
+    monkeypatch.setattr(GroupState, "save", save_then_stop)
+    run = tmp_path / "run"
+    with pytest.raises(Stopped):
+        train_au_model(run, config)
+    assert saves == [
+        "run.member0.progress.pt",  # after epochs 1 and 2 (not 3: the member then ends)
+        "run.member0.progress.pt",
+        "run.member0.done.pt",
+        "run.member1.progress.pt",
+    ]
+    assert not model_paths(run)[0].exists()
+    monkeypatch.setattr(GroupState, "save", real_save)
+
+    # the rerun makes no samples for member 0 and trains member 1 from its epoch 1
+    made: list[int] = []
+    real_dataset = au_training.au_flow_dataset
+
+    def counted(n, data, **kwargs):
+        made.append(data.seed)
+        return real_dataset(n, data, **kwargs)
+
+    epochs: list[int] = []
+    real_fit = au_training.fit_multilabel
+
+    def fit_counting_epochs(model, x, y, schedule, **kwargs):
+        saved = kwargs["progress_file"].load()
+        epochs.append(schedule.epochs - (saved["step"] if saved else 0))
+        return real_fit(model, x, y, schedule, **kwargs)
+
+    monkeypatch.setattr(au_training, "au_flow_dataset", counted)
+    monkeypatch.setattr(au_training, "fit_multilabel", fit_counting_epochs)
+    train_au_model(run, config)
+    assert made == [1, 0]  # member 1's training samples, then the validation samples
+    assert epochs == [2]
+    assert file_sha256(model_paths(run)[0]) == file_sha256(model_paths(whole)[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*(p.name for p in model_paths(whole)), *(p.name for p in model_paths(run))]
+    )

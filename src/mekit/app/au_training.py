@@ -11,11 +11,19 @@ count may sum floats in another order. No real face, and nothing derived from on
 the decision threshold too is the one of `THRESHOLDS` with the best macro F1 on held-out
 synthetic samples. (It lives in `app` because it needs both the generator, `mekit.synth`, and
 training, `mekit.train`.)
+
+A run stopped part way (Ctrl-C, a closed terminal, kill -9) continues where it stopped when
+run again with the same options: each member's training saves its progress beside `--out`
+(`OUT.memberI.progress.pt`), and a trained member is kept (`OUT.memberI.done.pt`), so a rerun
+neither makes its samples nor trains it again. The model file is the same, bit for bit, as
+that of an uninterrupted run; the files go once it is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -31,6 +39,7 @@ from mekit.models.au_net import AU_LABELS, AUEnsemble
 from mekit.synth.au_flows import AUS, AUFlowConfig, au_flow_dataset
 from mekit.train.au_model import MODEL_NAME, RETRAIN_COMMAND
 from mekit.train.checkpoint import model_paths, save_model
+from mekit.train.group_state import GroupState
 from mekit.train.metrics import AUMetrics, au_metrics, present_aus
 from mekit.train.multilabel import MultiLabelConfig, fit_multilabel, sigmoid_probabilities
 
@@ -84,16 +93,22 @@ def train_au_model(
     """Train AUNet on synthetic AU flows (`data`, default the packaged model's: `config.seed`,
     PACKAGED_RENDERED of them measured),
     score it on held-out synthetic samples, save it to `out` (stem); returns the synthetic
-    validation metrics. `workers` processes make the samples (the same bytes for any number)."""
+    validation metrics. `workers` processes make the samples (the same bytes for any number).
+    Continues a stopped run of the same settings from the files it left beside `out` (see the
+    module docstring)."""
     started = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
         data = data or AUFlowConfig(seed=config.seed, rendered=PACKAGED_RENDERED)
-        members = [_train_member(i, config, data, workers) for i in range(config.members)]
+        files = [_MemberFiles.of(out, i, config, data) for i in range(config.members)]
+        members = [_train_member(i, config, data, workers, saved) for i, saved in enumerate(files)]
         model = members[0] if len(members) == 1 else AUEnsemble(members)
         seconds = time.perf_counter() - started
-        return save_au_model(out, model, config, data, seconds, workers)
+        summary = save_au_model(out, model, config, data, seconds, workers)
+        for saved in files:  # only now: a run stopped before the save keeps its members
+            saved.clear()
+        return summary
     finally:
         torch.set_num_threads(threads)
 
@@ -155,18 +170,62 @@ def retrain_command(config: AUTrainConfig, data: AUFlowConfig) -> str:
     return " ".join([RETRAIN_COMMAND, *options])
 
 
+@dataclass(frozen=True)
+class _MemberFiles:
+    """Where one ensemble member's training is kept while the model is made: its progress
+    (`OUT.memberI.progress.pt`) and, once trained, its weights (`OUT.memberI.done.pt`), both
+    stamped with a hash of the member's settings, which fix its samples and its training."""
+
+    progress: GroupState
+    done: GroupState
+
+    @classmethod
+    def of(cls, out: Path, index: int, config: AUTrainConfig, data: AUFlowConfig) -> _MemberFiles:
+        config, data = _member_settings(index, config, data)
+        setup = {"member": index, "train": asdict(config), "data": asdict(data)}
+        stamp = hashlib.sha256(json.dumps(setup, sort_keys=True, default=str).encode())
+        weights, _ = model_paths(out)
+        return cls(
+            GroupState(weights.with_suffix(f".member{index}.progress.pt"), stamp.hexdigest()),
+            GroupState(weights.with_suffix(f".member{index}.done.pt"), stamp.hexdigest()),
+        )
+
+    def clear(self) -> None:
+        self.progress.clear()
+        self.done.clear()
+
+
+def _member_settings(
+    index: int, config: AUTrainConfig, data: AUFlowConfig
+) -> tuple[AUTrainConfig, AUFlowConfig]:
+    """Member `index`'s settings: seed + index for its training and its data (member 0's
+    are `config` and `data` as given)."""
+    return replace(config, seed=config.seed + index), replace(data, seed=data.seed + index)
+
+
 def _train_member(
-    index: int, config: AUTrainConfig, data: AUFlowConfig, workers: int = 1
+    index: int,
+    config: AUTrainConfig,
+    data: AUFlowConfig,
+    workers: int,
+    saved: _MemberFiles,
 ) -> nn.Module:
-    """Ensemble member `index`: trained with seed + index on data seed + index (member 0 on
-    `data` and `config` as given)."""
-    config = replace(config, seed=config.seed + index)
-    data = replace(data, seed=data.seed + index)
+    """Ensemble member `index`, trained on its own samples (`_member_settings`): the one a
+    stopped run kept in `saved`, or trained, continuing from the progress saved there."""
+    config, data = _member_settings(index, config, data)
+    kept = saved.done.load()
+    if kept is not None:
+        log.info("member %d: trained by an earlier run (%s)", index, saved.done.path.name)
+        model = _new_model(config)
+        model.load_state_dict(kept["weights"])
+        return model.eval()
     x, y = au_flow_dataset(config.n_train, data, workers=workers)
     log.info("member %d: %d training samples", index, len(x))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return _fit(x, y, config)
+        model = _fit(x, y, config, saved.progress)
+    saved.done.save(lambda: {"weights": model.state_dict()})
+    return model
 
 
 def _best_threshold(probs: np.ndarray, truth: list[frozenset[int]]) -> tuple[float, AUMetrics]:
@@ -181,10 +240,14 @@ def _best_threshold(probs: np.ndarray, truth: list[frozenset[int]]) -> tuple[flo
     return best
 
 
-def _fit(x: np.ndarray, y: np.ndarray, config: AUTrainConfig) -> nn.Module:
+def _new_model(config: AUTrainConfig) -> nn.Module:
     from mekit.models import create_model
 
-    model = create_model(MODEL_NAME, len(AU_LABELS), width=config.width, dropout=config.dropout)
+    return create_model(MODEL_NAME, len(AU_LABELS), width=config.width, dropout=config.dropout)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, config: AUTrainConfig, progress: GroupState) -> nn.Module:
+    model = _new_model(config)
     schedule = MultiLabelConfig(
         seed=config.seed,
         epochs=config.epochs,
@@ -192,7 +255,7 @@ def _fit(x: np.ndarray, y: np.ndarray, config: AUTrainConfig) -> nn.Module:
         lr=config.lr,
         weight_decay=config.weight_decay,
     )
-    return fit_multilabel(model, x, y, schedule)
+    return fit_multilabel(model, x, y, schedule, progress_file=progress)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

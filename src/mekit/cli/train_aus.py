@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="train the action-unit model on synthetic faces only (no real data)",
         description="Train the action-unit model on mekit's synthetic AU flows only. With the "
         "defaults it rewrites the packaged model bit-for-bit: mekit train-aus "
-        "--out src/mekit/models/weights/au-motion --seed 0",
+        "--out src/mekit/models/weights/au-motion --seed 0. A stopped run continues when the "
+        "same command is run again.",
     )
     # Unset options keep the packaged model's settings (`AUTrainConfig`, PACKAGED_RENDERED),
     # read when it runs: building the parser must not import torch.
